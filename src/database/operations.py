@@ -1,0 +1,213 @@
+"""Candle storage and the questions the pipeline asks of it. The only module of the pipeline that speaks SQL.
+
+Writes are bulk (COPY into a temporary table, then one INSERT ... ON CONFLICT), idempotent and
+transactional: a batch lands whole or not at all, and writing it again changes nothing.
+"""
+from __future__ import annotations
+
+import io
+import logging
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Protocol
+
+import pandas as pd
+from sqlalchemy import func, select, text
+
+from src.database.connection import DatabaseConnection
+from src.database.schema import exchange_gaps, ohlcv_data
+from src.utils.candles import CANDLE_COLUMNS, candle_problems, to_frame
+from src.utils.config import TIMEFRAME_MS
+
+log = logging.getLogger(__name__)
+Gap = tuple[datetime, datetime]  # (first missing open time, last missing open time)
+EXCHANGE_GAP_RETRY = timedelta(days=1)
+
+_STAGE_SQL = """CREATE TEMP TABLE ohlcv_stage (ts bigint, open numeric, high numeric, low numeric,
+    close numeric, volume numeric) ON COMMIT DROP"""
+_UPSERT_SQL = """
+INSERT INTO ohlcv_data AS o (symbol, timeframe, timestamp, open, high, low, close, volume)
+SELECT %(symbol)s, %(timeframe)s, to_timestamp(ts / 1000.0), open, high, low, close, volume FROM ohlcv_stage
+ON CONFLICT (symbol, timeframe, timestamp) DO UPDATE
+SET open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low, close = EXCLUDED.close,
+    volume = EXCLUDED.volume
+WHERE (o.open, o.high, o.low, o.close, o.volume)
+      IS DISTINCT FROM (EXCLUDED.open, EXCLUDED.high, EXCLUDED.low, EXCLUDED.close, EXCLUDED.volume)
+"""
+# Present candles plus a sentinel on each side of the window; a jump of more than one step is a gap.
+_GAPS_SQL = text("""
+WITH ts AS (
+    SELECT timestamp AS t FROM ohlcv_data
+    WHERE symbol = :symbol AND timeframe = :timeframe AND timestamp BETWEEN :start AND :end
+    UNION ALL SELECT CAST(:start AS timestamptz) - CAST(:step AS interval)
+    UNION ALL SELECT CAST(:end AS timestamptz) + CAST(:step AS interval)
+), ordered AS (
+    SELECT t, LAG(t) OVER (ORDER BY t) AS prev FROM ts
+)
+SELECT prev + CAST(:step AS interval) AS first_missing, t - CAST(:step AS interval) AS last_missing
+FROM ordered WHERE t - prev > CAST(:step AS interval) ORDER BY first_missing
+""")
+
+
+class CandleSource(Protocol):
+    """What backfilling needs from an exchange client (src.data.fetcher.ExchangeDataFetcher)."""
+
+    def fetch_range(self, symbol: str, timeframe: str, start_ms: int, end_ms: int) -> list[list]: ...
+
+
+def last_closed_open_time(timeframe: str = "1h", now: datetime | None = None) -> datetime:
+    """Open time of the newest candle that has closed by `now`."""
+    step = TIMEFRAME_MS[timeframe]
+    now_ms = int((now or datetime.now(UTC)).timestamp() * 1000)
+    return datetime.fromtimestamp((now_ms // step * step - step) / 1000, tz=UTC)
+
+
+def _stage_text(frame: pd.DataFrame) -> io.StringIO:
+    # repr() of a float is the shortest string that round-trips: the exchange's own decimal.
+    rows = zip(frame["timestamp"].astype("int64").tolist(), *(frame[c].astype(float).tolist()
+                                                             for c in CANDLE_COLUMNS[1:]), strict=False)
+    return io.StringIO("".join(f"{t}\t{o!r}\t{h!r}\t{lo!r}\t{c!r}\t{v!r}\n" for t, o, h, lo, c, v in rows))
+
+
+class DatabaseOperations:
+    def __init__(self, database_url: str | DatabaseConnection, data_dir: Path | None = None,
+                 fetcher: CandleSource | None = None):
+        self.db = database_url if isinstance(database_url, DatabaseConnection) \
+            else DatabaseConnection(database_url, data_dir)
+        self.fetcher = fetcher
+
+    # ---- writes -------------------------------------------------------------------------------
+    def save_ohlcv_data(self, symbol: str, timeframe: str, candles: list[list] | pd.DataFrame) -> int:
+        """Upsert candles in one transaction; returns rows inserted or changed. Invalid rows refuse the batch."""
+        frame = to_frame(candles)
+        if frame.empty:
+            return 0
+        problems = candle_problems(frame, TIMEFRAME_MS[timeframe])
+        if (problems != "").any():
+            first = problems[problems != ""].index[0]
+            raise ValueError(f"{symbol} {timeframe}: row {first} invalid ({problems[first]}); nothing saved")
+        frame = frame.drop_duplicates("timestamp", keep="last")
+        with self.db.engine.begin() as conn:
+            cursor = conn.connection.driver_connection.cursor()
+            cursor.execute(_STAGE_SQL)
+            cursor.copy_expert("COPY ohlcv_stage FROM STDIN", _stage_text(frame))
+            cursor.execute(_UPSERT_SQL, {"symbol": symbol, "timeframe": timeframe})
+            written = cursor.rowcount
+        log.debug("saved %d of %d candles for %s %s", written, len(frame), symbol, timeframe)
+        return written
+
+    def refresh_recent_view(self) -> None:
+        """Refresh recent_ohlcv (the last 7 days) without blocking readers."""
+        with self.db.engine.begin() as conn:
+            conn.execute(text("REFRESH MATERIALIZED VIEW CONCURRENTLY recent_ohlcv"))
+
+    def record_exchange_gaps(self, symbol: str, timeframe: str, gaps: list[Gap]) -> None:
+        """Remember runs the exchange answered with nothing, with when they were asked."""
+        if not gaps:
+            return
+        from sqlalchemy.dialects.postgresql import insert
+        rows = [{"symbol": symbol, "timeframe": timeframe, "gap_start": a, "gap_end": b} for a, b in gaps]
+        stmt = insert(exchange_gaps).values(rows)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["symbol", "timeframe", "gap_start"],
+            set_={"gap_end": stmt.excluded.gap_end, "last_checked_at": func.now(),
+                  "attempts": exchange_gaps.c.attempts + 1})
+        with self.db.engine.begin() as conn:
+            conn.execute(stmt)
+
+    # ---- questions ----------------------------------------------------------------------------
+    def check_data_gaps(self, symbol: str, timeframe: str = "1h", hours_back: int = 168,
+                        end: datetime | None = None) -> list[Gap]:
+        """Every run of missing candles in the `hours_back` candles ending at `end` (default: the last
+        closed candle), as (first missing, last missing) open times, including runs at either edge."""
+        step = timedelta(milliseconds=TIMEFRAME_MS[timeframe])
+        end = end or last_closed_open_time(timeframe)
+        start = end - step * (hours_back - 1)
+        with self.db.engine.connect() as conn:
+            rows = conn.execute(_GAPS_SQL, {"symbol": symbol, "timeframe": timeframe, "start": start,
+                                            "end": end, "step": step}).all()
+        return [(row.first_missing, row.last_missing) for row in rows]
+
+    def get_exchange_gaps(self, symbol: str | None = None, timeframe: str = "1h") -> pd.DataFrame:
+        """Recorded runs the exchange could not fill."""
+        query = select(exchange_gaps).where(exchange_gaps.c.timeframe == timeframe)
+        if symbol:
+            query = query.where(exchange_gaps.c.symbol == symbol)
+        with self.db.engine.connect() as conn:
+            return pd.DataFrame(conn.execute(query.order_by(exchange_gaps.c.symbol, exchange_gaps.c.gap_start))
+                                .mappings().all(), columns=[c.name for c in exchange_gaps.c])
+
+    def get_last_complete_timestamp(self, symbol: str, timeframe: str = "1h") -> datetime | None:
+        """The open time of the newest stored candle (only closed candles are ever stored)."""
+        query = select(func.max(ohlcv_data.c.timestamp)).where(
+            ohlcv_data.c.symbol == symbol, ohlcv_data.c.timeframe == timeframe)
+        with self.db.engine.connect() as conn:
+            return conn.execute(query).scalar()
+
+    def get_latest_candles(self, symbol: str, timeframe: str = "1h", limit: int = 100) -> pd.DataFrame:
+        """The newest `limit` candles, oldest first, prices as floats."""
+        query = (select(*(ohlcv_data.c[c] for c in CANDLE_COLUMNS))
+                 .where(ohlcv_data.c.symbol == symbol, ohlcv_data.c.timeframe == timeframe)
+                 .order_by(ohlcv_data.c.timestamp.desc()).limit(limit))
+        return self._frame(query).iloc[::-1].reset_index(drop=True)
+
+    def get_candles(self, symbol: str, timeframe: str = "1h", start: datetime | None = None,
+                    end: datetime | None = None) -> pd.DataFrame:
+        """Candles with start <= open time <= end, oldest first, prices as floats."""
+        query = select(*(ohlcv_data.c[c] for c in CANDLE_COLUMNS)).where(
+            ohlcv_data.c.symbol == symbol, ohlcv_data.c.timeframe == timeframe)
+        if start is not None:
+            query = query.where(ohlcv_data.c.timestamp >= start)
+        if end is not None:
+            query = query.where(ohlcv_data.c.timestamp <= end)
+        return self._frame(query.order_by(ohlcv_data.c.timestamp))
+
+    def _frame(self, query) -> pd.DataFrame:
+        with self.db.engine.connect() as conn:
+            frame = pd.DataFrame(conn.execute(query).all(), columns=CANDLE_COLUMNS)
+        for column in CANDLE_COLUMNS[1:]:
+            frame[column] = frame[column].astype(float)
+        frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True)
+        return frame
+
+    def get_candle_count(self, symbol: str, timeframe: str | None = None) -> int:
+        """Number of stored candles for a symbol (all timeframes unless one is given)."""
+        query = select(func.count()).select_from(ohlcv_data).where(ohlcv_data.c.symbol == symbol)
+        if timeframe:
+            query = query.where(ohlcv_data.c.timeframe == timeframe)
+        with self.db.engine.connect() as conn:
+            return conn.execute(query).scalar_one()
+
+    def candle_summary(self) -> list[dict]:
+        """Per symbol and timeframe: count, first and last open time."""
+        c = ohlcv_data.c
+        query = (select(c.symbol, c.timeframe, func.count().label("candles"),
+                        func.min(c.timestamp).label("first"), func.max(c.timestamp).label("last"))
+                 .group_by(c.symbol, c.timeframe).order_by(c.symbol, c.timeframe))
+        with self.db.engine.connect() as conn:
+            return [dict(row) for row in conn.execute(query).mappings()]
+
+    # ---- repair -------------------------------------------------------------------------------
+    def backfill_missing_data(self, symbol: str, gaps: list[Gap], fetcher: CandleSource | None = None,
+                              timeframe: str = "1h") -> int:
+        """Fetch each gap whole, however long; record the hours the exchange has passed but never
+        published. Returns candles written."""
+        fetcher = fetcher or self.fetcher
+        if fetcher is None:
+            raise ValueError("backfill_missing_data needs a fetcher (ExchangeDataFetcher)")
+        step_ms = TIMEFRAME_MS[timeframe]
+        total = 0
+        for first_missing, last_missing in gaps:
+            start_ms, end_ms = int(first_missing.timestamp() * 1000), int(last_missing.timestamp() * 1000)
+            log.info("backfilling %s %s from %s to %s", symbol, timeframe, first_missing, last_missing)
+            # One candle past the gap tells whether the exchange has moved beyond it.
+            candles = fetcher.fetch_range(symbol, timeframe, start_ms, end_ms + step_ms)
+            total += self.save_ohlcv_data(symbol, timeframe, candles)
+            if candles and candles[-1][0] > end_ms:
+                hours = (last_missing - first_missing) // timedelta(milliseconds=step_ms) + 1
+                still = self.check_data_gaps(symbol, timeframe, hours, end=last_missing)
+                if still:
+                    log.warning("%s: exchange has no candles for %s", symbol,
+                                ", ".join(f"{a:%Y-%m-%d %H:%M}..{b:%H:%M}" for a, b in still))
+                self.record_exchange_gaps(symbol, timeframe, still)
+        return total

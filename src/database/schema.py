@@ -1,0 +1,192 @@
+"""The schema, declared once (SQLAlchemy Core). Migrations build it; a test proves they agree.
+
+Times are timestamptz. Prices and volumes are NUMERIC(28, 10): exact for BTC's five-digit prices and
+SOL's fractional ones alike. Every unique key of a hypertable contains its time column.
+"""
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = MetaData()
+PRICE = Numeric(28, 10)
+TARGET = Numeric(6, 4)
+PROB = Numeric(7, 6)
+
+
+def _tz() -> DateTime:
+    return DateTime(timezone=True)
+
+
+ohlcv_data = Table(
+    "ohlcv_data", metadata,
+    Column("symbol", String(20), primary_key=True),
+    Column("timeframe", String(10), primary_key=True),
+    Column("timestamp", _tz(), primary_key=True),
+    Column("open", PRICE, nullable=False),
+    Column("high", PRICE, nullable=False),
+    Column("low", PRICE, nullable=False),
+    Column("close", PRICE, nullable=False),
+    Column("volume", PRICE, nullable=False),
+    Column("created_at", _tz(), server_default=func.now(), nullable=False),
+)
+
+feature_cache = Table(
+    "feature_cache", metadata,
+    Column("symbol", String(20), primary_key=True),
+    Column("timeframe", String(10), primary_key=True),
+    Column("timestamp", _tz(), primary_key=True),
+    Column("feature_version", String(16), primary_key=True),
+    Column("feature_set", JSONB, nullable=False),
+    Column("created_at", _tz(), server_default=func.now(), nullable=False),
+)
+
+# Hours the exchange answered with nothing: recorded so recovery does not ask again every hour.
+exchange_gaps = Table(
+    "exchange_gaps", metadata,
+    Column("symbol", String(20), primary_key=True),
+    Column("timeframe", String(10), primary_key=True),
+    Column("gap_start", _tz(), primary_key=True),
+    Column("gap_end", _tz(), nullable=False),
+    Column("first_checked_at", _tz(), server_default=func.now(), nullable=False),
+    Column("last_checked_at", _tz(), server_default=func.now(), nullable=False),
+    Column("attempts", Integer, server_default="1", nullable=False),
+)
+
+predictions = Table(
+    "predictions", metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("run_type", String(10), nullable=False, server_default="live"),  # live | backtest
+    Column("symbol", String(20), nullable=False),
+    Column("timeframe", String(10), nullable=False),
+    Column("target_pct", TARGET, nullable=False),
+    Column("timestamp", _tz(), nullable=False),  # open time of the last closed candle used
+    Column("model_name", String(50), nullable=False),
+    Column("model_version", String(64), nullable=False),
+    Column("feature_version", String(16), nullable=False),
+    Column("is_champion", Boolean, nullable=False, server_default="false"),
+    Column("prediction_class", Integer, nullable=False),
+    Column("probability", PROB, nullable=False),
+    Column("confidence", PROB, nullable=False),
+    Column("entry_price", PRICE, nullable=False),
+    Column("features_used", JSONB),
+    Column("created_at", _tz(), server_default=func.now(), nullable=False),
+    UniqueConstraint("run_type", "symbol", "timeframe", "timestamp", "target_pct", "model_name",
+                     name="uq_predictions_run_symbol_tf_time_target_model"),
+)
+Index("idx_predictions_symbol_target_time", predictions.c.symbol, predictions.c.target_pct,
+      predictions.c.timestamp.desc())
+
+prediction_outcomes = Table(
+    "prediction_outcomes", metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("prediction_id", BigInteger, ForeignKey("predictions.id", ondelete="CASCADE"),
+           nullable=False, unique=True),
+    Column("status", String(10), nullable=False),  # up | down | ambiguous | expired
+    Column("actual_outcome", Integer),
+    Column("target_hit_timestamp", _tz()),
+    Column("time_to_target_hours", Numeric(8, 2)),
+    Column("max_favorable_move", Numeric(10, 6)),
+    Column("max_adverse_move", Numeric(10, 6)),
+    Column("completed_at", _tz(), server_default=func.now(), nullable=False),
+)
+
+model_performance = Table(
+    "model_performance", metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("run_type", String(10), nullable=False, server_default="live"),  # live | backtest | validation
+    Column("symbol", String(20), nullable=False),
+    Column("timeframe", String(10), nullable=False),
+    Column("target_pct", TARGET, nullable=False),
+    Column("model_name", String(50), nullable=False),
+    Column("evaluation_date", Date, nullable=False),
+    Column("window_days", Integer, nullable=False, server_default="1"),
+    Column("total_predictions", Integer, nullable=False),
+    Column("up_share", Float),
+    Column("accuracy", Float),
+    Column("precision_up", Float),
+    Column("precision_down", Float),
+    Column("recall_up", Float),
+    Column("recall_down", Float),
+    Column("f1_up", Float),
+    Column("f1_down", Float),
+    Column("auc", Float),
+    Column("brier", Float),
+    Column("brier_skill", Float),
+    Column("log_loss", Float),
+    Column("ece", Float),
+    Column("avg_time_to_target_hours", Float),
+    Column("hit_rate", Float),  # share of predictions whose window hit either barrier
+    Column("created_at", _tz(), server_default=func.now(), nullable=False),
+    UniqueConstraint("run_type", "symbol", "timeframe", "target_pct", "model_name", "evaluation_date",
+                     "window_days", name="uq_model_performance_key"),
+)
+
+model_registry = Table(
+    "model_registry", metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("symbol", String(20), nullable=False),
+    Column("timeframe", String(10), nullable=False),
+    Column("target_pct", TARGET, nullable=False),
+    Column("model_name", String(50), nullable=False),
+    Column("version", String(64), nullable=False, unique=True),
+    Column("feature_version", String(16), nullable=False),
+    Column("path", Text, nullable=False),
+    Column("checksum", String(64), nullable=False),
+    Column("train_start", _tz(), nullable=False),
+    Column("train_end", _tz(), nullable=False),
+    Column("n_samples", Integer, nullable=False),
+    Column("metrics", JSONB, nullable=False),
+    Column("library_versions", JSONB, nullable=False),
+    Column("is_champion", Boolean, nullable=False, server_default="false"),
+    Column("promoted_at", _tz()),
+    Column("retired_at", _tz()),
+    Column("created_at", _tz(), server_default=func.now(), nullable=False),
+)
+Index("uq_model_registry_one_champion", model_registry.c.symbol, model_registry.c.timeframe,
+      model_registry.c.target_pct, unique=True, postgresql_where=model_registry.c.is_champion)
+
+telegram_reports = Table(
+    "telegram_reports", metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("report_type", String(20), nullable=False),  # hourly | daily | alert
+    Column("content", Text, nullable=False),
+    Column("sent_at", _tz(), server_default=func.now(), nullable=False),
+    Column("success", Boolean, nullable=False, server_default="false"),
+    Column("error_message", Text),
+)
+
+system_health = Table(
+    "system_health", metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("timestamp", _tz(), server_default=func.now(), nullable=False),
+    Column("cpu_percent", Float),
+    Column("memory_percent", Float),
+    Column("disk_percent", Float),
+    Column("process_rss_mb", Float),
+    Column("database_size_mb", Float),
+    Column("prediction_latency_ms", Integer),
+    Column("data_freshness_minutes", Integer),
+    Column("active_models", Integer),
+)
+Index("idx_health_timestamp", system_health.c.timestamp.desc())
+
+HYPERTABLES = {"ohlcv_data": "timestamp", "feature_cache": "timestamp"}

@@ -1,0 +1,201 @@
+"""Command line: python -m src.main [command] [--config PATH]. See --help."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from tqdm import tqdm
+
+from src.utils.config import Config
+from src.utils.errors import UserError
+from src.utils.logging_setup import SecretFilter, setup_logging
+
+log = logging.getLogger("src.main")
+Handler = Callable[[argparse.Namespace, "Context"], int]
+
+
+class Context:
+    """What a command needs, opened on first use: the config, the database, the exchange."""
+
+    def __init__(self, config: Config):
+        self.config = config
+        self._ops = None
+
+    @property
+    def ops(self):
+        if self._ops is None:
+            from src.database.connection import DatabaseConnection
+            from src.database.operations import DatabaseOperations
+            db_cfg = self.config.config["database"]
+            conn = DatabaseConnection(self.config.database_url, self.config.data_dir, db_cfg["timescaledb"],
+                                      db_cfg["compress_after_days"])
+            conn.check()
+            self._ops = DatabaseOperations(conn)
+        return self._ops
+
+    def migrated_ops(self):
+        """The database, with the schema brought up to date first."""
+        self.ops.db.create_tables()
+        return self.ops
+
+    def recovery(self):
+        from src.data.fetcher import ExchangeDataFetcher
+        from src.data.recovery import DataRecoveryManager
+        return DataRecoveryManager(self.migrated_ops(), ExchangeDataFetcher(config=self.config),
+                                   self.config.timeframe)
+
+
+# ---- commands ---------------------------------------------------------------------------------------
+def cmd_init_db(args: argparse.Namespace, ctx: Context) -> int:
+    ops = ctx.migrated_ops()
+    kind = "TimescaleDB" if ops.db.has_timescaledb() else "plain PostgreSQL"
+    print(f"schema at revision {ops.db.schema_revision()} on {kind} ({ops.db.safe_url})")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
+    db = ctx.ops.db
+    print(f"database:    {db.safe_url}")
+    revision = db.schema_revision()
+    print(f"schema:      {revision or 'not created (run: python -m src.main init-db)'}")
+    print(f"timescaledb: {'yes' if db.has_timescaledb() else 'no'}")
+    if not revision:
+        return 0
+    summary = {(row["symbol"], row["timeframe"]): row for row in ctx.ops.candle_summary()}
+    unfillable = ctx.ops.get_exchange_gaps(timeframe=ctx.config.timeframe)
+    print(f"candles ({ctx.config.timeframe}):")
+    for symbol in ctx.config.assets:
+        row = summary.get((symbol, ctx.config.timeframe))
+        known = int((unfillable["symbol"] == symbol).sum()) if len(unfillable) else 0
+        if row:
+            print(f"  {symbol:<10} {row['candles']:>7} from {row['first']:%Y-%m-%d %H:%M} "
+                  f"to {row['last']:%Y-%m-%d %H:%M} UTC, {known} gaps the exchange cannot fill")
+        else:
+            print(f"  {symbol:<10} {0:>7} (run: python -m src.main backfill)")
+    return 0
+
+
+def cmd_backfill(args: argparse.Namespace, ctx: Context) -> int:
+    recovery = ctx.recovery()
+    days = args.days or ctx.config.get("trading.lookback_days")
+    failed = []
+    for symbol in args.symbol or ctx.config.assets:
+        with tqdm(total=days * 24, desc=symbol, unit="h", disable=None) as bar:
+            try:
+                complete = recovery.ensure_minimum_data_coverage(symbol, days * 24, progress=bar.update)
+            except UserError as exc:
+                log.error("%s: backfill failed: %s", symbol, exc)
+                failed.append(symbol)
+                continue
+        count = ctx.ops.get_candle_count(symbol, ctx.config.timeframe)
+        print(f"{symbol}: {count} candles stored{'' if complete else ' (some hours still missing)'}")
+    if failed:
+        raise UserError(f"backfill failed for {', '.join(failed)}; see the log lines above")
+    return 0
+
+
+def cmd_gaps(args: argparse.Namespace, ctx: Context) -> int:
+    ops, tf = ctx.migrated_ops(), ctx.config.timeframe
+    for symbol in ctx.config.assets:
+        gaps = ops.check_data_gaps(symbol, tf, args.hours)
+        known = ops.get_exchange_gaps(symbol, tf)
+        spans = list(zip(known["gap_start"], known["gap_end"])) if len(known) else []
+        unfillable = [g for g in gaps if any(s <= g[0] and g[1] <= e for s, e in spans)]
+        ordinary = [g for g in gaps if g not in unfillable]
+        print(f"{symbol}: {len(ordinary)} gaps to repair, {len(unfillable)} the exchange never published "
+              f"(last {args.hours} h)")
+        for label, runs in (("missing", ordinary), ("exchange", unfillable)):
+            for first, last in runs:
+                hours = int((last - first) / timedelta(hours=1)) + 1
+                print(f"  {label:<8} {first:%Y-%m-%d %H:%M} .. {last:%Y-%m-%d %H:%M} UTC ({hours} h)")
+    return 0
+
+
+def cmd_recover(args: argparse.Namespace, ctx: Context) -> int:
+    results = ctx.recovery().check_and_recover_all_symbols(ctx.config.assets, args.hours)
+    for symbol, count in results.items():
+        print(f"{symbol}: {'FAILED' if count < 0 else f'{count} candles recovered'}")
+    if any(count < 0 for count in results.values()):
+        raise UserError("recovery failed for some assets; see the log lines above")
+    return 0
+
+
+def cmd_import_csv(args: argparse.Namespace, ctx: Context) -> int:
+    from src.data.importer import import_csv, read_candle_csv
+    read_candle_csv(Path(args.file), args.timeframe)  # refuse a bad file before touching the database
+    rows, written = import_csv(ctx.migrated_ops(), Path(args.file), args.symbol, args.timeframe)
+    print(f"{args.symbol}: {rows} rows read, {written} candles written")
+    return 0
+
+
+# ---- parser -----------------------------------------------------------------------------------------
+def parse_time(value: str) -> datetime:
+    """ISO date or time, taken as UTC when it has no zone."""
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a date/time; use e.g. 2023-06-01 or "
+                                         "2023-06-01T12:00") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="PATH", help="YAML file over config.yaml (or CRYPTO_ML_CONFIG)")
+    parser = argparse.ArgumentParser(prog="python -m src.main", parents=[common],
+                                     description="Hourly calibrated probabilities of crypto moves.")
+    sub = parser.add_subparsers(dest="command", metavar="command")
+
+    def add(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
+        command = sub.add_parser(name, parents=[common], help=help_text, description=help_text)
+        command.set_defaults(handler=handler)
+        return command
+
+    add("init-db", cmd_init_db, "apply database migrations (safe to run again)")
+    add("status", cmd_status, "database, schema revision, TimescaleDB, candles per asset")
+    backfill = add("backfill", cmd_backfill, "fetch missing history from the exchange")
+    backfill.add_argument("--symbol", action="append", help="asset (repeatable; default: all)")
+    backfill.add_argument("--days", type=int, help="days of history (default: trading.lookback_days)")
+    gaps = add("gaps", cmd_gaps, "list missing candles per asset")
+    gaps.add_argument("--hours", type=int, default=168, help="window to scan (default 168)")
+    recover = add("recover", cmd_recover, "find and fill missing candles")
+    recover.add_argument("--hours", type=int, default=168, help="window to scan (default 168)")
+    imp = add("import-csv", cmd_import_csv, "load candles from a CSV (timestamp,open,high,low,close,volume)")
+    imp.add_argument("file", help="CSV file, plain or .gz; timestamp in ms UTC")
+    imp.add_argument("--symbol", required=True, help="asset, e.g. BTC/USDT")
+    imp.add_argument("--timeframe", default="1h", help="candle timeframe (default 1h)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        config = Config(args.config)
+        SecretFilter.register(str(config.get("telegram.bot_token", "")))
+        setup_logging(config.get("app.log_level"), config.logs_dir)
+        if args.command is None:
+            parser.print_help()
+            print()
+            return cmd_status(args, Context(config))
+        return args.handler(args, Context(config))
+    except UserError as exc:
+        for line in str(exc).splitlines():
+            print(f"error: {line}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # an unforeseen fault: one line for the user, the traceback in the log
+        log.debug("unexpected failure", exc_info=True)
+        print(f"error: unexpected {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
+              "(run with LOG_LEVEL=DEBUG for details)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

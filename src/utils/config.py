@@ -1,0 +1,246 @@
+"""Configuration: config.yaml defaults, overridden by another YAML file, a .env file and the environment.
+
+Precedence (highest first): environment variables (a .env file fills unset ones), the file named by
+--config or CRYPTO_ML_CONFIG, the project's config.yaml. An unset or empty variable never blanks a value.
+Everything is validated at load time; all problems are reported at once as ConfigError.
+"""
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+from dotenv import load_dotenv
+
+from src.utils.errors import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_CONFIG_PATH = PROJECT_ROOT / "config.yaml"
+CONFIG_ENV_VAR = "CRYPTO_ML_CONFIG"
+TIMEFRAME_MS = {"1m": 60_000, "5m": 300_000, "15m": 900_000, "30m": 1_800_000,
+                "1h": 3_600_000, "4h": 14_400_000, "1d": 86_400_000}
+SECRET_KEYS = ("telegram.bot_token", "telegram.chat_id")
+# Environment variable -> dotted config key.
+ENV_OVERRIDES = {
+    "DATABASE_URL": "database.url",
+    "TELEGRAM_BOT_TOKEN": "telegram.bot_token",
+    "TELEGRAM_CHAT_ID": "telegram.chat_id",
+    "TELEGRAM_BASE_URL": "telegram.base_url",
+    "LOG_LEVEL": "app.log_level",
+}
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _is_db_url(value: str) -> bool:
+    if value == "embedded":
+        return True
+    parts = urlsplit(value)
+    return parts.scheme.split("+")[0] in ("postgresql", "postgres") and bool(parts.path.strip("/"))
+
+
+def _is_http_url(value: str) -> bool:
+    parts = urlsplit(value)
+    return parts.scheme in ("http", "https") and bool(parts.netloc)
+
+
+def _assets_ok(value: list) -> str | None:
+    if not value:
+        return "is empty"
+    bad = [a for a in value if not isinstance(a, str) or a.count("/") != 1]
+    if bad:
+        return f"has {bad!r}, not of the form BASE/QUOTE"
+    dupes = sorted({a for a in value if value.count(a) > 1})
+    return f"lists {dupes} more than once" if dupes else None
+
+
+def _targets_ok(value: list) -> str | None:
+    if not value:
+        return "is empty"
+    bad = [t for t in value if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 < t < 1]
+    if bad:
+        return f"has {bad}, outside (0, 1)"
+    return f"lists {value} with duplicates" if len(set(value)) != len(value) else None
+
+
+Check = Callable[[Any], "str | None"]
+# key: (expected type(s), check returning a problem or None, the fix to suggest)
+SCHEMA: dict[str, tuple[type | tuple[type, ...], Check | None, str]] = {
+    "app.name": (str, None, "give the service a name"),
+    "app.version": (str, None, 'e.g. "1.0.0"'),
+    "app.log_level": (str, lambda v: None if v.upper() in LOG_LEVELS else "is not a log level",
+                      f"use one of {', '.join(LOG_LEVELS)}"),
+    "trading.assets": (list, _assets_ok, 'list each market once, e.g. ["BTC/USDT", "ETH/USDT"]'),
+    "trading.target_percentages": (list, _targets_ok, "use fractions such as [0.01, 0.02, 0.05]"),
+    "trading.timeframe": (str, lambda v: None if v in TIMEFRAME_MS else "is not a known timeframe",
+                          f"use one of {', '.join(TIMEFRAME_MS)}"),
+    "trading.lookback_days": (int, lambda v: None if v >= 1 else "must be at least 1", "e.g. 180"),
+    "database.url": (str, lambda v: None if _is_db_url(v) else "is not a PostgreSQL URL",
+                     'use "embedded" or postgresql://user:password@host:5432/dbname'),
+    "database.timescaledb": (str, lambda v: None if v in ("auto", "on", "off") else "is not auto/on/off",
+                             "use auto, on or off"),
+    "database.compress_after_days": (int, lambda v: None if v >= 1 else "must be at least 1", "e.g. 30"),
+    "exchange.id": (str, None, "a CCXT exchange id such as binance"),
+    "exchange.options": (dict, None, "a mapping passed to CCXT, or {}"),
+    "exchange.api_urls": (dict, None, "a mapping merged over CCXT's urls['api'], or {}"),
+    "exchange.timeout_ms": (int, lambda v: None if v > 0 else "must be positive", "e.g. 30000"),
+    "exchange.max_retries": (int, lambda v: None if v >= 0 else "must not be negative", "e.g. 5"),
+    "exchange.retry_max_seconds": ((int, float), lambda v: None if v > 0 else "must be positive", "e.g. 120"),
+    "ml.retrain_frequency": (str, lambda v: None if v in ("daily", "weekly") else "is not daily/weekly",
+                             "use daily or weekly"),
+    "ml.min_samples_for_training": (int, lambda v: None if v >= 50 else "must be at least 50", "e.g. 500"),
+    "ml.max_lookback_hours": (int, lambda v: None if 1 <= v <= 24 * 60 else "must be 1..1440", "e.g. 168"),
+    "ml.embargo_hours": (int, lambda v: None if v >= 0 else "must not be negative", "e.g. 24"),
+    "telegram.bot_token": (str, None, "the token from @BotFather, or empty for console-only reports"),
+    "telegram.chat_id": ((str, int), None, "the chat id, or empty"),
+    "telegram.base_url": (str, lambda v: None if _is_http_url(v) else "is not an http(s) URL",
+                          'e.g. "https://api.telegram.org/bot"'),
+    "telegram.report_frequency": (str, lambda v: None if v in ("hourly", "daily") else "is not hourly/daily",
+                                  "use hourly or daily"),
+    "telegram.alert_threshold": ((int, float), lambda v: None if 0.5 < v < 1 else "must be in (0.5, 1)",
+                                 "e.g. 0.75"),
+    "health.host": (str, None, 'e.g. "127.0.0.1"'),
+    "health.port": (int, lambda v: None if 1 <= v <= 65535 else "is out of range 1..65535", "e.g. 8080"),
+    "health.stale_after_hours": ((int, float), lambda v: None if v > 0 else "must be positive", "e.g. 3"),
+    "paths.data_dir": (str, None, 'a folder, e.g. "data"'),
+    "paths.logs_dir": (str, None, 'a folder, e.g. "logs"'),
+}
+
+
+def _get(tree: dict, dotted: str) -> Any:
+    node: Any = tree
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            raise KeyError(dotted)
+        node = node[part]
+    return node
+
+
+def _set(tree: dict, dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    for part in parents:
+        tree = tree.setdefault(part, {})
+    tree[leaf] = value
+
+
+def _merge(base: dict, over: dict) -> dict:
+    """Deep-merge `over` onto `base`; an empty string or None in `over` never blanks a value."""
+    merged = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        elif value not in ("", None) or key not in merged:
+            merged[key] = value
+    return merged
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError([f"config file {path}: not found; pass an existing file with --config"]) from None
+    except yaml.YAMLError as exc:
+        line = getattr(getattr(exc, "problem_mark", None), "line", None)
+        where = f" at line {line + 1}" if line is not None else ""
+        raise ConfigError([f"config file {path}: invalid YAML{where}; fix the syntax"]) from None
+    if not isinstance(data, dict):
+        raise ConfigError([f"config file {path}: top level must be a mapping of sections"])
+    return data
+
+
+def validate(tree: dict) -> list[str]:
+    """Every problem in the tree, one line each naming the key, what is wrong and the fix."""
+    problems = []
+    for key, (kind, check, fix) in SCHEMA.items():
+        try:
+            value = _get(tree, key)
+        except KeyError:
+            problems.append(f"config key {key}: missing; add it ({fix})")
+            continue
+        if isinstance(value, bool) and kind is not bool or not isinstance(value, kind):
+            names = "/".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+            problems.append(f"config key {key}: expected {names}, got {type(value).__name__} {value!r}; {fix}")
+            continue
+        problem = check(value) if check else None
+        if problem:
+            problems.append(f"config key {key}: {value!r} {problem}; {fix}")
+    return problems
+
+
+class Config:
+    """The validated configuration. `config` holds the merged tree; properties name common values."""
+
+    def __init__(self, path: str | Path | None = None, env_file: str | Path | None = None):
+        load_dotenv(env_file or PROJECT_ROOT / ".env", override=False)
+        self.path = Path(path or os.getenv(CONFIG_ENV_VAR) or DEFAULT_CONFIG_PATH)
+        self.config = self.load_config()
+
+    def load_config(self) -> dict:
+        """Load configuration from YAML and environment variables, then validate it."""
+        tree = _read_yaml(DEFAULT_CONFIG_PATH)
+        if self.path.resolve() != DEFAULT_CONFIG_PATH:
+            tree = _merge(tree, _read_yaml(self.path))
+        for env_name, key in ENV_OVERRIDES.items():
+            value = os.getenv(env_name, "").strip()
+            if value:
+                _set(tree, key, value)
+        problems = validate(tree)
+        if problems:
+            raise ConfigError(problems)
+        return tree
+
+    def get(self, dotted: str, default: Any = None) -> Any:
+        try:
+            return _get(self.config, dotted)
+        except KeyError:
+            return default
+
+    @property
+    def assets(self) -> list[str]:
+        return self.config["trading"]["assets"]
+
+    @property
+    def target_percentages(self) -> list[float]:
+        return [float(t) for t in self.config["trading"]["target_percentages"]]
+
+    @property
+    def timeframe(self) -> str:
+        return self.config["trading"]["timeframe"]
+
+    @property
+    def database_url(self) -> str:
+        return self.config["database"]["url"]
+
+    @property
+    def data_dir(self) -> Path:
+        return self._project_path(self.config["paths"]["data_dir"])
+
+    @property
+    def logs_dir(self) -> Path:
+        return self._project_path(self.config["paths"]["logs_dir"])
+
+    @staticmethod
+    def _project_path(value: str) -> Path:
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else PROJECT_ROOT / path
+
+    def masked(self) -> dict:
+        """The tree with secrets and URL passwords hidden, safe to print or log."""
+        tree = copy.deepcopy(self.config)
+        for key in SECRET_KEYS:
+            if _get(tree, key):
+                _set(tree, key, "***")
+        _set(tree, "database.url", mask_url(self.database_url))
+        return tree
+
+
+def mask_url(url: str) -> str:
+    """The URL with any password replaced by ***."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()

@@ -1,0 +1,17 @@
+"""Errors a user can act on: the CLI prints their message as one line, never a traceback."""
+
+
+class UserError(Exception):
+    """A failure whose message says what was wrong and what to do. Exit code 1."""
+
+    exit_code = 1
+
+
+class ConfigError(UserError):
+    """One or more configuration problems, each on its own line. Exit code 2."""
+
+    exit_code = 2
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("\n".join(problems))
