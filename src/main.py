@@ -5,7 +5,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from tqdm import tqdm
@@ -99,13 +99,11 @@ def cmd_backfill(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_gaps(args: argparse.Namespace, ctx: Context) -> int:
+    from src.data.recovery import partition_gaps
     ops, tf = ctx.migrated_ops(), ctx.config.timeframe
     for symbol in ctx.config.assets:
         gaps = ops.check_data_gaps(symbol, tf, args.hours)
-        known = ops.get_exchange_gaps(symbol, tf)
-        spans = list(zip(known["gap_start"], known["gap_end"])) if len(known) else []
-        unfillable = [g for g in gaps if any(s <= g[0] and g[1] <= e for s, e in spans)]
-        ordinary = [g for g in gaps if g not in unfillable]
+        ordinary, unfillable = partition_gaps(gaps, ops.get_exchange_gaps(symbol, tf))
         print(f"{symbol}: {len(ordinary)} gaps to repair, {len(unfillable)} the exchange never published "
               f"(last {args.hours} h)")
         for label, runs in (("missing", ordinary), ("exchange", unfillable)):
@@ -140,7 +138,7 @@ def parse_time(value: str) -> datetime:
     except ValueError:
         raise argparse.ArgumentTypeError(f"{value!r} is not a date/time; use e.g. 2023-06-01 or "
                                          "2023-06-01T12:00") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def build_parser() -> argparse.ArgumentParser:

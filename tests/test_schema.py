@@ -1,0 +1,139 @@
+"""Schema: migrations up, down and up again on plain PostgreSQL and on TimescaleDB; init.sql agrees."""
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import text
+from sqlalchemy.exc import ProgrammingError
+
+from src.database.connection import DatabaseConnection
+from src.database.embedded import create_database, timescaledb_installed
+from src.database.schema import metadata
+from src.utils.errors import UserError
+from tests.conftest import raw_connect
+
+ROOT = Path(__file__).resolve().parents[1]
+SEED_TABLES = {"ohlcv_data", "feature_cache", "predictions", "prediction_outcomes", "model_performance",
+               "telegram_reports", "system_health"}
+needs_timescaledb = pytest.mark.skipif(not timescaledb_installed(),
+                                       reason="TimescaleDB not built into pgserver (.ci/run builds it)")
+
+
+def _tables(conn: DatabaseConnection) -> set[str]:
+    with conn.engine.connect() as c:
+        return set(c.execute(text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")).scalars())
+
+
+def _hypertables(conn: DatabaseConnection) -> set[str]:
+    with conn.engine.connect() as c:
+        if not c.execute(text("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'")).scalar():
+            return set()
+        return set(c.execute(text("SELECT hypertable_name FROM timescaledb_information.hypertables")).scalars())
+
+
+@pytest.mark.parametrize("mode", ["off", pytest.param("on", marks=needs_timescaledb)])
+def test_up_down_up(empty_db_url, mode):
+    conn = DatabaseConnection(empty_db_url, timescaledb=mode)
+    conn.create_tables()
+    conn.create_tables()  # idempotent
+    assert SEED_TABLES | {"exchange_gaps", "model_registry", "alembic_version"} <= _tables(conn)
+    assert conn.schema_revision() == "0002"
+    expected = {"ohlcv_data", "feature_cache"} if mode == "on" else set()
+    assert _hypertables(conn) == expected
+    conn.migrate("base", downgrade=True)
+    assert _tables(conn) <= {"alembic_version"}
+    conn.migrate("head")
+    assert _hypertables(conn) == expected
+    with conn.engine.connect() as c:
+        assert c.execute(text("SELECT count(*) FROM pg_matviews WHERE matviewname = 'recent_ohlcv'")).scalar() == 1
+    conn.dispose()
+
+
+@needs_timescaledb
+def test_timescaledb_compression_policy_and_upsert(db, ops):
+    with db.engine.connect() as c:
+        jobs = c.execute(text("SELECT hypertable_name, proc_name FROM timescaledb_information.jobs "
+                              "WHERE proc_name = 'policy_compression'")).all()
+        assert [tuple(j) for j in jobs] == [("ohlcv_data", "policy_compression")]
+    candle = [1_700_000_000_000 // 3_600_000 * 3_600_000, 100.0, 101.0, 99.0, 100.5, 3.0]
+    assert ops.save_ohlcv_data("BTC/USDT", "1h", [candle]) == 1
+    assert ops.save_ohlcv_data("BTC/USDT", "1h", [candle]) == 0
+    assert ops.save_ohlcv_data("BTC/USDT", "1h", [candle[:4] + [100.7, 3.0]]) == 1  # corrected close
+    assert ops.get_latest_candles("BTC/USDT").iloc[0]["close"] == 100.7
+
+
+def test_metadata_matches_migrations(db):
+    with db.engine.connect() as c:
+        diff = compare_metadata(MigrationContext.configure(c), metadata)
+    # create_hypertable adds its own time index to each hypertable; everything else must agree
+    auto = {f"{table}_timestamp_idx" for table in _hypertables(db)}
+    assert [d for d in diff if not (d[0] == "remove_index" and d[1].name in auto)] == []
+
+
+def _describe(url: str) -> dict:
+    """Tables -> columns (type, nullable) plus primary/unique keys, from the catalog."""
+    with raw_connect(url) as conn, conn.cursor() as cur:
+        cur.execute("""SELECT table_name, column_name, data_type, numeric_precision, numeric_scale,
+                              character_maximum_length, is_nullable
+                       FROM information_schema.columns WHERE table_schema = 'public'""")
+        columns = {(r[0], r[1]): r[2:] for r in cur.fetchall()}
+        cur.execute("""SELECT tc.table_name, tc.constraint_type,
+                              string_agg(k.column_name, ',' ORDER BY k.ordinal_position)
+                       FROM information_schema.table_constraints tc
+                       JOIN information_schema.key_column_usage k USING (constraint_schema, constraint_name)
+                       WHERE tc.table_schema = 'public'
+                       GROUP BY tc.table_name, tc.constraint_name, tc.constraint_type""")
+        keys = sorted(cur.fetchall())
+        cur.execute("SELECT indexdef FROM pg_indexes WHERE schemaname = 'public'")
+        indexes = sorted(r[0].split(" USING ")[-1] + r[0].split(" ON ")[1].split(" ")[1] for r in cur.fetchall())
+    return {"columns": columns, "keys": keys, "indexes": indexes}
+
+
+@needs_timescaledb
+def test_init_sql_builds_the_same_schema(db, pg_admin_url):
+    create_database(pg_admin_url.replace("+psycopg2", ""), "from_init_sql")
+    init_url = pg_admin_url.replace("/postgres?", "/from_init_sql?", 1)
+    with raw_connect(init_url) as conn, conn.cursor() as cur:
+        cur.execute((ROOT / "sql" / "init.sql").read_text())
+    assert _describe(init_url) == _describe(db.database_url)
+    assert DatabaseConnection(init_url).schema_revision() == "0002"
+    assert _hypertables(DatabaseConnection(init_url)) == {"ohlcv_data", "feature_cache"}
+
+
+def test_init_db_twice_and_status(run_cli, write_config, empty_db_url):
+    path = write_config({"database": {"url": empty_db_url}})
+    for _ in range(2):
+        result = run_cli("init-db", "--config", str(path))
+        assert result.returncode == 0, result.stderr
+        assert "schema at revision 0002" in result.stdout
+    status = run_cli("status", "--config", str(path))
+    assert status.returncode == 0, status.stderr
+    assert "schema:      0002" in status.stdout
+    assert "BTC/USDT" in status.stdout
+
+
+def test_unreachable_database_is_one_line(run_cli, write_config):
+    path = write_config({"database": {"url": "postgresql://crypto_user:hunter2@127.0.0.1:1/crypto_ml"}})
+    result = run_cli("status", "--config", str(path))
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "127.0.0.1:1/crypto_ml is unreachable" in lines[0]
+    assert "hunter2" not in result.stderr + result.stdout
+
+
+def test_unwritable_data_folder_is_named(tmp_path):
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    with pytest.raises(UserError, match=str(blocked)):
+        DatabaseConnection("embedded", data_dir=blocked / "data")
+
+
+def test_failed_migration_leaves_database_as_it_was(empty_db_url):
+    conn = DatabaseConnection(empty_db_url)
+    with conn.engine.begin() as c:  # a table in the way makes revision 0002 fail half-way
+        c.execute(text("CREATE TABLE model_registry (x int)"))
+    with pytest.raises(ProgrammingError, match="already exists"):
+        conn.create_tables()
+    assert _tables(conn) == {"model_registry"}
+    assert conn.schema_revision() is None
