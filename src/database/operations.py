@@ -16,7 +16,7 @@ from sqlalchemy import func, select, text
 
 from src.database.connection import DatabaseConnection
 from src.database.schema import exchange_gaps, ohlcv_data
-from src.utils.candles import CANDLE_COLUMNS, candle_problems, to_frame
+from src.utils.candles import CANDLE_COLUMNS, candle_problems, ms_to_datetime, to_frame
 from src.utils.config import TIMEFRAME_MS
 
 log = logging.getLogger(__name__)
@@ -203,11 +203,12 @@ class DatabaseOperations:
             # One candle past the gap tells whether the exchange has moved beyond it.
             candles = fetcher.fetch_range(symbol, timeframe, start_ms, end_ms + step_ms)
             total += self.save_ohlcv_data(symbol, timeframe, candles)
-            if candles and candles[-1][0] > end_ms:
-                hours = (last_missing - first_missing) // timedelta(milliseconds=step_ms) + 1
-                still = self.check_data_gaps(symbol, timeframe, hours, end=last_missing)
-                if still:
-                    log.warning("%s: exchange has no candles for %s", symbol,
-                                ", ".join(f"{a:%Y-%m-%d %H:%M}..{b:%H:%M}" for a, b in still))
+            newest = ms_to_datetime(candles[-1][0]) if candles else None
+            hours = (last_missing - first_missing) // timedelta(milliseconds=step_ms) + 1
+            still = [run for run in self.check_data_gaps(symbol, timeframe, hours, end=last_missing)
+                     if newest is not None and run[1] < newest]  # the exchange went past it: never published
+            if still:
+                log.warning("%s: exchange has no candles for %s", symbol,
+                            ", ".join(f"{a:%Y-%m-%d %H:%M}..{b:%H:%M}" for a, b in still))
                 self.record_exchange_gaps(symbol, timeframe, still)
         return total
