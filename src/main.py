@@ -42,6 +42,21 @@ class Context:
         self.ops.db.create_tables()
         return self.ops
 
+    @property
+    def records(self):
+        from src.database.records import RecordStore
+        return RecordStore(self.migrated_ops().db)
+
+    def registry(self, records=None):
+        from src.models.registry import ModelRegistry
+        return ModelRegistry(records or self.records, self.config.data_dir / "models")
+
+    def train_settings(self):
+        from src.models.training import TrainSettings
+        ml = self.config.config["ml"]
+        return TrainSettings(timeframe=self.config.timeframe, horizon=ml["max_lookback_hours"],
+                             embargo_hours=ml["embargo_hours"], min_samples=ml["min_samples_for_training"])
+
     def recovery(self):
         from src.data.fetcher import ExchangeDataFetcher
         from src.data.recovery import DataRecoveryManager
@@ -130,6 +145,42 @@ def cmd_import_csv(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace, ctx: Context) -> int:
+    from src.models.training import Trainer
+    symbols = args.symbol or ctx.config.assets
+    targets = args.target or ctx.config.target_percentages
+    records = ctx.records
+    trainer = Trainer(ctx.ops, records, ctx.registry(records), ctx.train_settings())
+    with tqdm(total=len(symbols) * len(targets), desc="train", unit="model set", disable=None) as bar:
+        results = trainer.train(symbols, targets, progress=lambda _: bar.update())
+    print(f"{'asset':<10} {'target':>6} {'champion':<12} validation Brier skill vs climatology (xgboost, logistic)")
+    for r in results:
+        skill = [r.metrics.get(n, {}).get("brier_skill") for n in ("xgboost", "logistic")]
+        shown = ", ".join("n/a" if v is None else f"{v:+.4f}" for v in skill)
+        print(f"{r.symbol:<10} {r.target:>6.0%} {r.champion:<12} {shown}")
+    return 0
+
+
+def cmd_backtest(args: argparse.Namespace, ctx: Context) -> int:
+    from src.models.backtest import format_table, run_backtest
+    from src.models.training import load_candles
+    start, end = args.start, args.end
+    if end <= start:
+        raise UserError(f"--end {end:%Y-%m-%d} is not after --start {start:%Y-%m-%d}")
+    symbols = args.symbol or ctx.config.assets
+    settings = ctx.train_settings()
+    candles = load_candles(ctx.migrated_ops(), symbols, settings.timeframe)
+    missing = [s for s in symbols if s not in candles]
+    if missing:
+        raise UserError(f"no candles stored for {', '.join(missing)}; run backfill or import-csv first")
+    steps = len(symbols) * len(ctx.config.target_percentages) * -(-(end - start).days // args.retrain_every)
+    with tqdm(total=steps, desc="backtest", unit="retrain", disable=None) as bar:
+        table = run_backtest(candles, symbols, ctx.config.target_percentages, start, end, ctx.records, settings,
+                             args.retrain_every, progress=bar.update)
+    print(format_table(table))
+    return 0
+
+
 # ---- parser -----------------------------------------------------------------------------------------
 def parse_time(value: str) -> datetime:
     """ISO date or time, taken as UTC when it has no zone."""
@@ -166,6 +217,14 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("file", help="CSV file, plain or .gz; timestamp in ms UTC")
     imp.add_argument("--symbol", required=True, help="asset, e.g. BTC/USDT")
     imp.add_argument("--timeframe", default="1h", help="candle timeframe (default 1h)")
+    train = add("train", cmd_train, "train and validate models (purged walk-forward), store metrics")
+    train.add_argument("--symbol", action="append", help="asset (repeatable; default: all)")
+    train.add_argument("--target", action="append", type=float, help="target move, e.g. 0.02 (repeatable)")
+    backtest = add("backtest", cmd_backtest, "walk-forward backtest over history")
+    backtest.add_argument("--start", type=parse_time, required=True, help="first hour, e.g. 2022-07-01")
+    backtest.add_argument("--end", type=parse_time, required=True, help="end (exclusive), e.g. 2024-01-01")
+    backtest.add_argument("--retrain-every", type=int, default=7, metavar="DAYS", help="days between retrains (7)")
+    backtest.add_argument("--symbol", action="append", help="asset (repeatable; default: all)")
     return parser
 
 

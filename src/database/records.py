@@ -1,0 +1,164 @@
+"""The record of the product's work: model registry rows, predictions, their outcomes, and performance.
+
+Bulk writes go through COPY into a temporary table and one INSERT ... ON CONFLICT, so a repeated or
+concurrent run writes nothing twice and a batch lands whole or not at all.
+"""
+from __future__ import annotations
+
+import io
+from datetime import date, datetime
+
+import pandas as pd
+from sqlalchemy import and_, delete, func, select, text, update
+from sqlalchemy.dialects.postgresql import insert
+
+from src.database.connection import DatabaseConnection
+from src.database.schema import model_performance, model_registry, prediction_outcomes, predictions
+
+PREDICTION_COLUMNS = ["run_type", "symbol", "timeframe", "target_pct", "timestamp", "model_name", "model_version",
+                      "feature_version", "is_champion", "prediction_class", "probability", "confidence",
+                      "entry_price"]
+OUTCOME_COLUMNS = ["symbol", "timeframe", "target_pct", "timestamp", "status", "actual_outcome",
+                   "target_hit_timestamp", "time_to_target_hours", "max_favorable_move", "max_adverse_move"]
+
+
+def _copy_text(frame: pd.DataFrame) -> io.StringIO:
+    return io.StringIO(frame.to_csv(sep="\t", header=False, index=False, na_rep="\\N",
+                                    date_format="%Y-%m-%d %H:%M:%S%z"))
+
+
+class RecordStore:
+    def __init__(self, db: DatabaseConnection):
+        self.db = db
+
+    # ---- model registry -----------------------------------------------------------------------
+    def add_model(self, row: dict) -> None:
+        with self.db.engine.begin() as conn:
+            conn.execute(insert(model_registry).values(**row))
+
+    def models(self, symbol: str | None = None, timeframe: str = "1h", target: float | None = None,
+               champions_only: bool = False) -> pd.DataFrame:
+        c = model_registry.c
+        query = select(model_registry).where(c.timeframe == timeframe)
+        if symbol:
+            query = query.where(c.symbol == symbol)
+        if target is not None:
+            query = query.where(c.target_pct == target)
+        if champions_only:
+            query = query.where(c.is_champion)
+        with self.db.engine.connect() as conn:
+            rows = conn.execute(query.order_by(c.created_at, c.id)).mappings().all()
+        frame = pd.DataFrame(rows, columns=[col.name for col in model_registry.c])
+        frame["target_pct"] = frame["target_pct"].astype(float)
+        return frame
+
+    def promote(self, version: str) -> None:
+        """Make `version` the champion of its asset x target; the previous one is retired, kept in history."""
+        c = model_registry.c
+        with self.db.engine.begin() as conn:
+            row = conn.execute(select(c.symbol, c.timeframe, c.target_pct).where(c.version == version)).one()
+            conn.execute(update(model_registry).where(
+                c.symbol == row.symbol, c.timeframe == row.timeframe, c.target_pct == row.target_pct,
+                c.is_champion).values(is_champion=False, retired_at=func.now()))
+            conn.execute(update(model_registry).where(c.version == version).values(
+                is_champion=True, promoted_at=func.now(), retired_at=None))
+
+    # ---- predictions and outcomes -------------------------------------------------------------
+    def save_predictions(self, frame: pd.DataFrame) -> int:
+        """Insert predictions; an existing (run, symbol, timeframe, time, target, model) is left alone."""
+        if frame.empty:
+            return 0
+        with self.db.engine.begin() as conn:
+            cur = conn.connection.driver_connection.cursor()
+            cols = ", ".join(PREDICTION_COLUMNS)
+            cur.execute(f"CREATE TEMP TABLE prediction_stage ON COMMIT DROP AS SELECT {cols} FROM predictions "
+                        "WITH NO DATA")
+            cur.copy_expert(f"COPY prediction_stage ({cols}) FROM STDIN", _copy_text(frame[PREDICTION_COLUMNS]))
+            cur.execute(f"INSERT INTO predictions ({cols}) SELECT {cols} FROM prediction_stage "
+                        "ON CONFLICT ON CONSTRAINT uq_predictions_run_symbol_tf_time_target_model DO NOTHING")
+            return cur.rowcount
+
+    def delete_predictions(self, run_type: str, start: datetime, end: datetime,
+                           symbols: list[str] | None = None) -> int:
+        c = predictions.c
+        condition = and_(c.run_type == run_type, c.timestamp >= start, c.timestamp < end)
+        if symbols:
+            condition = and_(condition, c.symbol.in_(symbols))
+        with self.db.engine.begin() as conn:
+            return conn.execute(delete(predictions).where(condition)).rowcount
+
+    def pending_entries(self, run_type: str = "live") -> pd.DataFrame:
+        """(symbol, timeframe, target, timestamp) of predictions that have no outcome yet."""
+        p, o = predictions.c, prediction_outcomes.c
+        query = (select(p.symbol, p.timeframe, p.target_pct, p.timestamp).distinct()
+                 .select_from(predictions.outerjoin(prediction_outcomes, o.prediction_id == p.id))
+                 .where(p.run_type == run_type, o.id.is_(None)))
+        with self.db.engine.connect() as conn:
+            frame = pd.DataFrame(conn.execute(query).all(), columns=["symbol", "timeframe", "target_pct", "timestamp"])
+        frame["target_pct"] = frame["target_pct"].astype(float)
+        return frame
+
+    def save_outcomes(self, frame: pd.DataFrame, run_type: str) -> int:
+        """Attach outcomes (one row per symbol x timeframe x target x entry time) to every matching
+        prediction of `run_type` that has none yet. Returns outcome rows written."""
+        if frame.empty:
+            return 0
+        with self.db.engine.begin() as conn:
+            cur = conn.connection.driver_connection.cursor()
+            cur.execute("""CREATE TEMP TABLE outcome_stage (symbol text, timeframe text, target_pct numeric,
+                timestamp timestamptz, status text, actual_outcome int, target_hit_timestamp timestamptz,
+                time_to_target_hours numeric, max_favorable_move numeric, max_adverse_move numeric)
+                ON COMMIT DROP""")
+            cur.copy_expert("COPY outcome_stage FROM STDIN", _copy_text(frame[OUTCOME_COLUMNS]))
+            cur.execute("""
+                INSERT INTO prediction_outcomes (prediction_id, status, actual_outcome, target_hit_timestamp,
+                    time_to_target_hours, max_favorable_move, max_adverse_move)
+                SELECT p.id, s.status, s.actual_outcome, s.target_hit_timestamp, round(s.time_to_target_hours, 2),
+                       round(s.max_favorable_move, 6), round(s.max_adverse_move, 6)
+                FROM outcome_stage s JOIN predictions p
+                  ON p.symbol = s.symbol AND p.timeframe = s.timeframe AND p.target_pct = s.target_pct
+                 AND p.timestamp = s.timestamp AND p.run_type = %(run_type)s
+                ON CONFLICT (prediction_id) DO NOTHING""", {"run_type": run_type})
+            return cur.rowcount
+
+    def resolved(self, run_type: str, start: datetime | None = None, end: datetime | None = None) -> pd.DataFrame:
+        """Predictions joined with their outcomes (entry time in [start, end))."""
+        p, o = predictions.c, prediction_outcomes.c
+        query = (select(p.symbol, p.timeframe, p.target_pct, p.timestamp, p.model_name, p.is_champion,
+                        p.probability, o.status, o.actual_outcome, o.time_to_target_hours)
+                 .select_from(predictions.join(prediction_outcomes, o.prediction_id == p.id))
+                 .where(p.run_type == run_type))
+        if start is not None:
+            query = query.where(p.timestamp >= start)
+        if end is not None:
+            query = query.where(p.timestamp < end)
+        with self.db.engine.connect() as conn:
+            frame = pd.DataFrame(conn.execute(query).all(), columns=[
+                "symbol", "timeframe", "target_pct", "timestamp", "model_name", "is_champion", "probability",
+                "status", "actual_outcome", "time_to_target_hours"])
+        for column in ("target_pct", "probability", "time_to_target_hours"):
+            frame[column] = frame[column].astype(float)
+        return frame
+
+    # ---- performance --------------------------------------------------------------------------
+    def save_performance(self, rows: list[dict]) -> int:
+        """Upsert metrics rows keyed by (run, symbol, timeframe, target, model, date, window)."""
+        if not rows:
+            return 0
+        stmt = insert(model_performance).values(rows)
+        key = ["run_type", "symbol", "timeframe", "target_pct", "model_name", "evaluation_date", "window_days"]
+        stmt = stmt.on_conflict_do_update(constraint="uq_model_performance_key", set_={
+            col: stmt.excluded[col] for col in rows[0] if col not in key} | {"created_at": func.now()})
+        with self.db.engine.begin() as conn:
+            return conn.execute(stmt).rowcount
+
+    def performance(self, run_type: str, evaluation_date: date | None = None) -> pd.DataFrame:
+        query = select(model_performance).where(model_performance.c.run_type == run_type)
+        if evaluation_date:
+            query = query.where(model_performance.c.evaluation_date == evaluation_date)
+        with self.db.engine.connect() as conn:
+            return pd.DataFrame(conn.execute(query).mappings().all(), columns=[c.name for c in model_performance.c])
+
+    def count(self, table: str) -> int:
+        with self.db.engine.connect() as conn:
+            return conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()  # noqa: S608 (fixed names)

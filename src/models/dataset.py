@@ -1,0 +1,43 @@
+"""Training samples per asset x target, and purging: a model trained at a cut sees only labels known by it."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from src.data.features import compute_features, with_barrier
+from src.data.labels import DOWN, UP, barrier_outcomes, label_known_time
+
+
+@dataclass
+class Dataset:
+    X: pd.DataFrame  # noqa: N815 (the usual name)
+    y: pd.Series
+    known_at: pd.Series  # when each label became known
+    outcomes: pd.DataFrame  # every entry hour, labelled or not
+
+    def purged(self, cut: pd.Timestamp, embargo_hours: int = 0) -> Dataset:
+        """Samples whose label was known by `cut - embargo`: what a model trained at `cut` may see."""
+        keep = self.known_at <= cut - pd.Timedelta(hours=embargo_hours)
+        return Dataset(self.X[keep], self.y[keep], self.known_at[keep], self.outcomes)
+
+    def between(self, start: pd.Timestamp, end: pd.Timestamp) -> Dataset:
+        """Samples with start <= entry time < end (labelled ones only)."""
+        keep = (self.X.index >= start) & (self.X.index < end)
+        return Dataset(self.X[keep], self.y[keep], self.known_at[keep], self.outcomes)
+
+
+def asset_features(candles: dict[str, pd.DataFrame], symbol: str, context_symbol: str = "BTC/USDT") -> pd.DataFrame:
+    context = candles.get(context_symbol) if symbol != context_symbol else None
+    return compute_features(candles[symbol], context)
+
+
+def build_dataset(candles: pd.DataFrame, features: pd.DataFrame, target: float, horizon: int = 168,
+                  unfillable: pd.DatetimeIndex | None = None) -> Dataset:
+    """Labelled samples (UP/DOWN only: ambiguous and expired are not training labels)."""
+    outcomes = barrier_outcomes(candles, target, horizon, unfillable=unfillable)
+    labelled = outcomes["status"].isin([UP, DOWN])
+    index = outcomes.index[labelled].intersection(features.index)
+    matrix = with_barrier(features.loc[index], target)
+    return Dataset(matrix, outcomes.loc[index, "label"].astype(int), label_known_time(outcomes.loc[index], horizon),
+                   outcomes)

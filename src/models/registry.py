@@ -1,0 +1,89 @@
+"""Model registry: model files under data/models/<version>/ plus a metadata row per model (model_registry).
+
+Each model is saved with joblib (the calibrated scikit-learn estimator); xgboost's boosters are also
+written in xgboost's own format (booster-k.ubj), readable by any xgboost. A checksum guards the file,
+and a model whose feature version differs from the running code refuses to load.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import joblib
+import pandas as pd
+import sklearn
+import xgboost
+
+from src.data.features import FEATURE_VERSION
+from src.database.records import RecordStore
+from src.utils.errors import UserError
+
+
+@dataclass
+class LoadedModel:
+    version: str
+    model_name: str
+    estimator: object
+    meta: dict
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+class ModelRegistry:
+    def __init__(self, records: RecordStore, models_dir: Path):
+        self.records = records
+        self.models_dir = models_dir
+        self._cache: dict[str, LoadedModel] = {}
+
+    def save(self, estimator, *, symbol: str, timeframe: str, target: float, model_name: str,
+             train_start: datetime, train_end: datetime, n_samples: int, metrics: dict) -> str:
+        """Write the model's files and its metadata row; returns its version."""
+        version = f"{symbol.replace('/', '')}-{target:g}-{model_name}-{train_end:%Y%m%d%H}-{uuid.uuid4().hex[:6]}"
+        folder = self.models_dir / version
+        folder.mkdir(parents=True, exist_ok=False)
+        joblib.dump(estimator, folder / "model.joblib")
+        if model_name == "xgboost":
+            for k, calibrated in enumerate(estimator.calibrated_classifiers_):
+                calibrated.estimator.get_booster().save_model(str(folder / f"booster-{k}.ubj"))
+        libraries = {"python": platform.python_version(), "xgboost": xgboost.__version__,
+                     "scikit-learn": sklearn.__version__, "pandas": pd.__version__}
+        row = {"symbol": symbol, "timeframe": timeframe, "target_pct": target, "model_name": model_name,
+               "version": version, "feature_version": FEATURE_VERSION, "path": str(folder),
+               "checksum": _sha256(folder / "model.joblib"), "train_start": train_start, "train_end": train_end,
+               "n_samples": n_samples, "metrics": metrics, "library_versions": libraries}
+        (folder / "meta.json").write_text(json.dumps(row, default=str, indent=2))
+        self.records.add_model(row)
+        return version
+
+    def load(self, row: pd.Series | dict) -> LoadedModel:
+        """Load a registry row's model, checking its feature version and checksum."""
+        version = row["version"]
+        if version in self._cache:
+            return self._cache[version]
+        if row["feature_version"] != FEATURE_VERSION:
+            raise UserError(f"model {version} was trained on features {row['feature_version']}, this code computes "
+                            f"{FEATURE_VERSION}; retrain with: python -m src.main train")
+        path = Path(row["path"]) / "model.joblib"
+        if not path.exists() or _sha256(path) != row["checksum"]:
+            raise UserError(f"model file {path} is missing or altered; retrain with: python -m src.main train")
+        loaded = LoadedModel(version, row["model_name"], joblib.load(path), dict(row))
+        self._cache[version] = loaded
+        return loaded
+
+    def current(self, symbol: str, timeframe: str, target: float) -> dict[str, pd.Series]:
+        """The newest model of each name for one asset x target, and which is champion (key 'champion')."""
+        rows = self.records.models(symbol, timeframe, target)
+        latest = {name: group.iloc[-1] for name, group in rows.groupby("model_name")}
+        champions = rows[rows["is_champion"]]
+        if len(champions):
+            champion = champions.iloc[-1]
+            latest[champion["model_name"]] = champion  # predict with the champion itself
+            latest["champion"] = champion
+        return latest
