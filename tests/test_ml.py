@@ -1,0 +1,151 @@
+"""ML engine: labels by hand, no look-ahead, purging, registry round trip, train and a short backtest."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from src.data.features import FEATURE_VERSION, compute_features
+from src.data.labels import barrier_outcomes, label_known_time
+from src.database.records import RecordStore
+from src.models.backtest import run_backtest
+from src.models.dataset import asset_features, build_dataset
+from src.models.estimators import explain, make_model, prob_up
+from src.models.registry import ModelRegistry
+from src.models.training import TrainSettings, load_candles
+from src.utils.errors import UserError
+from tests.shared_data import load_candles as shared_candles
+
+T0 = pd.Timestamp("2024-01-01 00:00", tz="UTC")
+
+
+def _candles(rows: list[tuple[float, float, float]], skip: tuple[int, ...] = ()) -> pd.DataFrame:
+    """Hand-made candles (high, low, close) one hour apart; hours listed in `skip` are absent."""
+    kept = [(T0 + pd.Timedelta(hours=i), h, lo, c) for i, (h, lo, c) in enumerate(rows) if i not in skip]
+    return pd.DataFrame(kept, columns=["timestamp", "high", "low", "close"])
+
+
+def _first(candles, horizon=3, **kw) -> pd.Series:
+    return barrier_outcomes(candles, 0.02, horizon, **kw).iloc[0]
+
+
+def test_label_up_down_ambiguous_expired():
+    up = _first(_candles([(100, 100, 100), (101, 99, 100), (102.5, 99.5, 101), (99, 97, 98)]))
+    assert (up.status, up.label, up.hours_to_hit) == ("up", 1.0, 2.0)
+    assert up.hit_time == T0 + pd.Timedelta(hours=2)
+    assert up.max_favorable_move == pytest.approx(0.025) and up.max_adverse_move == pytest.approx(0.01)
+    down = _first(_candles([(100, 100, 100), (100.5, 97.9, 99), (103, 99, 101), (100, 99, 100)]))
+    assert (down.status, down.label, down.hours_to_hit) == ("down", 0.0, 1.0)
+    both = _first(_candles([(100, 100, 100), (102, 98, 100), (100, 100, 100), (100, 100, 100)]))
+    assert both.status == "ambiguous" and np.isnan(both.label)
+    none = _first(_candles([(100, 100, 100), (101, 99, 100), (101.9, 98.1, 100), (101, 99, 100), (103, 97, 100)]))
+    assert none.status == "expired" and np.isnan(none.hours_to_hit)  # the 4th hour is past H = 3
+    assert none.max_favorable_move == pytest.approx(0.019)
+
+
+def test_label_pending_and_missing_hours():
+    few = _first(_candles([(100, 100, 100), (101, 99, 100)]))
+    assert few.status == "pending"  # H = 3 candles are not there yet
+    rows = [(100, 100, 100), (101, 99, 100), (101, 99, 100), (103, 99, 100), (100, 100, 100)]
+    # hour 2 missing and known unfillable: skipped, the hit at hour 3 counts
+    known = _first(_candles(rows, skip=(2,)), unfillable=pd.DatetimeIndex([T0 + pd.Timedelta(hours=2)]))
+    assert (known.status, known.hours_to_hit) == ("up", 3.0)
+    # hour 2 missing but not known unfillable: the window waits for it
+    waiting = _first(_candles(rows, skip=(2,)), unfillable=pd.DatetimeIndex([], tz="UTC"))
+    assert waiting.status == "pending"
+    # a hit before the unknown hour decides the window anyway
+    early = _first(_candles([(100, 100, 100), (103, 99, 100), (100, 100, 100), (100, 100, 100)], skip=(2,)),
+                   unfillable=pd.DatetimeIndex([], tz="UTC"))
+    assert early.status == "up"
+
+
+def test_label_known_time():
+    outcomes = barrier_outcomes(_candles([(100, 100, 100), (101, 99, 100), (103, 99, 100), (100, 100, 100),
+                                          (100, 100, 100), (100, 100, 100)]), 0.02, 3)
+    known = label_known_time(outcomes, 3)
+    assert known.iloc[0] == T0 + pd.Timedelta(hours=3)  # hit candle 2 closes at 3:00
+    assert known.iloc[2] == T0 + pd.Timedelta(hours=6)  # expired: after candle 5 closes
+
+
+def _real(name: str, start: str, end: str) -> pd.DataFrame:
+    frame = shared_candles(name, start, end)
+    frame["timestamp"] = pd.to_datetime(frame["timestamp"], unit="ms", utc=True)
+    return frame
+
+
+def test_features_have_no_look_ahead_and_respect_missing_hours():
+    eth, btc = _real("ETH_USDT", "2021-04-01", "2021-05-15"), _real("BTC_USDT", "2021-04-01", "2021-05-15")
+    full = compute_features(eth, btc)
+    cut = pd.Timestamp("2021-04-25 03:00", tz="UTC")  # just before Binance's 3 missing hours
+    for t in (cut, pd.Timestamp("2021-05-01 12:00", tz="UTC")):
+        part = compute_features(eth[eth.timestamp <= t], btc[btc.timestamp <= t])
+        pd.testing.assert_frame_equal(part, full.loc[:t])
+    assert pd.Timestamp("2021-04-25 05:00", tz="UTC") not in full.index  # no row for an unpublished hour
+    after = full.loc[pd.Timestamp("2021-04-25 08:00", tz="UTC")]
+    assert np.isnan(after["ret_3"])  # its 3-hour-ago candle does not exist: not silently the one before
+
+
+def test_purging_drops_exactly_the_unknown_labels():
+    btc = _real("BTC_USDT", "2021-06-01", "2021-09-01")
+    data = build_dataset(btc, compute_features(btc), 0.02, 168)
+    cut = pd.Timestamp("2021-08-01", tz="UTC")
+    purged = data.purged(cut, embargo_hours=24)
+    assert (purged.known_at <= cut - pd.Timedelta(hours=24)).all()
+    dropped = data.known_at[~data.known_at.index.isin(purged.known_at.index)]
+    assert (dropped > cut - pd.Timedelta(hours=24)).all()
+    assert len(purged.y) + len(dropped) == len(data.y)
+
+
+@pytest.fixture
+def btc_year(ops):
+    frame = shared_candles("BTC_USDT", "2022-01-01", "2023-01-31 23:00")
+    ops.save_ohlcv_data("BTC/USDT", "1h", frame)
+    return ops
+
+
+def test_registry_round_trip_and_feature_version_guard(btc_year, tmp_path):
+    records = RecordStore(btc_year.db)
+    registry = ModelRegistry(records, tmp_path / "models")
+    candles = load_candles(btc_year, ["BTC/USDT"], "1h")
+    data = build_dataset(candles["BTC/USDT"], asset_features(candles, "BTC/USDT"), 0.02)
+    model = make_model("xgboost").fit(data.X, data.y)
+    version = registry.save(model, symbol="BTC/USDT", timeframe="1h", target=0.02, model_name="xgboost",
+                            train_start=data.X.index[0], train_end=data.X.index[-1], n_samples=len(data.y),
+                            metrics={"brier": 0.25})
+    records.promote(version)
+    row = registry.current("BTC/USDT", "1h", 0.02)["champion"]
+    assert row["version"] == version and row["feature_version"] == FEATURE_VERSION
+    loaded = ModelRegistry(records, tmp_path / "models").load(row)
+    np.testing.assert_array_equal(prob_up(loaded.estimator, data.X.tail(50)), prob_up(model, data.X.tail(50)))
+    assert len(explain(loaded.estimator, data.X.tail(1))) == 3
+    assert (tmp_path / "models" / version / "booster-0.ubj").exists()
+    with pytest.raises(UserError, match="retrain"):
+        ModelRegistry(records, tmp_path / "models").load({**row.to_dict(), "feature_version": "old"})
+
+
+def test_train_cli_stores_models_metrics_and_champion(btc_year, run_cli, write_config):
+    cfg = write_config({"database": {"url": btc_year.db.database_url}, "trading": {"assets": ["BTC/USDT"]}})
+    result = run_cli("train", "--target", "0.02", "--config", str(cfg))
+    assert result.returncode == 0, result.stderr
+    records = RecordStore(btc_year.db)
+    models = records.models("BTC/USDT", "1h", 0.02)
+    assert sorted(models["model_name"]) == ["climatology", "logistic", "xgboost"]
+    assert models["is_champion"].sum() == 1
+    validation = records.performance("validation")
+    assert set(validation["model_name"]) == {"climatology", "logistic", "xgboost"}
+    assert validation["brier"].between(0, 1).all()
+
+
+def test_short_backtest_end_to_end(btc_year):
+    records = RecordStore(btc_year.db)
+    candles = load_candles(btc_year, ["BTC/USDT"], "1h")
+    start, end = pd.Timestamp("2022-12-01", tz="UTC"), pd.Timestamp("2022-12-15", tz="UTC")
+    settings = TrainSettings(min_samples=500)
+    table = run_backtest(candles, ["BTC/USDT"], [0.01, 0.05], start, end, records, settings, retrain_every_days=7)
+    assert len(table) == 6 and set(table["model"]) == {"xgboost", "logistic", "climatology"}
+    assert records.count("predictions") == 14 * 24 * 2 * 3
+    resolved = records.resolved("backtest")
+    expected = barrier_outcomes(candles["BTC/USDT"], 0.01, 168)
+    sample = resolved[(resolved.target_pct == 0.01) & (resolved.model_name == "xgboost")].set_index("timestamp")
+    assert (sample["status"] == expected.loc[sample.index, "status"]).all()
+    # a second run replaces, never duplicates
+    run_backtest(candles, ["BTC/USDT"], [0.01, 0.05], start, end, records, settings, retrain_every_days=7)
+    assert records.count("predictions") == 14 * 24 * 2 * 3
