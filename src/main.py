@@ -181,6 +181,77 @@ def cmd_backtest(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
+def _now_or(value: datetime | None):
+    import pandas as pd
+    return pd.Timestamp(value or datetime.now(UTC))
+
+
+def _fill_latest(ctx: Context, at) -> None:
+    """Before a live cycle: fetch the hours missing up to the last closed candle (recent T only)."""
+    import pandas as pd
+    if pd.Timestamp.now(tz="UTC") - at > pd.Timedelta(hours=48):
+        return
+    ops, tf = ctx.migrated_ops(), ctx.config.timeframe
+    if all((ops.get_last_complete_timestamp(s, tf) or datetime.min.replace(tzinfo=UTC))
+           >= at.floor("h") - pd.Timedelta(hours=1) for s in ctx.config.assets):
+        return
+    try:
+        ctx.recovery().check_and_recover_all_symbols(ctx.config.assets, hours_back=48)
+    except UserError as exc:
+        log.warning("could not fetch the newest candles (%s); predicting from what is stored", exc)
+
+
+def cmd_predict(args: argparse.Namespace, ctx: Context) -> int:
+    from src.models.prediction import Predictor
+    at = _now_or(args.at)
+    _fill_latest(ctx, at)
+    records = ctx.records
+    predictor = Predictor(ctx.ops, records, ctx.registry(records), ctx.config.target_percentages,
+                          ctx.config.timeframe)
+    result = predictor.predict(ctx.config.assets, at)
+    for (symbol, target), (model, p) in sorted(result.champions.items()):
+        print(f"{symbol:<10} {target:>5.0%}  P(up first) = {p:.3f}  ({model})")
+    for symbol, why in result.stale.items():
+        print(f"{symbol:<10} no prediction: {why}")
+    print(f"{result.written} predictions written in {result.seconds * 1000:.0f} ms")
+    return 0 if result.predicted or not ctx.config.assets else 1
+
+
+def cmd_outcomes(args: argparse.Namespace, ctx: Context) -> int:
+    from src.models.outcomes import resolve_outcomes
+    written = resolve_outcomes(ctx.migrated_ops(), ctx.records, _now_or(args.at),
+                               ctx.config.get("ml.max_lookback_hours"))
+    print(f"{written} outcomes written")
+    return 0
+
+
+def cmd_performance(args: argparse.Namespace, ctx: Context) -> int:
+    from src.models.performance import daily_performance
+    day = args.date.date() if args.date else (datetime.now(UTC) - timedelta(days=1)).date()
+    records = ctx.records
+    stored = daily_performance(records, day)
+    table = records.performance("live", day)
+    print(f"{stored} metric rows for {day}")
+    for r in table.sort_values(["symbol", "target_pct", "model_name", "window_days"]).itertuples():
+        skill = "n/a" if r.brier_skill is None or r.brier_skill != r.brier_skill else f"{r.brier_skill:+.4f}"
+        print(f"{r.symbol:<10} {float(r.target_pct):>5.0%} {r.model_name:<12} {r.window_days:>2} d  "
+              f"n={r.total_predictions:<5} hit rate {r.hit_rate or 0:.0%}  Brier skill {skill}")
+    return 0
+
+
+def cmd_retrain(args: argparse.Namespace, ctx: Context) -> int:
+    import pandas as pd
+
+    from src.models.retraining import Retrainer
+    records = ctx.records
+    retrainer = Retrainer(ctx.ops, records, ctx.registry(records), ctx.train_settings())
+    decisions = retrainer.retrain(ctx.config.assets, ctx.config.target_percentages, pd.Timestamp.now(tz="UTC"))
+    for d in decisions:
+        print(f"{d.symbol:<10} {d.target:>5.0%} {'PROMOTED ' + d.best if d.promoted else 'kept ' + d.champion}: "
+              f"{d.reason}")
+    return 0
+
+
 # ---- parser -----------------------------------------------------------------------------------------
 def parse_time(value: str) -> datetime:
     """ISO date or time, taken as UTC when it has no zone."""
@@ -225,6 +296,13 @@ def build_parser() -> argparse.ArgumentParser:
     backtest.add_argument("--end", type=parse_time, required=True, help="end (exclusive), e.g. 2024-01-01")
     backtest.add_argument("--retrain-every", type=int, default=7, metavar="DAYS", help="days between retrains (7)")
     backtest.add_argument("--symbol", action="append", help="asset (repeatable; default: all)")
+    predict = add("predict", cmd_predict, "one prediction cycle (as of now or of --at)")
+    predict.add_argument("--at", type=parse_time, help="as of this time (UTC), e.g. 2023-06-01T12:00")
+    outcomes = add("outcomes", cmd_outcomes, "resolve pending predictions (as of now or of --at)")
+    outcomes.add_argument("--at", type=parse_time, help="as of this time (UTC)")
+    performance = add("performance", cmd_performance, "daily metrics per asset x target x model")
+    performance.add_argument("--date", type=parse_time, help="the day (default: yesterday, UTC)")
+    add("retrain", cmd_retrain, "champion/challenger retraining")
     return parser
 
 

@@ -13,7 +13,13 @@ from sqlalchemy import and_, delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 
 from src.database.connection import DatabaseConnection
-from src.database.schema import model_performance, model_registry, prediction_outcomes, predictions
+from src.database.schema import (
+    feature_cache,
+    model_performance,
+    model_registry,
+    prediction_outcomes,
+    predictions,
+)
 
 PREDICTION_COLUMNS = ["run_type", "symbol", "timeframe", "target_pct", "timestamp", "model_name", "model_version",
                       "feature_version", "is_champion", "prediction_class", "probability", "confidence",
@@ -139,6 +145,24 @@ class RecordStore:
         for column in ("target_pct", "probability", "time_to_target_hours"):
             frame[column] = frame[column].astype(float)
         return frame
+
+    # ---- feature cache ------------------------------------------------------------------------
+    def save_features(self, symbol: str, timeframe: str, feature_version: str, frame: pd.DataFrame) -> int:
+        """Store feature rows (index: hour) once per version; existing hours are left alone."""
+        if frame.empty:
+            return 0
+        rows = [{"symbol": symbol, "timeframe": timeframe, "timestamp": t, "feature_version": feature_version,
+                 "feature_set": {k: (None if pd.isna(v) else float(v)) for k, v in values.items()}}
+                for t, values in zip(frame.index, frame.to_dict("records"))]
+        with self.db.engine.begin() as conn:
+            return conn.execute(insert(feature_cache).values(rows).on_conflict_do_nothing()).rowcount
+
+    def cached_features(self, symbol: str, timeframe: str, feature_version: str, at: datetime) -> dict | None:
+        c = feature_cache.c
+        query = select(c.feature_set).where(c.symbol == symbol, c.timeframe == timeframe,
+                                            c.feature_version == feature_version, c.timestamp == at)
+        with self.db.engine.connect() as conn:
+            return conn.execute(query).scalar()
 
     # ---- performance --------------------------------------------------------------------------
     def save_performance(self, rows: list[dict]) -> int:

@@ -1,0 +1,40 @@
+"""Outcome tracking: resolve every pending live prediction that the candles up to T decide, with the same
+label function as training. Undecided ones stay pending; a window with a missing hour is resolved only
+when that hour is recorded as one the exchange never published."""
+from __future__ import annotations
+
+import logging
+import time
+
+import pandas as pd
+
+from src.data.labels import barrier_outcomes
+from src.database.operations import DatabaseOperations
+from src.database.records import RecordStore
+from src.models.backtest import outcome_rows
+from src.models.prediction import last_closed_before
+from src.models.training import unfillable_hours
+
+log = logging.getLogger(__name__)
+
+
+def resolve_outcomes(ops: DatabaseOperations, records: RecordStore, at: pd.Timestamp, horizon: int = 168,
+                     run_type: str = "live") -> int:
+    """Write outcomes for the pending predictions decided by candles closed by `at`; returns rows written."""
+    started = time.perf_counter()
+    pending = records.pending_entries(run_type)
+    newest = last_closed_before(at)
+    written = 0
+    for (symbol, timeframe), group in pending.groupby(["symbol", "timeframe"]):
+        candles = ops.get_candles(symbol, timeframe, group["timestamp"].min(), newest)
+        if candles.empty:
+            continue
+        unfillable = unfillable_hours(ops, symbol, timeframe)
+        for target, entries in group.groupby("target_pct"):
+            outcomes = barrier_outcomes(candles, float(target), horizon, as_of=newest, unfillable=unfillable,
+                                        entries=pd.DatetimeIndex(entries["timestamp"]))
+            written += records.save_outcomes(outcome_rows(symbol, timeframe, float(target), outcomes.dropna(
+                subset=["status"])), run_type)
+    log.info("outcomes as of %s: %d pending entries, %d outcome rows written, %.0f ms", newest, len(pending),
+             written, (time.perf_counter() - started) * 1000)
+    return written

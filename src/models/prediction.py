@@ -1,0 +1,108 @@
+"""One prediction cycle: for each asset, the last closed candle before T, its features (from a short
+window, stored in feature_cache), and one prediction per target x model, the champion flagged.
+
+Repeating a cycle, or running two at once, writes nothing twice (the predictions' unique key).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from src.data.features import FEATURE_VERSION, compute_features, with_barrier
+from src.database.operations import DatabaseOperations
+from src.database.records import RecordStore
+from src.models.backtest import prediction_rows
+from src.models.estimators import MODEL_NAMES, prob_up
+from src.models.registry import ModelRegistry
+from src.utils.errors import UserError
+
+log = logging.getLogger(__name__)
+FEATURE_WINDOW_HOURS = 400  # > the longest window (168 h) plus EWM warm-up; older hours change nothing
+STALE_AFTER_HOURS = 2
+RUN = "live"
+
+
+@dataclass
+class CycleResult:
+    at: pd.Timestamp
+    written: int = 0
+    predicted: list[str] = field(default_factory=list)
+    stale: dict[str, str] = field(default_factory=dict)  # symbol -> why
+    champions: dict[tuple[str, float], tuple[str, float]] = field(default_factory=dict)  # -> (model, p)
+    seconds: float = 0.0
+
+
+def last_closed_before(at: pd.Timestamp) -> pd.Timestamp:
+    """Open time of the last candle closed at `at`."""
+    return at.floor("h") - pd.Timedelta(hours=1)
+
+
+class Predictor:
+    def __init__(self, ops: DatabaseOperations, records: RecordStore, registry: ModelRegistry,
+                 targets: list[float], timeframe: str = "1h"):
+        self.ops, self.records, self.registry = ops, records, registry
+        self.targets, self.timeframe = targets, timeframe
+
+    def _window(self, symbol: str, candle_time: pd.Timestamp) -> pd.DataFrame:
+        return self.ops.get_candles(symbol, self.timeframe, candle_time - pd.Timedelta(hours=FEATURE_WINDOW_HOURS),
+                                    candle_time)
+
+    def features_at(self, symbol: str, candle_time: pd.Timestamp) -> pd.DataFrame | None:
+        """The feature row of `candle_time` from candles up to it, or None when that candle is not stored."""
+        candles = self._window(symbol, candle_time)
+        if candles.empty or candles["timestamp"].iloc[-1] != candle_time:
+            return None
+        context = None if symbol == "BTC/USDT" else self._window("BTC/USDT", candle_time)
+        features = compute_features(candles, context if context is not None and len(context) else None)
+        row = features.loc[[candle_time]]
+        self.records.save_features(symbol, self.timeframe, FEATURE_VERSION, row)
+        return row
+
+    def predict(self, symbols: list[str], at: pd.Timestamp) -> CycleResult:
+        started = time.perf_counter()
+        result = CycleResult(at=at)
+        candle_time = last_closed_before(at)
+        frames = []
+        for symbol in symbols:
+            newest = self.ops.get_last_complete_timestamp(symbol, self.timeframe)
+            if newest is None or pd.Timestamp(newest) < at - pd.Timedelta(hours=STALE_AFTER_HOURS):
+                result.stale[symbol] = (f"newest candle {newest or 'none'} is older than {STALE_AFTER_HOURS} h "
+                                        f"before {at}")
+                log.warning("%s: no prediction, %s", symbol, result.stale[symbol])
+                continue
+            row = self.features_at(symbol, candle_time)
+            if row is None:
+                result.stale[symbol] = f"candle {candle_time} is not stored"
+                log.warning("%s: no prediction, %s", symbol, result.stale[symbol])
+                continue
+            entry = self._window(symbol, candle_time)["close"].iloc[-1:].to_numpy()
+            for target in self.targets:
+                frames.extend(self._predict_group(symbol, target, row, entry, result))
+            result.predicted.append(symbol)
+        if frames:
+            result.written = self.records.save_predictions(pd.concat(frames, ignore_index=True))
+        result.seconds = time.perf_counter() - started
+        log.info("predict %s: %d assets, %d predictions written, %d stale, %.0f ms", candle_time, len(result.predicted),
+                 result.written, len(result.stale), result.seconds * 1000)
+        return result
+
+    def _predict_group(self, symbol: str, target: float, row: pd.DataFrame, entry, result: CycleResult) -> list:
+        models = self.registry.current(symbol, self.timeframe, target)
+        if "champion" not in models:
+            raise UserError(f"no model for {symbol} {target:g} yet; train first: python -m src.main train")
+        champion = models["champion"]["model_name"]
+        matrix = with_barrier(row, target)
+        frames = []
+        for name in MODEL_NAMES:
+            if name not in models:
+                continue
+            loaded = self.registry.load(models[name])
+            p = prob_up(loaded.estimator, matrix)
+            frames.append(prediction_rows(symbol, self.timeframe, target, name, loaded.version, row.index, p, entry,
+                                          name == champion, RUN))
+            if name == champion:
+                result.champions[(symbol, target)] = (name, float(p[0]))
+        return frames
