@@ -252,6 +252,32 @@ def cmd_retrain(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
+def report_service(ctx: Context, dry_run: bool = False):
+    from src.notifications.service import ReportService
+    from src.notifications.telegram import TelegramNotifier
+    tg = ctx.config.config["telegram"]
+    records = ctx.records
+    notifier = TelegramNotifier("" if dry_run else tg["bot_token"], tg["chat_id"], records, tg["base_url"])
+    return ReportService(records, ctx.registry(records), notifier, tg["alert_threshold"],
+                         ctx.config.get("ml.max_lookback_hours"))
+
+
+def cmd_report(args: argparse.Namespace, ctx: Context) -> int:
+    import pandas as pd
+    service = report_service(ctx, args.dry_run)
+    now = pd.Timestamp.now(tz="UTC")
+    if args.type == "hourly":
+        result = service.hourly(now)
+        service.alerts()
+    else:
+        chart = ctx.config.data_dir / "reports" / f"daily-{now:%Y%m%d}.png"
+        result = service.daily(now - pd.Timedelta(days=1), chart)
+        print(f"chart saved to {chart}")
+    if not (result.success or result.dry_run):
+        raise UserError(f"report not sent: {result.error} (the text is kept in telegram_reports)")
+    return 0
+
+
 # ---- parser -----------------------------------------------------------------------------------------
 def parse_time(value: str) -> datetime:
     """ISO date or time, taken as UTC when it has no zone."""
@@ -303,6 +329,9 @@ def build_parser() -> argparse.ArgumentParser:
     performance = add("performance", cmd_performance, "daily metrics per asset x target x model")
     performance.add_argument("--date", type=parse_time, help="the day (default: yesterday, UTC)")
     add("retrain", cmd_retrain, "champion/challenger retraining")
+    report = add("report", cmd_report, "build and send (or print) a report")
+    report.add_argument("--type", choices=("hourly", "daily"), default="hourly")
+    report.add_argument("--dry-run", action="store_true", help="print instead of sending")
     return parser
 
 

@@ -19,6 +19,7 @@ from src.database.schema import (
     model_registry,
     prediction_outcomes,
     predictions,
+    telegram_reports,
 )
 
 PREDICTION_COLUMNS = ["run_type", "symbol", "timeframe", "target_pct", "timestamp", "model_name", "model_version",
@@ -145,6 +146,33 @@ class RecordStore:
         for column in ("target_pct", "probability", "time_to_target_hours"):
             frame[column] = frame[column].astype(float)
         return frame
+
+    def recent_champions(self, hours: int = 2, run_type: str = "live") -> pd.DataFrame:
+        """Champion predictions of the newest `hours` prediction hours (per asset), newest first."""
+        p = predictions.c
+        newest = select(func.max(p.timestamp)).where(p.run_type == run_type).scalar_subquery()
+        query = (select(p.symbol, p.timeframe, p.target_pct, p.timestamp, p.model_name, p.model_version,
+                        p.probability, p.confidence, p.entry_price)
+                 .where(p.run_type == run_type, p.is_champion,
+                        p.timestamp > newest - func.make_interval(0, 0, 0, 0, hours))
+                 .order_by(p.timestamp.desc(), p.symbol, p.target_pct))
+        with self.db.engine.connect() as conn:
+            frame = pd.DataFrame(conn.execute(query).all(), columns=[
+                "symbol", "timeframe", "target_pct", "timestamp", "model_name", "model_version", "probability",
+                "confidence", "entry_price"])
+        for column in ("target_pct", "probability", "confidence", "entry_price"):
+            frame[column] = frame[column].astype(float)
+        return frame
+
+    def log_report(self, report_type: str, content: str, success: bool, error: str | None) -> None:
+        with self.db.engine.begin() as conn:
+            conn.execute(insert(telegram_reports).values(report_type=report_type, content=content, success=success,
+                                                         error_message=error))
+
+    def reports(self) -> pd.DataFrame:
+        with self.db.engine.connect() as conn:
+            return pd.DataFrame(conn.execute(select(telegram_reports).order_by(telegram_reports.c.id)).mappings().all(),
+                                columns=[c.name for c in telegram_reports.c])
 
     # ---- feature cache ------------------------------------------------------------------------
     def save_features(self, symbol: str, timeframe: str, feature_version: str, frame: pd.DataFrame) -> int:

@@ -1,0 +1,93 @@
+"""Building reports from the database and handing them to the notifier: hourly, daily (with chart), alerts."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from src.data.features import with_barrier
+from src.database.records import RecordStore
+from src.models.estimators import explain
+from src.models.registry import ModelRegistry
+from src.notifications import reports
+from src.notifications.telegram import SendResult, TelegramNotifier
+
+log = logging.getLogger(__name__)
+
+
+def crossings(champions: pd.DataFrame, threshold: float) -> pd.DataFrame:
+    """Champion forecasts of the newest hour that crossed the threshold (UP side >= t, DOWN side <= 1 - t)
+    since the hour before: once per crossing, not every hour while they stay beyond it."""
+    if champions.empty:
+        return champions
+    rows = []
+    for _, group in champions.groupby(["symbol", "target_pct"]):
+        group = group.sort_values("timestamp")
+        now = group.iloc[-1]
+        before = group.iloc[-2]["probability"] if len(group) > 1 else 0.5
+        up = now["probability"] >= threshold > before
+        down = now["probability"] <= 1 - threshold < before
+        if up or down:
+            rows.append(now)
+    return pd.DataFrame(rows)
+
+
+class ReportService:
+    def __init__(self, records: RecordStore, registry: ModelRegistry, notifier: TelegramNotifier,
+                 threshold: float = 0.75, horizon: int = 168):
+        self.records, self.registry, self.notifier = records, registry, notifier
+        self.threshold, self.horizon = threshold, horizon
+
+    def hourly(self, now: pd.Timestamp) -> SendResult:
+        text = reports.hourly_text(self.records.recent_champions(hours=1), now, self.horizon)
+        return self.notifier.send("hourly", text)
+
+    def daily(self, day: pd.Timestamp, chart_path: Path | None = None) -> SendResult:
+        start = pd.Timestamp(day.date(), tz="UTC")
+        resolved = self.records.resolved("live", start - pd.Timedelta(days=30), start + pd.Timedelta(days=1))
+        completed_day = resolved[(resolved["timestamp"] >= start - pd.Timedelta(hours=self.horizon))]
+        performance = self.records.performance("live", day.date())
+        champions = set(self.records.models(champions_only=True)["model_name"]) or {"xgboost"}
+        performance = performance[performance["model_name"].isin(champions)] if len(performance) else performance
+        text = reports.daily_text(day, completed_day, performance)
+        chart = reports.daily_chart(resolved)
+        if chart_path is not None:
+            chart_path.parent.mkdir(parents=True, exist_ok=True)
+            chart_path.write_bytes(chart)
+        return self.notifier.send("daily", text, chart)
+
+    def alerts(self) -> list[SendResult]:
+        """One alert per champion forecast that crossed the threshold this hour, with its reasons."""
+        champions = self.records.recent_champions(hours=2)
+        results = []
+        for row in crossings(champions, self.threshold).itertuples():
+            reasons = self._reasons(row)
+            record = self._record(row.symbol, row.target_pct, row.model_name)
+            text = reports.alert_text(row.symbol, row.target_pct, row.probability, self.threshold, row.model_name,
+                                      reasons, record)
+            results.append(self.notifier.send("alert", text))
+        return results
+
+    def _reasons(self, row) -> list[tuple[str, float]]:
+        """xgboost's top feature contributions for that hour (from feature_cache), when available."""
+        try:
+            current = self.registry.current(row.symbol, row.timeframe, row.target_pct)
+            model = self.registry.load(current["xgboost"])
+            cached = self.records.cached_features(row.symbol, row.timeframe, model.meta["feature_version"],
+                                                  row.timestamp)
+            if cached is None:
+                return []
+            frame = pd.DataFrame([cached], index=[row.timestamp]).astype(float)
+            return explain(model.estimator, with_barrier(frame, row.target_pct))
+        except Exception as exc:  # an alert without reasons beats no alert
+            log.warning("no reasons for %s %g alert: %s", row.symbol, row.target_pct, exc)
+            return []
+
+    def _record(self, symbol: str, target: float, model: str) -> dict | None:
+        performance = self.records.performance("live")
+        if performance.empty:
+            return None
+        mine = performance[(performance["symbol"] == symbol) & (performance["target_pct"].astype(float) == target)
+                           & (performance["model_name"] == model) & (performance["window_days"] == 30)]
+        return mine.sort_values("evaluation_date").iloc[-1].to_dict() if len(mine) else None
