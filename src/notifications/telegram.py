@@ -32,9 +32,9 @@ class SendResult:
 
 class TelegramNotifier:
     def __init__(self, token: str, chat_id: str | int, records: RecordStore | None = None,
-                 base_url: str = "https://api.telegram.org/bot", timeout: float = 10.0):
+                 base_url: str = "https://api.telegram.org/bot", timeout: float = 10.0, backoff: float = 2.0):
         self.token, self.chat_id, self.records = str(token or ""), str(chat_id or ""), records
-        self.base_url, self.timeout = base_url, timeout
+        self.base_url, self.timeout, self.backoff = base_url, timeout, backoff
         SecretFilter.register(self.token)
 
     @property
@@ -74,7 +74,7 @@ class TelegramNotifier:
                 return SendResult(False, f"{type(exc).__name__}: {redact(str(exc))}; fix the message or the "
                                          "telegram.bot_token / chat_id settings")
             except NetworkError as exc:  # timeouts, connection errors and 5xx
-                wait = min(2.0 ** attempt, MAX_WAIT_SECONDS)
+                wait = min(self.backoff * 2 ** (attempt - 1), MAX_WAIT_SECONDS)
                 error = f"{type(exc).__name__}: {redact(str(exc))}"
             except TelegramError as exc:
                 return SendResult(False, f"{type(exc).__name__}: {redact(str(exc))}")

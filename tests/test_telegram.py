@@ -1,0 +1,143 @@
+"""Telegram: the real python-telegram-bot client against a loopback Bot API; reports, alerts and faults."""
+import logging
+
+import pandas as pd
+import pytest
+
+from src.database.records import RecordStore
+from src.notifications import reports
+from src.notifications.service import crossings
+from src.notifications.telegram import TelegramNotifier
+from tests.loopback_telegram import LoopbackBotApi
+
+TOKEN = "123456789:AAHloopbackTokenForTests-abcdefghijkl"
+NOW = pd.Timestamp("2023-06-01 10:05", tz="UTC")
+
+
+@pytest.fixture
+def bot_api():
+    with LoopbackBotApi(TOKEN) as server:
+        yield server
+
+
+def _champions(symbols, probabilities=(0.62, 0.48, 0.3), hours=1) -> pd.DataFrame:
+    rows = []
+    for h in range(hours):
+        t = NOW.floor("h") - pd.Timedelta(hours=1 + h)
+        for symbol in symbols:
+            for target, p in zip((0.01, 0.02, 0.05), probabilities):
+                rows.append({"symbol": symbol, "timeframe": "1h", "target_pct": target, "timestamp": t,
+                             "model_name": "xgboost", "model_version": "v", "probability": p,
+                             "confidence": max(p, 1 - p), "entry_price": 27123.45})
+    return pd.DataFrame(rows)
+
+
+def _notifier(bot_api, ops, **kw) -> TelegramNotifier:
+    return TelegramNotifier(TOKEN, "4242", RecordStore(ops.db), bot_api.base_url, timeout=2, backoff=0.05, **kw)
+
+
+def test_hourly_report_request_and_escaping(bot_api, ops):
+    text = reports.hourly_text(_champions(["BTC/USDT", "A<B&C/USDT"]), NOW)
+    assert "A&lt;B&amp;C/USDT" in text and "<b>BTC/USDT</b>" in text
+    assert "27,123.45" in text and "62.0%" in text and "⬆️" in text and "⬇️" in text
+    assert _notifier(bot_api, ops).send("hourly", text).success
+    sent = bot_api.sent("sendMessage")
+    assert len(sent) == 1
+    assert sent[0]["fields"]["chat_id"] == "4242"
+    assert sent[0]["fields"]["parse_mode"] == "HTML"
+    assert sent[0]["fields"]["text"] == text
+    logged = RecordStore(ops.db).reports()
+    assert list(logged["report_type"]) == ["hourly"] and logged["success"].all()
+
+
+def test_daily_report_sends_a_real_png(bot_api, ops):
+    resolved = pd.DataFrame({
+        "symbol": "BTC/USDT", "timeframe": "1h", "target_pct": 0.02,
+        "timestamp": pd.date_range("2023-05-01", periods=200, freq="h", tz="UTC"), "model_name": "xgboost",
+        "is_champion": True, "probability": 0.55, "status": ["up", "down"] * 100,
+        "actual_outcome": [1, 0] * 100, "time_to_target_hours": 5.0})
+    chart = reports.daily_chart(resolved)
+    text = reports.daily_text(NOW, resolved, pd.DataFrame())
+    assert _notifier(bot_api, ops).send("daily", text, chart).success
+    photo = bot_api.sent("sendPhoto")[0]
+    assert photo["files"]["photo"].startswith(b"\x89PNG\r\n\x1a\n") and len(photo["files"]["photo"]) > 10_000
+    assert photo["fields"]["caption"] == text
+
+
+def test_report_stays_under_telegram_limit_with_many_assets():
+    text = reports.hourly_text(_champions([f"COIN{i}/USDT" for i in range(200)]), NOW)
+    assert len(text) <= reports.TELEGRAM_LIMIT and text.endswith("… (truncated)")
+
+
+def test_one_alert_per_crossing():
+    def frame(previous, current):
+        champions = _champions(["BTC/USDT"], hours=2)
+        newest = champions["timestamp"] == champions["timestamp"].max()
+        champions.loc[newest, "probability"] = current
+        champions.loc[~newest, "probability"] = previous
+        return champions
+    assert len(crossings(frame(0.70, 0.80), 0.75)) == 3  # crossed up, each target
+    assert len(crossings(frame(0.80, 0.85), 0.75)) == 0  # stayed above: no repeat
+    assert len(crossings(frame(0.30, 0.20), 0.75)) == 3  # crossed the down side (<= 0.25)
+    assert len(crossings(frame(0.20, 0.10), 0.75)) == 0
+
+
+def test_alert_text_has_reasons_and_record():
+    text = reports.alert_text("ETH/USDT", 0.02, 0.81, 0.75, "xgboost",
+                              [("ret_24", 0.2), ("vol_168", -0.1), ("rsi_14", 0.05)],
+                              {"total_predictions": 120, "accuracy": 0.56, "brier_skill": 0.012})
+    assert "UP 2% first" in text and "the 24-hour move raises P(up)" in text
+    assert "7-day volatility lowers P(up)" in text and "n=120" in text and "+0.012" in text
+
+
+def test_429_is_retried_after_its_delay(bot_api, ops):
+    bot_api.state.faults.extend(["429"])
+    result = _notifier(bot_api, ops).send("hourly", "hello")
+    assert result.success and len(bot_api.sent("sendMessage")) == 1
+
+
+def test_500_retried_within_bounds_then_recorded(bot_api, ops):
+    bot_api.state.faults.extend(["500"] * 10)
+    result = _notifier(bot_api, ops).send("hourly", "will fail")
+    assert not result.success and "after 4 tries" in result.error
+    assert len(bot_api.state.faults) == 6  # 4 tries, no more
+    row = RecordStore(ops.db).reports().iloc[-1]
+    assert row["content"] == "will fail" and not row["success"] and "NetworkError" in row["error_message"]
+
+
+@pytest.mark.parametrize("fault, kind", [("401", "InvalidToken"), ("400", "BadRequest")])
+def test_client_errors_are_not_retried(bot_api, ops, fault, kind):
+    bot_api.state.faults.extend([fault, fault])
+    result = _notifier(bot_api, ops).send("alert", "x")
+    assert not result.success and kind in result.error
+    assert len(bot_api.state.faults) == 1  # one try only
+
+
+def test_connection_refused_is_recorded_not_raised(ops):
+    notifier = TelegramNotifier(TOKEN, "1", RecordStore(ops.db), "http://127.0.0.1:9/bot", timeout=1, backoff=0.05)
+    result = notifier.send("hourly", "nobody listens")
+    assert not result.success
+    assert "NetworkError" in result.error or "TimedOut" in result.error
+
+
+def test_no_token_is_a_dry_run(ops, capsys):
+    result = TelegramNotifier("", "", RecordStore(ops.db)).send("hourly", "console only")
+    assert result.dry_run and "console only" in capsys.readouterr().out
+    assert RecordStore(ops.db).reports().iloc[-1]["error_message"].startswith("dry run")
+
+
+def test_token_never_reaches_logs_or_records(bot_api, ops, caplog, tmp_path):
+    from src.utils.logging_setup import setup_logging
+    setup_logging("DEBUG", tmp_path)
+    bot_api.state.faults.extend(["500", "401"])
+    with caplog.at_level(logging.DEBUG):
+        _notifier(bot_api, ops).send("hourly", "a")
+        TelegramNotifier(TOKEN, "1", RecordStore(ops.db), "http://127.0.0.1:9/bot", timeout=1, backoff=0.05).send(
+            "hourly", "b")
+    log_file = (tmp_path / "crypto_ml.log").read_text()
+    secret = TOKEN.split(":")[1]
+    assert "report NOT sent" in log_file  # the failures were logged...
+    assert secret not in log_file  # ...without the token
+    assert secret not in caplog.text
+    assert secret not in RecordStore(ops.db).reports().to_string()
+    setup_logging("INFO", None)
