@@ -10,58 +10,13 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from src.scheduler.services import Context
 from src.utils.config import Config
 from src.utils.errors import UserError
 from src.utils.logging_setup import SecretFilter, setup_logging
 
 log = logging.getLogger("src.main")
-Handler = Callable[[argparse.Namespace, "Context"], int]
-
-
-class Context:
-    """What a command needs, opened on first use: the config, the database, the exchange."""
-
-    def __init__(self, config: Config):
-        self.config = config
-        self._ops = None
-
-    @property
-    def ops(self):
-        if self._ops is None:
-            from src.database.connection import DatabaseConnection
-            from src.database.operations import DatabaseOperations
-            db_cfg = self.config.config["database"]
-            conn = DatabaseConnection(self.config.database_url, self.config.data_dir, db_cfg["timescaledb"],
-                                      db_cfg["compress_after_days"])
-            conn.check()
-            self._ops = DatabaseOperations(conn)
-        return self._ops
-
-    def migrated_ops(self):
-        """The database, with the schema brought up to date first."""
-        self.ops.db.create_tables()
-        return self.ops
-
-    @property
-    def records(self):
-        from src.database.records import RecordStore
-        return RecordStore(self.migrated_ops().db)
-
-    def registry(self, records=None):
-        from src.models.registry import ModelRegistry
-        return ModelRegistry(records or self.records, self.config.data_dir / "models")
-
-    def train_settings(self):
-        from src.models.training import TrainSettings
-        ml = self.config.config["ml"]
-        return TrainSettings(timeframe=self.config.timeframe, horizon=ml["max_lookback_hours"],
-                             embargo_hours=ml["embargo_hours"], min_samples=ml["min_samples_for_training"])
-
-    def recovery(self):
-        from src.data.fetcher import ExchangeDataFetcher
-        from src.data.recovery import DataRecoveryManager
-        return DataRecoveryManager(self.migrated_ops(), ExchangeDataFetcher(config=self.config),
-                                   self.config.timeframe)
+Handler = Callable[[argparse.Namespace, Context], int]
 
 
 # ---- commands ---------------------------------------------------------------------------------------
@@ -252,19 +207,9 @@ def cmd_retrain(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
-def report_service(ctx: Context, dry_run: bool = False):
-    from src.notifications.service import ReportService
-    from src.notifications.telegram import TelegramNotifier
-    tg = ctx.config.config["telegram"]
-    records = ctx.records
-    notifier = TelegramNotifier("" if dry_run else tg["bot_token"], tg["chat_id"], records, tg["base_url"])
-    return ReportService(records, ctx.registry(records), notifier, tg["alert_threshold"],
-                         ctx.config.get("ml.max_lookback_hours"))
-
-
 def cmd_report(args: argparse.Namespace, ctx: Context) -> int:
     import pandas as pd
-    service = report_service(ctx, args.dry_run)
+    service = ctx.report_service(args.dry_run)
     now = pd.Timestamp.now(tz="UTC")
     if args.type == "hourly":
         result = service.hourly(now)
@@ -276,6 +221,32 @@ def cmd_report(args: argparse.Namespace, ctx: Context) -> int:
     if not (result.success or result.dry_run):
         raise UserError(f"report not sent: {result.error} (the text is kept in telegram_reports)")
     return 0
+
+
+def cmd_run(args: argparse.Namespace, ctx: Context) -> int:
+    from src.scheduler.daemon import Daemon
+    return Daemon(ctx).run()
+
+
+def cmd_health(args: argparse.Namespace, ctx: Context) -> int:
+    """The daemon's /health when it runs; else the same checks made here (without job history)."""
+    import json
+    import urllib.error
+    import urllib.request
+    health = ctx.config.config["health"]
+    url = f"http://{health['host']}:{health['port']}/health"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            report, healthy = json.loads(answer.read()), True
+    except urllib.error.HTTPError as err:
+        report, healthy = json.loads(err.read()), False
+    except OSError:
+        from src.monitoring.health import health_snapshot
+        report, healthy = health_snapshot(ctx.ops, ctx.records, ctx.config.assets, ctx.config.timeframe,
+                                          health["stale_after_hours"], ctx.config.get("app.version"))
+        report["source"] = "cli (daemon not reachable at " + url + ")"
+    print(json.dumps(report, indent=2, default=str))
+    return 0 if healthy else 3
 
 
 # ---- parser -----------------------------------------------------------------------------------------
@@ -301,6 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
         command.set_defaults(handler=handler)
         return command
 
+    add("run", cmd_run, "the daemon: schedule loop and health server until SIGTERM/SIGINT (the default)")
+    add("health", cmd_health, "print the health JSON; exit 3 when unhealthy")
     add("init-db", cmd_init_db, "apply database migrations (safe to run again)")
     add("status", cmd_status, "database, schema revision, TimescaleDB, candles per asset")
     backfill = add("backfill", cmd_backfill, "fetch missing history from the exchange")
@@ -342,11 +315,8 @@ def main(argv: list[str] | None = None) -> int:
         config = Config(args.config)
         SecretFilter.register(str(config.get("telegram.bot_token", "")))
         setup_logging(config.get("app.log_level"), config.logs_dir)
-        if args.command is None:
-            parser.print_help()
-            print()
-            return cmd_status(args, Context(config))
-        return args.handler(args, Context(config))
+        handler = cmd_run if args.command is None else args.handler
+        return handler(args, Context(config))
     except UserError as exc:
         for line in str(exc).splitlines():
             print(f"error: {line}", file=sys.stderr)

@@ -6,6 +6,7 @@ When TimescaleDB is installed into pgserver's PostgreSQL (see shared/timescaledb
 """
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import subprocess
@@ -56,6 +57,14 @@ def _enable_timescaledb(server) -> None:
         server.ensure_postgres_running()
 
 
+def _refresh_postmaster(server) -> None:
+    """If the server was restarted under us, let pgserver's exit clean-up stop the running one."""
+    from pgserver.utils import PostmasterInfo
+    info = PostmasterInfo.read_from_pgdata(server.pgdata)
+    if info is not None and info.is_running():
+        server._postmaster_info = info
+
+
 def start_embedded(data_dir: Path, database: str = DATABASE_NAME, timescaledb: bool = True) -> str:
     """Start (or join) the embedded server under data_dir/postgres; return a SQLAlchemy URL to `database`."""
     _check_writable(data_dir)
@@ -64,6 +73,7 @@ def start_embedded(data_dir: Path, database: str = DATABASE_NAME, timescaledb: b
             warnings.simplefilter("ignore")
             import pgserver
         server = pgserver.get_server(data_dir / "postgres", cleanup_mode="stop")
+        atexit.register(_refresh_postmaster, server)  # runs before pgserver's own stop (atexit is LIFO)
         if timescaledb and timescaledb_installed():
             _enable_timescaledb(server)
     except (subprocess.SubprocessError, OSError, AssertionError) as exc:

@@ -47,6 +47,11 @@ def _is_http_url(value: str) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.netloc)
 
 
+def _is_hhmm(value: str) -> bool:
+    hours, _, minutes = value.partition(":")
+    return hours.isdigit() and minutes.isdigit() and int(hours) < 24 and int(minutes) < 60 and len(minutes) == 2
+
+
 def _assets_ok(value: list) -> str | None:
     if not value:
         return "is empty"
@@ -102,6 +107,11 @@ SCHEMA: dict[str, tuple[type | tuple[type, ...], Check | None, str]] = {
                                   "use hourly or daily"),
     "telegram.alert_threshold": ((int, float), lambda v: None if 0.5 < v < 1 else "must be in (0.5, 1)",
                                  "e.g. 0.75"),
+    "scheduler.hourly_minute": (int, lambda v: None if 0 <= v <= 59 else "must be 0..59", "e.g. 2"),
+    "scheduler.daily_time": (str, lambda v: None if _is_hhmm(v) else "is not HH:MM", 'e.g. "00:15"'),
+    "scheduler.health_minutes": (int, lambda v: None if v >= 1 else "must be at least 1", "e.g. 5"),
+    "scheduler.run_at_start": (bool, None, "true or false"),
+    "scheduler.catch_up_hours": (int, lambda v: None if 0 <= v <= 720 else "must be 0..720", "e.g. 48"),
     "health.host": (str, None, 'e.g. "127.0.0.1"'),
     "health.port": (int, lambda v: None if 1 <= v <= 65535 else "is out of range 1..65535", "e.g. 8080"),
     "health.stale_after_hours": ((int, float), lambda v: None if v > 0 else "must be positive", "e.g. 3"),
@@ -160,7 +170,7 @@ def validate(tree: dict) -> list[str]:
         except KeyError:
             problems.append(f"config key {key}: missing; add it ({fix})")
             continue
-        if isinstance(value, bool) and kind is not bool or not isinstance(value, kind):
+        if isinstance(value, bool) != (kind is bool) or not isinstance(value, kind):
             names = "/".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
             problems.append(f"config key {key}: expected {names}, got {type(value).__name__} {value!r}; {fix}")
             continue

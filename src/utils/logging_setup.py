@@ -22,7 +22,10 @@ class SecretFilter(logging.Filter):
         cls.secrets.update(v for v in values if v and len(v) >= 4)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed log call is the handler's to report; a filter must never raise
+            return True
         cleaned = redact(message)
         if cleaned != message:
             record.msg, record.args = cleaned, None

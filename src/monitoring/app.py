@@ -1,0 +1,107 @@
+"""The health server: a Flask app (/health JSON, HTTP 503 when unhealthy; /metrics Prometheus text),
+served by waitress (a production WSGI server) on a background thread of the daemon."""
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+import psutil
+from flask import Flask, Response, jsonify
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
+from waitress.server import create_server
+
+from src.monitoring.health import JobBoard
+
+log = logging.getLogger(__name__)
+Snapshot = Callable[[], tuple[dict, bool]]
+
+
+class Metrics:
+    """Prometheus gauges, refreshed from the health snapshot and the job board at each scrape."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.up = Gauge("crypto_ml_healthy", "1 when /health is healthy", registry=r)
+        self.db_up = Gauge("crypto_ml_database_up", "1 when the database answers", registry=r)
+        self.candle_age = Gauge("crypto_ml_newest_candle_age_hours", "hours since the newest candle closed",
+                                ["symbol"], registry=r)
+        self.job_runs = Gauge("crypto_ml_job_runs_total", "job runs since start", ["job", "result"], registry=r)
+        self.job_duration = Gauge("crypto_ml_job_last_duration_seconds", "duration of the last run", ["job"],
+                                  registry=r)
+        self.job_failing = Gauge("crypto_ml_job_consecutive_failures", "failures in a row", ["job"], registry=r)
+        self.predictions = Gauge("crypto_ml_predictions_last_cycle", "predictions written by the last cycle",
+                                 registry=r)
+        self.brier_skill = Gauge("crypto_ml_live_brier_skill", "30-day live Brier skill vs climatology (champion)",
+                                 ["symbol", "target"], registry=r)
+        self.champions = Gauge("crypto_ml_champion_models", "asset x target groups with a champion", registry=r)
+        self.rss = Gauge("crypto_ml_process_rss_bytes", "resident memory of the service", registry=r)
+
+    def refresh(self, report: dict, healthy: bool, skills: dict[tuple[str, str], float]) -> bytes:
+        self.up.set(int(healthy))
+        self.db_up.set(int(report["database"]["reachable"]))
+        for symbol, data in report.get("data", {}).items():
+            if data["age_hours"] is not None:
+                self.candle_age.labels(symbol).set(data["age_hours"])
+        for job, state in report.get("jobs", {}).items():
+            self.job_runs.labels(job, "ok").set(state["runs"] - state["failures"])
+            self.job_runs.labels(job, "failed").set(state["failures"])
+            self.job_duration.labels(job).set(state["last_duration_s"] or 0)
+            self.job_failing.labels(job).set(state["consecutive_failures"])
+            if job == "hourly":
+                self.predictions.set(state["last_counts"].get("predictions", 0))
+        for (symbol, target), skill in skills.items():
+            self.brier_skill.labels(symbol, target).set(skill)
+        self.champions.set(report.get("models", {}).get("champions", 0))
+        self.rss.set(psutil.Process().memory_info().rss)
+        return generate_latest(self.registry)
+
+
+def create_app(snapshot: Snapshot, skills: Callable[[], dict], board: JobBoard | None = None) -> Flask:
+    app = Flask("crypto_ml_health")
+    metrics = Metrics()
+
+    def safe_snapshot() -> tuple[dict, bool]:
+        try:
+            return snapshot()
+        except Exception as exc:  # a failing check is an unhealthy answer, never a 500
+            log.warning("health check failed: %s: %s", type(exc).__name__, exc)
+            return {"status": "unhealthy", "problems": [f"health check failed: {type(exc).__name__}"],
+                    "database": {"reachable": False}}, False
+
+    @app.get("/health")
+    def health():
+        report, healthy = safe_snapshot()
+        return jsonify(report), 200 if healthy else 503
+
+    @app.get("/metrics")
+    def prometheus():
+        report, healthy = safe_snapshot()
+        try:
+            live_skills = skills() if report["database"]["reachable"] else {}
+        except Exception:
+            live_skills = {}
+        return Response(metrics.refresh(report, healthy, live_skills), mimetype=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+class HealthServer:
+    """waitress on a daemon thread; stop() closes it."""
+
+    def __init__(self, app: Flask, host: str, port: int):
+        self.server = create_server(app, host=host, port=port, threads=2, ident="crypto-ml")
+        self.thread = threading.Thread(target=self.server.run, name="health-server", daemon=True)
+
+    @property
+    def port(self) -> int:
+        return int(self.server.effective_port)
+
+    def start(self) -> None:
+        self.thread.start()
+        log.info("health server on http://%s:%d (/health, /metrics)", self.server.effective_host, self.port)
+
+    def stop(self) -> None:
+        self.server.close()
+        self.thread.join(timeout=5)

@@ -1,0 +1,126 @@
+"""System health: the record of job runs, the health snapshot behind /health and `health`, and the
+psutil figures stored in system_health."""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+
+import pandas as pd
+import psutil
+from sqlalchemy import insert, text
+
+from src.database.operations import DatabaseOperations
+from src.database.records import RecordStore
+from src.database.schema import system_health
+
+FAILURES_UNHEALTHY = 3  # a job failing this many times in a row makes the service unhealthy
+
+
+@dataclass
+class JobState:
+    runs: int = 0
+    failures: int = 0
+    consecutive_failures: int = 0
+    last_started: str | None = None
+    last_finished: str | None = None
+    last_result: str | None = None  # ok | failed
+    last_error: str | None = None
+    last_duration_s: float | None = None
+    last_counts: dict = field(default_factory=dict)
+
+
+class JobBoard:
+    """Thread-safe record of every job's runs, shared by the scheduler and the health server."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.jobs: dict[str, JobState] = {}
+        self.stale: dict[str, str] = {}  # symbol -> why the last cycle skipped it
+
+    def record(self, job: str, started: float, error: str | None, counts: dict | None = None) -> JobState:
+        with self._lock:
+            state = self.jobs.setdefault(job, JobState())
+            state.runs += 1
+            state.last_started = datetime.fromtimestamp(started, UTC).isoformat(timespec="seconds")
+            state.last_finished = datetime.now(UTC).isoformat(timespec="seconds")
+            state.last_duration_s = round(time.time() - started, 3)
+            state.last_result = "failed" if error else "ok"
+            state.last_error = error
+            state.last_counts = counts or {}
+            state.failures += bool(error)
+            state.consecutive_failures = state.consecutive_failures + 1 if error else 0
+            return state
+
+    def snapshot(self) -> dict[str, dict]:
+        with self._lock:
+            return {name: asdict(state) for name, state in self.jobs.items()}
+
+
+def database_status(ops: DatabaseOperations) -> dict:
+    started = time.perf_counter()
+    try:
+        with ops.db.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        return {"reachable": True, "latency_ms": round((time.perf_counter() - started) * 1000, 1)}
+    except Exception as exc:
+        return {"reachable": False, "error": type(exc).__name__}
+
+
+def health_snapshot(ops: DatabaseOperations, records: RecordStore, assets: list[str], timeframe: str,
+                    stale_after_hours: float, version: str, board: JobBoard | None = None) -> tuple[dict, bool]:
+    """The /health JSON and whether the service is healthy (database up, no stale asset, no job failing
+    repeatedly)."""
+    now = pd.Timestamp.now(tz="UTC")
+    report: dict = {"version": version, "time": now.isoformat(timespec="seconds"), "database": database_status(ops)}
+    problems = [] if report["database"]["reachable"] else ["database unreachable"]
+    if report["database"]["reachable"]:
+        report["data"] = _freshness(ops, assets, timeframe, now, stale_after_hours)
+        report["models"] = _models(records, now)
+        problems += [f"{s} data stale" for s, d in report["data"].items() if d["stale"]]
+    jobs = board.snapshot() if board else {}
+    report["jobs"] = jobs
+    report["skipped_assets"] = dict(board.stale) if board else {}
+    problems += [f"job {name} failed {j['consecutive_failures']} times" for name, j in jobs.items()
+                 if j["consecutive_failures"] >= FAILURES_UNHEALTHY]
+    report["problems"] = problems
+    report["status"] = "ok" if not problems else "unhealthy"
+    return report, not problems
+
+
+def _freshness(ops: DatabaseOperations, assets: list[str], timeframe: str, now: pd.Timestamp,
+               stale_after_hours: float) -> dict:
+    out = {}
+    for symbol in assets:
+        newest = ops.get_last_complete_timestamp(symbol, timeframe)
+        # a candle is complete one hour after it opens
+        age = None if newest is None else (now - pd.Timestamp(newest)).total_seconds() / 3600 - 1
+        out[symbol] = {"newest_candle": None if newest is None else pd.Timestamp(newest).isoformat(),
+                       "age_hours": None if age is None else round(age, 2),
+                       "stale": age is None or age > stale_after_hours}
+    return out
+
+
+def _models(records: RecordStore, now: pd.Timestamp) -> dict:
+    champions = records.models(champions_only=True)
+    return {"champions": len(champions), "groups": {
+        f"{r.symbol} {r.target_pct:g}": {
+            "model": r.model_name, "version": r.version,
+            "age_days": round((now - pd.Timestamp(r.train_end)).total_seconds() / 86400, 1)}
+        for r in champions.itertuples()}}
+
+
+def record_system_health(ops: DatabaseOperations, data_dir, active_models: int, freshness_minutes: int | None,
+                         latency_ms: int | None = None) -> dict:
+    """Store one system_health row (CPU, memory, disk, process RSS, database size) and return it."""
+    with ops.db.engine.connect() as conn:
+        size = conn.execute(text("SELECT pg_database_size(current_database())")).scalar()
+    row = {"cpu_percent": psutil.cpu_percent(interval=0.2), "memory_percent": psutil.virtual_memory().percent,
+           "disk_percent": psutil.disk_usage(str(data_dir)).percent,
+           "process_rss_mb": round(psutil.Process().memory_info().rss / 2**20, 1),
+           "database_size_mb": round(size / 2**20, 1), "prediction_latency_ms": latency_ms,
+           "data_freshness_minutes": freshness_minutes, "active_models": active_models}
+    with ops.db.engine.begin() as conn:
+        conn.execute(insert(system_health).values(**row))
+    return row

@@ -1,0 +1,223 @@
+"""The daemon: start-up (migrations, history, first training), then the schedule loop (hourly cycle, daily
+cycle, health rows) with the health server beside it, until SIGTERM or SIGINT.
+
+Jobs run one at a time on a worker thread, so they never overlap; the main thread keeps the schedule and
+answers signals. A stop lets the running job reach its next safe point (every write is one transaction,
+so an interrupted step leaves no partial batch) and exits within 15 s.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable
+
+import pandas as pd
+import schedule
+
+from src.models.outcomes import resolve_outcomes
+from src.models.performance import daily_performance
+from src.models.prediction import Predictor
+from src.models.retraining import Retrainer
+from src.models.training import Trainer
+from src.monitoring.app import HealthServer, create_app
+from src.monitoring.health import JobBoard, health_snapshot, record_system_health
+from src.scheduler.services import Context
+from src.utils.errors import UserError
+
+log = logging.getLogger(__name__)
+STOP_GRACE_SECONDS = 12
+
+
+class Stopping(Exception):
+    """Raised at a safe point when a stop was asked for."""
+
+
+class Daemon:
+    def __init__(self, ctx: Context):
+        self.ctx, self.config = ctx, ctx.config
+        self.board = JobBoard()
+        self.stop_event = threading.Event()
+        self.jobs: queue.Queue = queue.Queue()
+        self.queued: set[str] = set()
+        self.server: HealthServer | None = None
+
+    # ---- plumbing ----------------------------------------------------------------------------
+    def checkpoint(self) -> None:
+        if self.stop_event.is_set():
+            raise Stopping
+
+    def submit(self, name: str, func: Callable[[], dict]) -> None:
+        """Queue a job unless the same job is already waiting (a slow job never piles up runs)."""
+        if name not in self.queued:
+            self.queued.add(name)
+            self.jobs.put((name, func))
+
+    def _worker(self) -> None:
+        while not self.stop_event.is_set():
+            try:
+                name, func = self.jobs.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            self.queued.discard(name)
+            self.run_job(name, func)
+
+    def run_job(self, name: str, func: Callable[[], dict]) -> None:
+        """Run one job; one log line with its counts and duration; a failure is recorded, never raised."""
+        started = time.time()
+        try:
+            counts, error = func() or {}, None
+        except Stopping:
+            counts, error = {}, "stopped at a safe point"
+        except Exception as exc:
+            counts, error = {}, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
+        state = self.board.record(name, started, error, counts)
+        shown = " ".join(f"{k}={v}" for k, v in counts.items())
+        if error:
+            log.error("job %s FAILED in %.1fs (%d in a row): %s", name, state.last_duration_s,
+                      state.consecutive_failures, error)
+        else:
+            log.info("job %s ok in %.1fs %s", name, state.last_duration_s, shown)
+
+    # ---- jobs --------------------------------------------------------------------------------
+    def startup(self) -> dict:
+        ops = self.ctx.migrated_ops()
+        days = self.config.get("trading.lookback_days")
+        recovery = self.ctx.recovery()
+        written = 0
+        for symbol in self.config.assets:
+            self.checkpoint()
+            before = ops.get_candle_count(symbol, self.config.timeframe)
+            try:
+                recovery.ensure_minimum_data_coverage(symbol, days * 24)
+            except UserError as exc:
+                log.error("%s: history not complete (%s); will retry at the next cycle", symbol, exc)
+            written += ops.get_candle_count(symbol, self.config.timeframe) - before
+        self.checkpoint()
+        trained = self._train_missing()
+        return {"candles_written": written, "groups_trained": trained}
+
+    def _train_missing(self) -> int:
+        records = self.ctx.records
+        champions = records.models(champions_only=True)
+        have = set(zip(champions["symbol"], champions["target_pct"].round(6)))
+        missing = [(s, t) for s in self.config.assets for t in self.config.target_percentages
+                   if (s, round(t, 6)) not in have]
+        if not missing:
+            return 0
+        trainer = Trainer(self.ctx.ops, records, self.ctx.registry(), self.ctx.train_settings())
+        for symbol, target in missing:
+            self.checkpoint()
+            trainer.train([symbol], [target])
+        return len(missing)
+
+    def _predictor(self) -> Predictor:
+        return Predictor(self.ctx.ops, self.ctx.records, self.ctx.registry(), self.config.target_percentages,
+                         self.config.timeframe)
+
+    def hourly(self) -> dict:
+        now = pd.Timestamp.now(tz="UTC")
+        ops, records = self.ctx.migrated_ops(), self.ctx.records
+        try:
+            self.ctx.recovery().check_and_recover_all_symbols(self.config.assets,
+                                                              self.config.get("scheduler.catch_up_hours") + 24)
+        except UserError as exc:
+            log.warning("candle recovery failed (%s); predicting from stored candles", exc)
+        self.checkpoint()
+        predictor = self._predictor()
+        missed = self._missed_hours(now)
+        for hour in missed:  # hours the service was away: predicted from the data of their own time
+            self.checkpoint()
+            predictor.predict(self.config.assets, hour + pd.Timedelta(hours=1, minutes=1))
+        result = predictor.predict(self.config.assets, now)
+        self.board.stale = dict(result.stale)
+        self.checkpoint()
+        outcomes = resolve_outcomes(ops, records, now, self.config.get("ml.max_lookback_hours"))
+        self.checkpoint()
+        service = self.ctx.report_service()
+        service.hourly(now)
+        alerts = service.alerts()
+        return {"predictions": result.written, "caught_up_hours": len(missed), "stale": len(result.stale),
+                "outcomes": outcomes, "alerts": len(alerts)}
+
+    def _missed_hours(self, now: pd.Timestamp) -> list[pd.Timestamp]:
+        newest = self.ctx.records.recent_champions(hours=1)
+        if newest.empty:
+            return []
+        last = newest["timestamp"].max()
+        current = now.floor("h") - pd.Timedelta(hours=1)
+        window = pd.Timedelta(hours=self.config.get("scheduler.catch_up_hours"))
+        start = max(last + pd.Timedelta(hours=1), current - window)
+        return list(pd.date_range(start, current - pd.Timedelta(hours=1), freq="h"))
+
+    def daily(self) -> dict:
+        now = pd.Timestamp.now(tz="UTC")
+        records = self.ctx.records
+        yesterday = (now - pd.Timedelta(days=1)).date()
+        rows = daily_performance(records, yesterday)
+        self.checkpoint()
+        decisions = Retrainer(self.ctx.ops, records, self.ctx.registry(), self.ctx.train_settings()).retrain(
+            self.config.assets, self.config.target_percentages, now)
+        self.checkpoint()
+        self.ctx.report_service().daily(now - pd.Timedelta(days=1),
+                                         self.config.data_dir / "reports" / f"daily-{now:%Y%m%d}.png")
+        return {"performance_rows": rows, "promoted": sum(d.promoted for d in decisions)}
+
+    def health_row(self) -> dict:
+        report, _ = self.snapshot()
+        ages = [d["age_hours"] for d in report.get("data", {}).values() if d["age_hours"] is not None]
+        row = record_system_health(self.ctx.ops, self.config.data_dir, report.get("models", {}).get("champions", 0),
+                                   int(max(ages) * 60) if ages else None)
+        return {"rss_mb": row["process_rss_mb"], "db_mb": row["database_size_mb"]}
+
+    def snapshot(self) -> tuple[dict, bool]:
+        return health_snapshot(self.ctx.ops, self.ctx.records, self.config.assets, self.config.timeframe,
+                               self.config.get("health.stale_after_hours"), self.config.get("app.version"), self.board)
+
+    def live_skills(self) -> dict[tuple[str, str], float]:
+        performance = self.ctx.records.performance("live")
+        if performance.empty:
+            return {}
+        latest = performance[(performance["window_days"] == 30)].sort_values("evaluation_date").groupby(
+            ["symbol", "target_pct", "model_name"]).tail(1)
+        return {(r.symbol, f"{float(r.target_pct):g}"): r.brier_skill for r in latest.itertuples()
+                if r.model_name == "xgboost" and r.brier_skill is not None and r.brier_skill == r.brier_skill}
+
+    # ---- the loop ----------------------------------------------------------------------------
+    def _on_signal(self, signum, _frame) -> None:
+        log.info("received %s: stopping", signal.Signals(signum).name)
+        self.stop_event.set()
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        self.ctx.migrated_ops()  # open (or start) the database and migrate before anything shares it
+        self.ctx.registry()
+        health = self.config.config["health"]
+        self.server = HealthServer(create_app(self.snapshot, self.live_skills, self.board), health["host"],
+                                   health["port"])
+        self.server.start()
+        worker = threading.Thread(target=self._worker, name="jobs", daemon=True)
+        worker.start()
+        sched = self.config.config["scheduler"]
+        self.submit("startup", self.startup)
+        if sched["run_at_start"]:
+            self.submit("hourly", self.hourly)
+        schedule.every().hour.at(f":{sched['hourly_minute']:02d}").do(self.submit, "hourly", self.hourly)
+        schedule.every().day.at(sched["daily_time"], "UTC").do(self.submit, "daily", self.daily)
+        schedule.every(sched["health_minutes"]).minutes.do(self.submit, "health", self.health_row)
+        log.info("daemon running: hourly at :%02d, daily at %s UTC, health every %d min", sched["hourly_minute"],
+                 sched["daily_time"], sched["health_minutes"])
+        try:
+            while not self.stop_event.is_set():
+                schedule.run_pending()
+                self.stop_event.wait(1)
+        finally:
+            worker.join(timeout=STOP_GRACE_SECONDS)
+            self.server.stop()
+            schedule.clear()
+            self.ctx.ops.db.dispose()
+            log.info("daemon stopped%s", "" if not worker.is_alive() else " (a job was cut at a transaction boundary)")
+        return 0

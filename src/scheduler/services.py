@@ -1,0 +1,70 @@
+"""Service wiring: the config, the database, the exchange, models and reports, each opened on first use.
+Shared by the CLI commands and the daemon."""
+from __future__ import annotations
+
+from src.utils.config import Config
+
+
+class Context:
+    """What a command needs, opened on first use: the config, the database, the exchange."""
+
+    def __init__(self, config: Config):
+        self.config = config
+        self._ops = None
+        self._migrated = False
+        self._records = None
+        self._registry = None
+
+    @property
+    def ops(self):
+        if self._ops is None:
+            from src.database.connection import DatabaseConnection
+            from src.database.operations import DatabaseOperations
+            db_cfg = self.config.config["database"]
+            conn = DatabaseConnection(self.config.database_url, self.config.data_dir, db_cfg["timescaledb"],
+                                      db_cfg["compress_after_days"])
+            conn.check()
+            self._ops = DatabaseOperations(conn)
+        return self._ops
+
+    def migrated_ops(self):
+        """The database, with the schema brought up to date first (once per process)."""
+        if not self._migrated:
+            self.ops.db.create_tables()
+            self._migrated = True
+        return self.ops
+
+    @property
+    def records(self):
+        from src.database.records import RecordStore
+        if self._records is None:
+            self._records = RecordStore(self.migrated_ops().db)
+        return self._records
+
+    def registry(self, records=None):
+        """One registry per process, so loaded models stay in memory between cycles."""
+        from src.models.registry import ModelRegistry
+        if self._registry is None:
+            self._registry = ModelRegistry(records or self.records, self.config.data_dir / "models")
+        return self._registry
+
+    def train_settings(self):
+        from src.models.training import TrainSettings
+        ml = self.config.config["ml"]
+        return TrainSettings(timeframe=self.config.timeframe, horizon=ml["max_lookback_hours"],
+                             embargo_hours=ml["embargo_hours"], min_samples=ml["min_samples_for_training"])
+
+    def recovery(self):
+        from src.data.fetcher import ExchangeDataFetcher
+        from src.data.recovery import DataRecoveryManager
+        return DataRecoveryManager(self.migrated_ops(), ExchangeDataFetcher(config=self.config),
+                                   self.config.timeframe)
+
+    def report_service(self, dry_run: bool = False):
+        from src.notifications.service import ReportService
+        from src.notifications.telegram import TelegramNotifier
+        tg = self.config.config["telegram"]
+        records = self.records
+        notifier = TelegramNotifier("" if dry_run else tg["bot_token"], tg["chat_id"], records, tg["base_url"])
+        return ReportService(records, self.registry(records), notifier, tg["alert_threshold"],
+                             self.config.get("ml.max_lookback_hours"))
