@@ -249,6 +249,11 @@ def cmd_health(args: argparse.Namespace, ctx: Context) -> int:
     return 0 if healthy else 3
 
 
+def cmd_demo(args: argparse.Namespace, ctx: Context) -> int:
+    from src.scheduler.demo import run_demo
+    return run_demo(ctx.config, ctx.config.data_dir / "demo")
+
+
 # ---- parser -----------------------------------------------------------------------------------------
 def parse_time(value: str) -> datetime:
     """ISO date or time, taken as UTC when it has no zone."""
@@ -274,6 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("run", cmd_run, "the daemon: schedule loop and health server until SIGTERM/SIGINT (the default)")
     add("health", cmd_health, "print the health JSON; exit 3 when unhealthy")
+    add("demo", cmd_demo, "offline end to end on shipped sample candles, in a throwaway database")
     add("init-db", cmd_init_db, "apply database migrations (safe to run again)")
     add("status", cmd_status, "database, schema revision, TimescaleDB, candles per asset")
     backfill = add("backfill", cmd_backfill, "fetch missing history from the exchange")
