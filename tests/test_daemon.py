@@ -11,6 +11,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
@@ -127,3 +129,40 @@ def test_daemon_cycle_health_outage_and_sigterm(daemon_setup):
     assert "job hourly ok" in log_text and "daemon stopped" in log_text
     assert TOKEN.split(":")[1] not in log_text + output
     assert not (tmp_path / "data" / "postgres" / "postmaster.pid").exists(), "the embedded server was stopped"
+
+
+def test_missed_hours_are_listed_for_catch_up(ops, write_config):
+    from src.models.backtest import prediction_rows
+    from src.scheduler.daemon import Daemon
+    from src.scheduler.services import Context
+    from src.utils.config import Config
+
+    config = Config(write_config({"database": {"url": ops.db.database_url}, "scheduler": {"catch_up_hours": 48}}))
+    daemon = Daemon(Context(config))
+    now = pd.Timestamp("2024-03-10 12:03", tz="UTC")
+    assert daemon._missed_hours(now) == []  # nothing predicted yet: nothing to catch up
+    last = pd.Timestamp("2024-03-10 06:00", tz="UTC")
+    RecordStore(ops.db).save_predictions(prediction_rows(
+        "BTC/USDT", "1h", 0.02, "xgboost", "v1", pd.DatetimeIndex([last]), np.array([0.5]), np.array([1.0]), True,
+        "live"))
+    # the current cycle predicts 11:00; the hours between 06:00 and it were missed
+    assert daemon._missed_hours(now) == list(pd.date_range("2024-03-10 07:00", "2024-03-10 10:00", freq="h", tz="UTC"))
+    long_ago = pd.Timestamp("2024-03-20 12:03", tz="UTC")  # a long outage: at most catch_up_hours back
+    assert len(daemon._missed_hours(long_ago)) == 48
+
+
+def test_health_cli_without_daemon(run_cli, write_config, empty_db_url):
+    cfg = write_config({"database": {"url": empty_db_url}, "health": {"port": _free_port()}})
+    result = run_cli("health", "--config", str(cfg))
+    report = json.loads(result.stdout)
+    assert report["database"]["reachable"] is True and report["source"].startswith("cli")
+    assert result.returncode == 3 and "BTC/USDT data stale" in report["problems"]  # no candles at all
+
+
+def test_demo_runs_offline_end_to_end(run_cli, write_config, tmp_path):
+    cfg = write_config({})
+    result = run_cli("demo", "--config", str(cfg), timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "demo finished" in result.stdout and "P(up first)" in result.stdout
+    chart = tmp_path / "data" / "demo" / "demo-daily-report.png"
+    assert chart.read_bytes().startswith(b"\x89PNG")
