@@ -266,10 +266,14 @@ def parse_time(value: str) -> datetime:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    config_help = "YAML file over config.yaml (or CRYPTO_ML_CONFIG)"
+    # --config is accepted before and after the command; SUPPRESS keeps the subcommand's absent
+    # option from overwriting one given before it.
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", metavar="PATH", help="YAML file over config.yaml (or CRYPTO_ML_CONFIG)")
-    parser = argparse.ArgumentParser(prog="python -m src.main", parents=[common],
+    common.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help=config_help)
+    parser = argparse.ArgumentParser(prog="python -m src.main",
                                      description="Hourly calibrated probabilities of crypto moves.")
+    parser.add_argument("--config", metavar="PATH", help=config_help)
     sub = parser.add_subparsers(dest="command", metavar="command")
 
     def add(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:

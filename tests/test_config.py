@@ -116,3 +116,11 @@ def test_cli_refuses_target_above_one_with_one_line(run_cli, write_config):
 def test_mask_url():
     assert mask_url("postgresql://u:pw@h:5432/d") == "postgresql://u:***@h:5432/d"
     assert mask_url("postgresql://h/d") == "postgresql://h/d"
+
+
+def test_config_option_before_or_after_the_command():
+    from src.main import build_parser
+    parser = build_parser()
+    assert parser.parse_args(["--config", "a.yaml", "status"]).config == "a.yaml"
+    assert parser.parse_args(["status", "--config", "b.yaml"]).config == "b.yaml"
+    assert parser.parse_args(["status"]).config is None

@@ -129,3 +129,10 @@ def test_promotion_only_when_the_challenger_is_better(trained):
     again = Retrainer(ops, records, registry, SETTINGS, window_days=20, min_samples=100).retrain(
         ["BTC/USDT"], [0.01], now)[0]
     assert not again.promoted
+    for _ in range(2):  # daily refits do not pile up: never-champion models beyond 3 per kind are pruned
+        Retrainer(ops, records, registry, SETTINGS, window_days=20, min_samples=100).retrain(["BTC/USDT"], [0.01], now)
+    history = records.models("BTC/USDT", "1h", 0.01)
+    never = history[~history["is_champion"] & history["promoted_at"].isna()]
+    assert never.groupby("model_name").size().max() <= 3
+    assert history["promoted_at"].notna().sum() >= 2  # every champion, past and present, is kept
+    assert all(Path(p).exists() for p in history["path"])

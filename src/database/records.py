@@ -59,6 +59,11 @@ class RecordStore:
         frame["target_pct"] = frame["target_pct"].astype(float)
         return frame
 
+    def delete_models(self, versions: list[str]) -> None:
+        if versions:
+            with self.db.engine.begin() as conn:
+                conn.execute(delete(model_registry).where(model_registry.c.version.in_(versions)))
+
     def promote(self, version: str) -> None:
         """Make `version` the champion of its asset x target; the previous one is retired, kept in history."""
         c = model_registry.c

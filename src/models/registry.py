@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+import shutil
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -76,6 +77,17 @@ class ModelRegistry:
         loaded = LoadedModel(version, row["model_name"], joblib.load(path), dict(row))
         self._cache[version] = loaded
         return loaded
+
+    def prune(self, symbol: str, timeframe: str, target: float, keep: int = 3) -> int:
+        """Delete the files and rows of models that were never champion, beyond the newest `keep` of each
+        kind; champions, past and present, stay as the history. Returns models removed."""
+        rows = self.records.models(symbol, timeframe, target)
+        never = rows[~rows["is_champion"] & rows["promoted_at"].isna()]
+        doomed = never.groupby("model_name", group_keys=False).apply(lambda g: g.iloc[:-keep] if keep else g)
+        for path in doomed["path"]:
+            shutil.rmtree(path, ignore_errors=True)
+        self.records.delete_models(list(doomed["version"]))
+        return len(doomed)
 
     def current(self, symbol: str, timeframe: str, target: float) -> dict[str, pd.Series]:
         """The newest model of each name for one asset x target, and which is champion (key 'champion')."""

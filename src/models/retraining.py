@@ -98,3 +98,4 @@ class Retrainer:
                                          metrics={})
             if name == promote:
                 self.records.promote(version)
+        self.registry.prune(symbol, self.settings.timeframe, target)
