@@ -9,6 +9,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from src.data.features import FEATURE_VERSION, compute_features, with_barrier
@@ -50,8 +51,9 @@ class Predictor:
         return self.ops.get_candles(symbol, self.timeframe, candle_time - pd.Timedelta(hours=FEATURE_WINDOW_HOURS),
                                     candle_time)
 
-    def features_at(self, symbol: str, candle_time: pd.Timestamp) -> pd.DataFrame | None:
-        """The feature row of `candle_time` from candles up to it, or None when that candle is not stored."""
+    def features_at(self, symbol: str, candle_time: pd.Timestamp) -> tuple[pd.DataFrame, float] | None:
+        """The feature row of `candle_time` from candles up to it, and that candle's close (the entry
+        price); None when that candle is not stored."""
         candles = self._window(symbol, candle_time)
         if candles.empty or candles["timestamp"].iloc[-1] != candle_time:
             return None
@@ -59,7 +61,7 @@ class Predictor:
         features = compute_features(candles, context if context is not None and len(context) else None)
         row = features.loc[[candle_time]]
         self.records.save_features(symbol, self.timeframe, FEATURE_VERSION, row)
-        return row
+        return row, float(candles["close"].iloc[-1])
 
     def predict(self, symbols: list[str], at: pd.Timestamp) -> CycleResult:
         started = time.perf_counter()
@@ -73,12 +75,13 @@ class Predictor:
                                         f"before {at}")
                 log.warning("%s: no prediction, %s", symbol, result.stale[symbol])
                 continue
-            row = self.features_at(symbol, candle_time)
-            if row is None:
+            found = self.features_at(symbol, candle_time)
+            if found is None:
                 result.stale[symbol] = f"candle {candle_time} is not stored"
                 log.warning("%s: no prediction, %s", symbol, result.stale[symbol])
                 continue
-            entry = self._window(symbol, candle_time)["close"].iloc[-1:].to_numpy()
+            row, close = found
+            entry = np.array([close])
             for target in self.targets:
                 frames.extend(self._predict_group(symbol, target, row, entry, result))
             result.predicted.append(symbol)
