@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta, timezone
-from typing import Callable
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 
@@ -38,7 +38,7 @@ class DataRecoveryManager:
         gaps = self.db.check_data_gaps(symbol, self.timeframe, hours_back)
         known = self.db.get_exchange_gaps(symbol, self.timeframe)
         # an unfillable run is asked again at most once a day
-        return partition_gaps(gaps, known, datetime.now(timezone.utc) - EXCHANGE_GAP_RETRY)[0]
+        return partition_gaps(gaps, known, datetime.now(UTC) - EXCHANGE_GAP_RETRY)[0]
 
     def check_and_recover_all_symbols(self, symbols: list[str], hours_back: int = 168) -> dict[str, int]:
         """Find and fill gaps for every symbol; one failing symbol does not stop the others.
