@@ -94,8 +94,8 @@ def cmd_recover(args: argparse.Namespace, ctx: Context) -> int:
 
 def cmd_import_csv(args: argparse.Namespace, ctx: Context) -> int:
     from src.data.importer import import_csv, read_candle_csv
-    read_candle_csv(Path(args.file), args.timeframe)  # refuse a bad file before touching the database
-    rows, written = import_csv(ctx.migrated_ops(), Path(args.file), args.symbol, args.timeframe)
+    frame = read_candle_csv(Path(args.file), args.timeframe)  # refuse a bad file before touching the database
+    rows, written = import_csv(ctx.migrated_ops(), Path(args.file), args.symbol, args.timeframe, frame)
     print(f"{args.symbol}: {rows} rows read, {written} candles written")
     return 0
 

@@ -40,9 +40,11 @@ def read_candle_csv(path: Path, timeframe: str = "1h") -> pd.DataFrame:
     return frame.sort_values("timestamp").reset_index(drop=True)
 
 
-def import_csv(db: DatabaseOperations, path: Path, symbol: str, timeframe: str = "1h") -> tuple[int, int]:
-    """Validate then store the file in one transaction. Returns (rows in file, rows written)."""
-    frame = read_candle_csv(path, timeframe)
+def import_csv(db: DatabaseOperations, path: Path, symbol: str, timeframe: str = "1h",
+               frame: pd.DataFrame | None = None) -> tuple[int, int]:
+    """Validate then store the file in one transaction (`frame`: the file already read by read_candle_csv).
+    Returns (rows in file, rows written)."""
+    frame = read_candle_csv(path, timeframe) if frame is None else frame
     written = db.save_ohlcv_data(symbol, timeframe, frame)
     db.refresh_recent_view()
     return len(frame), written
