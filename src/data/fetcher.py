@@ -7,6 +7,7 @@ authentication) fail at once as FetchError with one clear line.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -31,7 +32,8 @@ class FetchError(UserError):
 
 
 class ExchangeDataFetcher:
-    def __init__(self, exchange_name: str | None = None, config: Config | None = None):
+    def __init__(self, exchange_name: str | None = None, config: Config | None = None,
+                 stop_event: threading.Event | None = None):
         """The CCXT client of `exchange_name` (default: exchange.id), set up from the config's exchange
         section: options passed through, api_urls merged over urls['api'], rate limiting on."""
         settings = (config or Config()).config["exchange"]
@@ -48,6 +50,7 @@ class ExchangeDataFetcher:
         self.max_retries = settings["max_retries"]
         self.retry_max_seconds = settings["retry_max_seconds"]
         self.invalid_rows = 0
+        self.stop_event = stop_event or threading.Event()  # set by the daemon's stop: ends a retry wait
 
     # ---- one retry policy for every call --------------------------------------------------------
     def _call(self, what: str, func: Callable[..., T], *args: Any) -> T:
@@ -62,7 +65,8 @@ class ExchangeDataFetcher:
                                      f"({type(exc).__name__}); check the network or try later") from None
                 log.warning("%s: %s failed (%s), retry %d/%d in %.1fs", self.exchange.id, what,
                             type(exc).__name__, attempt + 1, self.max_retries, wait)
-                time.sleep(wait)
+                if self.stop_event.wait(wait):
+                    raise FetchError(f"{self.exchange.id}: {what} abandoned: the service is stopping") from None
             except ccxt.BadSymbol:
                 raise FetchError(f"{self.exchange.id} has no market {args[0]!r}; "
                                  "check trading.assets (e.g. BTC/USDT)") from None

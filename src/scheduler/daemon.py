@@ -39,7 +39,7 @@ class Daemon:
     def __init__(self, ctx: Context):
         self.ctx, self.config = ctx, ctx.config
         self.board = JobBoard()
-        self.stop_event = threading.Event()
+        self.stop_event = ctx.stop_event
         self.jobs: queue.Queue = queue.Queue()
         self.queued: set[str] = set()
         self.server: HealthServer | None = None

@@ -2,6 +2,8 @@
 Shared by the CLI commands and the daemon."""
 from __future__ import annotations
 
+import threading
+
 from src.utils.config import Config
 
 
@@ -10,6 +12,7 @@ class Context:
 
     def __init__(self, config: Config):
         self.config = config
+        self.stop_event = threading.Event()  # set when the service stops; long waits end on it
         self._ops = None
         self._migrated = False
         self._records = None
@@ -57,7 +60,8 @@ class Context:
     def recovery(self):
         from src.data.fetcher import ExchangeDataFetcher
         from src.data.recovery import DataRecoveryManager
-        return DataRecoveryManager(self.migrated_ops(), ExchangeDataFetcher(config=self.config),
+        return DataRecoveryManager(self.migrated_ops(), ExchangeDataFetcher(config=self.config,
+                                                                            stop_event=self.stop_event),
                                    self.config.timeframe)
 
     def report_service(self, dry_run: bool = False):
