@@ -65,6 +65,8 @@ class DataRecoveryManager:
         written = 0
         # Fetch history in chunks from the oldest missing hour, so an interrupted backfill resumes.
         chunks = self._missing_chunks(symbol, min_hours)
+        if progress:  # hours already stored count as done
+            progress(min_hours - sum((b - a) // step + 1 for a, b in chunks))
         for first_missing, last_missing in chunks:
             written += self.db.backfill_missing_data(symbol, [(first_missing, last_missing)], self.fetcher,
                                                      self.timeframe)
