@@ -13,7 +13,7 @@ from src.data.recovery import DataRecoveryManager
 from src.utils.config import Config
 from src.utils.errors import UserError
 from tests.loopback_exchange import HOUR_MS, Fault
-from tests.shared_data import SHARED_DATA
+from tests.shared_data import SHARED_DATA, load_candles
 
 
 @pytest.fixture
@@ -175,3 +175,18 @@ def test_import_csv_cli_bad_row_one_line(run_cli, write_config, empty_db_url, tm
     result = run_cli("import-csv", str(path), "--symbol", "BTC/USDT", "--config", str(cfg))
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1 and "line 2: a value is missing or not a finite number" in result.stderr
+
+
+def test_fresh_range_insert_falls_back_to_upsert_on_a_concurrent_writer(ops):
+    """The plain-INSERT fast path must not fail or duplicate when another writer stored rows in between."""
+    from src.database import operations
+    rows = load_candles("BTC_USDT", "2023-01-01", "2023-01-02 23:00").to_numpy().tolist()
+    original = operations._OVERLAP_SQL
+    operations._OVERLAP_SQL = "SELECT false"  # as if the overlap check ran before the other writer committed
+    try:
+        assert ops.save_ohlcv_data("BTC/USDT", "1h", rows[:10]) == 10
+        changed = [r[:5] + [r[5] + 1.0] for r in rows]  # every volume corrected
+        assert ops.save_ohlcv_data("BTC/USDT", "1h", changed) == len(rows)  # 10 updated + the rest new
+    finally:
+        operations._OVERLAP_SQL = original
+    assert ops.get_candle_count("BTC/USDT") == len(rows)
