@@ -1,10 +1,20 @@
 """Service wiring: the config, the database, the exchange, models and reports, each opened on first use.
-Shared by the CLI commands and the daemon."""
+Shared by the CLI commands and the daemon. Imports are made where a part is first used, so a light command
+(`status`, `--help`) does not pay for loading xgboost, ccxt or python-telegram-bot."""
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
 
 from src.utils.config import Config
+
+if TYPE_CHECKING:
+    from src.data.recovery import DataRecoveryManager
+    from src.database.operations import DatabaseOperations
+    from src.database.records import RecordStore
+    from src.models.registry import ModelRegistry
+    from src.models.training import TrainSettings
+    from src.notifications.service import ReportService
 
 
 class Context:
@@ -19,7 +29,7 @@ class Context:
         self._registry = None
 
     @property
-    def ops(self):
+    def ops(self) -> DatabaseOperations:
         if self._ops is None:
             from src.database.connection import DatabaseConnection
             from src.database.operations import DatabaseOperations
@@ -30,7 +40,7 @@ class Context:
             self._ops = DatabaseOperations(conn)
         return self._ops
 
-    def migrated_ops(self):
+    def migrated_ops(self) -> DatabaseOperations:
         """The database, with the schema brought up to date first (once per process)."""
         if not self._migrated:
             self.ops.db.create_tables()
@@ -38,33 +48,33 @@ class Context:
         return self.ops
 
     @property
-    def records(self):
+    def records(self) -> RecordStore:
         from src.database.records import RecordStore
         if self._records is None:
             self._records = RecordStore(self.migrated_ops().db)
         return self._records
 
-    def registry(self, records=None):
+    def registry(self, records: RecordStore | None = None) -> ModelRegistry:
         """One registry per process, so loaded models stay in memory between cycles."""
         from src.models.registry import ModelRegistry
         if self._registry is None:
             self._registry = ModelRegistry(records or self.records, self.config.data_dir / "models")
         return self._registry
 
-    def train_settings(self):
+    def train_settings(self) -> TrainSettings:
         from src.models.training import TrainSettings
         ml = self.config.config["ml"]
         return TrainSettings(timeframe=self.config.timeframe, horizon=ml["max_lookback_hours"],
                              embargo_hours=ml["embargo_hours"], min_samples=ml["min_samples_for_training"])
 
-    def recovery(self):
+    def recovery(self) -> DataRecoveryManager:
         from src.data.fetcher import ExchangeDataFetcher
         from src.data.recovery import DataRecoveryManager
         return DataRecoveryManager(self.migrated_ops(), ExchangeDataFetcher(config=self.config,
                                                                             stop_event=self.stop_event),
                                    self.config.timeframe)
 
-    def report_service(self, dry_run: bool = False):
+    def report_service(self, dry_run: bool = False) -> ReportService:
         from src.notifications.service import ReportService
         from src.notifications.telegram import TelegramNotifier
         tg = self.config.config["telegram"]
