@@ -131,6 +131,7 @@ def test_train_cli_stores_models_metrics_and_champion(btc_year, run_cli, write_c
     assert models["is_champion"].sum() == 1
     validation = records.performance("validation")
     assert set(validation["model_name"]) == {"climatology", "logistic", "xgboost"}
+    assert set(validation["window_days"]) == {60, 240}  # each fold's metrics and the pooled ones
     assert validation["brier"].between(0, 1).all()
 
 

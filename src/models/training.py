@@ -42,7 +42,8 @@ class GroupResult:
     symbol: str
     target: float
     versions: dict[str, str] = field(default_factory=dict)
-    metrics: dict[str, dict] = field(default_factory=dict)
+    metrics: dict[str, dict] = field(default_factory=dict)  # pooled over the folds
+    folds: list[tuple[pd.Timestamp, dict[str, dict]]] = field(default_factory=list)  # (fold end, metrics)
     champion: str = "climatology"
 
 
@@ -60,12 +61,13 @@ def unfillable_hours(ops: DatabaseOperations, symbol: str, timeframe: str) -> pd
     return hours[0].append(hours[1:]) if hours else pd.DatetimeIndex([], tz="UTC")
 
 
-def walk_forward(data: Dataset, cut: pd.Timestamp, settings: TrainSettings) -> dict[str, dict]:
-    """Pooled out-of-sample metrics of each model over the last n_folds blocks before `cut`; each fold's
-    models see only labels known by the fold's start minus the embargo; test labels known by `cut`."""
+def walk_forward(data: Dataset, cut: pd.Timestamp,
+                 settings: TrainSettings) -> tuple[dict[str, dict], list[tuple[pd.Timestamp, dict[str, dict]]]]:
+    """Out-of-sample metrics of each model over the last n_folds blocks before `cut`, pooled and per fold;
+    each fold's models see only labels known by the fold's start minus the embargo; test labels known by `cut`."""
     known = data.purged(cut)
     forecasts: dict[str, list] = {name: [] for name in MODEL_NAMES}
-    truth = []
+    truth, folds = [], []
     for k in range(settings.n_folds, 0, -1):
         start = cut - pd.Timedelta(days=settings.fold_days * k)
         test = known.between(start, start + pd.Timedelta(days=settings.fold_days))
@@ -75,11 +77,15 @@ def walk_forward(data: Dataset, cut: pd.Timestamp, settings: TrainSettings) -> d
         truth.append(test.y.to_numpy())
         for name in MODEL_NAMES:
             forecasts[name].append(prob_up(make_model(name, settings.horizon).fit(train.X, train.y), test.X))
+        folds.append((start + pd.Timedelta(days=settings.fold_days), {
+            name: forecast_metrics(truth[-1], forecasts[name][-1], forecasts["climatology"][-1])
+            for name in MODEL_NAMES}))
     if not truth:
-        return {}
+        return {}, []
     y = np.concatenate(truth)
     climatology = np.concatenate(forecasts["climatology"])
-    return {name: forecast_metrics(y, np.concatenate(forecasts[name]), climatology) for name in MODEL_NAMES}
+    pooled = {name: forecast_metrics(y, np.concatenate(forecasts[name]), climatology) for name in MODEL_NAMES}
+    return pooled, folds
 
 
 def choose_champion(metrics: dict[str, dict]) -> str:
@@ -119,7 +125,8 @@ class Trainer:
         if len(known.y) < s.min_samples:
             raise UserError(f"{symbol} {target:g}: {len(known.y)} labelled samples, need ml.min_samples_for_training "
                             f"= {s.min_samples}; backfill more history")
-        result = GroupResult(symbol, target, metrics=walk_forward(data, as_of, s))
+        pooled, folds = walk_forward(data, as_of, s)
+        result = GroupResult(symbol, target, metrics=pooled, folds=folds)
         result.champion = choose_champion(result.metrics)
         for name in MODEL_NAMES:
             estimator = make_model(name, s.horizon).fit(known.X, known.y)
@@ -134,9 +141,12 @@ class Trainer:
         return result
 
     def _store_validation(self, result: GroupResult, as_of: pd.Timestamp) -> None:
-        rows = [{"run_type": "validation", "symbol": result.symbol, "timeframe": self.settings.timeframe,
-                 "target_pct": result.target, "model_name": name, "evaluation_date": as_of.date(),
-                 "window_days": self.settings.n_folds * self.settings.fold_days,
-                 "total_predictions": m["n"], **{k: v for k, v in m.items() if k != "n"}}
-                for name, m in result.metrics.items() if m.get("n")]
+        """Pooled metrics (dated at the cut, window = all folds) and each fold's (dated at its end)."""
+        s = self.settings
+        windows = [(as_of, s.n_folds * s.fold_days, result.metrics)]
+        windows += [(end, s.fold_days, metrics) for end, metrics in result.folds if s.n_folds > 1]
+        rows = [{"run_type": "validation", "symbol": result.symbol, "timeframe": s.timeframe,
+                 "target_pct": result.target, "model_name": name, "evaluation_date": end.date(),
+                 "window_days": days, "total_predictions": m["n"], **{k: v for k, v in m.items() if k != "n"}}
+                for end, days, metrics in windows for name, m in metrics.items() if m.get("n")]
         self.records.save_performance(rows)

@@ -27,6 +27,7 @@ class Metrics:
         self.db_up = Gauge("crypto_ml_database_up", "1 when the database answers", registry=r)
         self.candle_age = Gauge("crypto_ml_newest_candle_age_hours", "hours since the newest candle closed",
                                 ["symbol"], registry=r)
+        self.candles = Gauge("crypto_ml_candles_stored", "candles stored", ["symbol"], registry=r)
         self.job_runs = Gauge("crypto_ml_job_runs_total", "job runs since start", ["job", "result"], registry=r)
         self.job_duration = Gauge("crypto_ml_job_last_duration_seconds", "duration of the last run", ["job"],
                                   registry=r)
@@ -42,6 +43,7 @@ class Metrics:
         self.up.set(int(healthy))
         self.db_up.set(int(report["database"]["reachable"]))
         for symbol, data in report.get("data", {}).items():
+            self.candles.labels(symbol).set(data["candles"])
             if data["age_hours"] is not None:
                 self.candle_age.labels(symbol).set(data["age_hours"])
         for job, state in report.get("jobs", {}).items():

@@ -96,7 +96,8 @@ def _freshness(ops: DatabaseOperations, assets: list[str], timeframe: str, now: 
         newest = ops.get_last_complete_timestamp(symbol, timeframe)
         # a candle is complete one hour after it opens
         age = None if newest is None else (now - pd.Timestamp(newest)).total_seconds() / 3600 - 1
-        out[symbol] = {"newest_candle": None if newest is None else pd.Timestamp(newest).isoformat(),
+        out[symbol] = {"candles": ops.get_candle_count(symbol, timeframe),
+                       "newest_candle": None if newest is None else pd.Timestamp(newest).isoformat(),
                        "age_hours": None if age is None else round(age, 2),
                        "stale": age is None or age > stale_after_hours}
     return out
