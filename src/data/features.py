@@ -34,7 +34,6 @@ EXTREME_WINDOWS = (24, 168)
 VOLUME_WINDOWS = (24, 168)
 MIN_SHARE = 0.8  # a window needs 80 % of its hours present
 CONTEXT_SYMBOL = "BTC/USDT"
-WARMUP_HOURS = 200  # candles needed before t for every window to fill
 _SPEC = {"lags": RETURN_LAGS, "vol": VOL_WINDOWS, "atr": ATR_WINDOWS, "ext": EXTREME_WINDOWS,
          "volume": VOLUME_WINDOWS, "min_share": MIN_SHARE, "rsi": 14, "macd": (12, 26, 9), "bb": 20,
          "context": CONTEXT_SYMBOL, "barrier_z": "X/(vol_24*sqrt(24))", "revision": 1}
@@ -94,12 +93,6 @@ def compute_features(candles: pd.DataFrame, context: pd.DataFrame | None = None)
     features[["btc_ret_1", "btc_ret_24", "btc_vol_24"]] = ctx.to_numpy()
     features = features.replace([np.inf, -np.inf], np.nan)
     return features[grid["close"].notna()]
-
-
-def feature_names() -> list[str]:
-    sample = pd.DataFrame({"timestamp": pd.date_range("2024-01-01", periods=3, freq="h", tz="UTC"),
-                           "open": 1.0, "high": 1.0, "low": 1.0, "close": 1.0, "volume": 1.0})
-    return list(compute_features(sample).columns)
 
 
 def with_barrier(features: pd.DataFrame, target: float) -> pd.DataFrame:

@@ -43,6 +43,3 @@ def candle_problems(frame: pd.DataFrame, timeframe_ms: int) -> pd.Series:
 def ms_to_datetime(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
-
-def datetime_to_ms(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000)
