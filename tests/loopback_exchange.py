@@ -7,15 +7,15 @@ short pages, duplicated and out-of-order rows. Only 127.0.0.1 is ever bound.
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 
+from tests.loopback_server import LoopbackServer
 from tests.shared_data import load_candles
 
 HOUR_MS = 3_600_000
@@ -123,22 +123,11 @@ class _Handler(BaseHTTPRequestHandler):
         return out
 
 
-class LoopbackExchange:
+class LoopbackExchange(LoopbackServer):
     def __init__(self) -> None:
         self.state = ExchangeState()
-        handler = type("Handler", (_Handler,), {"state": self.state})
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        super().__init__(type("Handler", (_Handler,), {"state": self.state}))
 
     @property
     def api_url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/api/v3"
-
-    def __enter__(self) -> LoopbackExchange:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        return f"http://127.0.0.1:{self.port}/api/v3"

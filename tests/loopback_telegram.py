@@ -3,12 +3,13 @@ every request; faults are queued per test (429 with retry_after, 500, 401). Only
 from __future__ import annotations
 
 import json
-import threading
 from collections import deque
 from email.parser import BytesParser
 from email.policy import HTTP
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs
+
+from tests.loopback_server import LoopbackServer
 
 
 class BotApiState:
@@ -79,25 +80,14 @@ class _Handler(BaseHTTPRequestHandler):
         return self._reply(200, {"ok": True, "result": message})
 
 
-class LoopbackBotApi:
-    def __init__(self, token: str):
+class LoopbackBotApi(LoopbackServer):
+    def __init__(self, token: str) -> None:
         self.state = BotApiState(token)
-        handler = type("Handler", (_Handler,), {"state": self.state})
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        super().__init__(type("Handler", (_Handler,), {"state": self.state}))
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/bot"
+        return f"http://127.0.0.1:{self.port}/bot"
 
     def sent(self, method: str) -> list[dict]:
         return [r for r in self.state.requests if r["method"] == method]
-
-    def __enter__(self) -> LoopbackBotApi:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()

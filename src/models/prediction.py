@@ -51,13 +51,19 @@ class Predictor:
         return self.ops.get_candles(symbol, self.timeframe, candle_time - pd.Timedelta(hours=FEATURE_WINDOW_HOURS),
                                     candle_time)
 
-    def features_at(self, symbol: str, candle_time: pd.Timestamp) -> tuple[pd.DataFrame, float] | None:
+    def features_at(self, symbol: str, candle_time: pd.Timestamp,
+                    windows: dict[str, pd.DataFrame] | None = None) -> tuple[pd.DataFrame, float] | None:
         """The feature row of `candle_time` from candles up to it, and that candle's close (the entry
-        price); None when that candle is not stored."""
-        candles = self._window(symbol, candle_time)
+        price); None when that candle is not stored. `windows` holds the candle windows already read in
+        this cycle, so BTC's (every asset's context) is read once."""
+        windows = {} if windows is None else windows
+        for needed in {symbol, "BTC/USDT"}:
+            if needed not in windows:
+                windows[needed] = self._window(needed, candle_time)
+        candles = windows[symbol]
         if candles.empty or candles["timestamp"].iloc[-1] != candle_time:
             return None
-        context = None if symbol == "BTC/USDT" else self._window("BTC/USDT", candle_time)
+        context = None if symbol == "BTC/USDT" else windows["BTC/USDT"]
         features = compute_features(candles, context if context is not None and len(context) else None)
         row = features.loc[[candle_time]]
         self.records.save_features(symbol, self.timeframe, FEATURE_VERSION, row)
@@ -67,7 +73,7 @@ class Predictor:
         started = time.perf_counter()
         result = CycleResult(at=at)
         candle_time = last_closed_before(at)
-        frames = []
+        frames, windows = [], {}
         for symbol in symbols:
             newest = self.ops.get_last_complete_timestamp(symbol, self.timeframe)
             if newest is None or pd.Timestamp(newest) < at - pd.Timedelta(hours=STALE_AFTER_HOURS):
@@ -75,7 +81,7 @@ class Predictor:
                                         f"before {at}")
                 log.warning("%s: no prediction, %s", symbol, result.stale[symbol])
                 continue
-            found = self.features_at(symbol, candle_time)
+            found = self.features_at(symbol, candle_time, windows)
             if found is None:
                 result.stale[symbol] = f"candle {candle_time} is not stored"
                 log.warning("%s: no prediction, %s", symbol, result.stale[symbol])

@@ -91,13 +91,14 @@ def health_snapshot(ops: DatabaseOperations, records: RecordStore, assets: list[
 
 def _freshness(ops: DatabaseOperations, assets: list[str], timeframe: str, now: pd.Timestamp,
                stale_after_hours: float) -> dict:
+    stored = {row["symbol"]: row for row in ops.candle_summary() if row["timeframe"] == timeframe}
     out = {}
     for symbol in assets:
-        newest = ops.get_last_complete_timestamp(symbol, timeframe)
-        # a candle is complete one hour after it opens
-        age = None if newest is None else (now - pd.Timestamp(newest)).total_seconds() / 3600 - 1
-        out[symbol] = {"candles": ops.get_candle_count(symbol, timeframe),
-                       "newest_candle": None if newest is None else pd.Timestamp(newest).isoformat(),
+        row = stored.get(symbol)
+        newest = None if row is None else pd.Timestamp(row["last"])
+        age = None if newest is None else (now - newest).total_seconds() / 3600 - 1  # complete 1 h after open
+        out[symbol] = {"candles": 0 if row is None else row["candles"],
+                       "newest_candle": None if newest is None else newest.isoformat(),
                        "age_hours": None if age is None else round(age, 2),
                        "stale": age is None or age > stale_after_hours}
     return out

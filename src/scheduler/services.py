@@ -27,6 +27,7 @@ class Context:
         self._migrated = False
         self._records = None
         self._registry = None
+        self._recovery = None
 
     @property
     def ops(self) -> DatabaseOperations:
@@ -68,11 +69,13 @@ class Context:
                              embargo_hours=ml["embargo_hours"], min_samples=ml["min_samples_for_training"])
 
     def recovery(self) -> DataRecoveryManager:
+        """One exchange client per process, so CCXT loads the markets once, not every hourly cycle."""
         from src.data.fetcher import ExchangeDataFetcher
         from src.data.recovery import DataRecoveryManager
-        return DataRecoveryManager(self.migrated_ops(), ExchangeDataFetcher(config=self.config,
-                                                                            stop_event=self.stop_event),
-                                   self.config.timeframe)
+        if self._recovery is None:
+            fetcher = ExchangeDataFetcher(config=self.config, stop_event=self.stop_event)
+            self._recovery = DataRecoveryManager(self.migrated_ops(), fetcher, self.config.timeframe)
+        return self._recovery
 
     def report_service(self, dry_run: bool = False) -> ReportService:
         from src.notifications.service import ReportService
