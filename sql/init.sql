@@ -89,6 +89,8 @@ CREATE TABLE model_performance (
 	ece FLOAT, 
 	avg_time_to_target_hours FLOAT, 
 	hit_rate FLOAT, 
+	resolved_predictions INTEGER, 
+	pending_predictions INTEGER, 
 	created_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL, 
 	PRIMARY KEY (id), 
 	CONSTRAINT uq_model_performance_key UNIQUE (run_type, symbol, timeframe, target_pct, model_name, evaluation_date, window_days)
@@ -102,6 +104,18 @@ CREATE TABLE telegram_reports (
 	success BOOLEAN DEFAULT 'false' NOT NULL, 
 	error_message TEXT, 
 	PRIMARY KEY (id)
+);
+
+CREATE TABLE alerts (
+	symbol VARCHAR(20) NOT NULL, 
+	timeframe VARCHAR(10) NOT NULL, 
+	target_pct NUMERIC(6, 4) NOT NULL, 
+	timestamp TIMESTAMP WITH TIME ZONE NOT NULL, 
+	side VARCHAR(4) NOT NULL, 
+	probability NUMERIC(7, 6) NOT NULL, 
+	model_name VARCHAR(50) NOT NULL, 
+	created_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL, 
+	PRIMARY KEY (symbol, timeframe, target_pct, timestamp)
 );
 
 CREATE TABLE system_health (
@@ -170,4 +184,4 @@ WHERE timestamp >= NOW() - INTERVAL '7 days' WITH DATA;
 CREATE UNIQUE INDEX idx_recent_ohlcv_unique ON recent_ohlcv (symbol, timeframe, timestamp);
 
 CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL, CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num));
-INSERT INTO alembic_version (version_num) VALUES ('0002');
+INSERT INTO alembic_version (version_num) VALUES ('0003');

@@ -51,7 +51,7 @@ def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
 
 def cmd_backfill(args: argparse.Namespace, ctx: Context) -> int:
     recovery = ctx.recovery()
-    days = args.days or ctx.config.get("trading.lookback_days")
+    days = args.days or ctx.config.history_days
     failed = []
     for symbol in args.symbol or ctx.config.assets:
         with tqdm(total=days * 24, desc=symbol, unit="h", disable=None) as bar:
@@ -110,9 +110,16 @@ def cmd_train(args: argparse.Namespace, ctx: Context) -> int:
         results = trainer.train(symbols, targets, progress=lambda _: bar.update())
     print(f"{'asset':<10} {'target':>6} {'champion':<12} validation Brier skill vs climatology (xgboost, logistic)")
     for r in results:
+        if r.skipped:
+            print(f"{r.symbol:<10} {r.target:>6.0%} {'SKIPPED':<12} {r.skipped}")
+            continue
         skill = [r.metrics.get(n, {}).get("brier_skill") for n in ("xgboost", "logistic")]
         shown = ", ".join("n/a" if v is None else f"{v:+.4f}" for v in skill)
         print(f"{r.symbol:<10} {r.target:>6.0%} {r.champion:<12} {shown}")
+    skipped = [f"{r.symbol} {r.target:g}" for r in results if r.skipped]
+    if skipped:
+        raise UserError(f"{len(skipped)} of {len(results)} groups not trained ({', '.join(skipped)}); "
+                        "see the reasons above")
     return 0
 
 
@@ -184,13 +191,15 @@ def cmd_performance(args: argparse.Namespace, ctx: Context) -> int:
     from src.models.performance import daily_performance
     day = args.date.date() if args.date else (datetime.now(UTC) - timedelta(days=1)).date()
     records = ctx.records
-    stored = daily_performance(records, day)
+    stored = daily_performance(records, day, horizon=ctx.config.get("ml.max_lookback_hours"))
     table = records.performance("live", day)
     print(f"{stored} metric rows for {day}")
     for r in table.sort_values(["symbol", "target_pct", "model_name", "window_days"]).itertuples():
         skill = "n/a" if r.brier_skill is None or r.brier_skill != r.brier_skill else f"{r.brier_skill:+.4f}"
+        hit = "n/a" if r.hit_rate is None or r.hit_rate != r.hit_rate else f"{r.hit_rate:.0%}"
         print(f"{r.symbol:<10} {float(r.target_pct):>5.0%} {r.model_name:<12} {r.window_days:>2} d  "
-              f"n={r.total_predictions:<5} hit rate {r.hit_rate or 0:.0%}  Brier skill {skill}")
+              f"n={r.total_predictions:<5} pending {r.pending_predictions or 0:<5} hit rate "
+              f"{hit}  Brier skill {skill}")
     return 0
 
 
@@ -212,7 +221,7 @@ def cmd_report(args: argparse.Namespace, ctx: Context) -> int:
     service = ctx.report_service(args.dry_run)
     now = pd.Timestamp.now(tz="UTC")
     if args.type == "hourly":
-        result = service.hourly(now)
+        result = service.hourly(now, ctx.config.groups)
         service.alerts()
     else:
         chart = ctx.config.data_dir / "reports" / f"daily-{now:%Y%m%d}.png"
@@ -242,8 +251,9 @@ def cmd_health(args: argparse.Namespace, ctx: Context) -> int:
         report, healthy = json.loads(err.read()), False
     except OSError:
         from src.monitoring.health import health_snapshot
-        report, healthy = health_snapshot(ctx.ops, ctx.records, ctx.config.assets, ctx.config.timeframe,
-                                          health["stale_after_hours"], ctx.config.get("app.version"))
+        report, healthy = health_snapshot(ctx.ops, ctx.records, ctx.config.assets, ctx.config.target_percentages,
+                                          ctx.config.timeframe, health["stale_after_hours"],
+                                          ctx.config.get("app.version"))
         report["source"] = "cli (daemon not reachable at " + url + ")"
     print(json.dumps(report, indent=2, default=str))
     return 0 if healthy else 3
@@ -288,7 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("status", cmd_status, "database, schema revision, TimescaleDB, candles per asset")
     backfill = add("backfill", cmd_backfill, "fetch missing history from the exchange")
     backfill.add_argument("--symbol", action="append", help="asset (repeatable; default: all)")
-    backfill.add_argument("--days", type=int, help="days of history (default: trading.lookback_days)")
+    backfill.add_argument("--days", type=int,
+                          help="days of history (default: the longer of ml.training_days and trading.lookback_days)")
     gaps = add("gaps", cmd_gaps, "list missing candles per asset")
     gaps.add_argument("--hours", type=int, default=168, help="window to scan (default 168)")
     recover = add("recover", cmd_recover, "find and fill missing candles")

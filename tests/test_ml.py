@@ -115,7 +115,7 @@ def test_registry_round_trip_and_feature_version_guard(btc_year, tmp_path):
     assert row["version"] == version and row["feature_version"] == FEATURE_VERSION
     loaded = ModelRegistry(records, tmp_path / "models").load(row)
     np.testing.assert_array_equal(prob_up(loaded.estimator, data.X.tail(50)), prob_up(model, data.X.tail(50)))
-    assert len(explain(loaded.estimator, data.X.tail(1))) == 3
+    assert len(explain("xgboost", loaded.estimator, data.X.tail(1))) == 3
     assert (tmp_path / "models" / version / "booster-0.ubj").exists()
     with pytest.raises(UserError, match="retrain"):
         ModelRegistry(records, tmp_path / "models").load({**row.to_dict(), "feature_version": "old"})

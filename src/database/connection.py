@@ -18,6 +18,9 @@ from src.utils.errors import UserError
 log = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 DEFAULT_DATA_DIR = PROJECT_ROOT / "data"
+# Every session in UTC, whatever the server's or the host's time zone: timestamptz values then come back
+# in UTC, and date_trunc / ::date work on UTC days.
+UTC_SESSION = {"options": "-c timezone=UTC"}
 
 
 def normalize_url(url: str) -> str:
@@ -48,7 +51,7 @@ class DatabaseConnection:
             database_url = start_embedded(data_dir or DEFAULT_DATA_DIR, timescaledb=timescaledb != "off")
         self.database_url = normalize_url(database_url)
         self.engine: Engine = create_engine(self.database_url, pool_size=5, max_overflow=5,
-                                            pool_pre_ping=True, echo=False)
+                                            pool_pre_ping=True, echo=False, connect_args=UTC_SESSION)
         self.SessionLocal = sessionmaker(bind=self.engine)
 
     @property

@@ -22,6 +22,9 @@ log = logging.getLogger(__name__)
 DATABASE_NAME = "crypto_ml"
 _PRELOAD_LINES = "\n# added by crypto-ml-predictor\nshared_preload_libraries = 'timescaledb'\n" \
                  "timescaledb.telemetry_level = off\n"
+# initdb copies the host's TZ into postgresql.conf; the product's server runs in UTC whatever the host.
+_UTC_LINES = "\n# added by crypto-ml-predictor: the server's own clock settings in UTC\n" \
+             "timezone = 'UTC'\nlog_timezone = 'UTC'\n"
 
 
 def timescaledb_installed() -> bool:
@@ -57,6 +60,17 @@ def _enable_timescaledb(server) -> None:
         server.ensure_postgres_running()
 
 
+def _use_utc(server) -> None:
+    """Set the server's default and log time zones to UTC (once per data folder), then reload."""
+    from pgserver import _commands
+    conf = server.pgdata / "postgresql.conf"
+    if _UTC_LINES.strip().splitlines()[-1] in conf.read_text():
+        return
+    with conf.open("a") as handle:
+        handle.write(_UTC_LINES)
+    _commands.pg_ctl(["reload"], pgdata=server.pgdata, user=server.system_user)
+
+
 def _refresh_postmaster(server) -> None:
     """If the server was restarted under us, let pgserver's exit clean-up stop the running one."""
     from pgserver.utils import PostmasterInfo
@@ -74,6 +88,7 @@ def start_embedded(data_dir: Path, database: str = DATABASE_NAME, timescaledb: b
             import pgserver
         server = pgserver.get_server(data_dir / "postgres", cleanup_mode="stop")
         atexit.register(_refresh_postmaster, server)  # runs before pgserver's own stop (atexit is LIFO)
+        _use_utc(server)
         if timescaledb and timescaledb_installed():
             _enable_timescaledb(server)
     except (subprocess.SubprocessError, OSError, AssertionError) as exc:

@@ -14,6 +14,7 @@ from sqlalchemy.dialects.postgresql import insert
 
 from src.database.connection import DatabaseConnection
 from src.database.schema import (
+    alerts,
     feature_cache,
     model_performance,
     model_registry,
@@ -57,6 +58,8 @@ class RecordStore:
             rows = conn.execute(query.order_by(c.created_at, c.id)).mappings().all()
         frame = pd.DataFrame(rows, columns=[col.name for col in model_registry.c])
         frame["target_pct"] = frame["target_pct"].astype(float)
+        for column in ("train_start", "train_end", "promoted_at", "retired_at", "created_at"):
+            frame[column] = pd.to_datetime(frame[column], utc=True)
         return frame
 
     def delete_models(self, versions: list[str]) -> None:
@@ -133,13 +136,15 @@ class RecordStore:
                 ON CONFLICT (prediction_id) DO NOTHING""", {"run_type": run_type})
             return cur.rowcount
 
-    def resolved(self, run_type: str, start: datetime | None = None, end: datetime | None = None) -> pd.DataFrame:
-        """Predictions joined with their outcomes (entry time in [start, end))."""
+    def resolved(self, run_type: str, start: datetime | None = None, end: datetime | None = None,
+                 include_pending: bool = False) -> pd.DataFrame:
+        """Predictions joined with their outcomes (entry time in [start, end)); with `include_pending`, also
+        the predictions without an outcome yet (status NaN)."""
         p, o = predictions.c, prediction_outcomes.c
+        joined = predictions.join(prediction_outcomes, o.prediction_id == p.id, isouter=include_pending)
         query = (select(p.symbol, p.timeframe, p.target_pct, p.timestamp, p.model_name, p.is_champion,
                         p.probability, o.status, o.actual_outcome, o.time_to_target_hours)
-                 .select_from(predictions.join(prediction_outcomes, o.prediction_id == p.id))
-                 .where(p.run_type == run_type))
+                 .select_from(joined).where(p.run_type == run_type))
         if start is not None:
             query = query.where(p.timestamp >= start)
         if end is not None:
@@ -168,6 +173,22 @@ class RecordStore:
         for column in ("target_pct", "probability", "confidence", "entry_price"):
             frame[column] = frame[column].astype(float)
         return frame
+
+    def newest_champion_times(self, run_type: str = "live") -> pd.DataFrame:
+        """Per (symbol, target): the hour of the newest champion prediction."""
+        p = predictions.c
+        query = (select(p.symbol, p.target_pct, func.max(p.timestamp).label("timestamp"))
+                 .where(p.run_type == run_type, p.is_champion).group_by(p.symbol, p.target_pct))
+        with self.db.engine.connect() as conn:
+            frame = pd.DataFrame(conn.execute(query).all(), columns=["symbol", "target_pct", "timestamp"])
+        frame["target_pct"] = frame["target_pct"].astype(float)
+        return frame
+
+    def claim_alert(self, row: dict) -> bool:
+        """Record an alert for (symbol, timeframe, target, hour); False when one was already claimed, so a
+        crossing is alerted once however often the cycle runs."""
+        with self.db.engine.begin() as conn:
+            return conn.execute(insert(alerts).values(**row).on_conflict_do_nothing()).rowcount == 1
 
     def log_report(self, report_type: str, content: str, success: bool, error: str | None) -> None:
         with self.db.engine.begin() as conn:
@@ -202,12 +223,23 @@ class RecordStore:
         """Upsert metrics rows keyed by (run, symbol, timeframe, target, model, date, window)."""
         if not rows:
             return 0
+        columns = list(dict.fromkeys(c for row in rows for c in row))  # a row without metrics leaves them NULL
+        rows = [{c: row.get(c) for c in columns} for row in rows]
         stmt = insert(model_performance).values(rows)
         key = ["run_type", "symbol", "timeframe", "target_pct", "model_name", "evaluation_date", "window_days"]
         stmt = stmt.on_conflict_do_update(constraint="uq_model_performance_key", set_={
             col: stmt.excluded[col] for col in rows[0] if col not in key} | {"created_at": func.now()})
         with self.db.engine.begin() as conn:
             return conn.execute(stmt).rowcount
+
+    def days_with_pending(self, run_type: str, since: date) -> list[date]:
+        """Evaluation dates (from `since`) whose stored metrics still counted pending predictions."""
+        c = model_performance.c
+        query = (select(c.evaluation_date).distinct()
+                 .where(c.run_type == run_type, c.evaluation_date >= since, c.pending_predictions > 0)
+                 .order_by(c.evaluation_date))
+        with self.db.engine.connect() as conn:
+            return list(conn.execute(query).scalars())
 
     def performance(self, run_type: str, evaluation_date: date | None = None) -> pd.DataFrame:
         query = select(model_performance).where(model_performance.c.run_type == run_type)

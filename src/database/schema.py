@@ -134,7 +134,9 @@ model_performance = Table(
     Column("log_loss", Float),
     Column("ece", Float),
     Column("avg_time_to_target_hours", Float),
-    Column("hit_rate", Float),  # share of predictions whose window hit either barrier
+    Column("hit_rate", Float),  # share of complete windows that hit either barrier
+    Column("resolved_predictions", Integer),  # predictions of the window with an outcome when computed
+    Column("pending_predictions", Integer),  # still open then: the row is recomputed until this is 0
     Column("created_at", _tz(), server_default=func.now(), nullable=False),
     UniqueConstraint("run_type", "symbol", "timeframe", "target_pct", "model_name", "evaluation_date",
                      "window_days", name="uq_model_performance_key"),
@@ -172,6 +174,18 @@ telegram_reports = Table(
     Column("sent_at", _tz(), server_default=func.now(), nullable=False),
     Column("success", Boolean, nullable=False, server_default="false"),
     Column("error_message", Text),
+)
+
+alerts = Table(  # one alert per crossing per prediction hour, claimed before it is sent
+    "alerts", metadata,
+    Column("symbol", String(20), primary_key=True),
+    Column("timeframe", String(10), primary_key=True),
+    Column("target_pct", TARGET, primary_key=True),
+    Column("timestamp", _tz(), primary_key=True),  # the prediction's hour
+    Column("side", String(4), nullable=False),  # up | down
+    Column("probability", PROB, nullable=False),
+    Column("model_name", String(50), nullable=False),
+    Column("created_at", _tz(), server_default=func.now(), nullable=False),
 )
 
 system_health = Table(

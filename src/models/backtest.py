@@ -13,7 +13,7 @@ from src.data.features import FEATURE_VERSION, with_barrier
 from src.data.labels import DOWN, UP, barrier_outcomes
 from src.database.records import RecordStore
 from src.models.dataset import asset_features, build_dataset
-from src.models.estimators import MODEL_NAMES, make_model, prob_up
+from src.models.estimators import MODEL_NAMES, fit_model, prob_up
 from src.models.metrics import forecast_metrics
 from src.models.training import TrainSettings
 
@@ -61,11 +61,11 @@ def run_backtest(candles: dict[str, pd.DataFrame], symbols: list[str], targets: 
                 stop = min(point + pd.Timedelta(days=retrain_every_days), end)
                 hours = features.index[(features.index >= point) & (features.index < stop)]
                 train = data.purged(point, settings.embargo_hours)
-                if len(hours) == 0 or len(train.y) < settings.min_samples:
+                if len(hours) == 0 or len(train.y) < settings.needed_samples:
                     continue
                 matrix = with_barrier(features.loc[hours], target)
                 for name in MODEL_NAMES:
-                    p = prob_up(make_model(name, settings.horizon).fit(train.X, train.y), matrix)
+                    p = prob_up(fit_model(name, train.X, train.y, settings.horizon), matrix)
                     frames.append(prediction_rows(symbol, settings.timeframe, target, name, f"{RUN}-{point:%Y%m%d}",
                                                   hours, p, close.loc[hours].to_numpy(), name == "xgboost", RUN))
                 if progress:

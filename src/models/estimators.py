@@ -1,8 +1,10 @@
 """The three models, one interface (scikit-learn's): fit(X, y) -> self, predict_proba(X) -> (n, 2).
 
 `xgboost` is the product's model; `logistic` and `climatology` are the free baselines it must beat.
-Calibration: scikit-learn's CalibratedClassifierCV with a TimeSeriesSplit whose `gap` is the label
-horizon, so every calibrator is fitted on later data than its model and no label straddles the two.
+Calibration: scikit-learn's CalibratedClassifierCV with time-ordered splits whose gap is the label
+horizon, so every calibrator is fitted on later data than its model and no label straddles the two. The
+number of splits adapts to the samples there are (3, 2, then one split); fewer than
+`min_calibration_samples` cannot be calibrated honestly and are refused with a clear reason.
 """
 from __future__ import annotations
 
@@ -17,8 +19,11 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from xgboost import XGBClassifier
 
+from src.utils.errors import UserError
+
 MODEL_NAMES = ("xgboost", "logistic", "climatology")
 CALIBRATION_SPLITS = 3
+MIN_CALIBRATION_FOLD = 100  # samples in the smallest model-fitting and calibration piece
 # Chosen a priori and checked on data before 2022-07-01 only: shallow trees, strong regularisation,
 # because hourly direction is close to a coin flip and deep trees memorise noise.
 XGB_PARAMS = {"n_estimators": 200, "max_depth": 3, "learning_rate": 0.03, "subsample": 0.8,
@@ -40,6 +45,30 @@ class ClimatologyModel(ClassifierMixin, BaseEstimator):
         return np.column_stack([1 - p, p])
 
 
+class TooFewSamples(UserError):
+    """A training set too small to fit and calibrate a model with the horizon's gap."""
+
+
+def min_calibration_samples(horizon: int) -> int:
+    """The fewest samples a calibrated model accepts: one split with a fitting piece and a calibration
+    piece of MIN_CALIBRATION_FOLD each, the horizon apart."""
+    return horizon + 3 * MIN_CALIBRATION_FOLD
+
+
+def calibration_cv(n_samples: int, horizon: int):
+    """Time-ordered calibration splits for `n_samples`: as many (up to 3) as leave every piece at least
+    MIN_CALIBRATION_FOLD samples, else one split (fit on the first part, calibrate on the last third)."""
+    for splits in range(CALIBRATION_SPLITS, 1, -1):
+        test = n_samples // (splits + 1)
+        if test >= MIN_CALIBRATION_FOLD and n_samples - horizon - splits * test >= MIN_CALIBRATION_FOLD:
+            return TimeSeriesSplit(n_splits=splits, gap=horizon)
+    if n_samples < min_calibration_samples(horizon):
+        raise TooFewSamples(f"{n_samples} samples are too few to calibrate a model with a {horizon} h gap; "
+                            f"need at least {min_calibration_samples(horizon)} (more history)")
+    test = n_samples // 3
+    return [(np.arange(0, n_samples - test - horizon), np.arange(n_samples - test, n_samples))]
+
+
 def _calibrated(estimator, horizon: int) -> CalibratedClassifierCV:
     return CalibratedClassifierCV(estimator, method="sigmoid", ensemble=True,
                                   cv=TimeSeriesSplit(n_splits=CALIBRATION_SPLITS, gap=horizon))
@@ -58,19 +87,45 @@ def make_model(name: str, horizon: int = 168):
     raise ValueError(f"unknown model {name!r}; use one of {', '.join(MODEL_NAMES)}")
 
 
+def fit_model(name: str, X: pd.DataFrame, y: pd.Series, horizon: int = 168):  # noqa: N803
+    """A model by its product name, fitted on (X, y) with calibration splits sized to the samples."""
+    model = make_model(name, horizon)
+    if isinstance(model, CalibratedClassifierCV):
+        model.set_params(cv=calibration_cv(len(y), horizon))
+    return model.fit(X, y)
+
+
 def prob_up(model, X: pd.DataFrame) -> np.ndarray:
     return model.predict_proba(X)[:, 1]
 
 
-def explain(model, row: pd.DataFrame, top: int = 3) -> list[tuple[str, float]]:
-    """Top feature contributions (log-odds, SHAP values from xgboost) of one xgboost prediction,
-    averaged over the calibration ensemble's boosters; largest magnitude first."""
+def in_training_order(model, row: pd.DataFrame) -> pd.DataFrame:
+    """The row's columns in the order the model was fitted with (a cached JSON row comes back sorted)."""
+    names = getattr(model, "feature_names_in_", None)
+    return row if names is None else row[list(names)]
+
+
+def _xgboost_contributions(calibrated, row: pd.DataFrame) -> np.ndarray:
     from xgboost import DMatrix
-    contributions = []
-    for calibrated in model.calibrated_classifiers_:
-        booster = calibrated.estimator.get_booster()
-        contributions.append(booster.predict(DMatrix(row, feature_names=list(row.columns)),
-                                             pred_contribs=True)[0, :-1])
-    mean = np.mean(contributions, axis=0)
+    booster = calibrated.estimator.get_booster()
+    return booster.predict(DMatrix(row, feature_names=list(row.columns)), pred_contribs=True)[0, :-1]
+
+
+def _logistic_contributions(calibrated, row: pd.DataFrame) -> np.ndarray:
+    """Coefficient x standardised value: each feature's share of the log-odds."""
+    imputer, scaler, logistic = (step for _, step in calibrated.estimator.steps)
+    standardised = scaler.transform(imputer.transform(row))[0]
+    return logistic.coef_[0] * standardised
+
+
+def explain(model_name: str, model, row: pd.DataFrame, top: int = 3) -> list[tuple[str, float]]:
+    """The top feature contributions (log-odds) of one prediction by the model that made it, averaged over
+    the calibration ensemble; largest magnitude first. xgboost: its SHAP values; logistic: coefficient x
+    standardised value; climatology uses no features, so it has no reasons."""
+    if model_name == "climatology":
+        return []
+    contribution = {"xgboost": _xgboost_contributions, "logistic": _logistic_contributions}[model_name]
+    row = in_training_order(model, row)
+    mean = np.mean([contribution(calibrated, row) for calibrated in model.calibrated_classifiers_], axis=0)
     order = np.argsort(-np.abs(mean))[:top]
     return [(row.columns[i], float(mean[i])) for i in order]

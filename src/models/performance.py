@@ -1,5 +1,11 @@
 """Daily performance of the live record: per asset x target x model, for the day and rolling 7 and 30 days,
-from resolved outcomes, stored in model_performance (run_type 'live')."""
+stored in model_performance (run_type 'live').
+
+A day's predictions resolve over the following week (a window can stay open for the full horizon), so a
+day's figures are recomputed as its predictions resolve, until none is pending; each row says how many were
+resolved and how many were pending when it was computed. `hit_rate` counts only complete windows (whose
+last candle has closed): counting early resolutions alone would make it 100 % by construction.
+"""
 from __future__ import annotations
 
 import logging
@@ -16,11 +22,12 @@ log = logging.getLogger(__name__)
 WINDOWS = (1, 7, 30)
 
 
-def window_metrics(resolved: pd.DataFrame) -> list[dict]:
-    """Metrics per (symbol, timeframe, target, model) of resolved predictions; Brier skill against the
-    climatology model's forecasts for the same hours."""
+def window_metrics(predictions: pd.DataFrame, as_of: pd.Timestamp, horizon: int = 168) -> list[dict]:
+    """Metrics per (symbol, timeframe, target, model) of predictions (status NaN while pending); Brier
+    skill against the climatology model's forecasts for the same hours."""
     rows = []
-    for (symbol, timeframe, target), group in resolved.groupby(["symbol", "timeframe", "target_pct"]):
+    complete_by = as_of - pd.Timedelta(hours=horizon + 1)  # the window's last candle has closed
+    for (symbol, timeframe, target), group in predictions.groupby(["symbol", "timeframe", "target_pct"]):
         clim = group[group["model_name"] == "climatology"].set_index("timestamp")["probability"]
         for name, own in group.groupby("model_name"):
             own = own.set_index("timestamp")
@@ -28,25 +35,43 @@ def window_metrics(resolved: pd.DataFrame) -> list[dict]:
             reference = clim.reindex(labelled.index).fillna(labelled["actual_outcome"].mean())
             m = forecast_metrics(labelled["actual_outcome"].to_numpy(float), labelled["probability"].to_numpy(),
                                  reference.to_numpy())
-            hits = own["status"] != "expired"
+            complete = own[(own.index <= complete_by) & own["status"].notna()]
+            resolved = own["status"].notna()
             rows.append({"symbol": symbol, "timeframe": timeframe, "target_pct": float(target), "model_name": name,
                          "total_predictions": int(m.get("n", 0)),
-                         "hit_rate": float(hits.mean()) if len(own) else None,
+                         "resolved_predictions": int(resolved.sum()), "pending_predictions": int((~resolved).sum()),
+                         "hit_rate": float(complete["status"].ne("expired").mean()) if len(complete) else None,
                          "avg_time_to_target_hours": float(np.nanmean(own["time_to_target_hours"]))
                          if own["time_to_target_hours"].notna().any() else None,
                          **{k: v for k, v in m.items() if k != "n"}})
     return rows
 
 
-def daily_performance(records: RecordStore, day: date, run_type: str = "live") -> int:
-    """Compute and store the day's, 7-day and 30-day metrics ending with `day`; returns rows stored."""
+def daily_performance(records: RecordStore, day: date, as_of: pd.Timestamp | None = None, horizon: int = 168,
+                      run_type: str = "live") -> int:
+    """Compute and store the day's, 7-day and 30-day metrics ending with `day`, from the outcomes known
+    at `as_of` (default now); returns rows stored."""
+    as_of = as_of if as_of is not None else pd.Timestamp.now(tz="UTC")
     end = pd.Timestamp(day, tz="UTC") + pd.Timedelta(days=1)
-    resolved = records.resolved(run_type, end - pd.Timedelta(days=max(WINDOWS)), end)
+    made = records.resolved(run_type, end - pd.Timedelta(days=max(WINDOWS)), end, include_pending=True)
     rows = []
     for days in WINDOWS:
-        window = resolved[resolved["timestamp"] >= end - pd.Timedelta(days=days)]
-        for row in window_metrics(window):
+        window = made[made["timestamp"] >= end - pd.Timedelta(days=days)]
+        for row in window_metrics(window, as_of, horizon):
             rows.append({**row, "run_type": run_type, "evaluation_date": day, "window_days": days})
-    stored = records.save_performance([r for r in rows if r["total_predictions"] > 0])
-    log.info("performance %s: %d resolved predictions, %d metric rows", day, len(resolved), stored)
+    stored = records.save_performance(rows)
+    log.info("performance %s: %d predictions, %d pending, %d metric rows", day, len(made),
+             int(made["status"].isna().sum()), stored)
     return stored
+
+
+def refresh_performance(records: RecordStore, now: pd.Timestamp, horizon: int = 168,
+                        run_type: str = "live") -> list[date]:
+    """Yesterday's metrics, and again those of every recent day that still had pending predictions.
+    Returns the days computed."""
+    yesterday = (now - pd.Timedelta(days=1)).date()
+    since = (now - pd.Timedelta(days=max(WINDOWS))).date()
+    days = sorted(set(records.days_with_pending(run_type, since)) | {yesterday})
+    for day in days:
+        daily_performance(records, day, now, horizon, run_type)
+    return days

@@ -1,7 +1,9 @@
 """One prediction cycle: for each asset, the last closed candle before T, its features (from a short
 window, stored in feature_cache), and one prediction per target x model, the champion flagged.
 
-Repeating a cycle, or running two at once, writes nothing twice (the predictions' unique key).
+Repeating a cycle, or running two at once, writes nothing twice (the predictions' unique key). A group
+(asset x target) that cannot be predicted (no model, a model that will not load) is skipped with its
+reason; every other group is still predicted.
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ class CycleResult:
     written: int = 0
     predicted: list[str] = field(default_factory=list)
     stale: dict[str, str] = field(default_factory=dict)  # symbol -> why
+    skipped: dict[tuple[str, float], str] = field(default_factory=dict)  # (symbol, target) -> why
     champions: dict[tuple[str, float], tuple[str, float]] = field(default_factory=dict)  # -> (model, p)
     seconds: float = 0.0
 
@@ -69,7 +72,9 @@ class Predictor:
         self.records.save_features(symbol, self.timeframe, FEATURE_VERSION, row)
         return row, float(candles["close"].iloc[-1])
 
-    def predict(self, symbols: list[str], at: pd.Timestamp) -> CycleResult:
+    def predict(self, symbols: list[str], at: pd.Timestamp, registry_as_of_at: bool = False) -> CycleResult:
+        """Predict every asset x target from the last candle closed at `at`. With `registry_as_of_at`, only
+        the models that existed at `at` are used (a missed hour caught up later), never later ones."""
         started = time.perf_counter()
         result = CycleResult(at=at)
         candle_time = last_closed_before(at)
@@ -89,18 +94,29 @@ class Predictor:
             row, close = found
             entry = np.array([close])
             for target in self.targets:
-                frames.extend(self._predict_group(symbol, target, row, entry, result))
+                try:
+                    frames.extend(self._predict_group(symbol, target, row, entry, result,
+                                                      at if registry_as_of_at else None))
+                except Exception as exc:  # one group failing must not stop the others
+                    reason = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
+                    result.skipped[(symbol, target)] = reason
+                    log.warning("%s %g: no prediction, %s", symbol, target, reason,
+                                exc_info=not isinstance(exc, UserError))
             result.predicted.append(symbol)
         if frames:
             result.written = self.records.save_predictions(pd.concat(frames, ignore_index=True))
         result.seconds = time.perf_counter() - started
-        log.info("predict %s: %d assets, %d predictions written, %d stale, %.0f ms", candle_time, len(result.predicted),
-                 result.written, len(result.stale), result.seconds * 1000)
+        log.info("predict %s: %d assets, %d predictions written, %d stale assets, %d groups skipped, %.0f ms",
+                 candle_time, len(result.predicted), result.written, len(result.stale), len(result.skipped),
+                 result.seconds * 1000)
         return result
 
-    def _predict_group(self, symbol: str, target: float, row: pd.DataFrame, entry, result: CycleResult) -> list:
-        models = self.registry.current(symbol, self.timeframe, target)
+    def _predict_group(self, symbol: str, target: float, row: pd.DataFrame, entry, result: CycleResult,
+                       as_of: pd.Timestamp | None) -> list:
+        models = self.registry.current(symbol, self.timeframe, target, as_of)
         if "champion" not in models:
+            if as_of is not None:
+                raise UserError(f"no champion model existed at {as_of:%Y-%m-%d %H:%M} UTC")
             raise UserError(f"no model for {symbol} {target:g} yet; train first: python -m src.main train")
         champion = models["champion"]["model_name"]
         matrix = with_barrier(row, target)

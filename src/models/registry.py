@@ -89,11 +89,19 @@ class ModelRegistry:
         self.records.delete_models(list(doomed["version"]))
         return len(doomed)
 
-    def current(self, symbol: str, timeframe: str, target: float) -> dict[str, pd.Series]:
-        """The newest model of each name for one asset x target, and which is champion (key 'champion')."""
+    def current(self, symbol: str, timeframe: str, target: float,
+                as_of: pd.Timestamp | None = None) -> dict[str, pd.Series]:
+        """The newest model of each name for one asset x target, and which is champion (key 'champion').
+        With `as_of`, the registry as it stood then: models created by that time, and the champion that was
+        serving at it (none if no champion had been promoted yet)."""
         rows = self.records.models(symbol, timeframe, target)
+        if as_of is not None:
+            rows = rows[rows["created_at"] <= as_of]
+            serving = (rows["promoted_at"] <= as_of) & (rows["retired_at"].isna() | (rows["retired_at"] > as_of))
+            champions = rows[serving]
+        else:
+            champions = rows[rows["is_champion"]]
         latest = {name: group.iloc[-1] for name, group in rows.groupby("model_name")}
-        champions = rows[rows["is_champion"]]
         if len(champions):
             champion = champions.iloc[-1]
             latest[champion["model_name"]] = champion  # predict with the champion itself

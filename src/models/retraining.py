@@ -17,7 +17,7 @@ from sklearn.metrics import brier_score_loss
 from src.database.operations import DatabaseOperations
 from src.database.records import RecordStore
 from src.models.dataset import asset_features, build_dataset
-from src.models.estimators import MODEL_NAMES, make_model, prob_up
+from src.models.estimators import MODEL_NAMES, fit_model, prob_up
 from src.models.registry import ModelRegistry
 from src.models.training import TrainSettings, load_candles, unfillable_hours
 
@@ -45,7 +45,7 @@ class Retrainer:
 
     def retrain(self, symbols: list[str], targets: list[float], now: pd.Timestamp) -> list[RetrainDecision]:
         s = self.settings
-        candles = load_candles(self.ops, symbols, s.timeframe, now)
+        candles = load_candles(self.ops, symbols, s.timeframe, now, s.training_days)
         decisions = []
         for symbol in symbols:
             if symbol not in candles:
@@ -68,7 +68,7 @@ class Retrainer:
         train = data.purged(start, s.embargo_hours)
         current = self.registry.current(symbol, s.timeframe, target)
         champion_row = current.get("champion")
-        scores = {name: brier_score_loss(window.y, prob_up(make_model(name, s.horizon).fit(train.X, train.y), window.X))
+        scores = {name: brier_score_loss(window.y, prob_up(fit_model(name, train.X, train.y, s.horizon), window.X))
                   for name in MODEL_NAMES} if len(window.y) else {}
         champion_brier = None
         if champion_row is not None and len(window.y):
@@ -92,7 +92,7 @@ class Retrainer:
     def _refit_all(self, symbol: str, target: float, data, now: pd.Timestamp, promote: str | None) -> None:
         known = data.purged(now)
         for name in MODEL_NAMES:
-            version = self.registry.save(make_model(name, self.settings.horizon).fit(known.X, known.y), symbol=symbol,
+            version = self.registry.save(fit_model(name, known.X, known.y, self.settings.horizon), symbol=symbol,
                                          timeframe=self.settings.timeframe, target=target, model_name=name,
                                          train_start=known.X.index[0], train_end=now, n_samples=len(known.y),
                                          metrics={})

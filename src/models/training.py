@@ -2,7 +2,8 @@
 label known at the cut, registry entries, validation metrics in model_performance, and a champion.
 
 The champion is the model with the lowest pooled walk-forward Brier score: xgboost only where it beats
-both free baselines, so users never get a forecast worse than the free one.
+both free baselines, so users never get a forecast worse than the free one. A group that cannot be trained
+(too little history, one class only, no candles) is skipped with its reason; the others still train.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from src.data.features import FEATURE_VERSION
 from src.database.operations import DatabaseOperations
 from src.database.records import RecordStore
 from src.models.dataset import Dataset, asset_features, build_dataset
-from src.models.estimators import MODEL_NAMES, make_model, prob_up
+from src.models.estimators import MODEL_NAMES, fit_model, min_calibration_samples, prob_up
 from src.models.metrics import forecast_metrics
 from src.models.registry import ModelRegistry
 from src.utils.errors import UserError
@@ -35,6 +36,13 @@ class TrainSettings:
     min_samples: int = 500
     n_folds: int = N_FOLDS
     fold_days: int = FOLD_DAYS
+    training_days: int | None = None  # history the models learn from (None: all stored)
+
+    @property
+    def needed_samples(self) -> int:
+        """The fewest labelled samples a model is trained on: the configured minimum, and never fewer than
+        calibration with the horizon's gap needs."""
+        return max(self.min_samples, min_calibration_samples(self.horizon))
 
 
 @dataclass
@@ -45,13 +53,20 @@ class GroupResult:
     metrics: dict[str, dict] = field(default_factory=dict)  # pooled over the folds
     folds: list[tuple[pd.Timestamp, dict[str, dict]]] = field(default_factory=list)  # (fold end, metrics)
     champion: str = "climatology"
+    skipped: str | None = None  # why the group was not trained
 
 
-def load_candles(ops: DatabaseOperations, symbols: list[str], timeframe: str,
-                 end: pd.Timestamp | None = None) -> dict[str, pd.DataFrame]:
-    """Stored candles per symbol (open time <= end), plus BTC for context."""
+def load_candles(ops: DatabaseOperations, symbols: list[str], timeframe: str, end: pd.Timestamp | None = None,
+                 days: int | None = None) -> dict[str, pd.DataFrame]:
+    """Stored candles per symbol (open time <= end; when `days` is given, only those within `days` before
+    `end`, or before the symbol's newest candle), plus BTC for context."""
     wanted = list(dict.fromkeys([*symbols, "BTC/USDT"]))
     frames = {s: ops.get_candles(s, timeframe, end=end) for s in wanted}
+    if days is not None:
+        for symbol, frame in frames.items():
+            if len(frame):
+                last = end if end is not None else frame["timestamp"].iloc[-1]
+                frames[symbol] = frame[frame["timestamp"] > last - pd.Timedelta(days=days)].reset_index(drop=True)
     return {s: f for s, f in frames.items() if len(f)}
 
 
@@ -72,11 +87,11 @@ def walk_forward(data: Dataset, cut: pd.Timestamp,
         start = cut - pd.Timedelta(days=settings.fold_days * k)
         test = known.between(start, start + pd.Timedelta(days=settings.fold_days))
         train = data.purged(start, settings.embargo_hours)
-        if len(test.y) == 0 or len(train.y) < settings.min_samples or train.y.nunique() < 2:
+        if len(test.y) == 0 or len(train.y) < settings.needed_samples or train.y.nunique() < 2:
             continue
         truth.append(test.y.to_numpy())
         for name in MODEL_NAMES:
-            forecasts[name].append(prob_up(make_model(name, settings.horizon).fit(train.X, train.y), test.X))
+            forecasts[name].append(prob_up(fit_model(name, train.X, train.y, settings.horizon), test.X))
         folds.append((start + pd.Timedelta(days=settings.fold_days), {
             name: forecast_metrics(truth[-1], forecasts[name][-1], forecasts["climatology"][-1])
             for name in MODEL_NAMES}))
@@ -101,35 +116,50 @@ class Trainer:
 
     def train(self, symbols: list[str], targets: list[float], cut: pd.Timestamp | None = None,
               progress: Callable[[str], None] | None = None) -> list[GroupResult]:
-        """Validate, fit, register and crown models for every symbol x target, with labels known by `cut`."""
+        """Validate, fit, register and crown models for every symbol x target, with labels known by `cut`.
+        A group that cannot be trained comes back with `skipped` saying why; the others go on."""
         s = self.settings
-        candles = load_candles(self.ops, symbols, s.timeframe, cut)
+        candles = load_candles(self.ops, symbols, s.timeframe, cut, s.training_days)
         results = []
         for symbol in symbols:
-            if symbol not in candles:
-                raise UserError(f"no candles stored for {symbol}; run: python -m src.main backfill "
-                                f"(or import-csv)")
-            features = asset_features(candles, symbol)
-            as_of = cut or candles[symbol]["timestamp"].iloc[-1] + pd.Timedelta(hours=1)
-            unfillable = unfillable_hours(self.ops, symbol, s.timeframe)
             for target in targets:
-                data = build_dataset(candles[symbol], features, target, s.horizon, unfillable)
-                results.append(self._train_group(symbol, target, data, as_of))
+                try:
+                    results.append(self._train_symbol_target(candles, symbol, target, cut))
+                except Exception as exc:  # one group failing must not stop the others
+                    reason = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
+                    log.error("train %s %g skipped: %s", symbol, target, reason,
+                              exc_info=not isinstance(exc, UserError))
+                    results.append(GroupResult(symbol, target, skipped=reason))
                 if progress:
                     progress(f"{symbol} {target:g}")
         return results
 
+    def _train_symbol_target(self, candles: dict[str, pd.DataFrame], symbol: str, target: float,
+                             cut: pd.Timestamp | None) -> GroupResult:
+        s = self.settings
+        if symbol not in candles:
+            raise UserError(f"no candles stored for {symbol}; run: python -m src.main backfill (or import-csv)")
+        features = asset_features(candles, symbol)
+        as_of = cut or candles[symbol]["timestamp"].iloc[-1] + pd.Timedelta(hours=1)
+        data = build_dataset(candles[symbol], features, target, s.horizon,
+                             unfillable_hours(self.ops, symbol, s.timeframe))
+        return self._train_group(symbol, target, data, as_of)
+
     def _train_group(self, symbol: str, target: float, data: Dataset, as_of: pd.Timestamp) -> GroupResult:
         s = self.settings
         known = data.purged(as_of)
-        if len(known.y) < s.min_samples:
-            raise UserError(f"{symbol} {target:g}: {len(known.y)} labelled samples, need ml.min_samples_for_training "
-                            f"= {s.min_samples}; backfill more history")
+        if len(known.y) < s.needed_samples:
+            raise UserError(f"{len(known.y)} labelled samples, need {s.needed_samples} "
+                            f"(ml.min_samples_for_training, and calibration with a {s.horizon} h gap); "
+                            "backfill more history (ml.training_days)")
+        if known.y.nunique() < 2:
+            raise UserError(f"all {len(known.y)} labelled samples are {'UP' if known.y.iloc[0] else 'DOWN'}; "
+                            "a model needs both outcomes (more history)")
         pooled, folds = walk_forward(data, as_of, s)
         result = GroupResult(symbol, target, metrics=pooled, folds=folds)
         result.champion = choose_champion(result.metrics)
         for name in MODEL_NAMES:
-            estimator = make_model(name, s.horizon).fit(known.X, known.y)
+            estimator = fit_model(name, known.X, known.y, s.horizon)
             result.versions[name] = self.registry.save(
                 estimator, symbol=symbol, timeframe=s.timeframe, target=target, model_name=name,
                 train_start=known.X.index[0], train_end=as_of, n_samples=len(known.y),

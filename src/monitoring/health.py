@@ -14,8 +14,10 @@ from sqlalchemy import insert, text
 from src.database.operations import DatabaseOperations
 from src.database.records import RecordStore
 from src.database.schema import system_health
+from src.utils.config import group_key
 
 FAILURES_UNHEALTHY = 3  # a job failing this many times in a row makes the service unhealthy
+FORECAST_STALE_HOURS = 2  # a group whose newest forecast's candle closed longer ago has no current forecast
 
 
 @dataclass
@@ -38,6 +40,7 @@ class JobBoard:
         self._lock = threading.Lock()
         self.jobs: dict[str, JobState] = {}
         self.stale: dict[str, str] = {}  # symbol -> why the last cycle skipped it
+        self.skipped_groups: dict[str, str] = {}  # "symbol target" -> why it has no model or forecast
 
     def record(self, job: str, started: float, error: str | None, counts: dict | None = None) -> JobState:
         with self._lock:
@@ -68,25 +71,54 @@ def database_status(ops: DatabaseOperations) -> dict:
         return {"reachable": False, "error": type(exc).__name__}
 
 
-def health_snapshot(ops: DatabaseOperations, records: RecordStore, assets: list[str], timeframe: str,
-                    stale_after_hours: float, version: str, board: JobBoard | None = None) -> tuple[dict, bool]:
-    """The /health JSON and whether the service is healthy (database up, no stale asset, no job failing
-    repeatedly)."""
-    now = pd.Timestamp.now(tz="UTC")
+def health_snapshot(ops: DatabaseOperations, records: RecordStore, assets: list[str], targets: list[float],
+                    timeframe: str, stale_after_hours: float, version: str, board: JobBoard | None = None,
+                    now: pd.Timestamp | None = None) -> tuple[dict, bool]:
+    """The /health JSON and whether the service is healthy: database up, no stale asset, every configured
+    group with a champion and a current forecast, the last hourly cycle not failed, no job failing
+    repeatedly. `problems` says which."""
+    now = now if now is not None else pd.Timestamp.now(tz="UTC")
     report: dict = {"version": version, "time": now.isoformat(timespec="seconds"), "database": database_status(ops)}
     problems = [] if report["database"]["reachable"] else ["database unreachable"]
+    skipped = dict(board.skipped_groups) if board else {}
     if report["database"]["reachable"]:
         report["data"] = _freshness(ops, assets, timeframe, now, stale_after_hours)
         report["models"] = _models(records, now)
+        report["forecasts"] = _forecasts(records, assets, targets, now)
         problems += [f"{s} data stale" for s, d in report["data"].items() if d["stale"]]
+        problems += [f"{group}: no champion model ({skipped.get(group, 'not trained')})"
+                     for group in report["forecasts"] if group not in report["models"]["groups"]]
+        problems += [f"{group}: {f['problem']}" for group, f in report["forecasts"].items()
+                     if f["problem"] and group in report["models"]["groups"]]
     jobs = board.snapshot() if board else {}
     report["jobs"] = jobs
     report["skipped_assets"] = dict(board.stale) if board else {}
+    report["skipped_groups"] = skipped
+    if jobs.get("hourly", {}).get("last_result") == "failed":
+        problems.append(f"last hourly cycle failed: {jobs['hourly']['last_error']}")
     problems += [f"job {name} failed {j['consecutive_failures']} times" for name, j in jobs.items()
                  if j["consecutive_failures"] >= FAILURES_UNHEALTHY]
     report["problems"] = problems
     report["status"] = "ok" if not problems else "unhealthy"
     return report, not problems
+
+
+def _forecasts(records: RecordStore, assets: list[str], targets: list[float], now: pd.Timestamp) -> dict:
+    """Per configured group: its newest champion forecast, how old its candle is, and what is wrong."""
+    newest = {(r.symbol, round(r.target_pct, 6)): pd.Timestamp(r.timestamp)
+              for r in records.newest_champion_times().itertuples()}
+    out = {}
+    for symbol in assets:
+        for target in targets:
+            hour = newest.get((symbol, round(target, 6)))
+            age = None if hour is None else (now - hour).total_seconds() / 3600 - 1  # since the candle closed
+            problem = "no forecast yet" if hour is None else (
+                f"newest forecast is from the candle of {hour:%Y-%m-%d %H:%M} UTC, {age:.1f} h old"
+                if age > FORECAST_STALE_HOURS else None)
+            out[group_key(symbol, target)] = {"newest_forecast": None if hour is None else hour.isoformat(),
+                                              "age_hours": None if age is None else round(age, 2),
+                                              "problem": problem}
+    return out
 
 
 def _freshness(ops: DatabaseOperations, assets: list[str], timeframe: str, now: pd.Timestamp,
@@ -107,7 +139,7 @@ def _freshness(ops: DatabaseOperations, assets: list[str], timeframe: str, now: 
 def _models(records: RecordStore, now: pd.Timestamp) -> dict:
     champions = records.models(champions_only=True)
     return {"champions": len(champions), "groups": {
-        f"{r.symbol} {r.target_pct:g}": {
+        group_key(r.symbol, r.target_pct): {
             "model": r.model_name, "version": r.version,
             "age_days": round((now - pd.Timestamp(r.train_end)).total_seconds() / 86400, 1)}
         for r in champions.itertuples()}}

@@ -41,11 +41,21 @@ def fit_limit(lines: list[str], limit: int = TELEGRAM_LIMIT) -> str:
     return text[:limit]
 
 
-def hourly_text(champions: pd.DataFrame, now: pd.Timestamp, horizon: int = 168) -> str:
+def _missing_lines(missing: dict[str, str] | None) -> list[str]:
+    if not missing:
+        return []
+    return ["\n<b>No forecast</b>"] + [f"• {html.escape(group)}: {html.escape(why)}" for group, why in missing.items()]
+
+
+def hourly_text(champions: pd.DataFrame, now: pd.Timestamp, horizon: int = 168,
+                missing: dict[str, str] | None = None) -> str:
     """Per asset: last price and candle time, then per target the champion's P(up first), arrow,
-    confidence, model and hours left in the window."""
+    confidence, model and hours left in the window; then the groups without a forecast and why.
+    Times in UTC."""
+    now = now.tz_convert("UTC")
     if champions.empty:
-        return "<b>Hourly forecast</b>\nNo predictions yet."
+        return fit_limit(["<b>Hourly forecast</b>", "No predictions yet.", *_missing_lines(missing)])
+    champions = champions.assign(timestamp=pd.to_datetime(champions["timestamp"], utc=True))
     newest = champions[champions["timestamp"] == champions.groupby("symbol")["timestamp"].transform("max")]
     lines = [f"<b>Hourly forecast</b> · {now:%Y-%m-%d %H:%M} UTC", "<i>P(up X% before down X%), 7-day window</i>"]
     for symbol, group in newest.groupby("symbol", sort=True):
@@ -61,7 +71,7 @@ def hourly_text(champions: pd.DataFrame, now: pd.Timestamp, horizon: int = 168) 
     if baselines:
         lines.append(f"\n<i>Where xgboost has not beaten the free baselines out of sample, the champion is "
                      f"{' / '.join(baselines)}.</i>")
-    return fit_limit(lines)
+    return fit_limit(lines + _missing_lines(missing))
 
 
 def daily_text(day: pd.Timestamp, resolved_day: pd.DataFrame, performance: pd.DataFrame) -> str:

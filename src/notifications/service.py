@@ -12,19 +12,23 @@ from src.models.estimators import explain
 from src.models.registry import ModelRegistry
 from src.notifications import reports
 from src.notifications.telegram import SendResult, TelegramNotifier
+from src.utils.config import group_key
 
 log = logging.getLogger(__name__)
 
 
 def crossings(champions: pd.DataFrame, threshold: float) -> pd.DataFrame:
     """Champion forecasts of the newest hour that crossed the threshold (UP side >= t, DOWN side <= 1 - t)
-    since the hour before: once per crossing, not every hour while they stay beyond it."""
+    since the hour before: once per crossing, not every hour while they stay beyond it. Climatology uses
+    no market data, so it never alerts."""
     if champions.empty:
         return champions
     rows = []
     for _, group in champions.groupby(["symbol", "target_pct"]):
         group = group.sort_values("timestamp")
         now = group.iloc[-1]
+        if now["model_name"] == "climatology":
+            continue
         before = group.iloc[-2]["probability"] if len(group) > 1 else 0.5
         up = now["probability"] >= threshold > before
         down = now["probability"] <= 1 - threshold < before
@@ -39,8 +43,16 @@ class ReportService:
         self.records, self.registry, self.notifier = records, registry, notifier
         self.threshold, self.horizon = threshold, horizon
 
-    def hourly(self, now: pd.Timestamp) -> SendResult:
-        text = reports.hourly_text(self.records.recent_champions(hours=1), now, self.horizon)
+    def hourly(self, now: pd.Timestamp, groups: list[tuple[str, float]] | None = None,
+               reasons: dict[str, str] | None = None) -> SendResult:
+        """The latest champion forecasts; configured `groups` without one this hour are named, with the
+        reason from `reasons` ("symbol target" -> why) when known."""
+        champions = self.records.recent_champions(hours=1)
+        current = champions[champions["timestamp"] >= now.floor("h") - pd.Timedelta(hours=1)]
+        have = {(s, round(t, 6)) for s, t in zip(current["symbol"], current["target_pct"])}
+        missing = {group_key(s, t): (reasons or {}).get(group_key(s, t), "no forecast for this hour")
+                   for s, t in groups or [] if (s, round(t, 6)) not in have}
+        text = reports.hourly_text(champions, now, self.horizon, missing)
         return self.notifier.send("hourly", text)
 
     def daily(self, day: pd.Timestamp, chart_path: Path | None = None) -> SendResult:
@@ -58,10 +70,16 @@ class ReportService:
         return self.notifier.send("daily", text, chart)
 
     def alerts(self) -> list[SendResult]:
-        """One alert per champion forecast that crossed the threshold this hour, with its reasons."""
+        """One alert per champion forecast that crossed the threshold, with the reasons of the model that made
+        it; claimed in the alerts table first, so a prediction hour is alerted once however often this runs."""
         champions = self.records.recent_champions(hours=2)
         results = []
         for row in crossings(champions, self.threshold).itertuples():
+            claim = {"symbol": row.symbol, "timeframe": row.timeframe, "target_pct": row.target_pct,
+                     "timestamp": row.timestamp, "side": "up" if row.probability >= self.threshold else "down",
+                     "probability": row.probability, "model_name": row.model_name}
+            if not self.records.claim_alert(claim):
+                continue
             reasons = self._reasons(row)
             record = self._record(row.symbol, row.target_pct, row.model_name)
             text = reports.alert_text(row.symbol, row.target_pct, row.probability, self.threshold, row.model_name,
@@ -70,16 +88,22 @@ class ReportService:
         return results
 
     def _reasons(self, row) -> list[tuple[str, float]]:
-        """xgboost's top feature contributions for that hour (from feature_cache), when available."""
+        """The top feature contributions of the model that made the forecast (its registry version), from
+        that hour's cached features."""
         try:
-            current = self.registry.current(row.symbol, row.timeframe, row.target_pct)
-            model = self.registry.load(current["xgboost"])
+            versions = self.records.models(row.symbol, row.timeframe, row.target_pct)
+            made_by = versions[versions["version"] == row.model_version]
+            if made_by.empty:
+                log.warning("no reasons for %s %g alert: model %s is no longer in the registry", row.symbol,
+                            row.target_pct, row.model_version)
+                return []
+            model = self.registry.load(made_by.iloc[0])
             cached = self.records.cached_features(row.symbol, row.timeframe, model.meta["feature_version"],
                                                   row.timestamp)
             if cached is None:
                 return []
             frame = pd.DataFrame([cached], index=[row.timestamp]).astype(float)
-            return explain(model.estimator, with_barrier(frame, row.target_pct))
+            return explain(model.model_name, model.estimator, with_barrier(frame, row.target_pct))
         except Exception as exc:  # an alert without reasons beats no alert
             log.warning("no reasons for %s %g alert: %s", row.symbol, row.target_pct, exc)
             return []

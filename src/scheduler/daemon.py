@@ -18,13 +18,14 @@ import pandas as pd
 import schedule
 
 from src.models.outcomes import resolve_outcomes
-from src.models.performance import daily_performance
-from src.models.prediction import Predictor
+from src.models.performance import refresh_performance
+from src.models.prediction import Predictor, last_closed_before
 from src.models.retraining import Retrainer
 from src.models.training import Trainer
 from src.monitoring.app import HealthServer, create_app
 from src.monitoring.health import JobBoard, health_snapshot, record_system_health
 from src.scheduler.services import Context
+from src.utils.config import group_key
 from src.utils.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,19 @@ class Stopping(Exception):
     """Raised at a safe point when a stop was asked for."""
 
 
+class LogProgress:
+    """Progress of a long fetch as log lines (one per tenth), for the daemon's log."""
+
+    def __init__(self, what: str, total: int):
+        self.what, self.total, self.done, self.next_tenth = what, max(total, 1), 0, 1
+
+    def __call__(self, step: int) -> None:
+        self.done += step
+        while self.done * 10 >= self.next_tenth * self.total and self.next_tenth <= 10:
+            log.info("%s: %d%% (%d of %d h)", self.what, self.next_tenth * 10, min(self.done, self.total), self.total)
+            self.next_tenth += 1
+
+
 class Daemon:
     def __init__(self, ctx: Context):
         self.ctx, self.config = ctx, ctx.config
@@ -43,6 +57,7 @@ class Daemon:
         self.jobs: queue.Queue = queue.Queue()
         self.queued: set[str] = set()
         self.server: HealthServer | None = None
+        self.untrained: dict[str, str] = {}  # "symbol target" -> why training skipped it
 
     # ---- plumbing ----------------------------------------------------------------------------
     def checkpoint(self) -> None:
@@ -84,34 +99,39 @@ class Daemon:
     # ---- jobs --------------------------------------------------------------------------------
     def startup(self) -> dict:
         ops = self.ctx.migrated_ops()
-        days = self.config.get("trading.lookback_days")
+        days = self.config.history_days
         recovery = self.ctx.recovery()
         written = 0
         for symbol in self.config.assets:
             self.checkpoint()
             before = ops.get_candle_count(symbol, self.config.timeframe)
             try:
-                recovery.ensure_minimum_data_coverage(symbol, days * 24)
+                recovery.ensure_minimum_data_coverage(symbol, days * 24,
+                                                      progress=LogProgress(f"{symbol} history", days * 24))
             except UserError as exc:
                 log.error("%s: history not complete (%s); will retry at the next cycle", symbol, exc)
             written += ops.get_candle_count(symbol, self.config.timeframe) - before
         self.checkpoint()
-        trained = self._train_missing()
-        return {"candles_written": written, "groups_trained": trained}
+        trained, skipped = self._train_missing()
+        return {"candles_written": written, "groups_trained": trained, "groups_skipped": skipped}
 
-    def _train_missing(self) -> int:
-        records = self.ctx.records
-        champions = records.models(champions_only=True)
-        have = set(zip(champions["symbol"], champions["target_pct"].round(6)))
-        missing = [(s, t) for s in self.config.assets for t in self.config.target_percentages
-                   if (s, round(t, 6)) not in have]
-        if not missing:
-            return 0
-        trainer = Trainer(self.ctx.ops, records, self.ctx.registry(), self.ctx.train_settings())
+    def _train_missing(self) -> tuple[int, int]:
+        """Train each group that has no champion, one at a time; a group that cannot be trained is recorded
+        with its reason and the others go on. Returns (trained, skipped)."""
+        champions = self.ctx.records.models(champions_only=True)
+        have = {(s, round(t, 6)) for s, t in zip(champions["symbol"], champions["target_pct"])}
+        missing = [(s, t) for s, t in self.config.groups if (s, round(t, 6)) not in have]
+        trainer = Trainer(self.ctx.ops, self.ctx.records, self.ctx.registry(), self.ctx.train_settings())
         for symbol, target in missing:
             self.checkpoint()
-            trainer.train([symbol], [target])
-        return len(missing)
+            result = trainer.train([symbol], [target])[0]
+            if result.skipped:
+                self.untrained[group_key(symbol, target)] = result.skipped
+            else:
+                self.untrained.pop(group_key(symbol, target), None)
+        self.board.skipped_groups = dict(self.untrained)
+        skipped = sum(group_key(s, t) in self.untrained for s, t in missing)
+        return len(missing) - skipped, skipped
 
     def _predictor(self) -> Predictor:
         return Predictor(self.ctx.ops, self.ctx.records, self.ctx.registry(), self.config.target_percentages,
@@ -128,19 +148,52 @@ class Daemon:
         self.checkpoint()
         predictor = self._predictor()
         missed = self._missed_hours(now)
-        for hour in missed:  # hours the service was away: predicted from the data of their own time
+        for hour in missed:  # hours the service was away: the data and the models of their own time
             self.checkpoint()
-            predictor.predict(self.config.assets, hour + pd.Timedelta(hours=1, minutes=1))
+            predictor.predict(self.config.assets, hour + pd.Timedelta(hours=1, minutes=1), registry_as_of_at=True)
         result = predictor.predict(self.config.assets, now)
         self.board.stale = dict(result.stale)
+        self.board.skipped_groups = self._skip_reasons(result.skipped)
         self.checkpoint()
         outcomes = resolve_outcomes(ops, records, now, self.config.get("ml.max_lookback_hours"))
         self.checkpoint()
         service = self.ctx.report_service()
-        service.hourly(now)
+        service.hourly(now, self.config.groups, self.board.skipped_groups | {
+            group_key(s, t): f"no candle: {why}" for s, t in self.config.groups if (why := result.stale.get(s))})
         alerts = service.alerts()
         return {"predictions": result.written, "caught_up_hours": len(missed), "stale": len(result.stale),
-                "outcomes": outcomes, "alerts": len(alerts)}
+                "groups_skipped": len(result.skipped), "outcomes": outcomes, "alerts": len(alerts)}
+
+    def _skip_reasons(self, skipped: dict[tuple[str, float], str]) -> dict[str, str]:
+        """Why each group has no forecast: training's reason where it was never trained."""
+        reasons = {group_key(s, t): why for (s, t), why in skipped.items()}
+        return {key: f"not trained: {self.untrained[key]}" if key in self.untrained else why
+                for key, why in reasons.items()}
+
+    def repair(self) -> dict:
+        """While an asset's candles are behind the last closed hour, try to fetch them (every few minutes,
+        not only hourly); when that brings an asset up to date, run the hourly cycle for it at once. Before
+        this hour's cycle has had its turn, the cycle itself fetches the new candle."""
+        if pd.Timestamp.now(tz="UTC").minute <= self.config.get("scheduler.hourly_minute"):
+            return {"behind": 0}
+        behind = self._assets_behind()
+        if not behind:
+            return {"behind": 0}
+        try:
+            self.ctx.recovery().check_and_recover_all_symbols(behind, self.config.get("scheduler.catch_up_hours") + 24)
+        except UserError as exc:
+            log.warning("candle repair failed (%s); trying again in %d min", exc,
+                        self.config.get("scheduler.repair_minutes"))
+        still = self._assets_behind()
+        if len(still) < len(behind):
+            self.submit("hourly", self.hourly)
+        return {"behind": len(behind), "repaired": len(behind) - len(still)}
+
+    def _assets_behind(self) -> list[str]:
+        newest_closed = last_closed_before(pd.Timestamp.now(tz="UTC"))
+        ops, tf = self.ctx.migrated_ops(), self.config.timeframe
+        return [s for s in self.config.assets
+                if (last := ops.get_last_complete_timestamp(s, tf)) is None or pd.Timestamp(last) < newest_closed]
 
     def _missed_hours(self, now: pd.Timestamp) -> list[pd.Timestamp]:
         newest = self.ctx.records.recent_champions(hours=1)
@@ -155,15 +208,17 @@ class Daemon:
     def daily(self) -> dict:
         now = pd.Timestamp.now(tz="UTC")
         records = self.ctx.records
-        yesterday = (now - pd.Timedelta(days=1)).date()
-        rows = daily_performance(records, yesterday)
+        days = refresh_performance(records, now, self.config.get("ml.max_lookback_hours"))
         self.checkpoint()
         decisions = Retrainer(self.ctx.ops, records, self.ctx.registry(), self.ctx.train_settings()).retrain(
             self.config.assets, self.config.target_percentages, now)
         self.checkpoint()
+        trained, skipped = self._train_missing()
+        self.checkpoint()
         self.ctx.report_service().daily(now - pd.Timedelta(days=1),
                                          self.config.data_dir / "reports" / f"daily-{now:%Y%m%d}.png")
-        return {"performance_rows": rows, "promoted": sum(d.promoted for d in decisions)}
+        return {"performance_days": len(days), "promoted": sum(d.promoted for d in decisions),
+                "groups_trained": trained, "groups_skipped": skipped}
 
     def health_row(self) -> dict:
         report, _ = self.snapshot()
@@ -173,8 +228,9 @@ class Daemon:
         return {"rss_mb": row["process_rss_mb"], "db_mb": row["database_size_mb"]}
 
     def snapshot(self) -> tuple[dict, bool]:
-        return health_snapshot(self.ctx.ops, self.ctx.records, self.config.assets, self.config.timeframe,
-                               self.config.get("health.stale_after_hours"), self.config.get("app.version"), self.board)
+        return health_snapshot(self.ctx.ops, self.ctx.records, self.config.assets, self.config.target_percentages,
+                               self.config.timeframe, self.config.get("health.stale_after_hours"),
+                               self.config.get("app.version"), self.board)
 
     def live_skills(self) -> dict[tuple[str, str], float]:
         performance = self.ctx.records.performance("live")
@@ -205,11 +261,14 @@ class Daemon:
         self.submit("startup", self.startup)
         if sched["run_at_start"]:
             self.submit("hourly", self.hourly)
-        schedule.every().hour.at(f":{sched['hourly_minute']:02d}").do(self.submit, "hourly", self.hourly)
+        # in UTC: on a host whose zone is not a whole hour off UTC, local :02 would not follow the candle close
+        schedule.every().hour.at(f":{sched['hourly_minute']:02d}", "UTC").do(self.submit, "hourly", self.hourly)
         schedule.every().day.at(sched["daily_time"], "UTC").do(self.submit, "daily", self.daily)
         schedule.every(sched["health_minutes"]).minutes.do(self.submit, "health", self.health_row)
-        log.info("daemon running: hourly at :%02d, daily at %s UTC, health every %d min", sched["hourly_minute"],
-                 sched["daily_time"], sched["health_minutes"])
+        schedule.every(sched["repair_minutes"]).minutes.do(self.submit, "repair", self.repair)
+        log.info("daemon running: hourly at :%02d, daily at %s UTC, health every %d min, candle repair every %d min "
+                 "while behind", sched["hourly_minute"], sched["daily_time"], sched["health_minutes"],
+                 sched["repair_minutes"])
         try:
             while not self.stop_event.is_set():
                 schedule.run_pending()

@@ -73,18 +73,19 @@ def run_demo(config: Config, output_dir: Path) -> int:
 
         _step(f"resolve outcomes as of {OUTCOMES_AT:%Y-%m-%d %H:%M} UTC, then that day's performance")
         print(f"{resolve_outcomes(ops, records, OUTCOMES_AT, settings.horizon)} outcomes written")
-        print(f"{daily_performance(records, PREDICT_AT.date())} performance rows for {PREDICT_AT:%Y-%m-%d}")
+        print(f"{daily_performance(records, PREDICT_AT.date(), OUTCOMES_AT, settings.horizon)} performance rows "
+              f"for {PREDICT_AT:%Y-%m-%d}")
 
         _step("hourly and daily reports (dry run: printed, not sent)")
         service = ctx.report_service(dry_run=True)
-        service.hourly(PREDICT_AT)
+        service.hourly(PREDICT_AT, demo_config.groups)
         chart = output_dir / "demo-daily-report.png"
         service.daily(PREDICT_AT, chart)
         print(f"chart saved to {chart}")
 
         _step("health")
-        report, healthy = health_snapshot(ops, records, assets, settings.timeframe, 10**6,
-                                          demo_config.get("app.version"))
+        report, healthy = health_snapshot(ops, records, assets, targets, settings.timeframe, 10**6,
+                                          demo_config.get("app.version"), now=PREDICT_AT)
         summary = {"status": report["status"], "database": report["database"], "problems": report["problems"],
                    "champions": {g: m["model"] for g, m in report["models"]["groups"].items()}}
         print(json.dumps(summary, indent=2))

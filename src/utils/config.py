@@ -99,6 +99,7 @@ SCHEMA: dict[str, tuple[type | tuple[type, ...], Check | None, str]] = {
     "ml.min_samples_for_training": (int, lambda v: None if v >= 50 else "must be at least 50", "e.g. 500"),
     "ml.max_lookback_hours": (int, lambda v: None if 1 <= v <= 24 * 60 else "must be 1..1440", "e.g. 168"),
     "ml.embargo_hours": (int, lambda v: None if v >= 0 else "must not be negative", "e.g. 24"),
+    "ml.training_days": (int, lambda v: None if v >= 7 else "must be at least 7", "e.g. 1460 (four years)"),
     "telegram.bot_token": (str, None, "the token from @BotFather, or empty for console-only reports"),
     "telegram.chat_id": ((str, int), None, "the chat id, or empty"),
     "telegram.base_url": (str, lambda v: None if _is_http_url(v) else "is not an http(s) URL",
@@ -112,6 +113,7 @@ SCHEMA: dict[str, tuple[type | tuple[type, ...], Check | None, str]] = {
     "scheduler.health_minutes": (int, lambda v: None if v >= 1 else "must be at least 1", "e.g. 5"),
     "scheduler.run_at_start": (bool, None, "true or false"),
     "scheduler.catch_up_hours": (int, lambda v: None if 0 <= v <= 720 else "must be 0..720", "e.g. 48"),
+    "scheduler.repair_minutes": (int, lambda v: None if 1 <= v <= 60 else "must be 1..60", "e.g. 5"),
     "health.host": (str, None, 'e.g. "127.0.0.1"'),
     "health.port": (int, lambda v: None if 1 <= v <= 65535 else "is out of range 1..65535", "e.g. 8080"),
     "health.stale_after_hours": ((int, float), lambda v: None if v > 0 else "must be positive", "e.g. 3"),
@@ -221,6 +223,16 @@ class Config:
         return self.config["trading"]["timeframe"]
 
     @property
+    def groups(self) -> list[tuple[str, float]]:
+        """Every (asset, target) the product forecasts."""
+        return [(symbol, target) for symbol in self.assets for target in self.target_percentages]
+
+    @property
+    def history_days(self) -> int:
+        """Days of candles to keep: the training history or the live window, whichever is longer."""
+        return max(self.config["ml"]["training_days"], self.config["trading"]["lookback_days"])
+
+    @property
     def database_url(self) -> str:
         return self.config["database"]["url"]
 
@@ -245,6 +257,11 @@ class Config:
                 _set(tree, key, "***")
         _set(tree, "database.url", mask_url(self.database_url))
         return tree
+
+
+def group_key(symbol: str, target: float) -> str:
+    """How an asset x target group is named in logs, /health and reports, e.g. "ETH/USDT 0.05"."""
+    return f"{symbol} {target:g}"
 
 
 def mask_url(url: str) -> str:

@@ -4,9 +4,11 @@ from __future__ import annotations
 import logging
 import logging.handlers
 import re
+import time
 from pathlib import Path
 
 FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+DATE_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # UTC, whatever the host's TZ
 # Telegram bot tokens look like 123456:ABC-xyz; python-telegram-bot and httpx put them in URLs.
 _TOKEN_RE = re.compile(r"\b\d{5,}:[A-Za-z0-9_-]{20,}\b")
 _URL_PASSWORD_RE = re.compile(r"(postgres(?:ql)?(?:\+\w+)?://[^:/@\s]+:)[^@\s]+@")
@@ -58,8 +60,10 @@ def setup_logging(level: str = "INFO", logs_dir: Path | None = None, console: bo
                 logs_dir / "crypto_ml.log", maxBytes=10_000_000, backupCount=5, encoding="utf-8"))
         except OSError as exc:
             logging.getLogger(__name__).warning("cannot write logs to %s (%s); console only", logs_dir, exc)
+    formatter = logging.Formatter(FORMAT, DATE_FORMAT)
+    formatter.converter = time.gmtime
     for handler in handlers:
-        handler.setFormatter(logging.Formatter(FORMAT))
+        handler.setFormatter(formatter)
         handler.addFilter(SecretFilter())
         root.addHandler(handler)
     # Libraries that log request URLs (which carry the bot token) or chatter at INFO.
