@@ -18,6 +18,7 @@ import yaml
 
 from src.database.connection import DatabaseConnection
 from src.database.records import RecordStore
+from tests.loopback_exchange import Fault
 from tests.loopback_telegram import LoopbackBotApi
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -167,3 +168,78 @@ def test_demo_runs_offline_end_to_end(run_cli, write_config, tmp_path):
     assert "demo finished" in result.stdout and "P(up first)" in result.stdout
     chart = tmp_path / "data" / "demo" / "demo-daily-report.png"
     assert chart.read_bytes().startswith(b"\x89PNG")
+
+
+def test_daemon_on_shipped_defaults_isolates_an_asset_with_short_history(tmp_path, exchange, loaded_exchange):
+    """The shipped config (4 years of training history, 500-sample minimum) against an exchange that has
+    200 days of BTC and SOL but only 20 days of ETH: ETH's groups are skipped with their reason, BTC and SOL
+    are trained and predicted, /health is 503 and names the ETH groups, the hourly report says why."""
+    loaded_exchange(exchange, days=200, symbols=("BTC_USDT", "SOL_USDT"))
+    loaded_exchange(exchange, days=20, symbols=("ETH_USDT",))
+    with LoopbackBotApi(TOKEN) as bot:
+        port = _free_port()
+        path = tmp_path / "defaults.yaml"
+        path.write_text(yaml.safe_dump({  # only where things are: every other value is the shipped default
+            "exchange": {"api_urls": {"public": exchange.api_url}},
+            "telegram": {"bot_token": TOKEN, "chat_id": "777", "base_url": bot.base_url},
+            "health": {"port": port},
+            "paths": {"data_dir": str(tmp_path / "data"), "logs_dir": str(tmp_path / "logs")}}))
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM", "DATABASE_URL", "CRYPTO_ML"))}
+        process = subprocess.Popen([sys.executable, "-m", "src.main", "--config", str(path)], cwd=ROOT, env=env,
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            def hourly_done():
+                try:
+                    status, body = _get(f"{base}/health")
+                except OSError:
+                    return None
+                report = json.loads(body)
+                return (status, report) if report["jobs"].get("hourly", {}).get("runs") else None
+            status, report = _wait(hourly_done, 600, "the first hourly cycle")
+            startup, hourly = report["jobs"]["startup"], report["jobs"]["hourly"]
+            assert startup["last_result"] == "ok" and startup["last_counts"]["groups_skipped"] == 3, startup
+            assert hourly["last_result"] == "ok", hourly
+            assert hourly["last_counts"]["predictions"] == 2 * 3 * 3  # BTC and SOL, 3 targets, 3 models
+            assert status == 503
+            for target in ("0.01", "0.02", "0.05"):
+                assert any(p.startswith(f"ETH/USDT {target}: no champion model (") and "labelled samples" in p
+                           for p in report["problems"]), report["problems"]
+                assert "labelled samples" in report["skipped_groups"][f"ETH/USDT {target}"]
+                assert report["forecasts"][f"BTC/USDT {target}"]["problem"] is None
+            assert not any(p.startswith(("BTC", "SOL")) for p in report["problems"]), report["problems"]
+            hourly_report = [m["fields"]["text"] for m in bot.sent("sendMessage")
+                             if "Hourly forecast" in m["fields"].get("text", "")][-1]
+            assert "No forecast" in hourly_report and "ETH/USDT 0.05: not trained" in hourly_report
+            assert "SOL/USDT" in hourly_report and "BTC/USDT" in hourly_report
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=30) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
+            output = process.stdout.read()
+    assert "Traceback" not in output, output[-3000:]
+
+
+def test_candle_repair_runs_between_hourly_cycles(ops, exchange, loaded_exchange, write_config):
+    from src.scheduler.daemon import Daemon
+    from src.scheduler.services import Context
+    from src.utils.config import Config
+    from tests.loopback_exchange import HOUR_MS
+
+    loaded_exchange(exchange, days=3, symbols=("BTC_USDT",))
+    rows = exchange.state.candles["BTCUSDT"]
+    newest_closed = rows[-2, 0]
+    ops.save_ohlcv_data("BTC/USDT", "1h", rows[rows[:, 0] <= newest_closed - 3 * HOUR_MS].tolist())
+    config = Config(write_config({"database": {"url": ops.db.database_url}, "trading": {"assets": ["BTC/USDT"]},
+                                  "exchange": {"api_urls": {"public": exchange.api_url}, "max_retries": 0}}))
+    daemon = Daemon(Context(config))
+    now = pd.Timestamp(newest_closed + HOUR_MS, unit="ms", tz="UTC")
+    assert daemon.repair(now + pd.Timedelta(minutes=1)) == {"behind": 0}  # before :02 the hourly cycle fetches
+    exchange.state.faults.extend(Fault("500") for _ in range(10))
+    assert daemon.repair(now + pd.Timedelta(minutes=7)) == {"behind": 1, "repaired": 0}  # exchange still down
+    assert "hourly" not in daemon.queued
+    exchange.state.faults.clear()
+    assert daemon.repair(now + pd.Timedelta(minutes=12)) == {"behind": 1, "repaired": 1}
+    assert "hourly" in daemon.queued  # the cycle runs at once, not at the next hour
+    assert ops.get_last_complete_timestamp("BTC/USDT") == now - pd.Timedelta(hours=1)

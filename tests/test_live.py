@@ -136,3 +136,159 @@ def test_promotion_only_when_the_challenger_is_better(trained):
     assert never.groupby("model_name").size().max() <= 3
     assert history["promoted_at"].notna().sum() >= 2  # every champion, past and present, is kept
     assert all(Path(p).exists() for p in history["path"])
+
+
+# ---- the live record on any host clock, in every group, every day ------------------------------------
+def test_utc_whatever_the_server_and_host_zone_across_a_dst_change(trained, write_config, monkeypatch):
+    """A server whose default zone is New York and a host in New York: sessions still run in UTC, and
+    predictions, outcomes, catch-up, performance and the report work across the 2022-11-06 DST change."""
+    import time
+
+    from src.database.connection import DatabaseConnection
+    from src.notifications.reports import hourly_text
+    from src.scheduler.daemon import Daemon
+    from src.scheduler.services import Context
+    from src.utils.config import Config
+
+    ops, records, registry = trained
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        name = ops.db.engine.url.database
+        with ops.db.engine.begin() as conn:
+            conn.exec_driver_sql(f'ALTER DATABASE "{name}" SET timezone = \'America/New_York\'')
+        ops.db.engine.dispose()  # new sessions get the database's New York default unless told otherwise
+        assert ops.db.engine.connect().exec_driver_sql("SHOW timezone").scalar() == "UTC"
+        raw = DatabaseConnection(ops.db.database_url).engine.url.set(drivername="postgresql")
+        import psycopg2
+        with psycopg2.connect(raw.render_as_string(hide_password=False)) as plain, plain.cursor() as cur:
+            cur.execute("SHOW timezone")
+            assert cur.fetchone()[0] == "America/New_York"  # what the fix has to overcome
+
+        predictor = Predictor(ops, records, registry, TARGETS)
+        hours = pd.date_range("2022-11-06 04:00", periods=5, freq="h", tz="UTC")  # 05:00-06:00 UTC: 2 am twice
+        for hour in hours:
+            predictor.predict(["BTC/USDT"], hour + pd.Timedelta(hours=1, minutes=5))
+        assert resolve_outcomes(ops, records, pd.Timestamp("2022-11-20", tz="UTC")) == 5 * 2 * 3
+        resolved = records.resolved("live")
+        assert set(resolved["timestamp"]) == set(hours)
+        assert all(str(t.tz) == "UTC" for t in resolved["timestamp"])
+
+        config = Config(write_config({"database": {"url": ops.db.database_url}, "trading": {
+            "assets": ["BTC/USDT"], "target_percentages": TARGETS}}))
+        daemon = Daemon(Context(config))
+        missed = daemon._missed_hours(pd.Timestamp("2022-11-06 12:03", tz="UTC"))
+        assert missed == list(pd.date_range("2022-11-06 09:00", "2022-11-06 10:00", freq="h", tz="UTC"))
+        assert daily_performance(records, pd.Timestamp("2022-11-06").date(), pd.Timestamp("2022-11-20", tz="UTC")) > 0
+        text = hourly_text(records.recent_champions(hours=1), pd.Timestamp("2022-11-06 09:05", tz="UTC"))
+        assert "2022-11-06 09:05 UTC" in text and "candle 08:00" in text
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+
+
+def test_a_days_performance_is_recomputed_as_its_predictions_resolve(trained):
+    from src.models.performance import refresh_performance
+    ops, records, registry = trained
+    predictor = Predictor(ops, records, registry, TARGETS)
+    day = pd.Timestamp("2023-01-20").date()
+    for at in pd.date_range("2023-01-20 01:05", periods=23, freq="h", tz="UTC"):
+        predictor.predict(["BTC/USDT"], at)
+    next_day = pd.Timestamp("2023-01-21 00:15", tz="UTC")
+    resolve_outcomes(ops, records, next_day)
+    daily_performance(records, day, next_day)
+
+    def row():
+        table = records.performance("live", day)
+        return table[(table.window_days == 1) & (table.model_name == "xgboost")
+                     & (table.target_pct.astype(float) == 0.05)].iloc[0]
+    first = row()
+    assert first.pending_predictions > 0 and first.resolved_predictions + first.pending_predictions == 23
+    assert pd.isna(first.hit_rate)  # no window is complete one day later: no hit rate yet, not 100 %
+    assert refresh_performance(records, pd.Timestamp("2023-01-24 00:15", tz="UTC"))[0] == day  # still pending
+    week_later = pd.Timestamp("2023-01-29 00:15", tz="UTC")
+    resolve_outcomes(ops, records, week_later)
+    assert day in refresh_performance(records, week_later)
+    final = row()
+    assert final.pending_predictions == 0 and final.resolved_predictions == 23
+    assert final.total_predictions > first.total_predictions
+    outcomes = records.resolved("live")
+    mine = outcomes[(outcomes.model_name == "xgboost") & (outcomes.target_pct == 0.05)]
+    assert final.hit_rate == pytest.approx((mine["status"] != "expired").mean())
+    assert day not in records.days_with_pending("live", day)
+
+
+def test_catch_up_uses_only_the_models_that_existed_at_that_hour(trained):
+    ops, records, registry = trained
+    # the models were trained just now: a past hour caught up now has no model of its time
+    result = Predictor(ops, records, registry, TARGETS).predict(["BTC/USDT"], AT, registry_as_of_at=True)
+    assert result.written == 0 and len(result.skipped) == 2
+    assert all("no champion model existed" in why for why in result.skipped.values())
+    # a champion replaced later: the registry as of between the two gives the old one
+    old = registry.current("BTC/USDT", "1h", 0.01)["champion"]
+    new = registry.save(ClimatologyModel().fit(np.zeros(2), np.ones(2)), symbol="BTC/USDT", timeframe="1h",
+                        target=0.01, model_name="climatology", train_start=AT, train_end=AT, n_samples=2, metrics={})
+    records.promote(new)
+    between = records.models("BTC/USDT", "1h", 0.01).set_index("version").loc[new, "created_at"]
+    assert registry.current("BTC/USDT", "1h", 0.01, as_of=between)["champion"]["version"] == old["version"]
+    assert registry.current("BTC/USDT", "1h", 0.01)["champion"]["version"] == new
+    assert "champion" not in registry.current("BTC/USDT", "1h", 0.01, as_of=old["created_at"] - pd.Timedelta(1, "s"))
+
+
+def test_one_group_without_a_model_does_not_stop_the_others(trained):
+    ops, records, registry = trained
+    result = Predictor(ops, records, registry, [*TARGETS, 0.03]).predict(["BTC/USDT", "ETH/USDT"], AT)
+    assert result.written == 2 * 2 * 3  # every trained group
+    assert set(result.skipped) == {("BTC/USDT", 0.03), ("ETH/USDT", 0.03)}
+    assert "train first" in result.skipped[("ETH/USDT", 0.03)]
+
+
+def _logistic_contributions_by_hand(estimator, row: pd.DataFrame) -> pd.Series:
+    """Independent of src: coefficient x (value - mean) / scale, per ensemble member, averaged."""
+    parts = []
+    for member in estimator.calibrated_classifiers_:
+        imputer, scaler, logistic = member.estimator.named_steps.values()
+        values = row[list(estimator.feature_names_in_)].iloc[0].fillna(pd.Series(imputer.statistics_,
+                                                                                 estimator.feature_names_in_))
+        parts.append(logistic.coef_[0] * (values.to_numpy() - scaler.mean_) / scaler.scale_)
+    return pd.Series(np.mean(parts, axis=0), index=estimator.feature_names_in_)
+
+
+def test_alert_is_explained_by_the_model_that_made_it_and_sent_once(trained, capsys):
+    from src.models.backtest import prediction_rows
+    from src.notifications.reports import PLAIN_WORDS
+    from src.notifications.service import ReportService
+    from src.notifications.telegram import TelegramNotifier
+
+    ops, records, registry = trained
+    target = 0.05
+    Predictor(ops, records, registry, [target]).predict(["BTC/USDT"], AT)  # caches the hour's features
+    logistic = registry.current("BTC/USDT", "1h", target)["logistic"]
+    records.promote(logistic["version"])
+    hour = pd.Timestamp("2023-01-20 05:00", tz="UTC")
+    with ops.db.engine.begin() as conn:
+        conn.exec_driver_sql("DELETE FROM predictions")
+    for when, p in ((hour - pd.Timedelta(hours=1), 0.55), (hour, 0.80)):  # crosses 0.75 at `hour`
+        records.save_predictions(prediction_rows("BTC/USDT", "1h", target, "logistic", logistic["version"],
+                                                 pd.DatetimeIndex([when]), np.array([p]), np.array([1.0]), True,
+                                                 "live"))
+    service = ReportService(records, registry, TelegramNotifier("", "", records), threshold=0.75)
+    capsys.readouterr()
+    assert len(service.alerts()) == 1
+    text = capsys.readouterr().out
+    cached = records.cached_features("BTC/USDT", "1h", logistic["feature_version"], hour)
+    row = with_barrier(pd.DataFrame([cached], index=[hour]).astype(float), target)
+    expected = _logistic_contributions_by_hand(registry.load(logistic).estimator, row)
+    top = expected.abs().sort_values(ascending=False).index[:3]
+    for name in top:
+        effect = "raises" if expected[name] > 0 else "lowers"
+        assert f"{PLAIN_WORDS.get(name, name)} {effect} P(up)" in text
+    assert "(logistic)" in text
+    # the next cycles bring no new prediction: nothing is sent again
+    assert service.alerts() == [] and service.alerts() == []
+    # a climatology champion never alerts
+    with ops.db.engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE predictions SET model_name = 'climatology'")
+    with ops.db.engine.begin() as conn:
+        conn.exec_driver_sql("DELETE FROM alerts")
+    assert service.alerts() == []

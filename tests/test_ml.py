@@ -150,3 +150,46 @@ def test_short_backtest_end_to_end(btc_year):
     # a second run replaces, never duplicates
     run_backtest(candles, ["BTC/USDT"], [0.01, 0.05], start, end, records, settings, retrain_every_days=7)
     assert records.count("predictions") == 14 * 24 * 2 * 3
+
+
+@pytest.mark.parametrize("n", [468, 660, 803, 804, 2000, 20000])
+def test_calibration_splits_fit_every_size_and_keep_the_horizon_gap(n):
+    from sklearn.model_selection import check_cv
+
+    from src.models.estimators import MIN_CALIBRATION_FOLD, calibration_cv
+    splits = list(check_cv(calibration_cv(n, 168)).split(np.zeros((n, 1))))
+    assert 1 <= len(splits) <= 3
+    for train, test in splits:
+        assert test.min() - train.max() > 168  # no label of the fitting piece reaches into calibration
+        assert len(train) >= MIN_CALIBRATION_FOLD and len(test) >= MIN_CALIBRATION_FOLD
+    assert splits[-1][1].max() == n - 1  # the calibrators see the newest samples
+
+
+def test_a_small_training_set_fits_or_is_refused_with_a_reason(btc_year):
+    """The issue's case: 660 samples crashed calibration with 3 splits; too few now says what is needed."""
+    from src.models.estimators import TooFewSamples, fit_model, min_calibration_samples
+    candles = load_candles(btc_year, ["BTC/USDT"], "1h")
+    data = build_dataset(candles["BTC/USDT"], asset_features(candles, "BTC/USDT"), 0.05)
+    X, y = data.X.iloc[:660], data.y.iloc[:660]  # noqa: N806
+    for name in ("xgboost", "logistic", "climatology"):
+        p = prob_up(fit_model(name, X, y, 168), data.X.iloc[660:700])
+        assert ((p > 0) & (p < 1)).all()
+    too_few = min_calibration_samples(168) - 1
+    with pytest.raises(TooFewSamples, match=f"need at least {too_few + 1}"):
+        fit_model("logistic", X.iloc[:too_few], y.iloc[:too_few], 168)
+
+
+def test_a_group_with_too_little_history_is_skipped_and_the_others_train(btc_year, tmp_path):
+    from src.models.training import Trainer
+    short = shared_candles("ETH_USDT", "2022-12-01", "2022-12-31 23:00")  # 31 days: too few labels
+    btc_year.save_ohlcv_data("ETH/USDT", "1h", short)
+    records = RecordStore(btc_year.db)
+    trainer = Trainer(btc_year, records, ModelRegistry(records, tmp_path / "models"),
+                      TrainSettings(n_folds=1, training_days=300))
+    results = trainer.train(["ETH/USDT", "BTC/USDT"], [0.05])
+    eth, btc = results
+    assert eth.skipped and "labelled samples, need" in eth.skipped and "ml.training_days" in eth.skipped
+    assert btc.skipped is None and btc.versions
+    assert set(records.models(champions_only=True)["symbol"]) == {"BTC/USDT"}
+    trained_on = records.models("BTC/USDT", "1h", 0.05)["n_samples"].iloc[0]
+    assert trained_on < 300 * 24  # ml.training_days bounds the history learnt from

@@ -170,13 +170,14 @@ class Daemon:
         return {key: f"not trained: {self.untrained[key]}" if key in self.untrained else why
                 for key, why in reasons.items()}
 
-    def repair(self) -> dict:
+    def repair(self, now: pd.Timestamp | None = None) -> dict:
         """While an asset's candles are behind the last closed hour, try to fetch them (every few minutes,
         not only hourly); when that brings an asset up to date, run the hourly cycle for it at once. Before
         this hour's cycle has had its turn, the cycle itself fetches the new candle."""
-        if pd.Timestamp.now(tz="UTC").minute <= self.config.get("scheduler.hourly_minute"):
+        now = now if now is not None else pd.Timestamp.now(tz="UTC")
+        if now.minute <= self.config.get("scheduler.hourly_minute"):
             return {"behind": 0}
-        behind = self._assets_behind()
+        behind = self._assets_behind(now)
         if not behind:
             return {"behind": 0}
         try:
@@ -184,13 +185,13 @@ class Daemon:
         except UserError as exc:
             log.warning("candle repair failed (%s); trying again in %d min", exc,
                         self.config.get("scheduler.repair_minutes"))
-        still = self._assets_behind()
+        still = self._assets_behind(now)
         if len(still) < len(behind):
             self.submit("hourly", self.hourly)
         return {"behind": len(behind), "repaired": len(behind) - len(still)}
 
-    def _assets_behind(self) -> list[str]:
-        newest_closed = last_closed_before(pd.Timestamp.now(tz="UTC"))
+    def _assets_behind(self, now: pd.Timestamp) -> list[str]:
+        newest_closed = last_closed_before(now)
         ops, tf = self.ctx.migrated_ops(), self.config.timeframe
         return [s for s in self.config.assets
                 if (last := ops.get_last_complete_timestamp(s, tf)) is None or pd.Timestamp(last) < newest_closed]
