@@ -17,6 +17,7 @@ class BotApiState:
         self.token = token
         self.requests: list[dict] = []  # {"method", "fields", "files"}
         self.faults: deque = deque()  # "429", "500", "401"
+        self.method_faults: dict[str, deque] = {}  # faults for one method only, e.g. {"sendPhoto": deque(["500"])}
 
 
 def _parse_body(content_type: str, body: bytes) -> tuple[dict, dict]:
@@ -57,8 +58,9 @@ class _Handler(BaseHTTPRequestHandler):
             return self._reply(404, {"ok": False, "error_code": 404, "description": "Not Found"})
         method = self.path[len(prefix):]
         fields, files = _parse_body(self.headers.get("Content-Type", ""), body)
-        if method != "getMe" and self.state.faults:
-            fault = self.state.faults.popleft()
+        only_here = self.state.method_faults.get(method)
+        if only_here or (method != "getMe" and self.state.faults):
+            fault = only_here.popleft() if only_here else self.state.faults.popleft()
             if fault == "429":
                 return self._reply(429, {"ok": False, "error_code": 429, "parameters": {"retry_after": 1},
                                          "description": "Too Many Requests: retry after 1"})

@@ -100,6 +100,7 @@ def test_daemon_cycle_health_outage_and_sigterm(daemon_setup):
         assert report["database"]["reachable"] and report["models"]["champions"] == 9
         status, metrics = _get(f"{base}/metrics")
         assert status == 200 and "crypto_ml_healthy 1.0" in metrics
+        assert "crypto_ml_groups_without_forecast 0.0" in metrics
         assert 'crypto_ml_newest_candle_age_hours{symbol="BTC/USDT"}' in metrics
         assert 'crypto_ml_candles_stored{symbol="ETH/USDT"} 1079.0' in metrics  # 45 days, less 1 Binance gap
         assert "crypto_ml_predictions_last_cycle 27.0" in metrics

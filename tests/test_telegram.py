@@ -141,3 +141,31 @@ def test_token_never_reaches_logs_or_records(bot_api, ops, caplog, tmp_path):
     assert secret not in caplog.text
     assert secret not in RecordStore(ops.db).reports().to_string()
     setup_logging("INFO", None)
+
+
+def test_a_failing_photo_never_resends_the_text_and_every_attempt_is_recorded(bot_api, ops):
+    from collections import deque
+    records = RecordStore(ops.db)
+    long_text = "x" * 2000  # over the 1024-character caption limit: the text goes first, then the photo
+    bot_api.state.method_faults["sendPhoto"] = deque(["500"] * 10)
+    result = _notifier(bot_api, ops).send("daily", long_text, b"\x89PNG fake")
+    assert not result.success and result.error.startswith("sendPhoto:") and "text was delivered" in result.error
+    assert len(bot_api.sent("sendMessage")) == 1 and bot_api.sent("sendPhoto") == []
+    report = records.reports().iloc[-1]
+    assert not report["success"] and "sendPhoto" in report["error_message"]
+    attempts = records.attempts(int(report["id"]))
+    assert list(zip(attempts["method"], attempts["attempt"], attempts["status"])) == [
+        ("sendMessage", 1, "ok")] + [("sendPhoto", n, "failed") for n in range(1, 5)]
+    assert attempts["error_message"].iloc[1:].str.contains("NetworkError").all()
+
+
+def test_a_short_report_with_a_chart_is_one_photo_with_its_caption(bot_api, ops):
+    bot_api.state.faults.extend(["500"])  # the first try fails, the retry sends the same single photo
+    result = _notifier(bot_api, ops).send("daily", "<b>Daily</b> report", b"\x89PNG fake")
+    assert result.success and bot_api.sent("sendMessage") == []
+    photos = bot_api.sent("sendPhoto")
+    assert len(photos) == 1 and photos[0]["fields"]["caption"] == "<b>Daily</b> report"
+    records = RecordStore(ops.db)
+    report = records.reports().iloc[-1]
+    assert report["success"] and report["error_message"] is None
+    assert list(records.attempts(int(report["id"]))["status"]) == ["failed", "ok"]

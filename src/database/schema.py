@@ -176,6 +176,17 @@ telegram_reports = Table(
     Column("error_message", Text),
 )
 
+telegram_attempts = Table(  # every try of every send: the report row holds the final state
+    "telegram_attempts", metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("report_id", BigInteger, ForeignKey("telegram_reports.id", ondelete="CASCADE"), nullable=False),
+    Column("attempt", Integer, nullable=False),  # 1, 2, ... per method
+    Column("method", String(20), nullable=False),  # sendMessage | sendPhoto
+    Column("status", String(10), nullable=False),  # ok | failed
+    Column("error_message", Text),
+    Column("attempted_at", _tz(), server_default=func.now(), nullable=False),
+)
+
 alerts = Table(  # one alert per crossing per prediction hour, claimed before it is sent
     "alerts", metadata,
     Column("symbol", String(20), primary_key=True),

@@ -37,6 +37,8 @@ class Metrics:
         self.brier_skill = Gauge("crypto_ml_live_brier_skill", "30-day live Brier skill vs climatology (champion)",
                                  ["symbol", "target"], registry=r)
         self.champions = Gauge("crypto_ml_champion_models", "asset x target groups with a champion", registry=r)
+        self.without_forecast = Gauge("crypto_ml_groups_without_forecast",
+                                      "configured asset x target groups with no current forecast", registry=r)
         self.rss = Gauge("crypto_ml_process_rss_bytes", "resident memory of the service", registry=r)
 
     def refresh(self, report: dict, healthy: bool, skills: dict[tuple[str, str], float]) -> bytes:
@@ -56,6 +58,7 @@ class Metrics:
         for (symbol, target), skill in skills.items():
             self.brier_skill.labels(symbol, target).set(skill)
         self.champions.set(report.get("models", {}).get("champions", 0))
+        self.without_forecast.set(sum(1 for f in report.get("forecasts", {}).values() if f["problem"]))
         self.rss.set(psutil.Process().memory_info().rss)
         return generate_latest(self.registry)
 

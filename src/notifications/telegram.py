@@ -1,4 +1,5 @@
-"""Sending reports with python-telegram-bot, and a record of every send in telegram_reports.
+"""Sending reports with python-telegram-bot, and a record of every send in telegram_reports (final state)
+and telegram_attempts (every try: method, attempt number, status, error).
 
 Network failures, 429 (after its retry_after) and 5xx are retried within bounds; 400, 401/404 and 403 are
 recorded and not retried. A failed send never raises to the caller and the text is always recorded.
@@ -10,6 +11,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from telegram import Bot
 from telegram.constants import ParseMode
@@ -21,6 +23,7 @@ from src.utils.logging_setup import SecretFilter, redact
 log = logging.getLogger(__name__)
 MAX_TRIES = 4
 MAX_WAIT_SECONDS = 30.0
+CAPTION_LIMIT = 1024  # Telegram's limit for a photo caption
 
 
 @dataclass
@@ -42,57 +45,88 @@ class TelegramNotifier:
         return not (self.token and self.chat_id)
 
     def send(self, report_type: str, text: str, photo: bytes | None = None) -> SendResult:
-        """Send text (HTML) and an optional PNG; record the outcome. Never raises."""
+        """Send text (HTML) and an optional PNG; record the report, every attempt and the final state.
+        A chart goes as one sendPhoto with the text as caption when it fits; else the text once, then the
+        photo retried on its own, so a retry never duplicates a message. Never raises."""
+        report_id = self._record("log_report", report_type, text, False, "sending")
         if self.dry_run:
             print(text)
             log.info("%s report (dry run, no telegram token/chat id): %d characters", report_type, len(text))
             result = SendResult(False, "dry run: no telegram.bot_token / chat_id configured", dry_run=True)
         else:
-            result = self._send_with_retries(text, photo)
+            result = self._deliver(text, photo, report_id)
             log.log(logging.INFO if result.success else logging.ERROR, "%s report %s (%d characters)%s",
                     report_type, "sent" if result.success else "NOT sent", len(text),
                     f": {result.error}" if result.error else "")
-        if self.records is not None:
-            try:
-                self.records.log_report(report_type, text, result.success, result.error)
-            except Exception as exc:  # the database being down must not lose the report in the log
-                log.error("could not record %s report (%s); text was: %s", report_type, type(exc).__name__, text)
+        if report_id is None:
+            log.error("could not record %s report; text was: %s", report_type, text)
+        else:
+            self._record("finish_report", report_id, result.success, result.error)
         return result
 
-    def _send_with_retries(self, text: str, photo: bytes | None) -> SendResult:
-        deadline = time.monotonic() + MAX_WAIT_SECONDS * 2
-        error = "not attempted"
-        for attempt in range(1, MAX_TRIES + 1):
-            try:
-                asyncio.run(self._send_once(text, photo))
-                return SendResult(True)
-            except RetryAfter as exc:
-                retry = exc.retry_after  # int or timedelta, depending on python-telegram-bot's settings
-                wait = retry.total_seconds() if hasattr(retry, "total_seconds") else float(retry)
-                error = f"rate limited by Telegram (retry after {wait:g} s)"
-            except (BadRequest, InvalidToken, Forbidden) as exc:
-                return SendResult(False, f"{type(exc).__name__}: {redact(str(exc))}; fix the message or the "
-                                         "telegram.bot_token / chat_id settings")
-            except NetworkError as exc:  # timeouts, connection errors and 5xx
-                wait = min(self.backoff * 2 ** (attempt - 1), MAX_WAIT_SECONDS)
-                error = f"{type(exc).__name__}: {redact(str(exc))}"
-            except TelegramError as exc:
-                return SendResult(False, f"{type(exc).__name__}: {redact(str(exc))}")
-            if attempt == MAX_TRIES or time.monotonic() + wait > deadline:
-                break
-            log.warning("telegram send failed (%s), retry %d/%d in %.0f s", error, attempt, MAX_TRIES - 1, wait)
-            time.sleep(min(wait, MAX_WAIT_SECONDS))
-        return SendResult(False, f"{error} after {attempt} tries")
+    def _record(self, write: str, *args: Any) -> Any:
+        """A write to the record (a RecordStore method); the database being down must not stop the send."""
+        if self.records is None:
+            return None
+        try:
+            return getattr(self.records, write)(*args)
+        except Exception as exc:
+            log.error("telegram record not written (%s)", type(exc).__name__)
+            return None
 
-    async def _send_once(self, text: str, photo: bytes | None) -> None:
+    def _deliver(self, text: str, photo: bytes | None, report_id: int | None) -> SendResult:
+        html = {"parse_mode": ParseMode.HTML}
+        if photo is not None and len(text) <= CAPTION_LIMIT:
+            steps = [("sendPhoto", "send_photo", {"photo": photo, "caption": text, **html})]
+        else:
+            steps = [("sendMessage", "send_message", {"text": text, **html})]
+            if photo is not None:
+                steps.append(("sendPhoto", "send_photo", {"photo": photo}))
+        for done, (method, call, kwargs) in enumerate(steps):
+            error = self._with_retries(method, call, kwargs, report_id)
+            if error:
+                sent = " (the text was delivered)" if done else ""
+                return SendResult(False, f"{method}: {error}{sent}")
+        return SendResult(True)
+
+    def _with_retries(self, method: str, call: str, kwargs: dict, report_id: int | None) -> str | None:
+        """One API call, retried within bounds; each attempt recorded. Returns the final error, or None."""
+        deadline = time.monotonic() + MAX_WAIT_SECONDS * 2
+        for attempt in range(1, MAX_TRIES + 1):
+            error, wait = self._attempt(call, kwargs, attempt)
+            if report_id is not None:
+                self._record("log_attempt", report_id, attempt, method, error)
+            if error is None:
+                return None
+            if wait is None:  # not worth retrying
+                return error
+            if attempt == MAX_TRIES or time.monotonic() + wait > deadline:
+                return f"{error} after {attempt} tries"
+            log.warning("telegram %s failed (%s), retry %d/%d in %.0f s", method, error, attempt, MAX_TRIES - 1,
+                        wait)
+            time.sleep(min(wait, MAX_WAIT_SECONDS))
+        raise AssertionError("unreachable")
+
+    def _attempt(self, call: str, kwargs: dict, attempt: int) -> tuple[str | None, float | None]:
+        """(error or None, seconds to wait before a retry, or None when a retry cannot help)."""
+        try:
+            asyncio.run(self._call(call, kwargs))
+            return None, None
+        except RetryAfter as exc:
+            retry = exc.retry_after  # int or timedelta, depending on python-telegram-bot's settings
+            wait = retry.total_seconds() if hasattr(retry, "total_seconds") else float(retry)
+            return f"rate limited by Telegram (retry after {wait:g} s)", wait
+        except (BadRequest, InvalidToken, Forbidden) as exc:
+            return (f"{type(exc).__name__}: {redact(str(exc))}; fix the message or the telegram.bot_token / "
+                    "chat_id settings"), None
+        except NetworkError as exc:  # timeouts, connection errors and 5xx
+            return f"{type(exc).__name__}: {redact(str(exc))}", min(self.backoff * 2 ** (attempt - 1),
+                                                                      MAX_WAIT_SECONDS)
+        except TelegramError as exc:
+            return f"{type(exc).__name__}: {redact(str(exc))}", None
+
+    async def _call(self, call: str, kwargs: dict) -> None:
         bot = Bot(self.token, base_url=self.base_url)
         async with bot:
-            if photo is not None and len(text) <= 1024:
-                await bot.send_photo(self.chat_id, photo=photo, caption=text, parse_mode=ParseMode.HTML,
-                                     read_timeout=self.timeout, write_timeout=self.timeout)
-                return
-            await bot.send_message(self.chat_id, text, parse_mode=ParseMode.HTML, read_timeout=self.timeout,
-                                   write_timeout=self.timeout, connect_timeout=self.timeout)
-            if photo is not None:
-                await bot.send_photo(self.chat_id, photo=photo, read_timeout=self.timeout,
-                                     write_timeout=self.timeout)
+            await getattr(bot, call)(self.chat_id, read_timeout=self.timeout, write_timeout=self.timeout,
+                                     connect_timeout=self.timeout, **kwargs)

@@ -1,4 +1,5 @@
-"""Alerts sent (one per crossing per prediction hour) and resolved/pending counts on performance rows.
+"""Alerts sent (one per crossing per prediction hour), resolved/pending counts on performance rows, and
+every Telegram send attempt.
 
 Revision ID: 0003
 Revises: 0002
@@ -24,6 +25,17 @@ def upgrade() -> None:
     sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
     sa.PrimaryKeyConstraint('symbol', 'timeframe', 'target_pct', 'timestamp')
     )
+    op.create_table('telegram_attempts',
+    sa.Column('id', sa.BigInteger(), sa.Identity(always=False), nullable=False),
+    sa.Column('report_id', sa.BigInteger(), nullable=False),
+    sa.Column('attempt', sa.Integer(), nullable=False),
+    sa.Column('method', sa.String(length=20), nullable=False),
+    sa.Column('status', sa.String(length=10), nullable=False),
+    sa.Column('error_message', sa.Text(), nullable=True),
+    sa.Column('attempted_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
+    sa.ForeignKeyConstraint(['report_id'], ['telegram_reports.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id')
+    )
     op.add_column('model_performance', sa.Column('resolved_predictions', sa.Integer(), nullable=True))
     op.add_column('model_performance', sa.Column('pending_predictions', sa.Integer(), nullable=True))
 
@@ -31,4 +43,5 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_column('model_performance', 'pending_predictions')
     op.drop_column('model_performance', 'resolved_predictions')
+    op.drop_table('telegram_attempts')
     op.drop_table('alerts')
