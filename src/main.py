@@ -3,19 +3,24 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import psycopg2
+from sqlalchemy.exc import OperationalError
 from tqdm import tqdm
 
 from src.scheduler.services import Context
-from src.utils.config import Config
+from src.utils.config import TIMEFRAME_MS, Config
 from src.utils.errors import UserError
 from src.utils.logging_setup import SecretFilter, setup_logging
+from src.utils.secrets import redact
 
 log = logging.getLogger("src.main")
+SYMBOL_MAX_LENGTH = 20  # the width of the symbol columns
 Handler = Callable[[argparse.Namespace, Context], int]
 
 
@@ -94,9 +99,13 @@ def cmd_recover(args: argparse.Namespace, ctx: Context) -> int:
 
 def cmd_import_csv(args: argparse.Namespace, ctx: Context) -> int:
     from src.data.importer import import_csv, read_candle_csv
+    symbol = args.symbol.strip()
+    if symbol.count("/") != 1 or len(symbol) > SYMBOL_MAX_LENGTH or not all(symbol.split("/")):
+        raise UserError(f"--symbol {args.symbol!r}: use the exchange's BASE/QUOTE form, at most "
+                        f"{SYMBOL_MAX_LENGTH} characters, e.g. BTC/USDT")
     frame = read_candle_csv(Path(args.file), args.timeframe)  # refuse a bad file before touching the database
-    rows, written = import_csv(ctx.migrated_ops(), Path(args.file), args.symbol, args.timeframe, frame)
-    print(f"{args.symbol}: {rows} rows read, {written} candles written")
+    rows, written = import_csv(ctx.migrated_ops(), Path(args.file), symbol, args.timeframe, frame, args.replace)
+    print(f"{symbol}: {rows} rows read, {written} candles written")
     return 0
 
 
@@ -307,7 +316,9 @@ def build_parser() -> argparse.ArgumentParser:
     imp = add("import-csv", cmd_import_csv, "load candles from a CSV (timestamp,open,high,low,close,volume)")
     imp.add_argument("file", help="CSV file, plain or .gz; timestamp in ms UTC")
     imp.add_argument("--symbol", required=True, help="asset, e.g. BTC/USDT")
-    imp.add_argument("--timeframe", default="1h", help="candle timeframe (default 1h)")
+    imp.add_argument("--timeframe", default="1h", choices=list(TIMEFRAME_MS), help="candle timeframe (default 1h)")
+    imp.add_argument("--replace", action="store_true",
+                     help="overwrite stored candles whose values differ from the file's (refused otherwise)")
     train = add("train", cmd_train, "train and validate models (purged walk-forward), store metrics")
     train.add_argument("--symbol", action="append", help="asset (repeatable; default: all)")
     train.add_argument("--target", action="append", type=float, help="target move, e.g. 0.02 (repeatable)")
@@ -329,9 +340,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Stopped(BaseException):
+    """A stop signal (SIGTERM, SIGHUP) to a CLI command: unwinds to main like Ctrl-C, so every open
+    transaction rolls back and the embedded server this process started is stopped at exit."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_stopped(signum: int, _frame) -> None:
+    raise Stopped(signum)
+
+
+def _print_error(message: str) -> None:
+    for line in redact(message).splitlines():
+        print(f"error: {line}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    for signum in (signal.SIGTERM, signal.SIGHUP):  # the daemon installs its own graceful handlers
+        signal.signal(signum, _raise_stopped)
     try:
         config = Config(args.config)
         SecretFilter.register(str(config.get("telegram.bot_token", "")))
@@ -339,16 +370,23 @@ def main(argv: list[str] | None = None) -> int:
         handler = cmd_run if args.command is None else args.handler
         return handler(args, Context(config))
     except UserError as exc:
-        for line in str(exc).splitlines():
-            print(f"error: {line}", file=sys.stderr)
+        _print_error(str(exc))
         return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:  # an unforeseen fault: one line for the user, the traceback in the log
-        log.debug("unexpected failure", exc_info=True)
-        print(f"error: unexpected {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
-              "(run with LOG_LEVEL=DEBUG for details)", file=sys.stderr)
+    except Stopped as stop:
+        print(f"stopped by {stop}", file=sys.stderr)
+        return 128 + stop.signum
+    except (OperationalError, psycopg2.OperationalError, psycopg2.InterfaceError) as exc:  # the database went away
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        _print_error(f"the database stopped answering ({reason}); nothing half-written was kept - start it "
+                     "and run the command again")
+        return 1
+    except Exception as exc:  # an unforeseen fault: the traceback in the log once, one line for the user
+        log.error("unexpected failure", exc_info=True)
+        _print_error(f"unexpected {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
+                     "(the traceback is in the log)")
         return 1
 
 

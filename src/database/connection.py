@@ -21,6 +21,7 @@ DEFAULT_DATA_DIR = PROJECT_ROOT / "data"
 # Every session in UTC, whatever the server's or the host's time zone: timestamptz values then come back
 # in UTC, and date_trunc / ::date work on UTC days.
 UTC_SESSION = {"options": "-c timezone=UTC"}
+MIGRATION_LOCK = 0x63726D6C  # "crml": the advisory lock key migrations hold
 
 
 def normalize_url(url: str) -> str:
@@ -63,8 +64,11 @@ class DatabaseConnection:
         self.migrate("head")
 
     def migrate(self, revision: str = "head", downgrade: bool = False) -> None:
+        """Run migrations in one transaction, holding an advisory lock so that processes starting at once
+        (three `init-db`, or `backfill` beside `import-csv`) migrate one after the other."""
         cfg = self.alembic_config()
         with self.engine.begin() as conn:
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
             cfg.attributes["connection"] = conn
             (command.downgrade if downgrade else command.upgrade)(cfg, revision)
 

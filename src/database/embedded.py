@@ -13,6 +13,7 @@ import subprocess
 import warnings
 from pathlib import Path
 
+import psutil
 import psycopg2
 from psycopg2 import sql
 
@@ -20,6 +21,7 @@ from src.utils.errors import UserError
 
 log = logging.getLogger(__name__)
 DATABASE_NAME = "crypto_ml"
+CREATE_DATABASE_LOCK = 0x63726D64  # "crmd": the advisory lock key of database creation
 _PRELOAD_LINES = "\n# added by crypto-ml-predictor\nshared_preload_libraries = 'timescaledb'\n" \
                  "timescaledb.telemetry_level = off\n"
 # initdb copies the host's TZ into postgresql.conf; the product's server runs in UTC whatever the host.
@@ -71,12 +73,30 @@ def _use_utc(server) -> None:
     _commands.pg_ctl(["reload"], pgdata=server.pgdata, user=server.system_user)
 
 
+def _prune_dead_users(pgdata: Path) -> None:
+    """Drop from pgserver's list of processes using the server those no longer alive (killed, or stopped
+    without running their exit handlers), so the last live user still stops the server when it exits."""
+    from pgserver.postgres_server import PostgresServer
+    from pgserver.utils import DiskList
+    handles = pgdata / ".handle_pids.json"
+    if not handles.exists():
+        return
+    with PostgresServer._lock:
+        users = DiskList(handles)
+        listed = users.get()
+        alive = [pid for pid in listed if psutil.pid_exists(pid)]
+        if alive != listed:
+            users.put(alive)
+            log.info("embedded server: dropped %d dead processes from its user list", len(listed) - len(alive))
+
+
 def _refresh_postmaster(server) -> None:
-    """If the server was restarted under us, let pgserver's exit clean-up stop the running one."""
+    """Before pgserver's exit clean-up: point it at the server running now (it may have been restarted under
+    us), or at none when the server was stopped under us, so it neither leaves one running nor fails
+    loudly stopping one that is gone."""
     from pgserver.utils import PostmasterInfo
     info = PostmasterInfo.read_from_pgdata(server.pgdata)
-    if info is not None and info.is_running():
-        server._postmaster_info = info
+    server._postmaster_info = info if info is not None and info.is_running() else None
 
 
 def start_embedded(data_dir: Path, database: str = DATABASE_NAME, timescaledb: bool = True) -> str:
@@ -86,6 +106,7 @@ def start_embedded(data_dir: Path, database: str = DATABASE_NAME, timescaledb: b
         with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset; harmless
             warnings.simplefilter("ignore")
             import pgserver
+        _prune_dead_users(data_dir / "postgres")
         server = pgserver.get_server(data_dir / "postgres", cleanup_mode="stop")
         atexit.register(_refresh_postmaster, server)  # runs before pgserver's own stop (atexit is LIFO)
         _use_utc(server)
@@ -99,18 +120,18 @@ def start_embedded(data_dir: Path, database: str = DATABASE_NAME, timescaledb: b
 
 
 def create_database(admin_uri: str, database: str) -> None:
-    """CREATE DATABASE if missing (tolerates a concurrent creator)."""
+    """CREATE DATABASE if missing. Processes starting at once take turns (an advisory lock): two concurrent
+    CREATE DATABASE of one name can fail on the catalog's unique index rather than as a duplicate."""
     conn = psycopg2.connect(admin_uri)
     conn.autocommit = True
     try:
         with conn.cursor() as cur:
+            cur.execute("SELECT pg_advisory_lock(%s)", (CREATE_DATABASE_LOCK,))
             cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,))
             if cur.fetchone() is None:
-                try:
-                    cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
-                    log.info("created database %s", database)
-                except psycopg2.errors.DuplicateDatabase:
-                    pass
+                cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+                log.info("created database %s", database)
+            cur.execute("SELECT pg_advisory_unlock(%s)", (CREATE_DATABASE_LOCK,))
     finally:
         conn.close()
 

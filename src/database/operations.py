@@ -36,6 +36,9 @@ WHERE (o.open, o.high, o.low, o.close, o.volume)
       IS DISTINCT FROM (EXCLUDED.open, EXCLUDED.high, EXCLUDED.low, EXCLUDED.close, EXCLUDED.volume)
 """
 _INSERT_SQL = _UPSERT_SQL.split("ON CONFLICT")[0]
+_DIFFERING_SQL = """SELECT count(*) FROM ohlcv_stage s JOIN ohlcv_data o ON o.symbol = %(symbol)s
+    AND o.timeframe = %(timeframe)s AND o.timestamp = to_timestamp(s.ts / 1000.0)
+    WHERE (o.open, o.high, o.low, o.close, o.volume) IS DISTINCT FROM (s.open, s.high, s.low, s.close, s.volume)"""
 _OVERLAP_SQL = """SELECT EXISTS (SELECT 1 FROM ohlcv_data WHERE symbol = %(symbol)s AND timeframe = %(timeframe)s
     AND timestamp BETWEEN to_timestamp(%(first)s / 1000.0) AND to_timestamp(%(last)s / 1000.0))"""
 # Present candles plus a sentinel on each side of the window; a jump of more than one step is a gap.
@@ -53,6 +56,11 @@ FROM ordered WHERE t - prev > CAST(:step AS interval) ORDER BY first_missing
 """)
 
 
+class _Refused(Exception):
+    def __init__(self, differing: int):
+        self.differing = differing
+
+
 class CandleSource(Protocol):
     """What backfilling needs from an exchange client (src.data.fetcher.ExchangeDataFetcher)."""
 
@@ -66,11 +74,18 @@ def last_closed_open_time(timeframe: str = "1h", now: datetime | None = None) ->
     return datetime.fromtimestamp((now_ms // step * step - step) / 1000, tz=UTC)
 
 
+def _decimal_text(column: pd.Series) -> list[str]:
+    """Values as decimal text: strings (an imported file's own decimals) as they are; for floats repr(),
+    the shortest string that round-trips, i.e. the exchange's own decimal."""
+    if not pd.api.types.is_numeric_dtype(column):
+        return column.astype(str).tolist()
+    return [repr(v) for v in column.astype(float).tolist()]
+
+
 def _stage_text(frame: pd.DataFrame) -> io.StringIO:
-    # repr() of a float is the shortest string that round-trips: the exchange's own decimal.
-    rows = zip(frame["timestamp"].astype("int64").tolist(), *(frame[c].astype(float).tolist()
-                                                             for c in CANDLE_COLUMNS[1:]), strict=False)
-    return io.StringIO("".join(f"{t}\t{o!r}\t{h!r}\t{lo!r}\t{c!r}\t{v!r}\n" for t, o, h, lo, c, v in rows))
+    rows = zip(frame["timestamp"].astype("int64").tolist(), *(_decimal_text(frame[c]) for c in CANDLE_COLUMNS[1:]),
+               strict=False)
+    return io.StringIO("".join(f"{t}\t{o}\t{h}\t{lo}\t{c}\t{v}\n" for t, o, h, lo, c, v in rows))
 
 
 def _insert_staged(cursor, params: dict) -> int:
@@ -118,6 +133,25 @@ class DatabaseOperations:
                                               "last": int(frame["timestamp"].max())})
         log.debug("saved %d of %d candles for %s %s", written, len(frame), symbol, timeframe)
         return written
+
+    def import_candles(self, symbol: str, timeframe: str, frame: pd.DataFrame,
+                       replace: bool = False) -> tuple[int, int]:
+        """Store validated candles in one transaction unless some differ from candles already stored and
+        `replace` is not set (then nothing is stored). Returns (rows inserted or changed, rows differing)."""
+        params = {"symbol": symbol, "timeframe": timeframe, "first": int(frame["timestamp"].min()),
+                  "last": int(frame["timestamp"].max())}
+        try:
+            with self.db.engine.begin() as conn:
+                cursor = conn.connection.driver_connection.cursor()
+                cursor.execute(_STAGE_SQL)
+                cursor.copy_expert("COPY ohlcv_stage FROM STDIN", _stage_text(frame))
+                cursor.execute(_DIFFERING_SQL, params)
+                differing = cursor.fetchone()[0]
+                if differing and not replace:
+                    raise _Refused(differing)  # leaves the block: the transaction rolls back
+                return _insert_staged(cursor, params), differing
+        except _Refused as refused:
+            return 0, refused.differing
 
     def refresh_recent_view(self) -> None:
         """Refresh recent_ohlcv (the last 7 days) without blocking readers."""

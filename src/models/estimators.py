@@ -26,9 +26,12 @@ CALIBRATION_SPLITS = 3
 MIN_CALIBRATION_FOLD = 100  # samples in the smallest model-fitting and calibration piece
 # Chosen a priori and checked on data before 2022-07-01 only: shallow trees, strong regularisation,
 # because hourly direction is close to a coin flip and deep trees memorise noise.
+# One thread per fit: on these sizes (tens of thousands of hours x 30 features) a second OpenMP thread
+# gains nothing on an idle machine and loses much beside other work (bench/threads.py); parallelism
+# belongs to the level above (groups), not inside one small fit.
 XGB_PARAMS = {"n_estimators": 200, "max_depth": 3, "learning_rate": 0.03, "subsample": 0.8,
               "colsample_bytree": 0.7, "min_child_weight": 50, "reg_lambda": 10.0, "tree_method": "hist",
-              "n_jobs": 2, "verbosity": 0}
+              "n_jobs": 1, "verbosity": 0}
 
 
 class ClimatologyModel(ClassifierMixin, BaseEstimator):

@@ -12,6 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, gen
 from waitress.server import create_server
 
 from src.monitoring.health import JobBoard
+from src.utils.errors import UserError
 
 log = logging.getLogger(__name__)
 Snapshot = Callable[[], tuple[dict, bool]]
@@ -96,7 +97,11 @@ class HealthServer:
     """waitress on a daemon thread; stop() closes it."""
 
     def __init__(self, app: Flask, host: str, port: int):
-        self.server = create_server(app, host=host, port=port, threads=2, ident="crypto-ml")
+        try:
+            self.server = create_server(app, host=host, port=port, threads=2, ident="crypto-ml")
+        except OSError as exc:
+            raise UserError(f"health server cannot listen on {host}:{port} ({exc.strerror or exc}); stop what "
+                            "uses it or set health.port (and health.host) to a free one") from None
         self.thread = threading.Thread(target=self.server.run, name="health-server", daemon=True)
 
     @property

@@ -18,7 +18,8 @@ from telegram.constants import ParseMode
 from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError, RetryAfter, TelegramError
 
 from src.database.records import RecordStore
-from src.utils.logging_setup import SecretFilter, redact
+from src.utils.logging_setup import SecretFilter
+from src.utils.secrets import redact
 
 log = logging.getLogger(__name__)
 MAX_TRIES = 4

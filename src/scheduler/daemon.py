@@ -86,7 +86,10 @@ class Daemon:
             counts, error = func() or {}, None
         except Stopping:
             counts, error = {}, "stopped at a safe point"
-        except Exception as exc:
+        except UserError as exc:
+            counts, error = {}, (str(exc).splitlines() or [type(exc).__name__])[0][:300]
+        except Exception as exc:  # a bug or an unforeseen fault: where it happened goes to the log, once
+            log.error("job %s: unexpected %s", name, type(exc).__name__, exc_info=True)
             counts, error = {}, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
         state = self.board.record(name, started, error, counts)
         shown = " ".join(f"{k}={v}" for k, v in counts.items())
@@ -248,8 +251,8 @@ class Daemon:
         self.stop_event.set()
 
     def run(self) -> int:
-        signal.signal(signal.SIGTERM, self._on_signal)
-        signal.signal(signal.SIGINT, self._on_signal)
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, self._on_signal)
         self.ctx.migrated_ops()  # open (or start) the database and migrate before anything shares it
         self.ctx.registry()
         health = self.config.config["health"]

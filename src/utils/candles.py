@@ -7,6 +7,8 @@ import numpy as np
 import pandas as pd
 
 CANDLE_COLUMNS = ["timestamp", "open", "high", "low", "close", "volume"]
+EARLIEST_MS = 1_230_768_000_000  # 2009-01-01 UTC: no crypto candle is older (an earlier time is seconds, or junk)
+LARGEST_VALUE = 1e18  # NUMERIC(28, 10) holds 18 digits before the point
 
 
 def to_frame(candles: list[list] | pd.DataFrame) -> pd.DataFrame:
@@ -29,7 +31,9 @@ def candle_problems(frame: pd.DataFrame, timeframe_ms: int) -> pd.Series:
     reasons = np.full(len(frame), "", dtype=object)
     checks = [
         (~np.isfinite(values).all(axis=1), "a value is missing or not a finite number"),
+        (np.abs(values).max(axis=1, initial=0) >= LARGEST_VALUE, "a value is too large (18 digits at most)"),
         (~np.isfinite(ts) | (ts % timeframe_ms != 0), "timestamp is not an open time in ms on the timeframe"),
+        (ts < EARLIEST_MS, "timestamp is before 2009 (is it in seconds? it must be in ms)"),
         ((o <= 0) | (h <= 0) | (low <= 0) | (c <= 0), "a price is not positive"),
         (h < np.maximum(o, c), "high is below open or close"),
         (low > np.minimum(o, c), "low is above open or close"),

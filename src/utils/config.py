@@ -7,6 +7,7 @@ Everything is validated at load time; all problems are reported at once as Confi
 from __future__ import annotations
 
 import copy
+import difflib
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +18,7 @@ import yaml
 from dotenv import load_dotenv
 
 from src.utils.errors import ConfigError
+from src.utils.secrets import redact
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG_PATH = PROJECT_ROOT / "config.yaml"
@@ -138,15 +140,46 @@ def _set(tree: dict, dotted: str, value: Any) -> None:
     tree[leaf] = value
 
 
+FREE_FORM = ("exchange.options", "exchange.api_urls")  # mappings passed through to CCXT as they are
+BLANKABLE = ("telegram.bot_token", "telegram.chat_id")  # empty (or null) means "not set": reports go to the log
+
+
 def _merge(base: dict, over: dict) -> dict:
-    """Deep-merge `over` onto `base`; an empty string or None in `over` never blanks a value."""
+    """Deep-merge `over` onto `base`; an empty string never blanks a value."""
     merged = copy.deepcopy(base)
     for key, value in over.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
             merged[key] = _merge(merged[key], value)
-        elif value not in ("", None) or key not in merged:
+        elif value != "" or key not in merged:
             merged[key] = value
     return merged
+
+
+def _leaf_keys(tree: dict, prefix: str = "") -> list[str]:
+    keys = []
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and dotted not in FREE_FORM:
+            keys += _leaf_keys(value, f"{dotted}.")
+        else:
+            keys.append(dotted)
+    return keys
+
+
+def file_problems(tree: dict, path: Path) -> list[str]:
+    """Keys in a user's YAML file that the product does not know (with the nearest known key) and nulls
+    where a value belongs: a misspelt key must not be silently ignored."""
+    problems = []
+    for key in _leaf_keys(tree):
+        value = _get(tree, key)
+        if key not in SCHEMA and key not in FREE_FORM:
+            near = difflib.get_close_matches(key, [*SCHEMA, *FREE_FORM], n=1, cutoff=0.6)
+            hint = f"did you mean {near[0]}?" if near else "remove it (see config.yaml for every key)"
+            problems.append(f"config key {key} in {path}: unknown; {hint}")
+        elif value is None and key not in BLANKABLE:
+            problems.append(f"config key {key} in {path}: is empty (null); give a value ({SCHEMA[key][2]}) or "
+                            "remove the line to keep the default")
+    return problems
 
 
 def _read_yaml(path: Path) -> dict:
@@ -194,7 +227,14 @@ class Config:
         """Load configuration from YAML and environment variables, then validate it."""
         tree = _read_yaml(DEFAULT_CONFIG_PATH)
         if self.path.resolve() != DEFAULT_CONFIG_PATH:
-            tree = _merge(tree, _read_yaml(self.path))
+            override = _read_yaml(self.path)
+            problems = file_problems(override, self.path)
+            if problems:
+                raise ConfigError(problems)
+            tree = _merge(tree, override)
+        for key in BLANKABLE:  # a null token or chat id is the same as none
+            if _get(tree, key) is None:
+                _set(tree, key, "")
         for env_name, key in ENV_OVERRIDES.items():
             value = os.getenv(env_name, "").strip()
             if value:
@@ -265,9 +305,5 @@ def group_key(symbol: str, target: float) -> str:
 
 
 def mask_url(url: str) -> str:
-    """The URL with any password replaced by ***."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()
+    """The URL with any password (userinfo or a password= parameter) replaced by ***."""
+    return redact(url)

@@ -3,25 +3,21 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
-import re
 import time
 from pathlib import Path
 
+from src.utils.secrets import redact, register_secret
+
 FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 DATE_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # UTC, whatever the host's TZ
-# Telegram bot tokens look like 123456:ABC-xyz; python-telegram-bot and httpx put them in URLs.
-_TOKEN_RE = re.compile(r"\b\d{5,}:[A-Za-z0-9_-]{20,}\b")
-_URL_PASSWORD_RE = re.compile(r"(postgres(?:ql)?(?:\+\w+)?://[^:/@\s]+:)[^@\s]+@")
 
 
 class SecretFilter(logging.Filter):
     """Redacts registered secrets, anything shaped like a bot token, and URL passwords."""
 
-    secrets: set[str] = set()
-
     @classmethod
     def register(cls, *values: str) -> None:
-        cls.secrets.update(v for v in values if v and len(v) >= 4)
+        register_secret(*values)
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
@@ -35,13 +31,6 @@ class SecretFilter(logging.Filter):
             record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
             record.exc_info = None
         return True
-
-
-def redact(text: str) -> str:
-    for secret in SecretFilter.secrets:
-        text = text.replace(secret, "***")
-    text = _TOKEN_RE.sub("***", text)
-    return _URL_PASSWORD_RE.sub(r"\1***@", text)
 
 
 def setup_logging(level: str = "INFO", logs_dir: Path | None = None, console: bool = True) -> None:

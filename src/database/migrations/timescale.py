@@ -6,24 +6,34 @@ import logging
 
 from alembic import context, op
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 log = logging.getLogger("src.database.migrations")
 CHUNK_INTERVAL = "30 days"  # ~720 hourly candles per asset per chunk: small chunks, few of them
 
 
 def timescaledb_usable(bind) -> bool:
-    """Whether this migration run should use TimescaleDB; raises when mode is 'on' and it cannot."""
+    """Whether this migration run should use TimescaleDB; raises when mode is 'on' and it cannot.
+    Told from the catalog, never from superuser-only settings, so a plain role on a managed server can
+    migrate: the extension already created (as managed services do), or created here when allowed."""
     mode = context.config.attributes.get("timescaledb", "auto")
     if mode == "off":
         return False
-    installed = bind.execute(text("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'")).scalar()
-    available = bind.execute(text("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'")).scalar()
-    preloaded = "timescaledb" in bind.execute(text("SHOW shared_preload_libraries")).scalar()
-    usable = bool(installed or (available and preloaded))
-    if mode == "on" and not usable:
-        raise RuntimeError("database.timescaledb is 'on' but the server has no preloaded timescaledb extension; "
-                           "use the timescale/timescaledb image or set database.timescaledb: auto")
-    return usable
+    if bind.execute(text("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'")).scalar():
+        return True
+    reason = "the server has no timescaledb extension"
+    if bind.execute(text("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'")).scalar():
+        try:
+            with bind.begin_nested():  # a savepoint: a refusal leaves the migration's transaction usable
+                bind.execute(text("CREATE EXTENSION IF NOT EXISTS timescaledb"))
+            return True
+        except DBAPIError as exc:
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+    if mode == "on":
+        raise RuntimeError(f"database.timescaledb is 'on' but TimescaleDB cannot be used ({reason}); have a "
+                           "superuser run CREATE EXTENSION timescaledb, or set database.timescaledb: auto")
+    log.info("TimescaleDB not used: %s", reason)
+    return False
 
 
 def enable_hypertables() -> None:
