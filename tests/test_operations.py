@@ -93,6 +93,18 @@ def test_three_concurrent_init_db_on_a_fresh_folder_all_succeed(write_config):
     assert [code for code, _ in results] == [0, 0, 0], results
 
 
+def test_backfill_beside_import_csv_on_a_fresh_folder(exchange, loaded_exchange, write_config, tmp_path):
+    loaded_exchange(exchange, days=30, symbols=("BTC_USDT",))
+    cfg = write_config({"trading": {"assets": ["BTC/USDT", "ETH/USDT"]}, "database": {"url": "embedded"},
+                        "exchange": {"api_urls": {"public": exchange.api_url}}})
+    csv = tmp_path / "eth.csv"
+    load_candles("ETH_USDT", "2023-01-01", "2023-03-31 23:00").to_csv(csv, index=False)
+    runs = [_cli("backfill", "--symbol", "BTC/USDT", "--days", "30", "--config", str(cfg)),
+            _cli("import-csv", str(csv), "--symbol", "ETH/USDT", "--config", str(cfg))]
+    results = [(run.wait(timeout=300), run.stderr.read()) for run in runs]
+    assert [code for code, _ in results] == [0, 0], results
+
+
 # ---- secrets ----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("url", [
     f"postgresql://u:{SECRET}@127.0.0.1:5",  # malformed: no database name
