@@ -58,6 +58,24 @@ def _pg_ctl(data: Path, action: str) -> None:
     _commands.pg_ctl(args, pgdata=pgdata, user=user, timeout=30)
 
 
+def _start_daemon(config_path: Path) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM", "DATABASE_URL", "CRYPTO_ML"))}
+    return subprocess.Popen([sys.executable, "-m", "src.main", "--config", str(config_path)], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _first_hourly_cycle(base: str, timeout: float) -> tuple[int, dict]:
+    """(HTTP status, /health JSON) once the daemon's first hourly cycle has run."""
+    def done():
+        try:
+            status, body = _get(f"{base}/health")
+        except OSError:
+            return None
+        report = json.loads(body)
+        return (status, report) if report["jobs"].get("hourly", {}).get("runs") else None
+    return _wait(done, timeout, "the first hourly cycle")
+
+
 @pytest.fixture
 def daemon_setup(tmp_path, exchange, loaded_exchange):
     loaded_exchange(exchange, days=45)
@@ -79,19 +97,10 @@ def daemon_setup(tmp_path, exchange, loaded_exchange):
 
 def test_daemon_cycle_health_outage_and_sigterm(daemon_setup):
     path, port, bot, tmp_path = daemon_setup
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM", "DATABASE_URL", "CRYPTO_ML"))}
-    process = subprocess.Popen([sys.executable, "-m", "src.main", "--config", str(path)], cwd=ROOT, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = _start_daemon(path)
     base = f"http://127.0.0.1:{port}"
     try:
-        def hourly_done():
-            try:
-                status, body = _get(f"{base}/health")
-            except OSError:
-                return None
-            report = json.loads(body)
-            return report if report["jobs"].get("hourly", {}).get("runs") else None
-        report = _wait(hourly_done, 240, "the first hourly cycle")
+        _, report = _first_hourly_cycle(base, 240)
         assert report["jobs"]["startup"]["last_result"] == "ok", report["jobs"]
         assert report["jobs"]["hourly"]["last_result"] == "ok", report["jobs"]
         assert report["jobs"]["hourly"]["last_counts"]["predictions"] == 27
@@ -185,19 +194,9 @@ def test_daemon_on_shipped_defaults_isolates_an_asset_with_short_history(tmp_pat
             "telegram": {"bot_token": TOKEN, "chat_id": "777", "base_url": bot.base_url},
             "health": {"port": port},
             "paths": {"data_dir": str(tmp_path / "data"), "logs_dir": str(tmp_path / "logs")}}))
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM", "DATABASE_URL", "CRYPTO_ML"))}
-        process = subprocess.Popen([sys.executable, "-m", "src.main", "--config", str(path)], cwd=ROOT, env=env,
-                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        base = f"http://127.0.0.1:{port}"
+        process = _start_daemon(path)
         try:
-            def hourly_done():
-                try:
-                    status, body = _get(f"{base}/health")
-                except OSError:
-                    return None
-                report = json.loads(body)
-                return (status, report) if report["jobs"].get("hourly", {}).get("runs") else None
-            status, report = _wait(hourly_done, 600, "the first hourly cycle")
+            status, report = _first_hourly_cycle(f"http://127.0.0.1:{port}", 600)
             startup, hourly = report["jobs"]["startup"], report["jobs"]["hourly"]
             assert startup["last_result"] == "ok" and startup["last_counts"]["groups_skipped"] == 3, startup
             assert hourly["last_result"] == "ok", hourly

@@ -49,15 +49,16 @@ def _check_writable(folder: Path) -> None:
 
 
 def _enable_timescaledb(server) -> None:
-    """Preload timescaledb in this data folder and restart the server once, if not done yet."""
+    """Preload timescaledb in this data folder and restart the server once, if not done yet. Checked and
+    done under pgserver's lock, so processes starting at once restart it once, before any of them connects."""
     from pgserver import _commands
     conf = server.pgdata / "postgresql.conf"
-    if "shared_preload_libraries = 'timescaledb'" in conf.read_text():
-        return
-    log.info("enabling TimescaleDB in the embedded server (one restart)")
-    with conf.open("a") as handle:
-        handle.write(_PRELOAD_LINES)
     with server._lock:
+        if "shared_preload_libraries = 'timescaledb'" in conf.read_text():
+            return
+        log.info("enabling TimescaleDB in the embedded server (one restart)")
+        with conf.open("a") as handle:
+            handle.write(_PRELOAD_LINES)
         _commands.pg_ctl(["-w", "stop"], pgdata=server.pgdata, user=server.system_user)
         server.ensure_postgres_running()
 
@@ -66,11 +67,12 @@ def _use_utc(server) -> None:
     """Set the server's default and log time zones to UTC (once per data folder), then reload."""
     from pgserver import _commands
     conf = server.pgdata / "postgresql.conf"
-    if _UTC_LINES.strip().splitlines()[-1] in conf.read_text():
-        return
-    with conf.open("a") as handle:
-        handle.write(_UTC_LINES)
-    _commands.pg_ctl(["reload"], pgdata=server.pgdata, user=server.system_user)
+    with server._lock:
+        if _UTC_LINES.strip().splitlines()[-1] in conf.read_text():
+            return
+        with conf.open("a") as handle:
+            handle.write(_UTC_LINES)
+        _commands.pg_ctl(["reload"], pgdata=server.pgdata, user=server.system_user)
 
 
 def _prune_dead_users(pgdata: Path) -> None:
