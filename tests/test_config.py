@@ -124,3 +124,8 @@ def test_config_option_before_or_after_the_command():
     assert parser.parse_args(["--config", "a.yaml", "status"]).config == "a.yaml"
     assert parser.parse_args(["status", "--config", "b.yaml"]).config == "b.yaml"
     assert parser.parse_args(["status"]).config is None
+
+
+def test_a_section_that_is_not_a_mapping_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="config section trading in .*: is not a mapping"):
+        _config(tmp_path, {"trading": None})

@@ -170,9 +170,13 @@ def file_problems(tree: dict, path: Path) -> list[str]:
     """Keys in a user's YAML file that the product does not know (with the nearest known key) and nulls
     where a value belongs: a misspelt key must not be silently ignored."""
     problems = []
+    sections = {known.split(".")[0] for known in SCHEMA}
     for key in _leaf_keys(tree):
         value = _get(tree, key)
-        if key not in SCHEMA and key not in FREE_FORM:
+        if key in sections:
+            problems.append(f"config section {key} in {path}: is not a mapping of keys; give its keys (see "
+                            "config.yaml) or remove it")
+        elif key not in SCHEMA and key not in FREE_FORM:
             near = difflib.get_close_matches(key, [*SCHEMA, *FREE_FORM], n=1, cutoff=0.6)
             hint = f"did you mean {near[0]}?" if near else "remove it (see config.yaml for every key)"
             problems.append(f"config key {key} in {path}: unknown; {hint}")
