@@ -241,6 +241,9 @@ def test_one_group_without_a_model_does_not_stop_the_others(trained):
     assert result.written == 2 * 2 * 3  # every trained group
     assert set(result.skipped) == {("BTC/USDT", 0.03), ("ETH/USDT", 0.03)}
     assert "train first" in result.skipped[("ETH/USDT", 0.03)]
+    assert set(records.group_problems()) == {("BTC/USDT", 0.03), ("ETH/USDT", 0.03)}
+    Predictor(ops, records, registry, TARGETS).predict(["BTC/USDT", "ETH/USDT"], AT)  # a cycle that works clears
+    assert set(records.group_problems()) == {("BTC/USDT", 0.03), ("ETH/USDT", 0.03)}  # ...only its own groups
 
 
 def _logistic_contributions_by_hand(estimator, row: pd.DataFrame) -> pd.Series:

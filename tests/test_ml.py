@@ -191,5 +191,6 @@ def test_a_group_with_too_little_history_is_skipped_and_the_others_train(btc_yea
     assert eth.skipped and "labelled samples, need" in eth.skipped and "ml.training_days" in eth.skipped
     assert btc.skipped is None and btc.versions
     assert set(records.models(champions_only=True)["symbol"]) == {"BTC/USDT"}
+    assert records.group_problems() == {("ETH/USDT", 0.05): f"not trained: {eth.skipped}"}  # kept for /health
     trained_on = records.models("BTC/USDT", "1h", 0.05)["n_samples"].iloc[0]
     assert trained_on < 300 * 24  # ml.training_days bounds the history learnt from

@@ -16,6 +16,7 @@ from src.database.connection import DatabaseConnection
 from src.database.schema import (
     alerts,
     feature_cache,
+    group_status,
     model_performance,
     model_registry,
     prediction_outcomes,
@@ -184,6 +185,34 @@ class RecordStore:
             frame = pd.DataFrame(conn.execute(query).all(), columns=["symbol", "target_pct", "timestamp"])
         frame["target_pct"] = frame["target_pct"].astype(float)
         return frame
+
+    def record_group_problems(self, stage: str, timeframe: str, problems: dict[tuple[str, float], str],
+                              fine: list[tuple[str, float]]) -> None:
+        """Record why groups have no model ('train') or no forecast ('predict'); clear the groups in `fine`.
+        A problem keeps the time it was first seen."""
+        c = group_status.c
+        with self.db.engine.begin() as conn:
+            for symbol, target in fine:
+                conn.execute(delete(group_status).where(c.symbol == symbol, c.timeframe == timeframe,
+                                                        c.target_pct == target, c.stage == stage))
+            if problems:
+                stmt = insert(group_status).values([
+                    {"symbol": s, "timeframe": timeframe, "target_pct": t, "stage": stage, "reason": why[:2000]}
+                    for (s, t), why in problems.items()])
+                conn.execute(stmt.on_conflict_do_update(
+                    index_elements=["symbol", "timeframe", "target_pct", "stage"],
+                    set_={"reason": stmt.excluded.reason, "updated_at": func.now()}))
+
+    def group_problems(self, timeframe: str = "1h") -> dict[tuple[str, float], str]:
+        """(symbol, target) -> why it has no model or forecast; the training reason first."""
+        c = group_status.c
+        query = select(c.symbol, c.target_pct, c.stage, c.reason).where(c.timeframe == timeframe)
+        with self.db.engine.connect() as conn:
+            rows = conn.execute(query.order_by(c.stage)).all()  # 'train' after 'predict': its reason wins
+        out: dict[tuple[str, float], str] = {}
+        for symbol, target, stage, reason in rows:
+            out[(symbol, float(target))] = f"not trained: {reason}" if stage == "train" else reason
+        return out
 
     def claim_alert(self, row: dict) -> bool:
         """Record an alert for (symbol, timeframe, target, hour); False when one was already claimed, so a

@@ -187,6 +187,17 @@ telegram_attempts = Table(  # every try of every send: the report row holds the 
     Column("attempted_at", _tz(), server_default=func.now(), nullable=False),
 )
 
+group_status = Table(  # why an asset x target has no model or no forecast; a row is removed once it has
+    "group_status", metadata,
+    Column("symbol", String(20), primary_key=True),
+    Column("timeframe", String(10), primary_key=True),
+    Column("target_pct", TARGET, primary_key=True),
+    Column("stage", String(10), primary_key=True),  # train | predict
+    Column("reason", Text, nullable=False),
+    Column("since", _tz(), server_default=func.now(), nullable=False),
+    Column("updated_at", _tz(), server_default=func.now(), nullable=False),
+)
+
 alerts = Table(  # one alert per crossing per prediction hour, claimed before it is sent
     "alerts", metadata,
     Column("symbol", String(20), primary_key=True),

@@ -105,11 +105,19 @@ class Predictor:
             result.predicted.append(symbol)
         if frames:
             result.written = self.records.save_predictions(pd.concat(frames, ignore_index=True))
+        if not registry_as_of_at:  # the current forecast: its problems are the groups' state now
+            self._record_problems(symbols, result)
         result.seconds = time.perf_counter() - started
         log.info("predict %s: %d assets, %d predictions written, %d stale assets, %d groups skipped, %.0f ms",
                  candle_time, len(result.predicted), result.written, len(result.stale), len(result.skipped),
                  result.seconds * 1000)
         return result
+
+    def _record_problems(self, symbols: list[str], result: CycleResult) -> None:
+        problems = {(s, t): f"no candle: {why}" for s, why in result.stale.items() for t in self.targets}
+        problems |= result.skipped
+        fine = [(s, t) for s in symbols for t in self.targets if (s, t) not in problems]
+        self.records.record_group_problems("predict", self.timeframe, problems, fine)
 
     def _predict_group(self, symbol: str, target: float, row: pd.DataFrame, entry, result: CycleResult,
                        as_of: pd.Timestamp | None) -> list:

@@ -132,6 +132,9 @@ class Trainer:
                     results.append(GroupResult(symbol, target, skipped=reason))
                 if progress:
                     progress(f"{symbol} {target:g}")
+        self.records.record_group_problems("train", s.timeframe,
+                                           {(r.symbol, r.target): r.skipped for r in results if r.skipped},
+                                           [(r.symbol, r.target) for r in results if not r.skipped])
         return results
 
     def _train_symbol_target(self, candles: dict[str, pd.DataFrame], symbol: str, target: float,

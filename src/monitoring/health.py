@@ -40,7 +40,6 @@ class JobBoard:
         self._lock = threading.Lock()
         self.jobs: dict[str, JobState] = {}
         self.stale: dict[str, str] = {}  # symbol -> why the last cycle skipped it
-        self.skipped_groups: dict[str, str] = {}  # "symbol target" -> why it has no model or forecast
 
     def record(self, job: str, started: float, error: str | None, counts: dict | None = None) -> JobState:
         with self._lock:
@@ -80,8 +79,10 @@ def health_snapshot(ops: DatabaseOperations, records: RecordStore, assets: list[
     now = now if now is not None else pd.Timestamp.now(tz="UTC")
     report: dict = {"version": version, "time": now.isoformat(timespec="seconds"), "database": database_status(ops)}
     problems = [] if report["database"]["reachable"] else ["database unreachable"]
-    skipped = dict(board.skipped_groups) if board else {}
+    skipped: dict[str, str] = {}
     if report["database"]["reachable"]:
+        skipped = {group_key(s, t): why for (s, t), why in records.group_problems(timeframe).items()
+                   if s in assets}
         report["data"] = _freshness(ops, assets, timeframe, now, stale_after_hours)
         report["models"] = _models(records, now)
         report["forecasts"] = _forecasts(records, assets, targets, now)

@@ -57,7 +57,6 @@ class Daemon:
         self.jobs: queue.Queue = queue.Queue()
         self.queued: set[str] = set()
         self.server: HealthServer | None = None
-        self.untrained: dict[str, str] = {}  # "symbol target" -> why training skipped it
 
     # ---- plumbing ----------------------------------------------------------------------------
     def checkpoint(self) -> None:
@@ -120,20 +119,15 @@ class Daemon:
 
     def _train_missing(self) -> tuple[int, int]:
         """Train each group that has no champion, one at a time; a group that cannot be trained is recorded
-        with its reason and the others go on. Returns (trained, skipped)."""
+        with its reason (group_status) and the others go on. Returns (trained, skipped)."""
         champions = self.ctx.records.models(champions_only=True)
         have = {(s, round(t, 6)) for s, t in zip(champions["symbol"], champions["target_pct"])}
         missing = [(s, t) for s, t in self.config.groups if (s, round(t, 6)) not in have]
         trainer = Trainer(self.ctx.ops, self.ctx.records, self.ctx.registry(), self.ctx.train_settings())
+        skipped = 0
         for symbol, target in missing:
             self.checkpoint()
-            result = trainer.train([symbol], [target])[0]
-            if result.skipped:
-                self.untrained[group_key(symbol, target)] = result.skipped
-            else:
-                self.untrained.pop(group_key(symbol, target), None)
-        self.board.skipped_groups = dict(self.untrained)
-        skipped = sum(group_key(s, t) in self.untrained for s, t in missing)
+            skipped += bool(trainer.train([symbol], [target])[0].skipped)
         return len(missing) - skipped, skipped
 
     def _predictor(self) -> Predictor:
@@ -156,22 +150,15 @@ class Daemon:
             predictor.predict(self.config.assets, hour + pd.Timedelta(hours=1, minutes=1), registry_as_of_at=True)
         result = predictor.predict(self.config.assets, now)
         self.board.stale = dict(result.stale)
-        self.board.skipped_groups = self._skip_reasons(result.skipped)
         self.checkpoint()
         outcomes = resolve_outcomes(ops, records, now, self.config.get("ml.max_lookback_hours"))
         self.checkpoint()
         service = self.ctx.report_service()
-        service.hourly(now, self.config.groups, self.board.skipped_groups | {
-            group_key(s, t): f"no candle: {why}" for s, t in self.config.groups if (why := result.stale.get(s))})
+        reasons = {group_key(s, t): why for (s, t), why in records.group_problems(self.config.timeframe).items()}
+        service.hourly(now, self.config.groups, reasons)
         alerts = service.alerts()
         return {"predictions": result.written, "caught_up_hours": len(missed), "stale": len(result.stale),
                 "groups_skipped": len(result.skipped), "outcomes": outcomes, "alerts": len(alerts)}
-
-    def _skip_reasons(self, skipped: dict[tuple[str, float], str]) -> dict[str, str]:
-        """Why each group has no forecast: training's reason where it was never trained."""
-        reasons = {group_key(s, t): why for (s, t), why in skipped.items()}
-        return {key: f"not trained: {self.untrained[key]}" if key in self.untrained else why
-                for key, why in reasons.items()}
 
     def repair(self, now: pd.Timestamp | None = None) -> dict:
         """While an asset's candles are behind the last closed hour, try to fetch them (every few minutes,

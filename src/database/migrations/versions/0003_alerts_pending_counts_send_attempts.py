@@ -1,5 +1,5 @@
-"""Alerts sent (one per crossing per prediction hour), resolved/pending counts on performance rows, and
-every Telegram send attempt.
+"""Alerts sent (one per crossing per prediction hour), resolved/pending counts on performance rows, every
+Telegram send attempt, and why a group has no model or forecast.
 
 Revision ID: 0003
 Revises: 0002
@@ -25,6 +25,16 @@ def upgrade() -> None:
     sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
     sa.PrimaryKeyConstraint('symbol', 'timeframe', 'target_pct', 'timestamp')
     )
+    op.create_table('group_status',
+    sa.Column('symbol', sa.String(length=20), nullable=False),
+    sa.Column('timeframe', sa.String(length=10), nullable=False),
+    sa.Column('target_pct', sa.Numeric(precision=6, scale=4), nullable=False),
+    sa.Column('stage', sa.String(length=10), nullable=False),
+    sa.Column('reason', sa.Text(), nullable=False),
+    sa.Column('since', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
+    sa.PrimaryKeyConstraint('symbol', 'timeframe', 'target_pct', 'stage')
+    )
     op.create_table('telegram_attempts',
     sa.Column('id', sa.BigInteger(), sa.Identity(always=False), nullable=False),
     sa.Column('report_id', sa.BigInteger(), nullable=False),
@@ -44,4 +54,5 @@ def downgrade() -> None:
     op.drop_column('model_performance', 'pending_predictions')
     op.drop_column('model_performance', 'resolved_predictions')
     op.drop_table('telegram_attempts')
+    op.drop_table('group_status')
     op.drop_table('alerts')
