@@ -129,3 +129,8 @@ def test_config_option_before_or_after_the_command():
 def test_a_section_that_is_not_a_mapping_is_named(tmp_path):
     with pytest.raises(ConfigError, match="config section trading in .*: is not a mapping"):
         _config(tmp_path, {"trading": None})
+
+
+def test_a_target_finer_than_the_database_stores_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match=r"0\.00125\] with more than 4 decimals"):
+        _config(tmp_path, {"trading": {"target_percentages": [0.00125]}})

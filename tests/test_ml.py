@@ -194,3 +194,12 @@ def test_a_group_with_too_little_history_is_skipped_and_the_others_train(btc_yea
     assert records.group_problems() == {("ETH/USDT", 0.05): f"not trained: {eth.skipped}"}  # kept for /health
     trained_on = records.models("BTC/USDT", "1h", 0.05)["n_samples"].iloc[0]
     assert trained_on < 300 * 24  # ml.training_days bounds the history learnt from
+
+
+def test_a_high_exactly_on_the_barrier_is_a_hit_despite_floating_point():
+    # 1.1 * 1.01 is 1.1110000000000002 in floating point; the barrier is the decimal 1.111
+    candles = _candles([(1.1, 1.1, 1.1), (1.111, 1.1, 1.1), (1.1, 1.1, 1.1), (1.1, 1.1, 1.1)])
+    first = barrier_outcomes(candles, 0.01, 3).iloc[0]
+    assert (first.status, first.hours_to_hit) == ("up", 1.0)
+    candles = _candles([(1.1, 1.1, 1.1), (1.1, 1.089, 1.1), (1.1, 1.1, 1.1), (1.1, 1.1, 1.1)])  # 1.1 * 0.99
+    assert barrier_outcomes(candles, 0.01, 3).iloc[0].status == "down"

@@ -15,6 +15,13 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 UP, DOWN, AMBIGUOUS, EXPIRED, PENDING = "up", "down", "ambiguous", "expired", "pending"
 HOUR = pd.Timedelta(hours=1)
+PRICE_DECIMALS = 10  # prices are stored as NUMERIC(28, 10)
+
+
+def barriers(close: np.ndarray, target: float) -> tuple[np.ndarray, np.ndarray]:
+    """Upper and lower barriers, close * (1 +- X), rounded to the prices' stored precision: exact decimal
+    barriers, so a high of exactly 1.111 reaches 1.1 * 1.01 (1.1110000000000002 in floating point)."""
+    return np.round(close * (1 + target), PRICE_DECIMALS), np.round(close * (1 - target), PRICE_DECIMALS)
 
 
 def hourly_grid(candles: pd.DataFrame, end: pd.Timestamp | None = None) -> pd.DataFrame:
@@ -49,9 +56,10 @@ def barrier_outcomes(candles: pd.DataFrame, target: float, horizon: int = 168,
     unknown = sliding_window_view(np.concatenate([(missing & ~final_missing)[1:], np.zeros(horizon + 1, bool)]),
                                   horizon)[:n] | beyond
 
+    upper, lower = barriers(close, target)
     with np.errstate(invalid="ignore"):
-        up_hit = fut_high >= (close * (1 + target))[:, None]
-        down_hit = fut_low <= (close * (1 - target))[:, None]
+        up_hit = fut_high >= upper[:, None]
+        down_hit = fut_low <= lower[:, None]
     any_hit = up_hit | down_hit
     first_hit = np.where(any_hit.any(axis=1), any_hit.argmax(axis=1), horizon)
     first_unknown = np.where(unknown.any(axis=1), unknown.argmax(axis=1), horizon)

@@ -26,6 +26,7 @@ CONFIG_ENV_VAR = "CRYPTO_ML_CONFIG"
 TIMEFRAME_MS = {"1m": 60_000, "5m": 300_000, "15m": 900_000, "30m": 1_800_000,
                 "1h": 3_600_000, "4h": 14_400_000, "1d": 86_400_000}
 SECRET_KEYS = ("telegram.bot_token", "telegram.chat_id")
+TARGET_DECIMALS = 4  # target_pct is NUMERIC(6, 4): a finer target would never match its stored rows
 # Environment variable -> dotted config key.
 ENV_OVERRIDES = {
     "DATABASE_URL": "database.url",
@@ -70,6 +71,9 @@ def _targets_ok(value: list) -> str | None:
     bad = [t for t in value if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 < t < 1]
     if bad:
         return f"has {bad}, outside (0, 1)"
+    too_fine = [t for t in value if round(t, TARGET_DECIMALS) != t]
+    if too_fine:
+        return f"has {too_fine} with more than {TARGET_DECIMALS} decimals (the database stores {TARGET_DECIMALS})"
     return f"lists {value} with duplicates" if len(set(value)) != len(value) else None
 
 
