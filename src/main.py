@@ -134,7 +134,7 @@ def cmd_train(args: argparse.Namespace, ctx: Context) -> int:
 
 def cmd_backtest(args: argparse.Namespace, ctx: Context) -> int:
     from src.models.backtest import format_table, run_backtest
-    from src.models.training import load_candles
+    from src.models.training import load_candles, unfillable_hours
     start, end = args.start, args.end
     if end <= start:
         raise UserError(f"--end {end:%Y-%m-%d} is not after --start {start:%Y-%m-%d}")
@@ -147,7 +147,8 @@ def cmd_backtest(args: argparse.Namespace, ctx: Context) -> int:
     steps = len(symbols) * len(ctx.config.target_percentages) * -(-(end - start).days // args.retrain_every)
     with tqdm(total=steps, desc="backtest", unit="retrain", disable=None) as bar:
         table = run_backtest(candles, symbols, ctx.config.target_percentages, start, end, ctx.records, settings,
-                             args.retrain_every, progress=bar.update)
+                             args.retrain_every, progress=bar.update,
+                             unfillable={s: unfillable_hours(ctx.ops, s, settings.timeframe) for s in symbols})
     print(format_table(table))
     return 0
 

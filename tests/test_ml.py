@@ -203,3 +203,22 @@ def test_a_high_exactly_on_the_barrier_is_a_hit_despite_floating_point():
     assert (first.status, first.hours_to_hit) == ("up", 1.0)
     candles = _candles([(1.1, 1.1, 1.1), (1.1, 1.089, 1.1), (1.1, 1.1, 1.1), (1.1, 1.1, 1.1)])  # 1.1 * 0.99
     assert barrier_outcomes(candles, 0.01, 3).iloc[0].status == "down"
+
+
+def test_imported_history_gaps_are_recorded_so_train_and_backtest_label_alike(ops, tmp_path):
+    """One rule for missing hours: recorded exchange gaps. import-csv records the hours missing inside the
+    file, so training (which reads recorded gaps) labels the windows around them as decided."""
+    from src.data.importer import import_csv
+    from src.models.training import unfillable_hours
+    frame = shared_candles("BTC_USDT", "2023-03-20", "2023-03-31 23:00")  # holds Binance's 2023-03-24 13:00 gap
+    path = tmp_path / "btc.csv"
+    frame.to_csv(path, index=False)
+    import_csv(ops, path, "BTC/USDT")
+    gap = pd.Timestamp("2023-03-24 13:00", tz="UTC")
+    assert list(unfillable_hours(ops, "BTC/USDT", "1h")) == [gap]
+    candles = ops.get_candles("BTC/USDT", "1h")
+    recorded = barrier_outcomes(candles, 0.05, 168, unfillable=unfillable_hours(ops, "BTC/USDT", "1h"))
+    nothing_recorded = barrier_outcomes(candles, 0.05, 168, unfillable=pd.DatetimeIndex([], tz="UTC"))
+    entry = pd.Timestamp("2023-03-24 12:00", tz="UTC")  # its window spans the gap
+    assert recorded.loc[entry, "status"] != "pending"
+    assert nothing_recorded.loc[entry, "status"] == "pending"  # what an unrecorded gap would do

@@ -3,6 +3,7 @@
 Every row is validated before anything is written; one bad row refuses the whole file. Values are kept
 as the decimals written in the file (never rounded through float). A candle already stored with other
 values is never overwritten unless asked (--replace): the import is refused, saying how many differ.
+Hours missing inside the file are recorded as exchange gaps (never published).
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from src.database.operations import DatabaseOperations
-from src.utils.candles import CANDLE_COLUMNS, candle_problems
+from src.utils.candles import CANDLE_COLUMNS, candle_problems, ms_to_datetime
 from src.utils.config import TIMEFRAME_MS
 from src.utils.errors import UserError
 
@@ -65,5 +66,16 @@ def import_csv(db: DatabaseOperations, path: Path, symbol: str, timeframe: str =
     if differing and not replace:
         raise UserError(f"{path}: {differing} candles differ from those already stored for {symbol}; nothing "
                         "stored - check the file, or import it with --replace to overwrite them")
+    _record_history_gaps(db, symbol, timeframe, frame)
     db.refresh_recent_view()
     return len(frame), written
+
+
+def _record_history_gaps(db: DatabaseOperations, symbol: str, timeframe: str, frame: pd.DataFrame) -> None:
+    """Hours missing inside an imported history are taken as never published (as in Binance's own files),
+    the one rule that training, backtest and live outcomes share: recorded exchange gaps."""
+    step = TIMEFRAME_MS[timeframe]
+    first, last = int(frame["timestamp"].iloc[0]), int(frame["timestamp"].iloc[-1])
+    hours = (last - first) // step + 1
+    gaps = db.check_data_gaps(symbol, timeframe, hours, end=ms_to_datetime(last))
+    db.record_exchange_gaps(symbol, timeframe, gaps)

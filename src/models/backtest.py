@@ -47,15 +47,19 @@ def outcome_rows(symbol: str, timeframe: str, target: float, outcomes: pd.DataFr
 
 def run_backtest(candles: dict[str, pd.DataFrame], symbols: list[str], targets: list[float],
                  start: pd.Timestamp, end: pd.Timestamp, records: RecordStore, settings: TrainSettings,
-                 retrain_every_days: int = 7, progress: Callable[[], None] | None = None) -> pd.DataFrame:
-    """Run the backtest over [start, end) and return the metrics table."""
+                 retrain_every_days: int = 7, progress: Callable[[], None] | None = None,
+                 unfillable: dict[str, pd.DatetimeIndex] | None = None) -> pd.DataFrame:
+    """Run the backtest over [start, end) and return the metrics table. `unfillable`: per symbol, the hours
+    recorded as never published by the exchange (training's and live outcomes' rule: only those are
+    missing for good; any other missing hour leaves its windows undecided)."""
     points = pd.date_range(start, end, freq=f"{retrain_every_days}D", inclusive="left")
     records.delete_predictions(RUN, start, end, symbols)
     for symbol in symbols:
         features = asset_features(candles, symbol)
         close = candles[symbol].set_index("timestamp")["close"]
+        gaps = (unfillable or {}).get(symbol, pd.DatetimeIndex([], tz="UTC"))
         for target in targets:
-            data = build_dataset(candles[symbol], features, target, settings.horizon)
+            data = build_dataset(candles[symbol], features, target, settings.horizon, gaps)
             frames = []
             for point in points:
                 stop = min(point + pd.Timedelta(days=retrain_every_days), end)
@@ -72,7 +76,7 @@ def run_backtest(candles: dict[str, pd.DataFrame], symbols: list[str], targets: 
                     progress()
             if frames:
                 records.save_predictions(pd.concat(frames, ignore_index=True))
-            outcomes = barrier_outcomes(candles[symbol], target, settings.horizon)
+            outcomes = barrier_outcomes(candles[symbol], target, settings.horizon, unfillable=gaps)
             in_range = outcomes[(outcomes.index >= start) & (outcomes.index < end)]
             records.save_outcomes(outcome_rows(symbol, settings.timeframe, target, in_range), RUN)
             log.info("backtest %s %g: %d retrain points done", symbol, target, len(points))

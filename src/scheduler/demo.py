@@ -16,7 +16,7 @@ from src.models.backtest import format_table, run_backtest
 from src.models.outcomes import resolve_outcomes
 from src.models.performance import daily_performance
 from src.models.prediction import Predictor
-from src.models.training import Trainer, load_candles
+from src.models.training import Trainer, load_candles, unfillable_hours
 from src.monitoring.health import health_snapshot
 from src.scheduler.services import Context
 from src.utils.config import Config
@@ -61,7 +61,8 @@ def run_demo(config: Config, output_dir: Path) -> int:
 
         t = _step(f"walk-forward backtest {BACKTEST[0]:%Y-%m-%d} .. {BACKTEST[1]:%Y-%m-%d}, weekly retraining")
         table = run_backtest(load_candles(ops, assets, settings.timeframe), assets, targets, *BACKTEST, records,
-                             settings, retrain_every_days=7)
+                             settings, retrain_every_days=7,
+                             unfillable={s: unfillable_hours(ops, s, settings.timeframe) for s in assets})
         print(format_table(table))
         print(f"({time.perf_counter() - t:.0f} s)")
 
