@@ -295,3 +295,12 @@ def test_alert_is_explained_by_the_model_that_made_it_and_sent_once(trained, cap
     with ops.db.engine.begin() as conn:
         conn.exec_driver_sql("DELETE FROM alerts")
     assert service.alerts() == []
+
+
+def test_an_asset_is_not_predicted_from_a_stand_in_for_btc(trained):
+    ops, records, registry = trained
+    with ops.db.engine.begin() as conn:
+        conn.exec_driver_sql("DELETE FROM ohlcv_data WHERE symbol = 'BTC/USDT'")
+    result = Predictor(ops, records, registry, TARGETS).predict(["ETH/USDT"], AT)
+    assert result.written == 0 and "no BTC/USDT candles" in result.stale["ETH/USDT"]
+    assert records.group_problems()[("ETH/USDT", 0.05)].startswith("no BTC/USDT candles")

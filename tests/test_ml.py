@@ -222,3 +222,14 @@ def test_imported_history_gaps_are_recorded_so_train_and_backtest_label_alike(op
     entry = pd.Timestamp("2023-03-24 12:00", tz="UTC")  # its window spans the gap
     assert recorded.loc[entry, "status"] != "pending"
     assert nothing_recorded.loc[entry, "status"] == "pending"  # what an unrecorded gap would do
+
+
+def test_btc_context_is_required_never_stood_in_for(ops, tmp_path):
+    from src.models.training import Trainer
+    ops.save_ohlcv_data("ETH/USDT", "1h", shared_candles("ETH_USDT", "2022-06-01", "2022-12-31 23:00"))
+    records = RecordStore(ops.db)
+    result = Trainer(ops, records, ModelRegistry(records, tmp_path / "models"), TrainSettings(n_folds=1)).train(
+        ["ETH/USDT"], [0.05])[0]
+    assert result.skipped and "no BTC/USDT candles" in result.skipped and "backfill" in result.skipped
+    with pytest.raises(UserError, match="btc_\\* context"):
+        asset_features({"ETH/USDT": ops.get_candles("ETH/USDT")}, "ETH/USDT")

@@ -5,8 +5,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from src.data.features import compute_features, with_barrier
+from src.data.features import CONTEXT_SYMBOL, compute_features, with_barrier
 from src.data.labels import DOWN, UP, barrier_outcomes, label_known_time
+from src.utils.errors import UserError
 
 
 @dataclass
@@ -27,9 +28,15 @@ class Dataset:
         return Dataset(self.X[keep], self.y[keep], self.known_at[keep], self.outcomes)
 
 
-def asset_features(candles: dict[str, pd.DataFrame], symbol: str, context_symbol: str = "BTC/USDT") -> pd.DataFrame:
-    context = candles.get(context_symbol) if symbol != context_symbol else None
-    return compute_features(candles[symbol], context)
+def asset_features(candles: dict[str, pd.DataFrame], symbol: str) -> pd.DataFrame:
+    """The asset's features with BTC's context; an asset other than BTC without BTC candles is an error,
+    never a silent stand-in of its own values for the btc_* features."""
+    if symbol == CONTEXT_SYMBOL:
+        return compute_features(candles[symbol])
+    if CONTEXT_SYMBOL not in candles:
+        raise UserError(f"{symbol}: no {CONTEXT_SYMBOL} candles stored for the btc_* context features; backfill "
+                        f"(or import-csv) {CONTEXT_SYMBOL} too")
+    return compute_features(candles[symbol], candles[CONTEXT_SYMBOL])
 
 
 def build_dataset(candles: pd.DataFrame, features: pd.DataFrame, target: float, horizon: int = 168,

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from src.data.features import FEATURE_VERSION, compute_features, with_barrier
+from src.data.features import CONTEXT_SYMBOL, FEATURE_VERSION, compute_features, with_barrier
 from src.database.operations import DatabaseOperations
 from src.database.records import RecordStore
 from src.models.backtest import prediction_rows
@@ -60,14 +60,17 @@ class Predictor:
         price); None when that candle is not stored. `windows` holds the candle windows already read in
         this cycle, so BTC's (every asset's context) is read once."""
         windows = {} if windows is None else windows
-        for needed in {symbol, "BTC/USDT"}:
+        for needed in {symbol, CONTEXT_SYMBOL}:
             if needed not in windows:
                 windows[needed] = self._window(needed, candle_time)
         candles = windows[symbol]
         if candles.empty or candles["timestamp"].iloc[-1] != candle_time:
             return None
-        context = None if symbol == "BTC/USDT" else windows["BTC/USDT"]
-        features = compute_features(candles, context if context is not None and len(context) else None)
+        context = None if symbol == CONTEXT_SYMBOL else windows[CONTEXT_SYMBOL]
+        if context is not None and context.empty:  # never let the asset's own values stand in for BTC's
+            raise UserError(f"no {CONTEXT_SYMBOL} candles before {candle_time:%Y-%m-%d %H:%M} UTC for the btc_* "
+                            f"context features; backfill {CONTEXT_SYMBOL}")
+        features = compute_features(candles, context)
         row = features.loc[[candle_time]]
         self.records.save_features(symbol, self.timeframe, FEATURE_VERSION, row)
         return row, float(candles["close"].iloc[-1])
@@ -86,9 +89,12 @@ class Predictor:
                                         f"before {at}")
                 log.warning("%s: no prediction, %s", symbol, result.stale[symbol])
                 continue
-            found = self.features_at(symbol, candle_time, windows)
+            try:
+                found = self.features_at(symbol, candle_time, windows)
+            except UserError as exc:
+                found, result.stale[symbol] = None, str(exc)
             if found is None:
-                result.stale[symbol] = f"candle {candle_time} is not stored"
+                result.stale.setdefault(symbol, f"candle {candle_time} is not stored")
                 log.warning("%s: no prediction, %s", symbol, result.stale[symbol])
                 continue
             row, close = found
@@ -114,7 +120,7 @@ class Predictor:
         return result
 
     def _record_problems(self, symbols: list[str], result: CycleResult) -> None:
-        problems = {(s, t): f"no candle: {why}" for s, why in result.stale.items() for t in self.targets}
+        problems = {(s, t): why for s, why in result.stale.items() for t in self.targets}
         problems |= result.skipped
         fine = [(s, t) for s in symbols for t in self.targets if (s, t) not in problems]
         self.records.record_group_problems("predict", self.timeframe, problems, fine)

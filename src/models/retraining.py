@@ -20,6 +20,7 @@ from src.models.dataset import asset_features, build_dataset
 from src.models.estimators import MODEL_NAMES, fit_model, prob_up
 from src.models.registry import ModelRegistry
 from src.models.training import TrainSettings, load_candles, unfillable_hours
+from src.utils.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,11 @@ class Retrainer:
             if symbol not in candles:
                 log.error("retrain %s: no candles stored; champion kept", symbol)
                 continue
-            features = asset_features(candles, symbol)
+            try:
+                features = asset_features(candles, symbol)
+            except UserError as exc:
+                log.error("retrain %s: %s; champion kept", symbol, exc)
+                continue
             unfillable = unfillable_hours(self.ops, symbol, s.timeframe)
             for target in targets:
                 try:
