@@ -233,3 +233,49 @@ def test_btc_context_is_required_never_stood_in_for(ops, tmp_path):
     assert result.skipped and "no BTC/USDT candles" in result.skipped and "backfill" in result.skipped
     with pytest.raises(UserError, match="btc_\\* context"):
         asset_features({"ETH/USDT": ops.get_candles("ETH/USDT")}, "ETH/USDT")
+
+
+def _up_share_known_by(candles: pd.DataFrame, target: float, cut: pd.Timestamp, embargo_hours: int) -> tuple:
+    """What climatology may learn at `cut`: the up-share of UP/DOWN labels whose window had resolved by
+    cut - embargo (hit candle closed, i.e. hit time + 1 h), computed here apart from Dataset.purged."""
+    outcomes = barrier_outcomes(candles, target, 168)
+    labelled = outcomes[outcomes["status"].isin(["up", "down"])]
+    known = labelled[labelled["hit_time"] + pd.Timedelta(hours=1) <= cut - pd.Timedelta(hours=embargo_hours)]
+    return known["label"].mean(), len(known)
+
+
+def test_backtest_models_see_only_labels_known_before_each_retrain_point(btc_year):
+    """Climatology's forecast is its training up-share, so it shows exactly which labels a retrain point
+    learnt from. Fails if purging or the embargo is dropped from the backtest (tried: `train = data`)."""
+    records = RecordStore(btc_year.db)
+    candles = load_candles(btc_year, ["BTC/USDT"], "1h")
+    start, end = pd.Timestamp("2022-11-01", tz="UTC"), pd.Timestamp("2022-11-15", tz="UTC")
+    settings = TrainSettings(min_samples=500, embargo_hours=24)
+    run_backtest(candles, ["BTC/USDT"], [0.01], start, end, records, settings, retrain_every_days=7)
+    stored = pd.read_sql("SELECT model_version, probability FROM predictions WHERE model_name = 'climatology'",
+                         btc_year.db.engine).drop_duplicates()
+    for point in (start, start + pd.Timedelta(days=7)):
+        share, n = _up_share_known_by(candles["BTC/USDT"], 0.01, point, 24)
+        got = stored.loc[stored.model_version == f"backtest-{point:%Y%m%d}", "probability"].astype(float)
+        assert n > 500 and got.tolist() == [pytest.approx(share, abs=1e-6)]
+
+
+def test_walk_forward_folds_see_only_labels_known_before_each_fold(btc_year):
+    """Each fold's climatology Brier score follows from the up-share of the labels known by the fold's start
+    minus the embargo. Fails if purging or the embargo is dropped from walk_forward (tried: `train = data`)."""
+    from src.models.training import walk_forward
+    candles = load_candles(btc_year, ["BTC/USDT"], "1h")
+    data = build_dataset(candles["BTC/USDT"], asset_features(candles, "BTC/USDT"), 0.05)
+    cut = pd.Timestamp("2023-01-15", tz="UTC")
+    settings = TrainSettings(n_folds=2, fold_days=30, embargo_hours=24)
+    _, folds = walk_forward(data, cut, settings)
+    assert len(folds) == 2
+    outcomes = barrier_outcomes(candles["BTC/USDT"], 0.05, 168)
+    for fold_end, metrics in folds:
+        fold_start = fold_end - pd.Timedelta(days=30)
+        share, _ = _up_share_known_by(candles["BTC/USDT"], 0.05, fold_start, 24)
+        test = outcomes[(outcomes.index >= fold_start) & (outcomes.index < fold_end)
+                        & outcomes["status"].isin(["up", "down"])
+                        & (outcomes["hit_time"] + pd.Timedelta(hours=1) <= cut)]
+        expected = float(((share - test["label"]) ** 2).mean())
+        assert metrics["climatology"]["brier"] == pytest.approx(expected, abs=1e-9)
