@@ -14,7 +14,7 @@ never a shift). All windows look backwards; `feature_version` changes whenever t
 | vol_z_{w} | z-score of log volume over w hours (24, 168) |
 | dist_high_{w}, dist_low_{w} | close / rolling max(high) - 1, close / rolling min(low) - 1 (24, 168) |
 | hour_sin/cos, dow_sin/cos | time of day and day of week |
-| btc_ret_1, btc_ret_24, btc_vol_24 | BTC's context (for BTC itself: its own values; another asset without BTC candles is refused) |
+| btc_ret_1, btc_ret_24, btc_vol_24 | BTC's context (BTC itself: its own values; others need BTC candles) |
 Per target X, models add `barrier_z` = X / (vol_24 * sqrt(24)): the barrier in units of a day's volatility.
 """
 from __future__ import annotations
