@@ -8,7 +8,6 @@ import pandas as pd
 import pytest
 
 from src.data.features import compute_features, with_barrier
-from src.data.labels import barrier_outcomes
 from src.database.records import RecordStore
 from src.models.estimators import ClimatologyModel, prob_up
 from src.models.outcomes import resolve_outcomes
@@ -17,6 +16,7 @@ from src.models.prediction import Predictor
 from src.models.registry import ModelRegistry
 from src.models.retraining import Retrainer
 from src.models.training import Trainer, TrainSettings
+from tests.reference_labels import reference_outcome
 from tests.shared_data import load_candles as shared_candles
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,13 +95,15 @@ def test_outcomes_agree_with_the_label_function_and_are_idempotent(trained):
     assert resolve_outcomes(ops, records, pd.Timestamp("2023-02-10 00:00", tz="UTC")) == 0
     assert early + later == records.count("prediction_outcomes") == 6 * 2 * 3
     resolved = records.resolved("live")
-    candles = ops.get_candles("BTC/USDT", "1h")
+    candles = ops.get_candles("BTC/USDT", "1h").set_index("timestamp")
     for target in TARGETS:
-        truth = barrier_outcomes(candles, target, 168)
         mine = resolved[(resolved.target_pct == target) & (resolved.model_name == "xgboost")].set_index("timestamp")
-        assert (mine["status"] == truth.loc[mine.index, "status"]).all()
-        labels = truth.loc[mine.index, "label"]
-        assert np.allclose(mine["actual_outcome"].astype(float), labels, equal_nan=True)
+        for entry, row in mine.iterrows():  # expected values from the independent reference, not the code tested
+            status, label, hours = reference_outcome(candles, entry, target)
+            assert row["status"] == status
+            got_hours, got_label = row["time_to_target_hours"], row["actual_outcome"]
+            assert pd.isna(got_hours) if hours is None else got_hours == hours
+            assert pd.isna(got_label) if label is None else got_label == label
     assert daily_performance(records, pd.Timestamp("2023-01-20").date()) > 0
     performance = records.performance("live")
     assert set(performance["window_days"]) == {1, 7, 30}
