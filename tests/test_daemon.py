@@ -18,6 +18,7 @@ import yaml
 
 from src.database.connection import DatabaseConnection
 from src.database.records import RecordStore
+from tests.conftest import pg_ctl
 from tests.loopback_exchange import Fault
 from tests.loopback_telegram import LoopbackBotApi
 
@@ -50,12 +51,10 @@ def _wait(predicate, timeout: float, what: str):
 
 
 def _pg_ctl(data: Path, action: str) -> None:
-    from pgserver import _commands
-    user = "pgserver" if os.geteuid() == 0 else None
     pgdata = data / "postgres"
     args = ["-w", "-m", "fast", "stop"] if action == "stop" else [
         "-w", "-o", '-h ""', "-o", f"-k {pgdata}", "-l", str(pgdata / "log"), "start"]
-    _commands.pg_ctl(args, pgdata=pgdata, user=user, timeout=30)
+    pg_ctl(pgdata, *args)
 
 
 def _start_daemon(config_path: Path) -> subprocess.Popen:
