@@ -117,12 +117,13 @@ def cmd_train(args: argparse.Namespace, ctx: Context) -> int:
     trainer = Trainer(ctx.ops, records, ctx.registry(records), ctx.train_settings())
     with tqdm(total=len(symbols) * len(targets), desc="train", unit="model set", disable=None) as bar:
         results = trainer.train(symbols, targets, progress=lambda _: bar.update())
-    print(f"{'asset':<10} {'target':>6} {'champion':<12} validation Brier skill vs climatology (xgboost, logistic)")
+    print(f"{'asset':<10} {'target':>6} {'champion':<12} Brier skill vs climatology on the held-out last fold "
+          "(champion policy, xgboost, logistic)")
     for r in results:
         if r.skipped:
             print(f"{r.symbol:<10} {r.target:>6.0%} {'SKIPPED':<12} {r.skipped}")
             continue
-        skill = [r.metrics.get(n, {}).get("brier_skill") for n in ("xgboost", "logistic")]
+        skill = [r.metrics.get(n, {}).get("brier_skill") for n in ("champion", "xgboost", "logistic")]
         shown = ", ".join("n/a" if v is None else f"{v:+.4f}" for v in skill)
         print(f"{r.symbol:<10} {r.target:>6.0%} {r.champion:<12} {shown}")
     skipped = [f"{r.symbol} {r.target:g}" for r in results if r.skipped]
@@ -221,8 +222,12 @@ def cmd_retrain(args: argparse.Namespace, ctx: Context) -> int:
     retrainer = Retrainer(ctx.ops, records, ctx.registry(records), ctx.train_settings())
     decisions = retrainer.retrain(ctx.config.assets, ctx.config.target_percentages, pd.Timestamp.now(tz="UTC"))
     for d in decisions:
-        print(f"{d.symbol:<10} {d.target:>5.0%} {'PROMOTED ' + d.best if d.promoted else 'kept ' + d.champion}: "
-              f"{d.reason}")
+        change = f"{d.previous} -> {d.champion}" if d.changed else f"{d.champion} (fresh fit)" if d.version else "kept"
+        print(f"{d.symbol:<10} {d.target:>5.0%} {change}: {d.reason}")
+    failed = [f"{d.symbol} {d.target:g}" for d in decisions if d.version is None]
+    if failed:
+        raise UserError(f"{len(failed)} of {len(decisions)} groups not retrained ({', '.join(failed)}); "
+                        "their champions stay; see the reasons above")
     return 0
 
 

@@ -109,35 +109,40 @@ def test_outcomes_agree_with_the_label_function_and_are_idempotent(trained):
     assert set(performance["window_days"]) == {1, 7, 30}
 
 
-def test_promotion_only_when_the_challenger_is_better(trained):
+def test_retraining_deploys_a_fresh_fit_chosen_on_equal_footing(trained):
+    """The sitting champion gets no say: every kind is refitted and scored out of sample alike, and the
+    chosen kind's fresh fit on everything known now serves, even when the kind does not change."""
     ops, records, registry = trained
     now = pd.Timestamp("2023-02-20", tz="UTC")
-    # a champion that always says UP: any honest challenger beats it
+    # a champion that always says UP, planted as the sitting one
     bad = ClimatologyModel().fit(np.zeros(2), np.ones(2))
     version = registry.save(bad, symbol="BTC/USDT", timeframe="1h", target=0.01, model_name="climatology",
                             train_start=now, train_end=now, n_samples=2, metrics={})
     records.promote(version)
-    strict = Retrainer(ops, records, registry, SETTINGS, window_days=20, min_samples=100_000)
-    kept = strict.retrain(["BTC/USDT"], [0.01], now)[0]
-    assert not kept.promoted and "only" in kept.reason
-    assert registry.current("BTC/USDT", "1h", 0.01)["champion"]["version"] == version
-    decision = Retrainer(ops, records, registry, SETTINGS, window_days=20, min_samples=100).retrain(
-        ["BTC/USDT"], [0.01], now)[0]
-    assert decision.promoted and decision.best_brier < decision.champion_brier
+    retrainer = Retrainer(ops, records, registry, SETTINGS)
+    first = retrainer.retrain(["BTC/USDT"], [0.01], now)[0]
+    assert first.previous == "climatology" and first.version != version
+    deployed = registry.current("BTC/USDT", "1h", 0.01)["champion"]
+    assert deployed["version"] == first.version and deployed["model_name"] == first.champion
+    assert deployed["train_end"] == now and deployed["n_samples"] > 5000  # a fresh fit on all known labels
     history = records.models("BTC/USDT", "1h", 0.01)
     assert history["is_champion"].sum() == 1
     assert history.loc[history.version == version, "retired_at"].notna().all()
-    # now the champion is the best there is on this window: a second round keeps it
-    again = Retrainer(ops, records, registry, SETTINGS, window_days=20, min_samples=100).retrain(
-        ["BTC/USDT"], [0.01], now)[0]
-    assert not again.promoted
-    for _ in range(2):  # daily refits do not pile up: never-champion models beyond 3 per kind are pruned
-        Retrainer(ops, records, registry, SETTINGS, window_days=20, min_samples=100).retrain(["BTC/USDT"], [0.01], now)
+    # the next day: the same kind again, but a fresh fit serves
+    second = retrainer.retrain(["BTC/USDT"], [0.01], now + pd.Timedelta(days=1))[0]
+    assert second.champion == first.champion and not second.changed and second.version != first.version
+    for day in (2, 3):  # daily refits do not pile up: never-champion models beyond 3 per kind are pruned
+        retrainer.retrain(["BTC/USDT"], [0.01], now + pd.Timedelta(days=day))
     history = records.models("BTC/USDT", "1h", 0.01)
     never = history[~history["is_champion"] & history["promoted_at"].isna()]
     assert never.groupby("model_name").size().max() <= 3
-    assert history["promoted_at"].notna().sum() >= 2  # every champion, past and present, is kept
-    assert all(Path(p).exists() for p in history["path"])
+    assert history["promoted_at"].notna().sum() == 6  # every champion, past and present (fixture, planted, 4 days)
+    assert all(Path(p).exists() for p in history["path"].iloc[-7:])
+    # a group that cannot be retrained keeps its champion and says why
+    eth = registry.current("ETH/USDT", "1h", 0.01)["champion"]
+    failed = retrainer.retrain(["ETH/USDT"], [0.01], pd.Timestamp("2022-03-20", tz="UTC"))[0]
+    assert failed.version is None and "failed, champion kept" in failed.reason and "labelled samples" in failed.reason
+    assert registry.current("ETH/USDT", "1h", 0.01)["champion"]["version"] == eth["version"]
 
 
 # ---- the live record on any host clock, in every group, every day ------------------------------------

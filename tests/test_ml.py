@@ -130,10 +130,18 @@ def test_train_cli_stores_models_metrics_and_champion(btc_year, run_cli, write_c
     models = records.models("BTC/USDT", "1h", 0.02)
     assert sorted(models["model_name"]) == ["climatology", "logistic", "xgboost"]
     assert models["is_champion"].sum() == 1
-    validation = records.performance("validation")
-    assert set(validation["model_name"]) == {"climatology", "logistic", "xgboost"}
-    assert set(validation["window_days"]) == {60, 240}  # each fold's metrics and the pooled ones
-    assert validation["brier"].between(0, 1).all()
+    validation = records.performance("validation").set_index("model_name")
+    assert set(validation.index) == {"climatology", "logistic", "xgboost", "champion"}
+    assert set(validation["window_days"]) == {60}  # the held-out last fold only
+    assert float(validation.loc["climatology", "brier_skill"]) == 0.0
+    # the reported champion is one of the kinds, chosen on the earlier folds, scored on the held-out one
+    assert validation.loc["champion", "brier"] in set(validation.loc[["climatology", "logistic", "xgboost"], "brier"])
+    champion = models[models["is_champion"]].iloc[0]
+    chosen_on = {m["model_name"]: m["metrics"] for _, m in models.iterrows()}
+    assert chosen_on["xgboost"]["selection_p_value"] is not None  # the evidence the choice rested on
+    assert chosen_on["climatology"]["selection_brier"] is not None
+    if champion["model_name"] != "climatology":  # replaced the simpler model only on evidence
+        assert chosen_on[champion["model_name"]]["selection_p_value"] < 0.05
 
 
 def test_short_backtest_end_to_end(btc_year):
@@ -142,8 +150,19 @@ def test_short_backtest_end_to_end(btc_year):
     start, end = pd.Timestamp("2022-12-01", tz="UTC"), pd.Timestamp("2022-12-15", tz="UTC")
     settings = TrainSettings(min_samples=500)
     table = run_backtest(candles, ["BTC/USDT"], [0.01, 0.05], start, end, records, settings, retrain_every_days=7)
-    assert len(table) == 6 and set(table["model"]) == {"xgboost", "logistic", "climatology"}
-    assert records.count("predictions") == 14 * 24 * 2 * 3
+    assert len(table) == 8 and set(table["model"]) == {"xgboost", "logistic", "climatology", "champion"}
+    assert records.count("predictions") == 14 * 24 * 2 * 4
+    assert ((table["skill_low"] <= table["brier_skill"]) & (table["brier_skill"] <= table["skill_high"])).all()
+    # the product's forecast: at each point the probabilities of the kind its version names, flagged champion
+    stored = pd.read_sql("SELECT timestamp, target_pct, model_name, model_version, probability, is_champion "
+                         "FROM predictions", btc_year.db.engine)
+    champion = stored[stored.model_name == "champion"]
+    assert champion["is_champion"].all() and not stored[stored.model_name != "champion"]["is_champion"].any()
+    for version, rows in champion.groupby("model_version"):
+        kind = version.rsplit("-", 1)[1]
+        same = stored[(stored.model_name == kind) & (stored.model_version == version.rsplit("-", 1)[0])]
+        merged = rows.merge(same, on=["timestamp", "target_pct"])
+        assert len(merged) == len(rows) and (merged["probability_x"] == merged["probability_y"]).all()
     resolved = records.resolved("backtest")
     sample = resolved[(resolved.target_pct == 0.01) & (resolved.model_name == "xgboost")].set_index("timestamp")
     indexed = candles["BTC/USDT"].set_index("timestamp")
@@ -151,7 +170,7 @@ def test_short_backtest_end_to_end(btc_year):
     assert sample["status"].tolist() == expected
     # a second run replaces, never duplicates
     run_backtest(candles, ["BTC/USDT"], [0.01, 0.05], start, end, records, settings, retrain_every_days=7)
-    assert records.count("predictions") == 14 * 24 * 2 * 3
+    assert records.count("predictions") == 14 * 24 * 2 * 4
 
 
 @pytest.mark.parametrize("n", [468, 660, 803, 804, 2000, 20000])
@@ -263,21 +282,42 @@ def test_backtest_models_see_only_labels_known_before_each_retrain_point(btc_yea
 
 
 def test_walk_forward_folds_see_only_labels_known_before_each_fold(btc_year):
-    """Each fold's climatology Brier score follows from the up-share of the labels known by the fold's start
-    minus the embargo. Fails if purging or the embargo is dropped from walk_forward (tried: `train = data`)."""
+    """Each fold's climatology forecast is the up-share of the labels known by the fold's start minus the
+    embargo, and its test hours are those labelled by the cut. Fails if purging or the embargo is dropped
+    from walk_forward (tried: `train = data`)."""
     from src.models.training import walk_forward
     candles = load_candles(btc_year, ["BTC/USDT"], "1h")
     data = build_dataset(candles["BTC/USDT"], asset_features(candles, "BTC/USDT"), 0.05)
     cut = pd.Timestamp("2023-01-15", tz="UTC")
     settings = TrainSettings(n_folds=2, fold_days=30, embargo_hours=24)
-    _, folds = walk_forward(data, cut, settings)
+    folds = walk_forward(data, cut, settings)
     assert len(folds) == 2
     outcomes = barrier_outcomes(candles["BTC/USDT"], 0.05, 168)
-    for fold_end, metrics in folds:
+    for fold_end, evidence in folds:
         fold_start = fold_end - pd.Timedelta(days=30)
         share, _ = _up_share_known_by(candles["BTC/USDT"], 0.05, fold_start, 24)
         test = outcomes[(outcomes.index >= fold_start) & (outcomes.index < fold_end)
                         & outcomes["status"].isin(["up", "down"])
                         & (outcomes["hit_time"] + pd.Timedelta(hours=1) <= cut)]
-        expected = float(((share - test["label"]) ** 2).mean())
-        assert metrics["climatology"]["brier"] == pytest.approx(expected, abs=1e-9)
+        assert evidence.times.equals(test.index) and (evidence.y == test["label"]).all()
+        assert evidence.p["climatology"] == pytest.approx(np.full(len(test), share), abs=1e-12)
+
+
+def test_backtest_champion_is_chosen_only_on_labels_known_at_the_point():
+    """A model that is right on every hour wins only where its hours' labels were known at the point: with
+    150 known (too little evidence) climatology stays; once 250 are known it takes over. Fails if the
+    backtest's choice looks at labels not yet known (tried: dropping `known_by`)."""
+    from src.models.backtest import _champion_at
+    from src.models.dataset import Dataset
+    from src.models.selection import Evidence
+    point = pd.Timestamp("2023-01-01", tz="UTC")
+    times = pd.date_range(point - pd.Timedelta(hours=400), periods=400, freq="h", tz="UTC")
+    y = np.tile([0.0, 1.0], 200)
+    evidence = Evidence(times, y, {"climatology": np.full(400, 0.5), "logistic": np.full(400, 0.5),
+                                   "xgboost": 0.1 + 0.8 * y})
+    settings = TrainSettings()
+    for known, champion in ((150, "climatology"), (250, "xgboost")):
+        known_at = pd.Series(times + pd.Timedelta(days=30), index=times)
+        known_at.iloc[:known] = times[:known] + pd.Timedelta(hours=1)
+        data = Dataset(pd.DataFrame(index=times), pd.Series(y, index=times), known_at, pd.DataFrame())
+        assert _champion_at(evidence, data, point, settings) == champion

@@ -1,6 +1,11 @@
 """Walk-forward backtest: at each retrain point train on what was known then (purged, embargoed), predict
 every hour until the next point, store the predictions (run_type 'backtest') and their outcomes, and
-report metrics per asset x target x model. The same label function resolves live predictions."""
+report metrics per asset x target x model. The same label function resolves live predictions.
+
+The product's own forecast is stored too, as model_name 'champion': at each retrain point the champion
+is chosen by the product's rule (src.models.selection) from the out-of-sample forecasts whose labels were
+known then, over the span training validates on (n_folds x fold_days): before the first point these are
+training's walk-forward folds, afterwards the backtest's own earlier forecasts."""
 from __future__ import annotations
 
 import logging
@@ -15,10 +20,13 @@ from src.database.records import RecordStore
 from src.models.dataset import asset_features, build_dataset
 from src.models.estimators import MODEL_NAMES, fit_model, prob_up
 from src.models.metrics import forecast_metrics
-from src.models.training import TrainSettings
+from src.models.selection import Evidence, choose_champion, skill_interval
+from src.models.training import TrainSettings, walk_forward
 
 log = logging.getLogger(__name__)
 RUN = "backtest"
+CHAMPION = "champion"
+SCORED = (*MODEL_NAMES, CHAMPION)
 
 
 def prediction_rows(symbol: str, timeframe: str, target: float, model_name: str, version: str,
@@ -60,6 +68,7 @@ def run_backtest(candles: dict[str, pd.DataFrame], symbols: list[str], targets: 
         gaps = (unfillable or {}).get(symbol, pd.DatetimeIndex([], tz="UTC"))
         for target in targets:
             data = build_dataset(candles[symbol], features, target, settings.horizon, gaps)
+            evidence = sum((ev for _, ev in walk_forward(data, start, settings)), Evidence.empty(MODEL_NAMES))
             frames = []
             for point in points:
                 stop = min(point + pd.Timedelta(days=retrain_every_days), end)
@@ -68,10 +77,17 @@ def run_backtest(candles: dict[str, pd.DataFrame], symbols: list[str], targets: 
                 if len(hours) == 0 or len(train.y) < settings.needed_samples:
                     continue
                 matrix = with_barrier(features.loc[hours], target)
-                for name in MODEL_NAMES:
-                    p = prob_up(fit_model(name, train.X, train.y, settings.horizon), matrix)
+                forecasts = {name: prob_up(fit_model(name, train.X, train.y, settings.horizon), matrix)
+                             for name in MODEL_NAMES}
+                champion = _champion_at(evidence, data, point, settings)
+                entry = close.loc[hours].to_numpy()
+                for name, p in forecasts.items():
                     frames.append(prediction_rows(symbol, settings.timeframe, target, name, f"{RUN}-{point:%Y%m%d}",
-                                                  hours, p, close.loc[hours].to_numpy(), name == "xgboost", RUN))
+                                                  hours, p, entry, False, RUN))
+                frames.append(prediction_rows(symbol, settings.timeframe, target, CHAMPION,
+                                              f"{RUN}-{point:%Y%m%d}-{champion}", hours, forecasts[champion], entry,
+                                              True, RUN))
+                evidence = evidence + _labelled_forecasts(data, hours, forecasts)
                 if progress:
                     progress()
             if frames:
@@ -80,34 +96,57 @@ def run_backtest(candles: dict[str, pd.DataFrame], symbols: list[str], targets: 
             in_range = outcomes[(outcomes.index >= start) & (outcomes.index < end)]
             records.save_outcomes(outcome_rows(symbol, settings.timeframe, target, in_range), RUN)
             log.info("backtest %s %g: %d retrain points done", symbol, target, len(points))
-    return metrics_table(records.resolved(RUN, start, end))
+    return metrics_table(records.resolved(RUN, start, end), settings.horizon)
 
 
-def metrics_table(resolved: pd.DataFrame) -> pd.DataFrame:
-    """n, up-share, AUC, Brier, Brier skill vs climatology and ECE per asset x target x model, over the
-    predictions resolved UP or DOWN."""
+def _champion_at(evidence: Evidence, data, point: pd.Timestamp, settings: TrainSettings) -> str:
+    """The champion the product would deploy at `point`: its rule, on the forecasts of the validation span
+    before it whose labels were known then."""
+    span = pd.Timedelta(days=settings.n_folds * settings.fold_days)
+    known = evidence.between(point - span, point).known_by(data.purged(point).X.index)
+    return choose_champion(known, settings.significance, settings.horizon).champion
+
+
+def _labelled_forecasts(data, hours: pd.DatetimeIndex, forecasts: dict[str, np.ndarray]) -> Evidence:
+    """The forecasts of the hours that have an UP/DOWN label (used only once the label is known)."""
+    labelled = hours.intersection(data.X.index)
+    rows = hours.get_indexer(labelled)
+    return Evidence(labelled, data.y.loc[labelled].to_numpy(dtype=float), {n: p[rows] for n, p in forecasts.items()})
+
+
+def metrics_table(resolved: pd.DataFrame, horizon: int = 168) -> pd.DataFrame:
+    """n, up-share, AUC, Brier, Brier skill vs climatology with its 95 % interval (block bootstrap over
+    days, blocks of the horizon) and ECE per asset x target x model, over the predictions resolved UP or
+    DOWN; `champion` is the product's own forecast."""
     labelled = resolved[resolved["status"].isin([UP, DOWN])]
     rows = []
     for (symbol, target), group in labelled.groupby(["symbol", "target_pct"]):
         clim = group[group["model_name"] == "climatology"].set_index("timestamp")["probability"]
-        for name in MODEL_NAMES:
+        for name in SCORED:
             own = group[group["model_name"] == name].set_index("timestamp").sort_index()
+            if own.empty:
+                continue
             common = own.index.intersection(clim.index)
-            m = forecast_metrics(own.loc[common, "actual_outcome"].to_numpy(),
-                                 own.loc[common, "probability"].to_numpy(), clim.loc[common].to_numpy())
+            y, p = own.loc[common, "actual_outcome"].to_numpy(dtype=float), own.loc[common, "probability"].to_numpy()
+            m = forecast_metrics(y, p, clim.loc[common].to_numpy())
+            low, high = skill_interval(y, p, clim.loc[common].to_numpy(dtype=float), common,
+                                       block_days=max(1, -(-horizon // 24)))
             hit = resolved[(resolved["symbol"] == symbol) & (resolved["target_pct"] == target)
                            & (resolved["model_name"] == name)]
             rows.append({"symbol": symbol, "target": target, "model": name, "n": m["n"], "up_share": m.get("up_share"),
                          "auc": m.get("auc"), "brier": m.get("brier"), "brier_skill": m.get("brier_skill"),
+                         "skill_low": low, "skill_high": high,
                          "ece": m.get("ece"), "hit_rate": float(hit["status"].ne("expired").mean())})
     return pd.DataFrame(rows)
 
 
 def format_table(table: pd.DataFrame) -> str:
     lines = [f"{'asset':<10} {'target':>6} {'model':<12} {'n':>6} {'up%':>6} {'AUC':>6} {'Brier':>7} "
-             f"{'BSS':>7} {'ECE':>6}"]
+             f"{'BSS [95% CI]':>26} {'ECE':>6}"]
     for r in table.itertuples():
         auc = f"{r.auc:.3f}" if r.auc is not None and not pd.isna(r.auc) else "  -  "
+        skill = ("n/a" if r.brier_skill is None or pd.isna(r.brier_skill)
+                 else f"{r.brier_skill:+.4f} [{r.skill_low:+.4f}, {r.skill_high:+.4f}]")
         lines.append(f"{r.symbol:<10} {r.target:>6.0%} {r.model:<12} {r.n:>6} {r.up_share:>6.1%} {auc:>6} "
-                     f"{r.brier:>7.4f} {r.brier_skill:>+7.4f} {r.ece:>6.3f}")
+                     f"{r.brier:>7.4f} {skill:>26} {r.ece:>6.3f}")
     return "\n".join(lines)

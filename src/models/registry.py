@@ -78,14 +78,19 @@ class ModelRegistry:
         self._cache[version] = loaded
         return loaded
 
-    def prune(self, symbol: str, timeframe: str, target: float, keep: int = 3) -> int:
+    def prune(self, symbol: str, timeframe: str, target: float, keep: int = 3, keep_retired_files: int = 7) -> int:
         """Delete the files and rows of models that were never champion, beyond the newest `keep` of each
-        kind; champions, past and present, stay as the history. Returns models removed."""
+        kind. Retired champions keep their rows (the champion history) but only the newest
+        `keep_retired_files` keep their files: a fresh champion is deployed every day. Returns rows removed."""
         rows = self.records.models(symbol, timeframe, target)
         never = rows[~rows["is_champion"] & rows["promoted_at"].isna()]
         doomed = never.groupby("model_name", group_keys=False).apply(lambda g: g.iloc[:-keep] if keep else g)
-        for path in doomed["path"]:
+        retired = rows[~rows["is_champion"] & rows["promoted_at"].notna()]
+        old_files = retired["path"].iloc[:-keep_retired_files] if keep_retired_files else retired["path"]
+        for path in [*doomed["path"], *old_files]:
             shutil.rmtree(path, ignore_errors=True)
+        for version in [*doomed["version"], *retired["version"].iloc[:len(old_files)]]:
+            self._cache.pop(version, None)
         self.records.delete_models(list(doomed["version"]))
         return len(doomed)
 

@@ -1,9 +1,13 @@
 """Training per asset x target: purged walk-forward validation of the three models, a final fit on every
 label known at the cut, registry entries, validation metrics in model_performance, and a champion.
 
-The champion is the model with the lowest pooled walk-forward Brier score: xgboost only where it beats
-both free baselines, so users never get a forecast worse than the free one. A group that cannot be trained
-(too little history, one class only, no candles) is skipped with its reason; the others still train.
+The champion is chosen on evidence (src.models.selection): the simplest model unless a more complex one
+has a significantly lower out-of-sample Brier score over the walk-forward folds, so users never get a
+forecast that is not shown to beat the free one. The scores reported as validation are not the ones used
+to choose: the last fold is held out, and its `champion` row is the model chosen on the earlier folds.
+The deployed champion is the chosen kind's fresh fit on everything known at the cut. Daily retraining
+runs this same procedure. A group that cannot be trained (too little history, one class only, no
+candles) is skipped with its reason; the others still train.
 """
 from __future__ import annotations
 
@@ -11,7 +15,6 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import numpy as np
 import pandas as pd
 
 from src.data.features import FEATURE_VERSION
@@ -21,6 +24,7 @@ from src.models.dataset import Dataset, asset_features, build_dataset
 from src.models.estimators import MODEL_NAMES, fit_model, min_calibration_samples, prob_up
 from src.models.metrics import forecast_metrics
 from src.models.registry import ModelRegistry
+from src.models.selection import ChampionChoice, Evidence, choose_champion
 from src.utils.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -37,6 +41,7 @@ class TrainSettings:
     n_folds: int = N_FOLDS
     fold_days: int = FOLD_DAYS
     training_days: int | None = None  # history the models learn from (None: all stored)
+    significance: float = 0.05  # one-sided level at which a more complex model replaces a simpler one
 
     @property
     def needed_samples(self) -> int:
@@ -50,8 +55,9 @@ class GroupResult:
     symbol: str
     target: float
     versions: dict[str, str] = field(default_factory=dict)
-    metrics: dict[str, dict] = field(default_factory=dict)  # pooled over the folds
-    folds: list[tuple[pd.Timestamp, dict[str, dict]]] = field(default_factory=list)  # (fold end, metrics)
+    metrics: dict[str, dict] = field(default_factory=dict)  # on the held-out last fold (reported validation)
+    folds: list[tuple[pd.Timestamp, Evidence]] = field(default_factory=list)  # (fold end, forecasts)
+    selection: ChampionChoice | None = None  # the deployed champion's choice, on every fold
     champion: str = "climatology"
     skipped: str | None = None  # why the group was not trained
 
@@ -76,37 +82,31 @@ def unfillable_hours(ops: DatabaseOperations, symbol: str, timeframe: str) -> pd
     return hours[0].append(hours[1:]) if hours else pd.DatetimeIndex([], tz="UTC")
 
 
-def walk_forward(data: Dataset, cut: pd.Timestamp,
-                 settings: TrainSettings) -> tuple[dict[str, dict], list[tuple[pd.Timestamp, dict[str, dict]]]]:
-    """Out-of-sample metrics of each model over the last n_folds blocks before `cut`, pooled and per fold;
-    each fold's models see only labels known by the fold's start minus the embargo; test labels known by `cut`."""
+def walk_forward(data: Dataset, cut: pd.Timestamp, settings: TrainSettings) -> list[tuple[pd.Timestamp, Evidence]]:
+    """Out-of-sample forecasts of every model over the last n_folds blocks before `cut`, one Evidence per
+    fold (with its end): each fold's models see only labels known by the fold's start minus the embargo;
+    its test labels are those known by `cut`."""
     known = data.purged(cut)
-    forecasts: dict[str, list] = {name: [] for name in MODEL_NAMES}
-    truth, folds = [], []
+    folds = []
     for k in range(settings.n_folds, 0, -1):
         start = cut - pd.Timedelta(days=settings.fold_days * k)
         test = known.between(start, start + pd.Timedelta(days=settings.fold_days))
         train = data.purged(start, settings.embargo_hours)
         if len(test.y) == 0 or len(train.y) < settings.needed_samples or train.y.nunique() < 2:
             continue
-        truth.append(test.y.to_numpy())
-        for name in MODEL_NAMES:
-            forecasts[name].append(prob_up(fit_model(name, train.X, train.y, settings.horizon), test.X))
-        folds.append((start + pd.Timedelta(days=settings.fold_days), {
-            name: forecast_metrics(truth[-1], forecasts[name][-1], forecasts["climatology"][-1])
-            for name in MODEL_NAMES}))
-    if not truth:
-        return {}, []
-    y = np.concatenate(truth)
-    climatology = np.concatenate(forecasts["climatology"])
-    pooled = {name: forecast_metrics(y, np.concatenate(forecasts[name]), climatology) for name in MODEL_NAMES}
-    return pooled, folds
+        forecasts = {name: prob_up(fit_model(name, train.X, train.y, settings.horizon), test.X)
+                     for name in MODEL_NAMES}
+        folds.append((start + pd.Timedelta(days=settings.fold_days),
+                      Evidence(test.X.index, test.y.to_numpy(dtype=float), forecasts)))
+    return folds
 
 
-def choose_champion(metrics: dict[str, dict]) -> str:
-    """Lowest out-of-sample Brier wins; climatology when nothing was validated."""
-    scored = {name: m["brier"] for name, m in metrics.items() if m.get("n")}
-    return min(scored, key=scored.get) if scored else "climatology"
+def evidence_metrics(evidence: Evidence, champion: str | None = None) -> dict[str, dict]:
+    """Every model's metrics on the evidence (skill against climatology), and the champion's under 'champion'."""
+    metrics = {name: forecast_metrics(evidence.y, p, evidence.p["climatology"]) for name, p in evidence.p.items()}
+    if champion is not None:
+        metrics["champion"] = metrics[champion]
+    return metrics
 
 
 class Trainer:
@@ -158,28 +158,43 @@ class Trainer:
         if known.y.nunique() < 2:
             raise UserError(f"all {len(known.y)} labelled samples are {'UP' if known.y.iloc[0] else 'DOWN'}; "
                             "a model needs both outcomes (more history)")
-        pooled, folds = walk_forward(data, as_of, s)
-        result = GroupResult(symbol, target, metrics=pooled, folds=folds)
-        result.champion = choose_champion(result.metrics)
+        result = GroupResult(symbol, target, folds=walk_forward(data, as_of, s))
+        self._choose(result)
         for name in MODEL_NAMES:
             estimator = fit_model(name, known.X, known.y, s.horizon)
+            selection = {"selection_brier": result.selection.brier.get(name),
+                         "selection_p_value": result.selection.p_values.get(name)}
             result.versions[name] = self.registry.save(
                 estimator, symbol=symbol, timeframe=s.timeframe, target=target, model_name=name,
                 train_start=known.X.index[0], train_end=as_of, n_samples=len(known.y),
-                metrics=result.metrics.get(name, {}) | {"feature_version": FEATURE_VERSION})
+                metrics=result.metrics.get(name, {}) | selection | {"feature_version": FEATURE_VERSION})
         self.records.promote(result.versions[result.champion])
+        self.registry.prune(symbol, s.timeframe, target)
         self._store_validation(result, as_of)
-        log.info("%s %g: trained on %d samples; champion %s (validation Brier %s)", symbol, target, len(known.y),
-                 result.champion, {n: round(m["brier"], 4) for n, m in result.metrics.items() if m.get("n")})
+        log.info("%s %g: trained on %d samples; champion %s: %s", symbol, target, len(known.y), result.champion,
+                 result.selection.reason)
         return result
 
-    def _store_validation(self, result: GroupResult, as_of: pd.Timestamp) -> None:
-        """Pooled metrics (dated at the cut, window = all folds) and each fold's (dated at its end)."""
+    def _choose(self, result: GroupResult) -> None:
+        """Deployed champion: chosen on every fold. Reported validation: the last fold, held out, with the
+        champion the earlier folds alone would have chosen."""
         s = self.settings
-        windows = [(as_of, s.n_folds * s.fold_days, result.metrics)]
-        windows += [(end, s.fold_days, metrics) for end, metrics in result.folds if s.n_folds > 1]
+        if not result.folds:
+            result.selection = choose_champion(Evidence.empty(MODEL_NAMES), s.significance, s.horizon)
+            return
+        every = sum((ev for _, ev in result.folds[1:]), result.folds[0][1])
+        result.selection = choose_champion(every, s.significance, s.horizon)
+        result.champion = result.selection.champion
+        earlier = [ev for _, ev in result.folds[:-1]]
+        policy = (choose_champion(sum(earlier[1:], earlier[0]), s.significance, s.horizon).champion
+                  if earlier else "climatology")
+        result.metrics = evidence_metrics(result.folds[-1][1], policy)
+
+    def _store_validation(self, result: GroupResult, as_of: pd.Timestamp) -> None:
+        """The held-out last fold's metrics per model and for the champion policy, dated at the cut."""
+        s = self.settings
         rows = [{"run_type": "validation", "symbol": result.symbol, "timeframe": s.timeframe,
-                 "target_pct": result.target, "model_name": name, "evaluation_date": end.date(),
-                 "window_days": days, "total_predictions": m["n"], **{k: v for k, v in m.items() if k != "n"}}
-                for end, days, metrics in windows for name, m in metrics.items() if m.get("n")]
+                 "target_pct": result.target, "model_name": name, "evaluation_date": as_of.date(),
+                 "window_days": s.fold_days, "total_predictions": m["n"], **{k: v for k, v in m.items() if k != "n"}}
+                for name, m in result.metrics.items() if m.get("n")]
         self.records.save_performance(rows)

@@ -208,7 +208,7 @@ class Daemon:
         self.checkpoint()
         self.ctx.report_service().daily(now - pd.Timedelta(days=1),
                                          self.config.data_dir / "reports" / f"daily-{now:%Y%m%d}.png")
-        return {"performance_days": len(days), "promoted": sum(d.promoted for d in decisions),
+        return {"performance_days": len(days), "champions_changed": sum(d.changed for d in decisions),
                 "groups_trained": trained, "groups_skipped": skipped}
 
     def health_row(self) -> dict:

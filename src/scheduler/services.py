@@ -67,7 +67,7 @@ class Context:
         ml = self.config.config["ml"]
         return TrainSettings(timeframe=self.config.timeframe, horizon=ml["max_lookback_hours"],
                              embargo_hours=ml["embargo_hours"], min_samples=ml["min_samples_for_training"],
-                             training_days=ml["training_days"])
+                             training_days=ml["training_days"], significance=ml["champion_significance"])
 
     def recovery(self) -> DataRecoveryManager:
         """One exchange client per process, so CCXT loads the markets once, not every hourly cycle."""

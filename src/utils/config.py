@@ -106,6 +106,8 @@ SCHEMA: dict[str, tuple[type | tuple[type, ...], Check | None, str]] = {
     "ml.max_lookback_hours": (int, lambda v: None if 1 <= v <= 24 * 60 else "must be 1..1440", "e.g. 168"),
     "ml.embargo_hours": (int, lambda v: None if v >= 0 else "must not be negative", "e.g. 24"),
     "ml.training_days": (int, lambda v: None if v >= 7 else "must be at least 7", "e.g. 1460 (four years)"),
+    "ml.champion_significance": ((int, float), lambda v: None if 0 < v < 0.5 else "must lie in (0, 0.5)",
+                                 "e.g. 0.05: a model replaces a simpler one only at this one-sided level"),
     "telegram.bot_token": (str, None, "the token from @BotFather, or empty for console-only reports"),
     "telegram.chat_id": ((str, int), None, "the chat id, or empty"),
     "telegram.base_url": (str, lambda v: None if _is_http_url(v) else "is not an http(s) URL",
