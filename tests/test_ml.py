@@ -139,7 +139,7 @@ def test_train_cli_stores_models_metrics_and_champion(btc_year, run_cli, write_c
     champion = models[models["is_champion"]].iloc[0]
     chosen_on = {m["model_name"]: m["metrics"] for _, m in models.iterrows()}
     assert chosen_on["xgboost"]["selection_p_value"] is not None  # the evidence the choice rested on
-    assert chosen_on["climatology"]["selection_brier"] is not None
+    assert chosen_on["climatology"]["selection_loss"] is not None
     if champion["model_name"] != "climatology":  # replaced the simpler model only on evidence
         assert chosen_on[champion["model_name"]]["selection_p_value"] < 0.05
 
@@ -310,6 +310,7 @@ def test_backtest_champion_is_chosen_only_on_labels_known_at_the_point():
     from src.models.backtest import _champion_at
     from src.models.dataset import Dataset
     from src.models.selection import Evidence
+    from src.models.tasks import DIRECTION
     point = pd.Timestamp("2023-01-01", tz="UTC")
     times = pd.date_range(point - pd.Timedelta(hours=400), periods=400, freq="h", tz="UTC")
     y = np.tile([0.0, 1.0], 200)
@@ -320,4 +321,4 @@ def test_backtest_champion_is_chosen_only_on_labels_known_at_the_point():
         known_at = pd.Series(times + pd.Timedelta(days=30), index=times)
         known_at.iloc[:known] = times[:known] + pd.Timedelta(hours=1)
         data = Dataset(pd.DataFrame(index=times), pd.Series(y, index=times), known_at, pd.DataFrame())
-        assert _champion_at(evidence, data, point, settings) == champion
+        assert _champion_at(DIRECTION, evidence, data, point, settings) == champion

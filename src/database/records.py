@@ -21,6 +21,7 @@ from src.database.schema import (
     model_registry,
     prediction_outcomes,
     predictions,
+    resolution_forecasts,
     telegram_attempts,
     telegram_reports,
 )
@@ -28,6 +29,8 @@ from src.database.schema import (
 PREDICTION_COLUMNS = ["run_type", "symbol", "timeframe", "target_pct", "timestamp", "model_name", "model_version",
                       "feature_version", "is_champion", "prediction_class", "probability", "confidence",
                       "entry_price"]
+RESOLUTION_COLUMNS = ["run_type", "symbol", "timeframe", "target_pct", "timestamp", "model_name", "model_version",
+                      "is_champion", "p_6h", "p_24h", "p_horizon", "q10_hours", "q50_hours", "q90_hours"]
 OUTCOME_COLUMNS = ["symbol", "timeframe", "target_pct", "timestamp", "status", "actual_outcome",
                    "target_hit_timestamp", "time_to_target_hours", "max_favorable_move", "max_adverse_move"]
 
@@ -47,9 +50,10 @@ class RecordStore:
             conn.execute(insert(model_registry).values(**row))
 
     def models(self, symbol: str | None = None, timeframe: str = "1h", target: float | None = None,
-               champions_only: bool = False) -> pd.DataFrame:
+               champions_only: bool = False, task: str = "direction") -> pd.DataFrame:
+        """Registry rows of one task: 'direction' (P(UP)) or 'resolution' (how soon)."""
         c = model_registry.c
-        query = select(model_registry).where(c.timeframe == timeframe)
+        query = select(model_registry).where(c.timeframe == timeframe, c.task == task)
         if symbol:
             query = query.where(c.symbol == symbol)
         if target is not None:
@@ -73,26 +77,34 @@ class RecordStore:
         """Make `version` the champion of its asset x target; the previous one is retired, kept in history."""
         c = model_registry.c
         with self.db.engine.begin() as conn:
-            row = conn.execute(select(c.symbol, c.timeframe, c.target_pct).where(c.version == version)).one()
+            row = conn.execute(select(c.symbol, c.timeframe, c.target_pct, c.task).where(c.version == version)).one()
             conn.execute(update(model_registry).where(
                 c.symbol == row.symbol, c.timeframe == row.timeframe, c.target_pct == row.target_pct,
-                c.is_champion).values(is_champion=False, retired_at=func.now()))
+                c.task == row.task, c.is_champion).values(is_champion=False, retired_at=func.now()))
             conn.execute(update(model_registry).where(c.version == version).values(
                 is_champion=True, promoted_at=func.now(), retired_at=None))
 
     # ---- predictions and outcomes -------------------------------------------------------------
     def save_predictions(self, frame: pd.DataFrame) -> int:
         """Insert predictions; an existing (run, symbol, timeframe, time, target, model) is left alone."""
+        return self._insert_new(frame, predictions.name, PREDICTION_COLUMNS,
+                                "uq_predictions_run_symbol_tf_time_target_model")
+
+    def save_resolution_forecasts(self, frame: pd.DataFrame) -> int:
+        """Insert how-soon forecasts; an existing (run, symbol, timeframe, time, target, model) is left alone."""
+        return self._insert_new(frame, resolution_forecasts.name, RESOLUTION_COLUMNS, "uq_resolution_forecasts_key")
+
+    def _insert_new(self, frame: pd.DataFrame, table: str, columns: list[str], key: str) -> int:
+        """COPY into a staging table, then one INSERT ... ON CONFLICT DO NOTHING: all or nothing, never twice."""
         if frame.empty:
             return 0
         with self.db.engine.begin() as conn:
             cur = conn.connection.driver_connection.cursor()
-            cols = ", ".join(PREDICTION_COLUMNS)
-            cur.execute(f"CREATE TEMP TABLE prediction_stage ON COMMIT DROP AS SELECT {cols} FROM predictions "
-                        "WITH NO DATA")
-            cur.copy_expert(f"COPY prediction_stage ({cols}) FROM STDIN", _copy_text(frame[PREDICTION_COLUMNS]))
-            cur.execute(f"INSERT INTO predictions ({cols}) SELECT {cols} FROM prediction_stage "
-                        "ON CONFLICT ON CONSTRAINT uq_predictions_run_symbol_tf_time_target_model DO NOTHING")
+            cols = ", ".join(columns)
+            cur.execute(f"CREATE TEMP TABLE {table}_stage ON COMMIT DROP AS SELECT {cols} FROM {table} WITH NO DATA")
+            cur.copy_expert(f"COPY {table}_stage ({cols}) FROM STDIN", _copy_text(frame[columns]))
+            cur.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {table}_stage "
+                        f"ON CONFLICT ON CONSTRAINT {key} DO NOTHING")
             return cur.rowcount
 
     def delete_predictions(self, run_type: str, start: datetime, end: datetime,
@@ -101,15 +113,23 @@ class RecordStore:
         condition = and_(c.run_type == run_type, c.timestamp >= start, c.timestamp < end)
         if symbols:
             condition = and_(condition, c.symbol.in_(symbols))
+        r = resolution_forecasts.c
+        time_condition = and_(r.run_type == run_type, r.timestamp >= start, r.timestamp < end)
+        if symbols:
+            time_condition = and_(time_condition, r.symbol.in_(symbols))
         with self.db.engine.begin() as conn:
+            conn.execute(delete(resolution_forecasts).where(time_condition))
             return conn.execute(delete(predictions).where(condition)).rowcount
 
     def pending_entries(self, run_type: str = "live") -> pd.DataFrame:
-        """(symbol, timeframe, target, timestamp) of predictions that have no outcome yet."""
-        p, o = predictions.c, prediction_outcomes.c
-        query = (select(p.symbol, p.timeframe, p.target_pct, p.timestamp).distinct()
-                 .select_from(predictions.outerjoin(prediction_outcomes, o.prediction_id == p.id))
-                 .where(p.run_type == run_type, o.id.is_(None)))
+        """(symbol, timeframe, target, timestamp) of predictions and how-soon forecasts with no outcome yet."""
+        p, o, r = predictions.c, prediction_outcomes.c, resolution_forecasts.c
+        direction = (select(p.symbol, p.timeframe, p.target_pct, p.timestamp)
+                     .select_from(predictions.outerjoin(prediction_outcomes, o.prediction_id == p.id))
+                     .where(p.run_type == run_type, o.id.is_(None)))
+        timing = (select(r.symbol, r.timeframe, r.target_pct, r.timestamp)
+                  .where(r.run_type == run_type, r.status.is_(None)))
+        query = direction.union(timing)
         with self.db.engine.connect() as conn:
             frame = pd.DataFrame(conn.execute(query).all(), columns=["symbol", "timeframe", "target_pct", "timestamp"])
         frame["target_pct"] = frame["target_pct"].astype(float)
@@ -136,7 +156,15 @@ class RecordStore:
                   ON p.symbol = s.symbol AND p.timeframe = s.timeframe AND p.target_pct = s.target_pct
                  AND p.timestamp = s.timestamp AND p.run_type = %(run_type)s
                 ON CONFLICT (prediction_id) DO NOTHING""", {"run_type": run_type})
-            return cur.rowcount
+            written = cur.rowcount
+            cur.execute("""
+                UPDATE resolution_forecasts r SET status = s.status,
+                       hours_to_resolution = round(s.time_to_target_hours, 2)
+                FROM outcome_stage s
+                WHERE r.symbol = s.symbol AND r.timeframe = s.timeframe AND r.target_pct = s.target_pct
+                  AND r.timestamp = s.timestamp AND r.run_type = %(run_type)s AND r.status IS NULL""",
+                        {"run_type": run_type})
+            return written
 
     def resolved(self, run_type: str, start: datetime | None = None, end: datetime | None = None,
                  include_pending: bool = False) -> pd.DataFrame:
@@ -156,6 +184,26 @@ class RecordStore:
                 "symbol", "timeframe", "target_pct", "timestamp", "model_name", "is_champion", "probability",
                 "status", "actual_outcome", "time_to_target_hours"])
         for column in ("target_pct", "probability", "time_to_target_hours"):
+            frame[column] = frame[column].astype(float)
+        return frame
+
+    def resolved_time(self, run_type: str, start: datetime | None = None, end: datetime | None = None,
+                      include_pending: bool = False) -> pd.DataFrame:
+        """How-soon forecasts with their outcomes (status NaN while pending, unless left out)."""
+        r = resolution_forecasts.c
+        columns = ["symbol", "timeframe", "target_pct", "timestamp", "model_name", "is_champion", "p_6h", "p_24h",
+                   "p_horizon", "q10_hours", "q50_hours", "q90_hours", "status", "hours_to_resolution"]
+        query = select(*(r[c] for c in columns)).where(r.run_type == run_type)
+        if not include_pending:
+            query = query.where(r.status.is_not(None))
+        if start is not None:
+            query = query.where(r.timestamp >= start)
+        if end is not None:
+            query = query.where(r.timestamp < end)
+        with self.db.engine.connect() as conn:
+            frame = pd.DataFrame(conn.execute(query).all(), columns=columns)
+        for column in ("target_pct", "p_6h", "p_24h", "p_horizon", "q10_hours", "q50_hours", "q90_hours",
+                       "hours_to_resolution"):
             frame[column] = frame[column].astype(float)
         return frame
 
@@ -289,8 +337,10 @@ class RecordStore:
         with self.db.engine.connect() as conn:
             return list(conn.execute(query).scalars())
 
-    def performance(self, run_type: str, evaluation_date: date | None = None) -> pd.DataFrame:
-        query = select(model_performance).where(model_performance.c.run_type == run_type)
+    def performance(self, run_type: str, evaluation_date: date | None = None, task: str = "direction") -> pd.DataFrame:
+        """Stored metrics of one run type and task ('direction' or 'resolution')."""
+        query = select(model_performance).where(model_performance.c.run_type == run_type,
+                                                model_performance.c.task == task)
         if evaluation_date:
             query = query.where(model_performance.c.evaluation_date == evaluation_date)
         with self.db.engine.connect() as conn:

@@ -117,6 +117,7 @@ model_performance = Table(
     Column("timeframe", String(10), nullable=False),
     Column("target_pct", TARGET, nullable=False),
     Column("model_name", String(50), nullable=False),
+    Column("task", String(12), nullable=False, server_default="direction"),  # direction | resolution
     Column("evaluation_date", Date, nullable=False),
     Column("window_days", Integer, nullable=False, server_default="1"),
     Column("total_predictions", Integer, nullable=False),
@@ -137,8 +138,15 @@ model_performance = Table(
     Column("hit_rate", Float),  # share of complete windows that hit either barrier
     Column("resolved_predictions", Integer),  # predictions of the window with an outcome when computed
     Column("pending_predictions", Integer),  # still open then: the row is recomputed until this is 0
+    # resolution-time forecasts (task 'resolution'): Brier skill against the climatology time model per
+    # horizon, share of outcomes inside the 10-90 % interval, and pinball-loss skill of the three quantiles
+    Column("brier_skill_6h", Float),
+    Column("brier_skill_24h", Float),
+    Column("brier_skill_horizon", Float),
+    Column("interval_coverage", Float),
+    Column("pinball_skill", Float),
     Column("created_at", _tz(), server_default=func.now(), nullable=False),
-    UniqueConstraint("run_type", "symbol", "timeframe", "target_pct", "model_name", "evaluation_date",
+    UniqueConstraint("run_type", "symbol", "timeframe", "target_pct", "task", "model_name", "evaluation_date",
                      "window_days", name="uq_model_performance_key"),
 )
 
@@ -149,6 +157,7 @@ model_registry = Table(
     Column("timeframe", String(10), nullable=False),
     Column("target_pct", TARGET, nullable=False),
     Column("model_name", String(50), nullable=False),
+    Column("task", String(12), nullable=False, server_default="direction"),  # direction | resolution
     Column("version", String(64), nullable=False, unique=True),
     Column("feature_version", String(16), nullable=False),
     Column("path", Text, nullable=False),
@@ -164,7 +173,35 @@ model_registry = Table(
     Column("created_at", _tz(), server_default=func.now(), nullable=False),
 )
 Index("uq_model_registry_one_champion", model_registry.c.symbol, model_registry.c.timeframe,
-      model_registry.c.target_pct, unique=True, postgresql_where=model_registry.c.is_champion)
+      model_registry.c.target_pct, model_registry.c.task, unique=True, postgresql_where=model_registry.c.is_champion)
+
+# How soon: each hour's forecast of the hours until either barrier is touched, and (once decided) the
+# outcome from the same label function as predictions: status and hours_to_resolution (NULL if expired).
+resolution_forecasts = Table(
+    "resolution_forecasts", metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("run_type", String(10), nullable=False, server_default="live"),  # live | backtest
+    Column("symbol", String(20), nullable=False),
+    Column("timeframe", String(10), nullable=False),
+    Column("target_pct", TARGET, nullable=False),
+    Column("timestamp", _tz(), nullable=False),  # the entry candle, as in predictions
+    Column("model_name", String(50), nullable=False),
+    Column("model_version", String(64), nullable=False),
+    Column("is_champion", Boolean, nullable=False, server_default="false"),
+    Column("p_6h", PROB, nullable=False),
+    Column("p_24h", PROB, nullable=False),
+    Column("p_horizon", PROB, nullable=False),
+    Column("q10_hours", Numeric(6, 2), nullable=False),
+    Column("q50_hours", Numeric(6, 2), nullable=False),
+    Column("q90_hours", Numeric(6, 2), nullable=False),
+    Column("status", String(10)),  # up | down | ambiguous | expired; NULL while pending
+    Column("hours_to_resolution", Numeric(8, 2)),
+    Column("created_at", _tz(), server_default=func.now(), nullable=False),
+    UniqueConstraint("run_type", "symbol", "timeframe", "timestamp", "target_pct", "model_name",
+                     name="uq_resolution_forecasts_key"),
+)
+Index("idx_resolution_forecasts_symbol_target_time", resolution_forecasts.c.symbol,
+      resolution_forecasts.c.target_pct, resolution_forecasts.c.timestamp.desc())
 
 telegram_reports = Table(
     "telegram_reports", metadata,

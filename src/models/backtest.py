@@ -2,6 +2,9 @@
 every hour until the next point, store the predictions (run_type 'backtest') and their outcomes, and
 report metrics per asset x target x model. The same label function resolves live predictions.
 
+Both tasks are backtested alike (src.models.tasks): direction forecasts go to `predictions`, how-soon
+forecasts to `resolution_forecasts`, and both are resolved by the same outcomes.
+
 The product's own forecast is stored too, as model_name 'champion': at each retrain point the champion
 is chosen by the product's rule (src.models.selection) from the out-of-sample forecasts whose labels were
 known then, over the span training validates on (n_folds x fold_days): before the first point these are
@@ -17,11 +20,13 @@ import pandas as pd
 from src.data.features import FEATURE_VERSION, with_barrier
 from src.data.labels import DOWN, UP, barrier_outcomes
 from src.database.records import RecordStore
-from src.models.dataset import asset_features, build_dataset
-from src.models.estimators import MODEL_NAMES, fit_model, prob_up
+from src.models.dataset import Dataset, asset_features, build_dataset
+from src.models.estimators import MODEL_NAMES
 from src.models.metrics import forecast_metrics
-from src.models.selection import Evidence, choose_champion, skill_interval
-from src.models.training import TrainSettings, walk_forward
+from src.models.resolution_metrics import FORECAST_COLUMNS
+from src.models.selection import Evidence, skill_interval
+from src.models.tasks import DIRECTION, RESOLUTION, TASKS, Task
+from src.models.training import TrainSettings, choose, walk_forward
 
 log = logging.getLogger(__name__)
 RUN = "backtest"
@@ -41,6 +46,16 @@ def prediction_rows(symbol: str, timeframe: str, target: float, model_name: str,
         "confidence": np.maximum(p, 1 - p), "entry_price": entry})
 
 
+def resolution_rows(symbol: str, timeframe: str, target: float, model_name: str, version: str,
+                    times: pd.DatetimeIndex, forecasts: np.ndarray, champion: bool, run_type: str) -> pd.DataFrame:
+    """resolution_forecasts rows: probabilities to 6 decimals, hours to 2."""
+    columns = {name: np.round(forecasts[:, j], 6 if name.startswith("p_") else 2)
+               for j, name in enumerate(FORECAST_COLUMNS)}
+    return pd.DataFrame({"run_type": run_type, "symbol": symbol, "timeframe": timeframe, "target_pct": target,
+                         "timestamp": times, "model_name": model_name, "model_version": version,
+                         "is_champion": champion, **columns})
+
+
 def outcome_rows(symbol: str, timeframe: str, target: float, outcomes: pd.DataFrame) -> pd.DataFrame:
     """Decided outcomes in the shape RecordStore.save_outcomes takes (pending ones left out)."""
     decided = outcomes[outcomes["status"].isin([UP, DOWN, "ambiguous", "expired"])]
@@ -57,9 +72,10 @@ def run_backtest(candles: dict[str, pd.DataFrame], symbols: list[str], targets: 
                  start: pd.Timestamp, end: pd.Timestamp, records: RecordStore, settings: TrainSettings,
                  retrain_every_days: int = 7, progress: Callable[[], None] | None = None,
                  unfillable: dict[str, pd.DatetimeIndex] | None = None) -> pd.DataFrame:
-    """Run the backtest over [start, end) and return the metrics table. `unfillable`: per symbol, the hours
-    recorded as never published by the exchange (training's and live outcomes' rule: only those are
-    missing for good; any other missing hour leaves its windows undecided)."""
+    """Run the backtest over [start, end) and return the direction metrics table (resolution_table gives the
+    how-soon one). `unfillable`: per symbol, the hours recorded as never published by the exchange
+    (training's and live outcomes' rule: only those are missing for good; any other missing hour leaves its
+    windows undecided)."""
     points = pd.date_range(start, end, freq=f"{retrain_every_days}D", inclusive="left")
     records.delete_predictions(RUN, start, end, symbols)
     for symbol in symbols:
@@ -68,30 +84,28 @@ def run_backtest(candles: dict[str, pd.DataFrame], symbols: list[str], targets: 
         gaps = (unfillable or {}).get(symbol, pd.DatetimeIndex([], tz="UTC"))
         for target in targets:
             data = build_dataset(candles[symbol], features, target, settings.horizon, gaps)
-            evidence = sum((ev for _, ev in walk_forward(data, start, settings)), Evidence.empty(MODEL_NAMES))
-            frames = []
+            samples = {task.name: task.samples(data, features, target, settings.horizon) for task in TASKS}
+            evidence = {task.name: _warm_up(task, samples[task.name], start, settings, target) for task in TASKS}
+            frames: dict[str, list] = {task.name: [] for task in TASKS}
             for point in points:
                 stop = min(point + pd.Timedelta(days=retrain_every_days), end)
                 hours = features.index[(features.index >= point) & (features.index < stop)]
-                train = data.purged(point, settings.embargo_hours)
-                if len(hours) == 0 or len(train.y) < settings.needed_samples:
+                if len(hours) == 0 or len(data.purged(point, settings.embargo_hours).y) < settings.needed_samples:
                     continue
                 matrix = with_barrier(features.loc[hours], target)
-                forecasts = {name: prob_up(fit_model(name, train.X, train.y, settings.horizon), matrix)
-                             for name in MODEL_NAMES}
-                champion = _champion_at(evidence, data, point, settings)
-                entry = close.loc[hours].to_numpy()
-                for name, p in forecasts.items():
-                    frames.append(prediction_rows(symbol, settings.timeframe, target, name, f"{RUN}-{point:%Y%m%d}",
-                                                  hours, p, entry, False, RUN))
-                frames.append(prediction_rows(symbol, settings.timeframe, target, CHAMPION,
-                                              f"{RUN}-{point:%Y%m%d}-{champion}", hours, forecasts[champion], entry,
-                                              True, RUN))
-                evidence = evidence + _labelled_forecasts(data, hours, forecasts)
+                for task in TASKS:
+                    own = samples[task.name]
+                    forecasts = task.forecasts(own.purged(point, settings.embargo_hours), matrix, settings.horizon,
+                                               target)
+                    champion = _champion_at(task, evidence[task.name], own, point, settings)
+                    frames[task.name].extend(_rows(task, symbol, target, point, hours, forecasts, champion,
+                                                   close.loc[hours].to_numpy(), settings.timeframe))
+                    evidence[task.name] = evidence[task.name] + _labelled_forecasts(own, hours, forecasts)
                 if progress:
                     progress()
-            if frames:
-                records.save_predictions(pd.concat(frames, ignore_index=True))
+            if frames[DIRECTION.name]:
+                records.save_predictions(pd.concat(frames[DIRECTION.name], ignore_index=True))
+                records.save_resolution_forecasts(pd.concat(frames[RESOLUTION.name], ignore_index=True))
             outcomes = barrier_outcomes(candles[symbol], target, settings.horizon, unfillable=gaps)
             in_range = outcomes[(outcomes.index >= start) & (outcomes.index < end)]
             records.save_outcomes(outcome_rows(symbol, settings.timeframe, target, in_range), RUN)
@@ -99,16 +113,37 @@ def run_backtest(candles: dict[str, pd.DataFrame], symbols: list[str], targets: 
     return metrics_table(records.resolved(RUN, start, end), settings.horizon)
 
 
-def _champion_at(evidence: Evidence, data, point: pd.Timestamp, settings: TrainSettings) -> str:
+def _warm_up(task: Task, data: Dataset, start: pd.Timestamp, settings: TrainSettings, target: float) -> Evidence:
+    """The evidence the first retrain point chooses on: training's walk-forward folds before `start`."""
+    empty = Evidence.empty(task.models, None if task is DIRECTION else len(FORECAST_COLUMNS))
+    return sum((ev for _, ev in walk_forward(data, start, settings, task, target)), empty)
+
+
+def _rows(task: Task, symbol: str, target: float, point: pd.Timestamp, hours: pd.DatetimeIndex,
+          forecasts: dict[str, np.ndarray], champion: str, entry: np.ndarray, timeframe: str) -> list[pd.DataFrame]:
+    """One frame per model, and the champion's forecast again as model 'champion'."""
+    version = f"{RUN}-{point:%Y%m%d}"
+    if task is DIRECTION:
+        rows = [prediction_rows(symbol, timeframe, target, name, version, hours, p, entry, False, RUN)
+                for name, p in forecasts.items()]
+        return [*rows, prediction_rows(symbol, timeframe, target, CHAMPION, f"{version}-{champion}", hours,
+                                       forecasts[champion], entry, True, RUN)]
+    rows = [resolution_rows(symbol, timeframe, target, name, version, hours, p, False, RUN)
+            for name, p in forecasts.items()]
+    return [*rows, resolution_rows(symbol, timeframe, target, CHAMPION, f"{version}-{champion}", hours,
+                                   forecasts[champion], True, RUN)]
+
+
+def _champion_at(task: Task, evidence: Evidence, data: Dataset, point: pd.Timestamp, settings: TrainSettings) -> str:
     """The champion the product would deploy at `point`: its rule, on the forecasts of the validation span
     before it whose labels were known then."""
     span = pd.Timedelta(days=settings.n_folds * settings.fold_days)
     known = evidence.between(point - span, point).known_by(data.purged(point).X.index)
-    return choose_champion(known, settings.significance, settings.horizon).champion
+    return choose(task, known, settings).champion
 
 
-def _labelled_forecasts(data, hours: pd.DatetimeIndex, forecasts: dict[str, np.ndarray]) -> Evidence:
-    """The forecasts of the hours that have an UP/DOWN label (used only once the label is known)."""
+def _labelled_forecasts(data: Dataset, hours: pd.DatetimeIndex, forecasts: dict[str, np.ndarray]) -> Evidence:
+    """The forecasts of the hours that have a label in `data` (used only once the label is known)."""
     labelled = hours.intersection(data.X.index)
     rows = hours.get_indexer(labelled)
     return Evidence(labelled, data.y.loc[labelled].to_numpy(dtype=float), {n: p[rows] for n, p in forecasts.items()})
@@ -149,4 +184,44 @@ def format_table(table: pd.DataFrame) -> str:
                  else f"{r.brier_skill:+.4f} [{r.skill_low:+.4f}, {r.skill_high:+.4f}]")
         lines.append(f"{r.symbol:<10} {r.target:>6.0%} {r.model:<12} {r.n:>6} {r.up_share:>6.1%} {auc:>6} "
                      f"{r.brier:>7.4f} {skill:>26} {r.ece:>6.3f}")
+    return "\n".join(lines)
+
+
+def resolution_table(resolved: pd.DataFrame, horizon: int = 168) -> pd.DataFrame:
+    """Per asset x target x time model, over decided windows: n, the share resolved within 24 h, Brier
+    skill of P(within 6 h / 24 h / H) against the climatology time model (24 h with its 95 % interval),
+    coverage of the 10-90 % interval and pinball skill of the quantiles."""
+    decided = resolved[resolved["status"].notna()]
+    rows = []
+    for (symbol, target), group in decided.groupby(["symbol", "target_pct"]):
+        clim = group[group["model_name"] == "climatology"].set_index("timestamp").sort_index()
+        for name, own in group.groupby("model_name"):
+            own = own.set_index("timestamp").sort_index()
+            common = own.index.intersection(clim.index)
+            hours = own.loc[common, "hours_to_resolution"].where(own.loc[common, "status"] != "expired", np.inf)
+            hours = hours.to_numpy(dtype=float)
+            forecast = own.loc[common, list(FORECAST_COLUMNS)].to_numpy(dtype=float)
+            reference = clim.loc[common, list(FORECAST_COLUMNS)].to_numpy(dtype=float)
+            m = RESOLUTION.metrics(forecast, reference, hours, horizon)
+            within = (hours <= 24).astype(float)
+            low, high = skill_interval(within, forecast[:, 1], reference[:, 1], common,
+                                       block_days=max(1, -(-horizon // 24)))
+            rows.append({"symbol": symbol, "target": target, "model": name, "n": m["n"],
+                         "within_24h": float(within.mean()), "skill_6h": m["brier_skill_6h"],
+                         "skill_24h": m["brier_skill_24h"], "skill_24h_low": low, "skill_24h_high": high,
+                         "skill_horizon": m["brier_skill_horizon"], "coverage": m["interval_coverage"],
+                         "pinball_skill": m["pinball_skill"]})
+    return pd.DataFrame(rows)
+
+
+def format_resolution_table(table: pd.DataFrame) -> str:
+    def show(v) -> str:
+        return "   n/a " if v is None or pd.isna(v) else f"{v:+.3f}"
+    lines = [f"{'asset':<10} {'target':>6} {'time model':<12} {'n':>6} {'<=24h':>6} {'BSS 6h':>7} "
+             f"{'BSS 24h [95% CI]':>24} {'BSS H':>7} {'cover':>6} {'pinball':>7}"]
+    for r in table.itertuples():
+        ci = f"{show(r.skill_24h)} [{show(r.skill_24h_low)}, {show(r.skill_24h_high)}]"
+        lines.append(f"{r.symbol:<10} {r.target:>6.0%} {r.model:<12} {r.n:>6} {r.within_24h:>6.1%} "
+                     f"{show(r.skill_6h):>7} {ci:>24} {show(r.skill_horizon):>7} {r.coverage:>6.3f} "
+                     f"{show(r.pinball_skill):>7}")
     return "\n".join(lines)

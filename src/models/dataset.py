@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from src.data.features import CONTEXT_SYMBOL, compute_features, with_barrier
-from src.data.labels import DOWN, UP, barrier_outcomes, label_known_time
+from src.data.labels import AMBIGUOUS, DOWN, EXPIRED, UP, barrier_outcomes, label_known_time
 from src.utils.errors import UserError
 
 
@@ -48,3 +48,14 @@ def build_dataset(candles: pd.DataFrame, features: pd.DataFrame, target: float, 
     matrix = with_barrier(features.loc[index], target)
     return Dataset(matrix, outcomes.loc[index, "label"].astype(int), label_known_time(outcomes.loc[index], horizon),
                    outcomes)
+
+
+def build_time_dataset(data: Dataset, features: pd.DataFrame, target: float, horizon: int = 168) -> Dataset:
+    """Resolution-time samples from the same outcomes: every decided window (an ambiguous candle counts as
+    a touch); y = hours until the touch, inf when the window expired (censored at H)."""
+    outcomes = data.outcomes
+    decided = outcomes["status"].isin([UP, DOWN, AMBIGUOUS, EXPIRED])
+    index = outcomes.index[decided].intersection(features.index)
+    hours = outcomes.loc[index, "hours_to_hit"].where(outcomes.loc[index, "status"] != EXPIRED, float("inf"))
+    return Dataset(with_barrier(features.loc[index], target), hours.astype(float),
+                   label_known_time(outcomes.loc[index], horizon), outcomes)

@@ -44,18 +44,21 @@ class ModelRegistry:
         self._cache: dict[str, LoadedModel] = {}
 
     def save(self, estimator, *, symbol: str, timeframe: str, target: float, model_name: str,
-             train_start: datetime, train_end: datetime, n_samples: int, metrics: dict) -> str:
-        """Write the model's files and its metadata row; returns its version."""
-        version = f"{symbol.replace('/', '')}-{target:g}-{model_name}-{train_end:%Y%m%d%H}-{uuid.uuid4().hex[:6]}"
+             train_start: datetime, train_end: datetime, n_samples: int, metrics: dict,
+             task: str = "direction") -> str:
+        """Write the model's files and its metadata row; returns its version. `task`: 'direction' (P(UP))
+        or 'resolution' (how soon; its versions say 'time')."""
+        kind = model_name if task == "direction" else f"time-{model_name}"
+        version = f"{symbol.replace('/', '')}-{target:g}-{kind}-{train_end:%Y%m%d%H}-{uuid.uuid4().hex[:6]}"
         folder = self.models_dir / version
         folder.mkdir(parents=True, exist_ok=False)
         joblib.dump(estimator, folder / "model.joblib")
-        if model_name == "xgboost":
+        if task == "direction" and model_name == "xgboost":
             for k, calibrated in enumerate(estimator.calibrated_classifiers_):
                 calibrated.estimator.get_booster().save_model(str(folder / f"booster-{k}.ubj"))
         libraries = {"python": platform.python_version(), "xgboost": xgboost.__version__,
                      "scikit-learn": sklearn.__version__, "pandas": pd.__version__}
-        row = {"symbol": symbol, "timeframe": timeframe, "target_pct": target, "model_name": model_name,
+        row = {"symbol": symbol, "timeframe": timeframe, "target_pct": target, "model_name": model_name, "task": task,
                "version": version, "feature_version": FEATURE_VERSION, "path": str(folder),
                "checksum": _sha256(folder / "model.joblib"), "train_start": train_start, "train_end": train_end,
                "n_samples": n_samples, "metrics": metrics, "library_versions": libraries}
@@ -78,11 +81,12 @@ class ModelRegistry:
         self._cache[version] = loaded
         return loaded
 
-    def prune(self, symbol: str, timeframe: str, target: float, keep: int = 3, keep_retired_files: int = 7) -> int:
+    def prune(self, symbol: str, timeframe: str, target: float, keep: int = 3, keep_retired_files: int = 7,
+              task: str = "direction") -> int:
         """Delete the files and rows of models that were never champion, beyond the newest `keep` of each
         kind. Retired champions keep their rows (the champion history) but only the newest
         `keep_retired_files` keep their files: a fresh champion is deployed every day. Returns rows removed."""
-        rows = self.records.models(symbol, timeframe, target)
+        rows = self.records.models(symbol, timeframe, target, task=task)
         never = rows[~rows["is_champion"] & rows["promoted_at"].isna()]
         doomed = never.groupby("model_name", group_keys=False).apply(lambda g: g.iloc[:-keep] if keep else g)
         retired = rows[~rows["is_champion"] & rows["promoted_at"].notna()]
@@ -94,12 +98,12 @@ class ModelRegistry:
         self.records.delete_models(list(doomed["version"]))
         return len(doomed)
 
-    def current(self, symbol: str, timeframe: str, target: float,
-                as_of: pd.Timestamp | None = None) -> dict[str, pd.Series]:
+    def current(self, symbol: str, timeframe: str, target: float, as_of: pd.Timestamp | None = None,
+                task: str = "direction") -> dict[str, pd.Series]:
         """The newest model of each name for one asset x target, and which is champion (key 'champion').
         With `as_of`, the registry as it stood then: models created by that time, and the champion that was
         serving at it (none if no champion had been promoted yet)."""
-        rows = self.records.models(symbol, timeframe, target)
+        rows = self.records.models(symbol, timeframe, target, task=task)
         if as_of is not None:
             rows = rows[rows["created_at"] <= as_of]
             serving = (rows["promoted_at"] <= as_of) & (rows["retired_at"].isna() | (rows["retired_at"] > as_of))

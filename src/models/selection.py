@@ -11,6 +11,7 @@ same reason: neighbouring hours and days are not independent samples.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,14 +24,17 @@ MIN_EVIDENCE = 200  # fewer labelled hours than this are no evidence at all
 
 @dataclass
 class Evidence:
-    """Out-of-sample forecasts (P(UP)) of each model kind on the same labelled hours, in time order."""
+    """Out-of-sample forecasts of each model kind on the same labelled hours, in time order: P(UP) per hour
+    (direction), or one row of numbers per hour (time models); y the outcomes."""
     times: pd.DatetimeIndex
     y: np.ndarray
     p: dict[str, np.ndarray]
 
     @classmethod
-    def empty(cls, names: tuple[str, ...]) -> Evidence:
-        return cls(pd.DatetimeIndex([], tz="UTC"), np.array([], dtype=float), {n: np.array([]) for n in names})
+    def empty(cls, names: tuple[str, ...], width: int | None = None) -> Evidence:
+        """No forecasts yet; `width` for forecasts of several numbers per hour (the time models')."""
+        shape = (0,) if width is None else (0, width)
+        return cls(pd.DatetimeIndex([], tz="UTC"), np.array([], dtype=float), {n: np.empty(shape) for n in names})
 
     def __len__(self) -> int:
         return len(self.times)
@@ -79,15 +83,20 @@ def diebold_mariano(loss_incumbent: np.ndarray, loss_challenger: np.ndarray, lag
     return float(norm.sf(d.mean() / np.sqrt(variance / len(d))))
 
 
-def choose_champion(evidence: Evidence, level: float, lag: int,
-                    order: tuple[str, ...] = SIMPLEST_FIRST) -> ChampionChoice:
-    """The simplest model that no more complex one beats significantly at `level` (one-sided)."""
+def brier_loss(p: np.ndarray, y: np.ndarray) -> np.ndarray:
+    return (p - y) ** 2
+
+
+def choose_champion(evidence: Evidence, level: float, lag: int, order: tuple[str, ...] = SIMPLEST_FIRST,
+                    loss: Callable[[np.ndarray, np.ndarray], np.ndarray] = brier_loss) -> ChampionChoice:
+    """The simplest model that no more complex one beats significantly at `level` (one-sided), by the
+    per-hour `loss` (Brier by default)."""
     names = [n for n in order if n in evidence.p]
     choice = ChampionChoice(names[0], len(evidence))
     if len(evidence) < MIN_EVIDENCE:
         choice.reason = f"{len(evidence)} out-of-sample hours, fewer than {MIN_EVIDENCE}: the simplest model stays"
         return choice
-    losses = {n: (evidence.p[n] - evidence.y) ** 2 for n in names}
+    losses = {n: loss(evidence.p[n], evidence.y) for n in names}
     choice.brier = {n: float(loss.mean()) for n, loss in losses.items()}
     for challenger in names[1:]:
         p_value = diebold_mariano(losses[choice.champion], losses[challenger], lag)

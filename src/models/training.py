@@ -1,5 +1,6 @@
-"""Training per asset x target: purged walk-forward validation of the three models, a final fit on every
-label known at the cut, registry entries, validation metrics in model_performance, and a champion.
+"""Training per asset x target and task (direction: P(UP); resolution: how soon, src.models.tasks):
+purged walk-forward validation of the task's models, a final fit on every label known at the cut,
+registry entries, validation metrics in model_performance, and a champion per task.
 
 The champion is chosen on evidence (src.models.selection): the simplest model unless a more complex one
 has a significantly lower out-of-sample Brier score over the walk-forward folds, so users never get a
@@ -21,10 +22,10 @@ from src.data.features import FEATURE_VERSION
 from src.database.operations import DatabaseOperations
 from src.database.records import RecordStore
 from src.models.dataset import Dataset, asset_features, build_dataset
-from src.models.estimators import MODEL_NAMES, fit_model, min_calibration_samples, prob_up
-from src.models.metrics import forecast_metrics
+from src.models.estimators import min_calibration_samples
 from src.models.registry import ModelRegistry
 from src.models.selection import ChampionChoice, Evidence, choose_champion
+from src.models.tasks import DIRECTION, TASKS, Task
 from src.utils.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -51,15 +52,38 @@ class TrainSettings:
 
 
 @dataclass
-class GroupResult:
-    symbol: str
-    target: float
+class TaskResult:
+    task: str
     versions: dict[str, str] = field(default_factory=dict)
     metrics: dict[str, dict] = field(default_factory=dict)  # on the held-out last fold (reported validation)
     folds: list[tuple[pd.Timestamp, Evidence]] = field(default_factory=list)  # (fold end, forecasts)
     selection: ChampionChoice | None = None  # the deployed champion's choice, on every fold
     champion: str = "climatology"
+
+
+@dataclass
+class GroupResult:
+    symbol: str
+    target: float
+    tasks: dict[str, TaskResult] = field(default_factory=dict)
     skipped: str | None = None  # why the group was not trained
+
+    # the direction task's figures, which most callers want
+    @property
+    def champion(self) -> str:
+        return self.tasks[DIRECTION.name].champion
+
+    @property
+    def versions(self) -> dict[str, str]:
+        return self.tasks[DIRECTION.name].versions
+
+    @property
+    def metrics(self) -> dict[str, dict]:
+        return self.tasks[DIRECTION.name].metrics
+
+    @property
+    def selection(self) -> ChampionChoice | None:
+        return self.tasks[DIRECTION.name].selection
 
 
 def load_candles(ops: DatabaseOperations, symbols: list[str], timeframe: str, end: pd.Timestamp | None = None,
@@ -82,10 +106,11 @@ def unfillable_hours(ops: DatabaseOperations, symbol: str, timeframe: str) -> pd
     return hours[0].append(hours[1:]) if hours else pd.DatetimeIndex([], tz="UTC")
 
 
-def walk_forward(data: Dataset, cut: pd.Timestamp, settings: TrainSettings) -> list[tuple[pd.Timestamp, Evidence]]:
-    """Out-of-sample forecasts of every model over the last n_folds blocks before `cut`, one Evidence per
-    fold (with its end): each fold's models see only labels known by the fold's start minus the embargo;
-    its test labels are those known by `cut`."""
+def walk_forward(data: Dataset, cut: pd.Timestamp, settings: TrainSettings, task: Task = DIRECTION,
+                 target: float = 0.0) -> list[tuple[pd.Timestamp, Evidence]]:
+    """Out-of-sample forecasts of every model of `task` over the last n_folds blocks before `cut`, one
+    Evidence per fold (with its end): each fold's models see only labels known by the fold's start minus
+    the embargo; its test labels are those known by `cut`."""
     known = data.purged(cut)
     folds = []
     for k in range(settings.n_folds, 0, -1):
@@ -94,16 +119,21 @@ def walk_forward(data: Dataset, cut: pd.Timestamp, settings: TrainSettings) -> l
         train = data.purged(start, settings.embargo_hours)
         if len(test.y) == 0 or len(train.y) < settings.needed_samples or train.y.nunique() < 2:
             continue
-        forecasts = {name: prob_up(fit_model(name, train.X, train.y, settings.horizon), test.X)
-                     for name in MODEL_NAMES}
+        forecasts = task.forecasts(train, test.X, settings.horizon, target)
         folds.append((start + pd.Timedelta(days=settings.fold_days),
                       Evidence(test.X.index, test.y.to_numpy(dtype=float), forecasts)))
     return folds
 
 
-def evidence_metrics(evidence: Evidence, champion: str | None = None) -> dict[str, dict]:
+def choose(task: Task, evidence: Evidence, settings: TrainSettings) -> ChampionChoice:
+    """The task's champion on this evidence, by the significance rule."""
+    return choose_champion(evidence, settings.significance, settings.horizon, task.models,
+                           loss=lambda p, y: task.loss(p, y, settings.horizon))
+
+
+def evidence_metrics(task: Task, evidence: Evidence, horizon: int, champion: str | None = None) -> dict[str, dict]:
     """Every model's metrics on the evidence (skill against climatology), and the champion's under 'champion'."""
-    metrics = {name: forecast_metrics(evidence.y, p, evidence.p["climatology"]) for name, p in evidence.p.items()}
+    metrics = {name: task.metrics(p, evidence.p["climatology"], evidence.y, horizon) for name, p in evidence.p.items()}
     if champion is not None:
         metrics["champion"] = metrics[champion]
     return metrics
@@ -146,9 +176,14 @@ class Trainer:
         as_of = cut or candles[symbol]["timestamp"].iloc[-1] + pd.Timedelta(hours=1)
         data = build_dataset(candles[symbol], features, target, s.horizon,
                              unfillable_hours(self.ops, symbol, s.timeframe))
-        return self._train_group(symbol, target, data, as_of)
+        self._check_samples(data, as_of)
+        result = GroupResult(symbol, target)
+        for task in TASKS:
+            result.tasks[task.name] = self._train_task(task, symbol, target,
+                                                       task.samples(data, features, target, s.horizon), as_of)
+        return result
 
-    def _train_group(self, symbol: str, target: float, data: Dataset, as_of: pd.Timestamp) -> GroupResult:
+    def _check_samples(self, data: Dataset, as_of: pd.Timestamp) -> None:
         s = self.settings
         known = data.purged(as_of)
         if len(known.y) < s.needed_samples:
@@ -158,43 +193,46 @@ class Trainer:
         if known.y.nunique() < 2:
             raise UserError(f"all {len(known.y)} labelled samples are {'UP' if known.y.iloc[0] else 'DOWN'}; "
                             "a model needs both outcomes (more history)")
-        result = GroupResult(symbol, target, folds=walk_forward(data, as_of, s))
-        self._choose(result)
-        for name in MODEL_NAMES:
-            estimator = fit_model(name, known.X, known.y, s.horizon)
-            selection = {"selection_brier": result.selection.brier.get(name),
+
+    def _train_task(self, task: Task, symbol: str, target: float, data: Dataset, as_of: pd.Timestamp) -> TaskResult:
+        s = self.settings
+        known = data.purged(as_of)
+        result = TaskResult(task.name, folds=walk_forward(data, as_of, s, task, target))
+        self._choose(task, result)
+        for name in task.models:
+            estimator = task.fit(name, known, s.horizon, target)
+            selection = {"selection_loss": result.selection.brier.get(name),
                          "selection_p_value": result.selection.p_values.get(name)}
             result.versions[name] = self.registry.save(
-                estimator, symbol=symbol, timeframe=s.timeframe, target=target, model_name=name,
+                estimator, symbol=symbol, timeframe=s.timeframe, target=target, model_name=name, task=task.name,
                 train_start=known.X.index[0], train_end=as_of, n_samples=len(known.y),
                 metrics=result.metrics.get(name, {}) | selection | {"feature_version": FEATURE_VERSION})
         self.records.promote(result.versions[result.champion])
-        self.registry.prune(symbol, s.timeframe, target)
-        self._store_validation(result, as_of)
-        log.info("%s %g: trained on %d samples; champion %s: %s", symbol, target, len(known.y), result.champion,
-                 result.selection.reason)
+        self.registry.prune(symbol, s.timeframe, target, task=task.name)
+        self._store_validation(symbol, target, result, as_of)
+        log.info("%s %g %s: trained on %d samples; champion %s: %s", symbol, target, task.name, len(known.y),
+                 result.champion, result.selection.reason)
         return result
 
-    def _choose(self, result: GroupResult) -> None:
+    def _choose(self, task: Task, result: TaskResult) -> None:
         """Deployed champion: chosen on every fold. Reported validation: the last fold, held out, with the
         champion the earlier folds alone would have chosen."""
         s = self.settings
         if not result.folds:
-            result.selection = choose_champion(Evidence.empty(MODEL_NAMES), s.significance, s.horizon)
+            result.selection = choose(task, Evidence.empty(task.models), s)
             return
         every = sum((ev for _, ev in result.folds[1:]), result.folds[0][1])
-        result.selection = choose_champion(every, s.significance, s.horizon)
+        result.selection = choose(task, every, s)
         result.champion = result.selection.champion
         earlier = [ev for _, ev in result.folds[:-1]]
-        policy = (choose_champion(sum(earlier[1:], earlier[0]), s.significance, s.horizon).champion
-                  if earlier else "climatology")
-        result.metrics = evidence_metrics(result.folds[-1][1], policy)
+        policy = choose(task, sum(earlier[1:], earlier[0]), s).champion if earlier else task.models[0]
+        result.metrics = evidence_metrics(task, result.folds[-1][1], s.horizon, policy)
 
-    def _store_validation(self, result: GroupResult, as_of: pd.Timestamp) -> None:
+    def _store_validation(self, symbol: str, target: float, result: TaskResult, as_of: pd.Timestamp) -> None:
         """The held-out last fold's metrics per model and for the champion policy, dated at the cut."""
         s = self.settings
-        rows = [{"run_type": "validation", "symbol": result.symbol, "timeframe": s.timeframe,
-                 "target_pct": result.target, "model_name": name, "evaluation_date": as_of.date(),
+        rows = [{"run_type": "validation", "symbol": symbol, "timeframe": s.timeframe, "task": result.task,
+                 "target_pct": target, "model_name": name, "evaluation_date": as_of.date(),
                  "window_days": s.fold_days, "total_predictions": m["n"], **{k: v for k, v in m.items() if k != "n"}}
                 for name, m in result.metrics.items() if m.get("n")]
         self.records.save_performance(rows)

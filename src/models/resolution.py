@@ -1,0 +1,215 @@
+"""How soon: models of the hours until either barrier is touched, right-censored at the horizon H.
+
+A window that resolves at hour k (its k-th candle touches a barrier; an ambiguous candle counts) has its
+touch somewhere in (k - 1, k]; it is represented by its midpoint k - 1/2. An expired window is censored:
+its time is only known to exceed H. Every model gives a continuous distribution function F(t | x), from
+which each forecast takes P(resolved within 6 h), within 24 h and within H, and the 10/50/90 % quantiles
+in hours (capped at H: a quantile beyond H is reported as H, and p_horizon says how much mass lies past it).
+
+Models (one interface: fit(X, hours, expired) -> self, cdf(X, t) -> (n, len(t)), quantiles(X, qs)):
+- `climatology`: the training window's distribution (Kaplan-Meier of log time), whatever the features.
+- `random_walk`: first exit of a driftless Brownian motion from (log(1 - X), log(1 + X)) with the
+  current volatility (vol_24 per hour); no fitting. The free physics baseline.
+- `xgboost_aft`: accelerated failure time, log T = mu(x) + e. mu(x) is xgboost's `survival:aft` (which
+  fits interval-censored hits and right-censored expiries as they are), boosted from the random walk's
+  time scale 2 log(X / vol_24) as base margin: the trees learn the correction, and the model follows a
+  volatility regime it has never seen (trees alone cannot extrapolate). The distribution of e is the
+  Kaplan-Meier estimate of the residuals on the newest third of the training window, held out from the
+  first fit with the horizon as gap, so the spread is out of sample and the probabilities calibrated
+  without assuming a shape. Chosen over a discrete-time hazard model because one location model serves
+  every horizon and quantile coherently (monotone in t by construction).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import xgboost
+
+from src.models.resolution_metrics import FORECAST_COLUMNS
+
+TIME_MODEL_NAMES = ("climatology", "random_walk", "xgboost_aft")
+WITHIN_HOURS = (6, 24)
+QUANTILES = (0.1, 0.5, 0.9)
+VOLATILITY_FEATURE = "vol_24"
+AFT_PARAMS = {"objective": "survival:aft", "aft_loss_distribution": "normal", "aft_loss_distribution_scale": 1.0,
+              "eval_metric": "aft-nloglik", "tree_method": "hist", "learning_rate": 0.05, "max_depth": 3,
+              "min_child_weight": 50, "subsample": 0.8, "colsample_bytree": 0.7, "reg_lambda": 10.0,
+              "nthread": 1, "verbosity": 0}
+AFT_ROUNDS = 200
+SERIES_TERMS = 60  # of the Brownian exit-time series: ample for t down to a few minutes
+
+
+def observed_hours(hours: np.ndarray, expired: np.ndarray, horizon: int) -> np.ndarray:
+    """A hit at hour k as k - 1/2; an expired window at H (censored)."""
+    return np.where(expired, float(horizon), np.asarray(hours, dtype=float) - 0.5)
+
+
+def kaplan_meier(values: np.ndarray, censored: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct event values and the estimated distribution function just after each (right censoring)."""
+    order = np.lexsort((censored, values))  # at ties, events before censorings (the usual convention)
+    values, censored = np.asarray(values, float)[order], np.asarray(censored, bool)[order]
+    at_risk = len(values) - np.arange(len(values))
+    factors = np.where(censored, 1.0, 1.0 - 1.0 / at_risk)
+    survival = np.cumprod(factors)
+    events = ~censored
+    if not events.any():
+        return np.array([np.inf]), np.array([0.0])
+    # the survival after the last event of each distinct value
+    event_values = values[events]
+    last = np.r_[event_values[1:] != event_values[:-1], True]
+    return event_values[last], 1.0 - survival[events][last]
+
+
+class _StepDistribution:
+    """A distribution function given by Kaplan-Meier steps."""
+
+    def __init__(self, points: np.ndarray, cdf: np.ndarray):
+        self.points, self.values = points, cdf
+
+    def cdf(self, x: np.ndarray) -> np.ndarray:
+        index = np.searchsorted(self.points, x, side="right")
+        return np.where(index > 0, self.values[np.maximum(index - 1, 0)], 0.0)
+
+    def quantile(self, q: float) -> float:
+        """Smallest point whose F reaches q; +inf when the mass stops short of q (censoring)."""
+        index = np.searchsorted(self.values, q - 1e-12, side="left")
+        return float(self.points[index]) if index < len(self.points) else np.inf
+
+
+class TimeModel:
+    """Log-time location model plus an error distribution: F(t | x) = G(log t - mu(x))."""
+
+    horizon: int = 168
+
+    def location(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
+        return np.zeros(len(X))
+
+    def cdf(self, X: pd.DataFrame, t: np.ndarray) -> np.ndarray:  # noqa: N803
+        mu = self.location(X)
+        return self.errors_.cdf(np.log(np.asarray(t, float))[None, :] - mu[:, None])
+
+    def quantiles(self, X: pd.DataFrame, qs: tuple[float, ...] = QUANTILES) -> np.ndarray:  # noqa: N803
+        """(n, len(qs)) hours, capped at H."""
+        mu = self.location(X)
+        return np.column_stack([np.minimum(np.exp(mu + self.errors_.quantile(q)), self.horizon) for q in qs])
+
+    def _fit_errors(self, log_time: np.ndarray, censored: np.ndarray, mu: np.ndarray) -> None:
+        self.errors_ = _StepDistribution(*kaplan_meier(log_time - mu, censored))
+
+
+class ClimatologyTime(TimeModel):
+    """The training window's distribution of resolution times, whatever the features."""
+
+    def fit(self, X: pd.DataFrame, hours: np.ndarray, expired: np.ndarray, horizon: int = 168):  # noqa: N803
+        self.horizon = horizon
+        self._fit_errors(np.log(observed_hours(hours, expired, horizon)), np.asarray(expired, bool), np.zeros(len(X)))
+        return self
+
+
+def diffusive_scale(X: pd.DataFrame, target: float) -> np.ndarray:  # noqa: N803
+    """log of the hours a random walk with the current volatility needs to move X: 2 log(X / sigma)."""
+    sigma = X[VOLATILITY_FEATURE].to_numpy(dtype=float)
+    sigma = np.where(np.isfinite(sigma) & (sigma > 0), sigma, np.nanmedian(sigma[sigma > 0]) if (sigma > 0).any()
+                     else target / 10)
+    return 2 * np.log(target / sigma)
+
+
+class XGBoostAFT(TimeModel):
+    """xgboost's accelerated failure time location over the diffusive time scale, held-out Kaplan-Meier
+    errors."""
+
+    def __init__(self, target: float):
+        self.target = target
+
+    def fit(self, X: pd.DataFrame, hours: np.ndarray, expired: np.ndarray, horizon: int = 168):  # noqa: N803
+        self.horizon = horizon
+        expired = np.asarray(expired, bool)
+        log_time = np.log(observed_hours(hours, expired, horizon))
+        held = len(X) // 3
+        first = len(X) - held - horizon
+        if held < 100 or first < 100:
+            raise ValueError(f"{len(X)} samples are too few for a time model with a {horizon} h gap")
+        self.feature_names_in_ = np.array(X.columns)
+        self.booster_ = self._booster(X.iloc[:first], hours[:first], expired[:first], horizon)
+        late = X.iloc[len(X) - held:]
+        self._fit_errors(log_time[len(X) - held:], expired[len(X) - held:], self.location(late))
+        self.booster_ = self._booster(X, hours, expired, horizon)
+        return self
+
+    def _booster(self, X: pd.DataFrame, hours: np.ndarray, expired: np.ndarray, horizon: int):  # noqa: N803
+        """Hits are interval-censored in (k - 1, k]; expiries right-censored at H."""
+        matrix = xgboost.DMatrix(X, base_margin=diffusive_scale(X, self.target))
+        hours = np.asarray(hours, float)
+        matrix.set_float_info("label_lower_bound", np.where(expired, float(horizon), hours - 1.0))
+        matrix.set_float_info("label_upper_bound", np.where(expired, np.inf, hours))
+        return xgboost.train(AFT_PARAMS, matrix, num_boost_round=AFT_ROUNDS)
+
+    def location(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
+        X = X[list(self.feature_names_in_)]  # noqa: N806 (a cached row comes back with sorted columns)
+        matrix = xgboost.DMatrix(X, base_margin=diffusive_scale(X, self.target))
+        return self.booster_.predict(matrix, output_margin=True)
+
+
+def exit_probability(t: np.ndarray, sigma: np.ndarray, lower: float, upper: float) -> np.ndarray:
+    """P(a driftless Brownian motion with variance sigma^2 per hour, started at 0, has left (lower, upper)
+    by time t): the eigenfunction series of the heat equation on an interval of width L = upper - lower."""
+    width, start = upper - lower, -lower
+    n = np.arange(1, SERIES_TERMS + 1)
+    weights = 2 / (n * np.pi) * (1 - (-1.0) ** n) * np.sin(n * np.pi * start / width)
+    rate = (n * np.pi / width) ** 2 / 2
+    exponent = -np.multiply.outer(np.multiply.outer(sigma ** 2, np.asarray(t, float)), rate)
+    survival = np.clip((np.exp(exponent) * weights).sum(axis=-1), 0.0, 1.0)
+    return 1.0 - survival
+
+
+class RandomWalkTime:
+    """First exit of a driftless random walk from the barriers with the current volatility (no fitting).
+    The exit probability depends on sigma^2 t alone, so one curve per target serves every row."""
+
+    def __init__(self, target: float, horizon: int = 168):
+        self.target, self.horizon = target, horizon
+        self.lower, self.upper = np.log(1 - target), np.log(1 + target)
+        width = self.upper - self.lower
+        self.u_ = np.geomspace(1e-6, 10.0, 4000) * width ** 2  # variance accumulated: sigma^2 t
+        self.curve_ = exit_probability(self.u_, np.array(1.0), self.lower, self.upper)
+
+    def fit(self, X, hours, expired, horizon: int = 168):  # noqa: N803 (the shared interface; nothing to learn)
+        self.horizon = horizon
+        return self
+
+    def _variance(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
+        return np.exp(-diffusive_scale(X, self.target)) * self.target ** 2  # sigma^2, with the same fallback
+
+    def cdf(self, X: pd.DataFrame, t: np.ndarray) -> np.ndarray:  # noqa: N803
+        u = np.multiply.outer(self._variance(X), np.asarray(t, float))
+        return np.interp(u, self.u_, self.curve_, left=0.0, right=1.0)
+
+    def quantiles(self, X: pd.DataFrame, qs: tuple[float, ...] = QUANTILES) -> np.ndarray:  # noqa: N803
+        u = np.array([np.interp(q, self.curve_, self.u_) for q in qs])
+        return np.minimum(u[None, :] / self._variance(X)[:, None], self.horizon)
+
+
+def make_time_model(name: str, target: float):
+    if name == "climatology":
+        return ClimatologyTime()
+    if name == "random_walk":
+        return RandomWalkTime(target)
+    if name == "xgboost_aft":
+        return XGBoostAFT(target)
+    raise ValueError(f"unknown time model {name!r}; use one of {', '.join(TIME_MODEL_NAMES)}")
+
+
+def fit_time_model(name: str, X: pd.DataFrame, hours: np.ndarray, expired: np.ndarray, target: float,  # noqa: N803
+                   horizon: int = 168):
+    return make_time_model(name, target).fit(X, np.asarray(hours, float), np.asarray(expired, bool), horizon)
+
+
+def forecast_array(model, X: pd.DataFrame, horizon: int = 168) -> np.ndarray:  # noqa: N803
+    """(n, 6): p_6h, p_24h, p_horizon, then the 10/50/90 % quantile hours (capped at H), per row of X."""
+    p = model.cdf(X, np.array([*WITHIN_HOURS, horizon], dtype=float))
+    return np.column_stack([p, model.quantiles(X)])
+
+
+def forecast(model, X: pd.DataFrame, horizon: int = 168) -> pd.DataFrame:  # noqa: N803
+    """The stored forecast, as named columns."""
+    return pd.DataFrame(forecast_array(model, X, horizon), columns=list(FORECAST_COLUMNS), index=X.index)

@@ -1,0 +1,67 @@
+"""How good a resolution-time forecast is: Brier skill of P(within 6 h / 24 h / H) against the climatology
+time model, coverage of the 10-90 % interval, and pinball-loss skill of the three quantiles.
+
+Forecasts are arrays of FORECAST_COLUMNS per hour; outcomes are the hours until resolution (the hit
+candle's number k, or inf when the window expired). A touch at hour k happened in (k - 1, k], uniformly
+for all we know: coverage counts the share of that hour inside the interval, and the pinball loss uses
+its midpoint; an expired window counts as covered when the interval reaches past H (p_horizon < 0.9),
+and as H for the pinball loss of the quantiles capped at H.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+FORECAST_COLUMNS = ("p_6h", "p_24h", "p_horizon", "q10_hours", "q50_hours", "q90_hours")
+QUANTILE_LEVELS = (0.1, 0.5, 0.9)
+
+
+def _within(hours: np.ndarray, horizon: int) -> np.ndarray:
+    """(n, 3) outcomes of the three probability forecasts: resolved within 6 h, 24 h, H."""
+    return np.column_stack([hours <= k for k in (6, 24, horizon)]).astype(float)
+
+
+def time_loss(forecast: np.ndarray, hours: np.ndarray, horizon: int = 168) -> np.ndarray:
+    """Per hour: the mean Brier loss of the three probability forecasts (the champion rule's loss)."""
+    return ((forecast[:, :3] - _within(hours, horizon)) ** 2).mean(axis=1)
+
+
+def interval_coverage(forecast: np.ndarray, hours: np.ndarray) -> np.ndarray:
+    """Per hour: the share of the outcome inside [q10, q90]."""
+    low, high = forecast[:, 3], forecast[:, 5]
+    expired = ~np.isfinite(hours)
+    k = np.where(expired, 0.0, hours)
+    inside = np.clip(np.minimum(high, k) - np.maximum(low, k - 1), 0.0, 1.0)
+    return np.where(expired, forecast[:, 2] < 0.9, inside).astype(float)
+
+
+def pinball(forecast: np.ndarray, hours: np.ndarray, horizon: int = 168) -> np.ndarray:
+    """Per hour: the summed pinball loss of the three quantiles (outcome capped at H)."""
+    outcome = np.where(np.isfinite(hours), hours - 0.5, float(horizon))
+    total = np.zeros(len(hours))
+    for j, level in enumerate(QUANTILE_LEVELS):
+        error = outcome - forecast[:, 3 + j]
+        total += np.maximum(level * error, (level - 1) * error)
+    return total
+
+
+def _skill(loss: np.ndarray, reference: np.ndarray) -> float | None:
+    return float(1 - loss.sum() / reference.sum()) if reference.sum() > 0 else None
+
+
+def time_metrics(forecast: np.ndarray, climatology: np.ndarray, hours: np.ndarray,
+                 horizon: int = 168) -> dict[str, float | int | None]:
+    """Every figure stored for a time model (skills against the climatology time model's forecasts)."""
+    n = len(hours)
+    if n == 0:
+        return {"n": 0}
+    within = _within(hours, horizon)
+    loss, reference = (forecast[:, :3] - within) ** 2, (climatology[:, :3] - within) ** 2
+    return {"n": n,
+            "brier_skill_6h": _skill(loss[:, 0], reference[:, 0]),
+            "brier_skill_24h": _skill(loss[:, 1], reference[:, 1]),
+            "brier_skill_horizon": _skill(loss[:, 2], reference[:, 2]),
+            "brier": float(loss[:, 1].mean()),
+            "interval_coverage": float(interval_coverage(forecast, hours).mean()),
+            "pinball_skill": _skill(pinball(forecast, hours, horizon), pinball(climatology, hours, horizon)),
+            "hit_rate": float(np.isfinite(hours).mean()),
+            "avg_time_to_target_hours": float(hours[np.isfinite(hours)].mean()) if np.isfinite(hours).any() else None}
