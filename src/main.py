@@ -134,7 +134,7 @@ def cmd_train(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_backtest(args: argparse.Namespace, ctx: Context) -> int:
-    from src.models.backtest import format_table, run_backtest
+    from src.models.backtest import RUN, format_resolution_table, format_table, resolution_table, run_backtest
     from src.models.training import load_candles, unfillable_hours
     start, end = args.start, args.end
     if end <= start:
@@ -150,7 +150,10 @@ def cmd_backtest(args: argparse.Namespace, ctx: Context) -> int:
         table = run_backtest(candles, symbols, ctx.config.target_percentages, start, end, ctx.records, settings,
                              args.retrain_every, progress=bar.update,
                              unfillable={s: unfillable_hours(ctx.ops, s, settings.timeframe) for s in symbols})
+    print("Direction: P(up X% before down X%)")
     print(format_table(table))
+    print("\nHow soon: hours until either barrier is touched")
+    print(format_resolution_table(resolution_table(ctx.records.resolved_time(RUN, start, end), settings.horizon)))
     return 0
 
 
@@ -180,13 +183,16 @@ def cmd_predict(args: argparse.Namespace, ctx: Context) -> int:
     _fill_latest(ctx, at)
     records = ctx.records
     predictor = Predictor(ctx.ops, records, ctx.registry(records), ctx.config.target_percentages,
-                          ctx.config.timeframe)
+                          ctx.config.timeframe, ctx.config.get("ml.max_lookback_hours"))
     result = predictor.predict(ctx.config.assets, at)
     for (symbol, target), (model, p) in sorted(result.champions.items()):
-        print(f"{symbol:<10} {target:>5.0%}  P(up first) = {p:.3f}  ({model})")
+        timing = result.timings.get((symbol, target))
+        soon = f"  P(resolved within 24 h) = {timing[1]:.2f}, median {timing[2]:.0f} h ({timing[0]})" if timing else ""
+        print(f"{symbol:<10} {target:>5.0%}  P(up first) = {p:.3f}  ({model}){soon}")
     for symbol, why in result.stale.items():
         print(f"{symbol:<10} no prediction: {why}")
-    print(f"{result.written} predictions written in {result.seconds * 1000:.0f} ms")
+    print(f"{result.written} predictions and {result.time_written} how-soon forecasts written in "
+          f"{result.seconds * 1000:.0f} ms")
     return 0 if result.predicted or not ctx.config.assets else 1
 
 

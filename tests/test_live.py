@@ -72,8 +72,8 @@ def test_repeated_and_concurrent_runs_write_nothing_twice(trained, write_config)
             for _ in range(2)]
     assert all(run.wait(timeout=120) == 0 for run in runs), [run.stderr.read() for run in runs]
     again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert "0 predictions written" in again.stdout
-    assert records.count("predictions") == 12
+    assert "0 predictions and 0 how-soon forecasts written" in again.stdout
+    assert records.count("predictions") == 12 and records.count("resolution_forecasts") == 12
 
 
 def test_stale_asset_gets_no_prediction(trained):
@@ -104,9 +104,20 @@ def test_outcomes_agree_with_the_label_function_and_are_idempotent(trained):
             got_hours, got_label = row["time_to_target_hours"], row["actual_outcome"]
             assert pd.isna(got_hours) if hours is None else got_hours == hours
             assert pd.isna(got_label) if label is None else got_label == label
+    # the how-soon forecasts of the same hours are resolved by the same outcomes
+    timing = records.resolved_time("live")
+    assert len(timing) == 6 * 2 * 3 and timing.groupby(["timestamp", "target_pct"])["is_champion"].sum().eq(1).all()
+    for r in timing.itertuples():
+        status, _, hours = reference_outcome(candles, r.timestamp, r.target_pct)
+        assert r.status == status
+        assert pd.isna(r.hours_to_resolution) if hours is None else r.hours_to_resolution == hours
     assert daily_performance(records, pd.Timestamp("2023-01-20").date()) > 0
     performance = records.performance("live")
     assert set(performance["window_days"]) == {1, 7, 30}
+    time_performance = records.performance("live", task="resolution")
+    assert set(time_performance["model_name"]) == {"climatology", "random_walk", "xgboost_aft"}
+    assert time_performance["interval_coverage"].between(0, 1).all()
+    assert (time_performance.loc[time_performance.model_name == "climatology", "pinball_skill"] == 0).all()
 
 
 def test_retraining_deploys_a_fresh_fit_chosen_on_equal_footing(trained):

@@ -224,6 +224,21 @@ class RecordStore:
             frame[column] = frame[column].astype(float)
         return frame
 
+    def recent_timings(self, hours: int = 2, run_type: str = "live") -> pd.DataFrame:
+        """Champion how-soon forecasts of the newest `hours` forecast hours."""
+        r = resolution_forecasts.c
+        newest = select(func.max(r.timestamp)).where(r.run_type == run_type).scalar_subquery()
+        columns = ["symbol", "target_pct", "timestamp", "model_name", "p_6h", "p_24h", "p_horizon", "q10_hours",
+                   "q50_hours", "q90_hours"]
+        query = (select(*(r[c] for c in columns))
+                 .where(r.run_type == run_type, r.is_champion,
+                        r.timestamp > newest - func.make_interval(0, 0, 0, 0, hours)))
+        with self.db.engine.connect() as conn:
+            frame = pd.DataFrame(conn.execute(query).all(), columns=columns)
+        for column in columns[4:] + ["target_pct"]:
+            frame[column] = frame[column].astype(float)
+        return frame
+
     def newest_champion_times(self, run_type: str = "live") -> pd.DataFrame:
         """Per (symbol, target): the hour of the newest champion prediction."""
         p = predictions.c

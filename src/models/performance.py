@@ -1,5 +1,6 @@
 """Daily performance of the live record: per asset x target x model, for the day and rolling 7 and 30 days,
-stored in model_performance (run_type 'live').
+stored in model_performance (run_type 'live'): direction forecasts (task 'direction') and how-soon
+forecasts (task 'resolution': Brier skill per horizon, interval coverage, pinball skill).
 
 A day's predictions resolve over the following week (a window can stay open for the full horizon), so a
 day's figures are recomputed as its predictions resolve, until none is pending; each row says how many were
@@ -17,6 +18,8 @@ import pandas as pd
 from src.data.labels import DOWN, UP
 from src.database.records import RecordStore
 from src.models.metrics import forecast_metrics
+from src.models.resolution_metrics import FORECAST_COLUMNS
+from src.models.tasks import RESOLUTION
 
 log = logging.getLogger(__name__)
 WINDOWS = (1, 7, 30)
@@ -47,6 +50,28 @@ def window_metrics(predictions: pd.DataFrame, as_of: pd.Timestamp, horizon: int 
     return rows
 
 
+def time_window_metrics(forecasts: pd.DataFrame, horizon: int = 168) -> list[dict]:
+    """How-soon metrics per (symbol, timeframe, target, time model) over the decided windows, against the
+    climatology time model's forecasts for the same hours."""
+    rows = []
+    for (symbol, timeframe, target), group in forecasts.groupby(["symbol", "timeframe", "target_pct"]):
+        decided = group[group["status"].notna()]
+        clim = decided[decided["model_name"] == "climatology"].set_index("timestamp")
+        for name, own in group.groupby("model_name"):
+            done = own[own["status"].notna()].set_index("timestamp")
+            common = done.index.intersection(clim.index)
+            hours = done.loc[common, "hours_to_resolution"].where(done.loc[common, "status"] != "expired", np.inf)
+            m = RESOLUTION.metrics(done.loc[common, list(FORECAST_COLUMNS)].to_numpy(float),
+                                   clim.loc[common, list(FORECAST_COLUMNS)].to_numpy(float),
+                                   hours.to_numpy(float), horizon)
+            pending = int(own["status"].isna().sum())
+            rows.append({"symbol": symbol, "timeframe": timeframe, "target_pct": float(target), "model_name": name,
+                         "task": RESOLUTION.name, "total_predictions": int(m.get("n", 0)),
+                         "resolved_predictions": len(done), "pending_predictions": pending,
+                         **{k: v for k, v in m.items() if k != "n"}})
+    return rows
+
+
 def daily_performance(records: RecordStore, day: date, as_of: pd.Timestamp | None = None, horizon: int = 168,
                       run_type: str = "live") -> int:
     """Compute and store the day's, 7-day and 30-day metrics ending with `day`, from the outcomes known
@@ -54,10 +79,14 @@ def daily_performance(records: RecordStore, day: date, as_of: pd.Timestamp | Non
     as_of = as_of if as_of is not None else pd.Timestamp.now(tz="UTC")
     end = pd.Timestamp(day, tz="UTC") + pd.Timedelta(days=1)
     made = records.resolved(run_type, end - pd.Timedelta(days=max(WINDOWS)), end, include_pending=True)
+    timing = records.resolved_time(run_type, end - pd.Timedelta(days=max(WINDOWS)), end, include_pending=True)
     rows = []
     for days in WINDOWS:
-        window = made[made["timestamp"] >= end - pd.Timedelta(days=days)]
-        for row in window_metrics(window, as_of, horizon):
+        since = end - pd.Timedelta(days=days)
+        for row in window_metrics(made[made["timestamp"] >= since], as_of, horizon):
+            rows.append({**row, "task": "direction", "run_type": run_type, "evaluation_date": day,
+                         "window_days": days})
+        for row in time_window_metrics(timing[timing["timestamp"] >= since], horizon):
             rows.append({**row, "run_type": run_type, "evaluation_date": day, "window_days": days})
     stored = records.save_performance(rows)
     log.info("performance %s: %d predictions, %d pending, %d metric rows", day, len(made),

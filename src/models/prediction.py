@@ -1,5 +1,6 @@
 """One prediction cycle: for each asset, the last closed candle before T, its features (from a short
-window, stored in feature_cache), and one prediction per target x model, the champion flagged.
+window, stored in feature_cache), and one prediction per target x model, the champion flagged; and one
+how-soon forecast per target x time model (resolution_forecasts), its champion flagged.
 
 Repeating a cycle, or running two at once, writes nothing twice (the predictions' unique key). A group
 (asset x target) that cannot be predicted (no model, a model that will not load) is skipped with its
@@ -17,9 +18,10 @@ import pandas as pd
 from src.data.features import CONTEXT_SYMBOL, FEATURE_VERSION, compute_features, with_barrier
 from src.database.operations import DatabaseOperations
 from src.database.records import RecordStore
-from src.models.backtest import prediction_rows
+from src.models.backtest import prediction_rows, resolution_rows
 from src.models.estimators import MODEL_NAMES, prob_up
 from src.models.registry import ModelRegistry
+from src.models.resolution import TIME_MODEL_NAMES, forecast_array
 from src.utils.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -36,6 +38,8 @@ class CycleResult:
     stale: dict[str, str] = field(default_factory=dict)  # symbol -> why
     skipped: dict[tuple[str, float], str] = field(default_factory=dict)  # (symbol, target) -> why
     champions: dict[tuple[str, float], tuple[str, float]] = field(default_factory=dict)  # -> (model, p)
+    timings: dict[tuple[str, float], tuple[str, float, float]] = field(default_factory=dict)  # -> (model, p24, q50)
+    time_written: int = 0
     seconds: float = 0.0
 
 
@@ -46,9 +50,9 @@ def last_closed_before(at: pd.Timestamp) -> pd.Timestamp:
 
 class Predictor:
     def __init__(self, ops: DatabaseOperations, records: RecordStore, registry: ModelRegistry,
-                 targets: list[float], timeframe: str = "1h"):
+                 targets: list[float], timeframe: str = "1h", horizon: int = 168):
         self.ops, self.records, self.registry = ops, records, registry
-        self.targets, self.timeframe = targets, timeframe
+        self.targets, self.timeframe, self.horizon = targets, timeframe, horizon
 
     def _window(self, symbol: str, candle_time: pd.Timestamp) -> pd.DataFrame:
         return self.ops.get_candles(symbol, self.timeframe, candle_time - pd.Timedelta(hours=FEATURE_WINDOW_HOURS),
@@ -81,7 +85,7 @@ class Predictor:
         started = time.perf_counter()
         result = CycleResult(at=at)
         candle_time = last_closed_before(at)
-        frames, windows = [], {}
+        frames, time_frames, windows = [], [], {}
         for symbol in symbols:
             newest = self.ops.get_last_complete_timestamp(symbol, self.timeframe)
             if newest is None or pd.Timestamp(newest) < at - pd.Timedelta(hours=STALE_AFTER_HOURS):
@@ -101,8 +105,9 @@ class Predictor:
             entry = np.array([close])
             for target in self.targets:
                 try:
-                    frames.extend(self._predict_group(symbol, target, row, entry, result,
-                                                      at if registry_as_of_at else None))
+                    as_of = at if registry_as_of_at else None
+                    frames.extend(self._predict_group(symbol, target, row, entry, result, as_of))
+                    time_frames.extend(self._forecast_timing(symbol, target, row, result, as_of))
                 except Exception as exc:  # one group failing must not stop the others
                     reason = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
                     result.skipped[(symbol, target)] = reason
@@ -111,12 +116,14 @@ class Predictor:
             result.predicted.append(symbol)
         if frames:
             result.written = self.records.save_predictions(pd.concat(frames, ignore_index=True))
+        if time_frames:
+            result.time_written = self.records.save_resolution_forecasts(pd.concat(time_frames, ignore_index=True))
         if not registry_as_of_at:  # the current forecast: its problems are the groups' state now
             self._record_problems(symbols, result)
         result.seconds = time.perf_counter() - started
-        log.info("predict %s: %d assets, %d predictions written, %d stale assets, %d groups skipped, %.0f ms",
-                 candle_time, len(result.predicted), result.written, len(result.stale), len(result.skipped),
-                 result.seconds * 1000)
+        log.info("predict %s: %d assets, %d predictions and %d how-soon forecasts written, %d stale assets, "
+                 "%d groups skipped, %.0f ms", candle_time, len(result.predicted), result.written, result.time_written,
+                 len(result.stale), len(result.skipped), result.seconds * 1000)
         return result
 
     def _record_problems(self, symbols: list[str], result: CycleResult) -> None:
@@ -144,4 +151,26 @@ class Predictor:
                                           name == champion, RUN))
             if name == champion:
                 result.champions[(symbol, target)] = (name, float(p[0]))
+        return frames
+
+    def _forecast_timing(self, symbol: str, target: float, row: pd.DataFrame, result: CycleResult,
+                         as_of: pd.Timestamp | None) -> list:
+        """How-soon forecasts of every time model of the group; none (and a log line) when it has no time
+        champion yet: the direction forecast stands on its own."""
+        models = self.registry.current(symbol, self.timeframe, target, as_of, task="resolution")
+        if "champion" not in models:
+            log.info("%s %g: no how-soon model yet (train creates it)", symbol, target)
+            return []
+        champion = models["champion"]["model_name"]
+        matrix = with_barrier(row, target)
+        frames = []
+        for name in TIME_MODEL_NAMES:
+            if name not in models:
+                continue
+            loaded = self.registry.load(models[name])
+            forecast = forecast_array(loaded.estimator, matrix, self.horizon)
+            frames.append(resolution_rows(symbol, self.timeframe, target, name, loaded.version, row.index, forecast,
+                                          name == champion, RUN))
+            if name == champion:
+                result.timings[(symbol, target)] = (name, float(forecast[0, 1]), float(forecast[0, 4]))
         return frames

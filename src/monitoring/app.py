@@ -37,12 +37,18 @@ class Metrics:
                                  registry=r)
         self.brier_skill = Gauge("crypto_ml_live_brier_skill", "30-day live Brier skill vs climatology (champion)",
                                  ["symbol", "target"], registry=r)
+        self.resolution_skill = Gauge("crypto_ml_live_resolution_skill",
+                                      "30-day live Brier skill of P(resolved within 6 h / 24 h / H) vs the climatology "
+                                      "time model (champion)", ["symbol", "target", "horizon"], registry=r)
+        self.coverage = Gauge("crypto_ml_live_interval_coverage",
+                              "30-day live share of outcomes inside the 10-90 % resolution-time interval (champion)",
+                              ["symbol", "target"], registry=r)
         self.champions = Gauge("crypto_ml_champion_models", "asset x target groups with a champion", registry=r)
         self.without_forecast = Gauge("crypto_ml_groups_without_forecast",
                                       "configured asset x target groups with no current forecast", registry=r)
         self.rss = Gauge("crypto_ml_process_rss_bytes", "resident memory of the service", registry=r)
 
-    def refresh(self, report: dict, healthy: bool, skills: dict[tuple[str, str], float]) -> bytes:
+    def refresh(self, report: dict, healthy: bool, skills: dict[tuple[str, str, str], float]) -> bytes:
         self.up.set(int(healthy))
         self.db_up.set(int(report["database"]["reachable"]))
         for symbol, data in report.get("data", {}).items():
@@ -56,8 +62,13 @@ class Metrics:
             self.job_failing.labels(job).set(state["consecutive_failures"])
             if job == "hourly":
                 self.predictions.set(state["last_counts"].get("predictions", 0))
-        for (symbol, target), skill in skills.items():
-            self.brier_skill.labels(symbol, target).set(skill)
+        for (symbol, target, metric), value in skills.items():
+            if metric == "direction":
+                self.brier_skill.labels(symbol, target).set(value)
+            elif metric == "coverage":
+                self.coverage.labels(symbol, target).set(value)
+            else:
+                self.resolution_skill.labels(symbol, target, metric).set(value)
         self.champions.set(report.get("models", {}).get("champions", 0))
         self.without_forecast.set(sum(1 for f in report.get("forecasts", {}).values() if f["problem"]))
         self.rss.set(psutil.Process().memory_info().rss)

@@ -139,9 +139,11 @@ def _freshness(ops: DatabaseOperations, assets: list[str], timeframe: str, now: 
 
 def _models(records: RecordStore, now: pd.Timestamp) -> dict:
     champions = records.models(champions_only=True)
+    timing = {group_key(r.symbol, r.target_pct): r.model_name
+              for r in records.models(champions_only=True, task="resolution").itertuples()}
     return {"champions": len(champions), "groups": {
         group_key(r.symbol, r.target_pct): {
-            "model": r.model_name, "version": r.version,
+            "model": r.model_name, "version": r.version, "time_model": timing.get(group_key(r.symbol, r.target_pct)),
             "age_days": round((now - pd.Timestamp(r.train_end)).total_seconds() / 86400, 1)}
         for r in champions.itertuples()}}
 
@@ -159,3 +161,30 @@ def record_system_health(ops: DatabaseOperations, data_dir, active_models: int, 
     with ops.db.engine.begin() as conn:
         conn.execute(insert(system_health).values(**row))
     return row
+
+
+LIVE_WINDOW_DAYS = 30
+RESOLUTION_GAUGES = {"brier_skill_6h": "6h", "brier_skill_24h": "24h", "brier_skill_horizon": "horizon"}
+
+
+def live_skills(records: RecordStore) -> dict[tuple[str, str, str], float]:
+    """The newest 30-day live figures of each group's champions: (symbol, target, metric) -> value, metric
+    'direction' (Brier skill), '6h' / '24h' / 'horizon' (how-soon Brier skill) or 'coverage'."""
+    out: dict[tuple[str, str, str], float] = {}
+    for task in ("direction", "resolution"):
+        performance = records.performance("live", task=task)
+        if performance.empty:
+            continue
+        champions = records.models(champions_only=True, task=task)
+        serving = {(r.symbol, float(r.target_pct)): r.model_name for r in champions.itertuples()}
+        latest = performance[performance["window_days"] == LIVE_WINDOW_DAYS].sort_values("evaluation_date").groupby(
+            ["symbol", "target_pct", "model_name"]).tail(1)
+        for r in latest.itertuples():
+            if serving.get((r.symbol, float(r.target_pct))) != r.model_name:
+                continue
+            target = f"{float(r.target_pct):g}"
+            figures = ({"direction": r.brier_skill} if task == "direction" else
+                       {**{label: getattr(r, column) for column, label in RESOLUTION_GAUGES.items()},
+                        "coverage": r.interval_coverage})
+            out |= {(r.symbol, target, name): float(v) for name, v in figures.items() if v is not None and v == v}
+    return out

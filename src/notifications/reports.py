@@ -47,17 +47,31 @@ def _missing_lines(missing: dict[str, str] | None) -> list[str]:
     return ["\n<b>No forecast</b>"] + [f"• {html.escape(group)}: {html.escape(why)}" for group, why in missing.items()]
 
 
+def _how_soon(timings: pd.DataFrame | None, symbol: str, target: float, at: pd.Timestamp) -> str:
+    """'~N h (a-b h)': the champion time model's median hours to resolution and its 80 % interval."""
+    if timings is None or timings.empty:
+        return ""
+    row = timings[(timings["symbol"] == symbol) & ((timings["target_pct"] - target).abs() < 1e-9)
+                  & (pd.to_datetime(timings["timestamp"], utc=True) == at)]
+    if row.empty:
+        return ""
+    r = row.iloc[0]
+    return f" ~{r.q50_hours:.0f}h ({r.q10_hours:.0f}-{r.q90_hours:.0f}h)"
+
+
 def hourly_text(champions: pd.DataFrame, now: pd.Timestamp, horizon: int = 168,
-                missing: dict[str, str] | None = None) -> str:
+                missing: dict[str, str] | None = None, timings: pd.DataFrame | None = None) -> str:
     """Per asset: last price and candle time, then per target the champion's P(up first), arrow,
-    confidence, model and hours left in the window; then the groups without a forecast and why.
-    Times in UTC."""
+    confidence, model, hours left in the window and, from `timings`, how soon the window resolves; then the
+    groups without a forecast and why. Times in UTC."""
     now = now.tz_convert("UTC")
     if champions.empty:
         return fit_limit(["<b>Hourly forecast</b>", "No predictions yet.", *_missing_lines(missing)])
     champions = champions.assign(timestamp=pd.to_datetime(champions["timestamp"], utc=True))
     newest = champions[champions["timestamp"] == champions.groupby("symbol")["timestamp"].transform("max")]
     lines = [f"<b>Hourly forecast</b> · {now:%Y-%m-%d %H:%M} UTC", "<i>P(up X% before down X%), 7-day window</i>"]
+    if timings is not None and not timings.empty:
+        lines.append("<i>~N h: resolves (either barrier touched) in about N hours; 80 % between a and b h</i>")
     for symbol, group in newest.groupby("symbol", sort=True):
         first = group.iloc[0]
         left = max(0, horizon - int((now - first["timestamp"]) / pd.Timedelta(hours=1)) + 1)
@@ -65,7 +79,8 @@ def hourly_text(champions: pd.DataFrame, now: pd.Timestamp, horizon: int = 168,
         rows = []
         for r in group.sort_values("target_pct").itertuples():
             rows.append(f"{r.target_pct:>4.0%} {_arrow(r.probability)} {r.probability:5.1%} "
-                        f"conf {r.confidence:4.0%} {r.model_name[:4]:<4} {left:>3}h")
+                        f"conf {r.confidence:4.0%} {r.model_name[:4]:<4} {left:>3}h"
+                        f"{_how_soon(timings, symbol, r.target_pct, r.timestamp)}")
         lines.append("<pre>" + html.escape("\n".join(rows)) + "</pre>")
     baselines = sorted(set(newest.loc[newest["model_name"] != "xgboost", "model_name"]))
     if baselines:
@@ -120,8 +135,32 @@ def alert_text(symbol: str, target: float, probability: float, threshold: float,
     return fit_limit(lines)
 
 
-def daily_chart(resolved: pd.DataFrame) -> bytes:
-    """PNG: calibration curve of the champions' live forecasts, and the running Brier skill vs climatology."""
+def _within_24h_panel(ax, timing: pd.DataFrame | None) -> None:
+    """Reliability of the champion time models' P(resolved within 24 h), decided windows only."""
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfect")
+    decided = [] if timing is None or timing.empty else timing[
+        timing["status"].notna() & timing["is_champion"].astype(bool)].groupby("target_pct")
+    bins = np.linspace(0, 1, 11)
+    drawn = 0
+    for (target, group), color in zip(decided, ("#1f77b4", "#ff7f0e", "#2ca02c")):
+        within = ((group["status"] != "expired") & (group["hours_to_resolution"] <= 24)).astype(float)
+        cells = within.groupby(pd.cut(group["p_24h"], bins), observed=True)
+        forecast = group["p_24h"].groupby(pd.cut(group["p_24h"], bins), observed=True).mean()
+        filled = cells.size() >= 20
+        if filled.any():
+            drawn += 1
+            ax.plot(forecast[filled], cells.mean()[filled], marker="o", color=color,
+                    label=f"{target:.0%} target (n={len(group)})")
+    if not drawn:
+        ax.text(0.5, 0.5, "too few decided forecasts yet\n(a bin needs 20)", ha="center", va="center", fontsize=8)
+    ax.set(title="How soon: P(within 24 h) (live)", xlabel="forecast P(resolved within 24 h)",
+           ylabel="observed share", xlim=(0, 1), ylim=(0, 1))
+    ax.legend(loc="upper left", fontsize=8)
+
+
+def daily_chart(resolved: pd.DataFrame, timing: pd.DataFrame | None = None) -> bytes:
+    """PNG: calibration curve of the champions' live forecasts, the running Brier skill vs climatology, and
+    the reliability of the how-soon champions' P(resolved within 24 h)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -129,7 +168,7 @@ def daily_chart(resolved: pd.DataFrame) -> bytes:
     labelled = resolved[resolved["status"].isin([UP, DOWN])]
     champion = labelled[labelled["is_champion"].astype(bool)].sort_values("timestamp")
     clim = labelled[labelled["model_name"] == "climatology"].set_index(["symbol", "target_pct", "timestamp"])
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4.2), dpi=110)
+    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(14, 4.2), dpi=110)
     ax1.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfect")
     bins = np.linspace(0, 1, 11)
     for (target, group), color in zip(champion.groupby("target_pct"), ("#1f77b4", "#ff7f0e", "#2ca02c")):
@@ -150,6 +189,7 @@ def daily_chart(resolved: pd.DataFrame) -> bytes:
     if len(champion):
         ax2.legend(loc="lower left", fontsize=8)
     ax2.tick_params(axis="x", labelrotation=30, labelsize=7)
+    _within_24h_panel(ax3, timing)
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")

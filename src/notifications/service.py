@@ -52,7 +52,7 @@ class ReportService:
         have = {(s, round(t, 6)) for s, t in zip(current["symbol"], current["target_pct"])}
         missing = {group_key(s, t): (reasons or {}).get(group_key(s, t), "no forecast for this hour")
                    for s, t in groups or [] if (s, round(t, 6)) not in have}
-        text = reports.hourly_text(champions, now, self.horizon, missing)
+        text = reports.hourly_text(champions, now, self.horizon, missing, self.records.recent_timings(hours=1))
         return self.notifier.send("hourly", text)
 
     def daily(self, day: pd.Timestamp, chart_path: Path | None = None) -> SendResult:
@@ -63,7 +63,8 @@ class ReportService:
         champions = set(self.records.models(champions_only=True)["model_name"]) or {"xgboost"}
         performance = performance[performance["model_name"].isin(champions)] if len(performance) else performance
         text = reports.daily_text(day, completed_day, performance)
-        chart = reports.daily_chart(resolved)
+        timing = self.records.resolved_time("live", start - pd.Timedelta(days=30), start + pd.Timedelta(days=1))
+        chart = reports.daily_chart(resolved, timing)
         if chart_path is not None:
             chart_path.parent.mkdir(parents=True, exist_ok=True)
             chart_path.write_bytes(chart)

@@ -23,7 +23,7 @@ from src.models.prediction import Predictor, last_closed_before
 from src.models.retraining import Retrainer
 from src.models.training import Trainer
 from src.monitoring.app import HealthServer, create_app
-from src.monitoring.health import JobBoard, health_snapshot, record_system_health
+from src.monitoring.health import JobBoard, health_snapshot, live_skills, record_system_health
 from src.scheduler.services import Context
 from src.utils.config import group_key
 from src.utils.errors import UserError
@@ -132,7 +132,7 @@ class Daemon:
 
     def _predictor(self) -> Predictor:
         return Predictor(self.ctx.ops, self.ctx.records, self.ctx.registry(), self.config.target_percentages,
-                         self.config.timeframe)
+                         self.config.timeframe, self.config.get("ml.max_lookback_hours"))
 
     def hourly(self) -> dict:
         now = pd.Timestamp.now(tz="UTC")
@@ -223,14 +223,8 @@ class Daemon:
                                self.config.timeframe, self.config.get("health.stale_after_hours"),
                                self.config.get("app.version"), self.board)
 
-    def live_skills(self) -> dict[tuple[str, str], float]:
-        performance = self.ctx.records.performance("live")
-        if performance.empty:
-            return {}
-        latest = performance[(performance["window_days"] == 30)].sort_values("evaluation_date").groupby(
-            ["symbol", "target_pct", "model_name"]).tail(1)
-        return {(r.symbol, f"{float(r.target_pct):g}"): r.brier_skill for r in latest.itertuples()
-                if r.model_name == "xgboost" and r.brier_skill is not None and r.brier_skill == r.brier_skill}
+    def live_skills(self) -> dict[tuple[str, str, str], float]:
+        return live_skills(self.ctx.records)
 
     # ---- the loop ----------------------------------------------------------------------------
     def _on_signal(self, signum, _frame) -> None:

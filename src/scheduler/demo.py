@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from src.data.importer import import_csv
-from src.models.backtest import format_table, run_backtest
+from src.models.backtest import format_resolution_table, format_table, resolution_table, run_backtest
 from src.models.outcomes import resolve_outcomes
 from src.models.performance import daily_performance
 from src.models.prediction import Predictor
@@ -64,13 +64,16 @@ def run_demo(config: Config, output_dir: Path) -> int:
                              settings, retrain_every_days=7,
                              unfillable={s: unfillable_hours(ops, s, settings.timeframe) for s in assets})
         print(format_table(table))
+        print(format_resolution_table(resolution_table(records.resolved_time("backtest", *BACKTEST), settings.horizon)))
         print(f"({time.perf_counter() - t:.0f} s)")
 
         _step(f"predict as of {PREDICT_AT:%Y-%m-%d %H:%M} UTC")
-        predictor = Predictor(ops, records, ctx.registry(), targets, settings.timeframe)
+        predictor = Predictor(ops, records, ctx.registry(), targets, settings.timeframe, settings.horizon)
         result = predictor.predict(assets, PREDICT_AT)
         for (symbol, target), (model, p) in sorted(result.champions.items()):
-            print(f"{symbol} {target:.0%}: P(up first) = {p:.3f} ({model})")
+            timing = result.timings.get((symbol, target))
+            soon = f"; P(resolved within 24 h) = {timing[1]:.2f}, median {timing[2]:.0f} h" if timing else ""
+            print(f"{symbol} {target:.0%}: P(up first) = {p:.3f} ({model}){soon}")
 
         _step(f"resolve outcomes as of {OUTCOMES_AT:%Y-%m-%d %H:%M} UTC, then that day's performance")
         print(f"{resolve_outcomes(ops, records, OUTCOMES_AT, settings.horizon)} outcomes written")
