@@ -29,7 +29,6 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from src.data.features import compute_features, with_barrier  # noqa: E402
-from src.data.labels import label_known_time  # noqa: E402
 from src.models.dataset import build_dataset  # noqa: E402
 from src.models.estimators import fit_model, prob_up  # noqa: E402
 from src.models.selection import skill_interval  # noqa: E402
