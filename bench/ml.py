@@ -1,8 +1,8 @@
 """ML and live-cycle benchmark: python bench/ml.py  (a throwaway embedded database; prints figures).
 
 Features for 3 assets x 3 years; fitting the 9 xgboost models on 3 years; one prediction hour for the 9
-groups (models in memory); one live cycle (3 assets x 3 targets x 3 models, features included, no network,
-warm as in the daemon) with the process's peak RSS; resolving a day of outcomes.
+groups (models in memory); one live cycle (3 assets x 3 targets x 3 direction + 3 time models, features
+included, no network, warm as in the daemon) with the process's peak RSS; resolving a day of outcomes.
 """
 from __future__ import annotations
 
@@ -75,7 +75,7 @@ def bench_cycle(tmp: Path) -> None:
         predictor.predict(list(SYMBOLS), at)
         times.append(time.perf_counter() - start)
         peak = max(peak, process.memory_info().rss)
-    print(f"one live cycle (27 predictions):     {pd.Series(times).median() * 1000:8.1f} ms median of {len(times)}, "
+    print(f"one live cycle (27 + 27 how-soon):   {pd.Series(times).median() * 1000:8.1f} ms median of {len(times)}, "
           f"peak RSS {peak / 2**20:.0f} MB")
     start = time.perf_counter()
     written = resolve_outcomes(ops, records, pd.Timestamp("2023-12-31", tz="UTC"))

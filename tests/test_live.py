@@ -118,6 +118,15 @@ def test_outcomes_agree_with_the_label_function_and_are_idempotent(trained):
     assert set(time_performance["model_name"]) == {"climatology", "random_walk", "xgboost_aft"}
     assert time_performance["interval_coverage"].between(0, 1).all()
     assert (time_performance.loc[time_performance.model_name == "climatology", "pinball_skill"] == 0).all()
+    # /metrics exports the champions' live figures
+    from src.monitoring.app import Metrics
+    from src.monitoring.health import live_skills
+    skills = live_skills(records)
+    # (P(within H) of a 1 % move is 1 for every model here: its skill is undefined, so not exported)
+    assert {("BTC/USDT", "0.01", name) for name in ("direction", "6h", "24h", "coverage")} <= set(skills)
+    exported = Metrics().refresh({"database": {"reachable": True}}, True, skills).decode()
+    assert 'crypto_ml_live_resolution_skill{horizon="24h",symbol="BTC/USDT",target="0.01"}' in exported
+    assert 'crypto_ml_live_interval_coverage{symbol="BTC/USDT",target="0.05"}' in exported
 
 
 def test_retraining_deploys_a_fresh_fit_chosen_on_equal_footing(trained):
