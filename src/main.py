@@ -245,8 +245,9 @@ def cmd_report(args: argparse.Namespace, ctx: Context) -> int:
         result = service.hourly(now, ctx.config.groups)
         service.alerts()
     else:
-        chart = ctx.config.data_dir / "reports" / f"daily-{now:%Y%m%d}.png"
-        result = service.daily(now - pd.Timedelta(days=1), chart)
+        day = now - pd.Timedelta(days=1)  # the report is yesterday's (UTC), and so is its chart's name
+        chart = ctx.config.data_dir / "reports" / f"daily-{day:%Y%m%d}.png"
+        result = service.daily(day, chart)
         print(f"chart saved to {chart}")
     if not (result.success or result.dry_run):
         raise UserError(f"report not sent: {result.error} (the text is kept in telegram_reports)")

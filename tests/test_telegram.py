@@ -57,11 +57,46 @@ def test_daily_report_sends_a_real_png(bot_api, ops):
         "is_champion": True, "probability": 0.55, "status": ["up", "down"] * 100,
         "actual_outcome": [1, 0] * 100, "time_to_target_hours": 5.0})
     chart = reports.daily_chart(resolved)
-    text = reports.daily_text(NOW, resolved, pd.DataFrame())
+    text = reports.daily_text(NOW, reports.resolved_on(resolved, NOW), pd.DataFrame())
     assert _notifier(bot_api, ops).send("daily", text, chart).success
     photo = bot_api.sent("sendPhoto")[0]
     assert photo["files"]["photo"].startswith(b"\x89PNG\r\n\x1a\n") and len(photo["files"]["photo"]) > 10_000
     assert photo["fields"]["caption"] == text
+
+
+def test_hourly_report_dates_every_candle_flags_stale_ones_and_prints_plain_text_on_a_console(capsys):
+    fresh = _champions(["BTC/USDT"])
+    old = _champions(["ETH/USDT"]).assign(timestamp=pd.Timestamp("2023-05-20 05:00", tz="UTC"), model_name="logistic")
+    timings = pd.DataFrame({"symbol": "BTC/USDT", "target_pct": [0.01], "timestamp": fresh["timestamp"].iloc[0],
+                            "q10_hours": 2.0, "q50_hours": 6.4, "q90_hours": 15.0})
+    text = reports.hourly_text(pd.concat([fresh, old]), NOW, timings=timings)
+    assert "candle 2023-06-01 09:00 UTC" in text and "candle 2023-05-20 05:00 UTC · ⚠️ STALE: 292 h old" in text
+    assert "BTC/USDT</b> 27,123.45 · candle 2023-06-01 09:00 UTC\n" in text  # the fresh one is not flagged
+    assert " logistic " in text and "xgboost" in text  # model names whole
+    assert "~6h (2-15h)" in text and "Resolves: median hours" in text
+    TelegramNotifier("", "").send("hourly", text)  # no token: the console
+    printed = capsys.readouterr().out
+    assert "<b>" not in printed and "<pre>" not in printed and "Hourly forecast · 2023-06-01 10:05 UTC" in printed
+
+
+def test_daily_report_one_row_per_model_champion_marked_and_counts_of_that_day():
+    day = pd.Timestamp("2023-06-01", tz="UTC")
+    models = (("xgboost", -0.01), ("logistic", 0.0), ("climatology", 0.0))
+    performance = pd.DataFrame([
+        {"symbol": "BTC/USDT", "target_pct": 0.01, "model_name": model, "window_days": w, "total_predictions": 100 * w,
+         "brier_skill": skill + w / 1000} for model, skill in models for w in (1, 7, 30)])
+    entries = pd.date_range("2023-05-20", "2023-06-01 23:00", freq="h", tz="UTC")
+    resolved = pd.DataFrame({"symbol": "BTC/USDT", "target_pct": 0.01, "timestamp": entries, "is_champion": True,
+                             "status": "up", "time_to_target_hours": 3.0})
+    decided = reports.resolved_on(resolved, day)
+    # decided on June 1 (hit candle closed that day): entries from May 31 20:00 (closes 00:00) to June 1 19:00
+    assert decided["timestamp"].min() == pd.Timestamp("2023-05-31 20:00", tz="UTC") and len(decided) == 24
+    text = reports.daily_text(day, decided, performance, {("BTC/USDT", 0.01): "logistic"})
+    rows = [line for line in reports.plain_text(text).splitlines() if line.startswith("BTC/USDT")]
+    assert "BTC/USDT   1%  24   0   0   0" in rows  # the day's counts
+    record = [r for r in rows if "%" in r and ("xgboost" in r or "logistic" in r or "climatology" in r)]
+    assert len(record) == 3 and any("logistic*" in r for r in record)
+    assert any(r.split()[2:6] == ["xgboost", "3000", "-0.009", "-0.003"] for r in record)
 
 
 def test_report_stays_under_telegram_limit_with_many_assets():
@@ -169,3 +204,26 @@ def test_a_short_report_with_a_chart_is_one_photo_with_its_caption(bot_api, ops)
     report = records.reports().iloc[-1]
     assert report["success"] and report["error_message"] is None
     assert list(records.attempts(int(report["id"]))["status"]) == ["failed", "ok"]
+
+
+def test_daily_chart_of_a_month_of_backtest_forecasts_draws_every_panel(ops):
+    from src.models.backtest import run_backtest
+    from src.models.training import TrainSettings, load_candles
+    from tests.shared_data import load_candles as shared_candles
+    ops.save_ohlcv_data("BTC/USDT", "1h", shared_candles("BTC_USDT", "2022-01-01", "2023-04-15 23:00"))
+    records = RecordStore(ops.db)
+    start, end = pd.Timestamp("2023-03-01", tz="UTC"), pd.Timestamp("2023-03-29", tz="UTC")
+    run_backtest(load_candles(ops, ["BTC/USDT"], "1h"), ["BTC/USDT"], [0.01, 0.05], start, end, records,
+                 TrainSettings(), retrain_every_days=7)
+    resolved, timing = records.resolved("backtest", start, end), records.resolved_time("backtest", start, end)
+    figure = reports.daily_figure(resolved, timing, records.backtest_champion_skill())
+    direction, running, how_soon = figure.axes
+    labels = [line.get_label() for line in direction.lines]
+    assert labels[0] == "perfect" and any(label.startswith("1% target (n=") for label in labels)
+    running_labels = [line.get_label() for line in running.lines]
+    assert {"1% live", "5% live"} <= set(running_labels) and any("backtest" in label for label in running_labels)
+    assert len(running.lines[0].get_xdata()) > 300  # one point per decided forecast, on a date axis
+    assert any(label.startswith("1% target (n=") for label in (line.get_label() for line in how_soon.lines))
+    assert not any(text.get_text().startswith("too few") for ax in figure.axes for text in ax.texts)
+    import matplotlib.pyplot as plt
+    plt.close(figure)

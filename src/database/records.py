@@ -207,6 +207,19 @@ class RecordStore:
             frame[column] = frame[column].astype(float)
         return frame
 
+    def backtest_champion_skill(self) -> dict[float, float]:
+        """Per target, the stored backtest's Brier skill of model 'champion' against climatology (all assets)."""
+        query = text("""
+            SELECT p.target_pct, p.model_name, sum((p.probability - o.actual_outcome) ^ 2) AS loss
+            FROM predictions p JOIN prediction_outcomes o ON o.prediction_id = p.id
+            WHERE p.run_type = 'backtest' AND p.model_name IN ('champion', 'climatology')
+              AND o.status IN ('up', 'down')
+            GROUP BY p.target_pct, p.model_name""")
+        with self.db.engine.connect() as conn:
+            losses = {(float(t), m): float(v) for t, m, v in conn.execute(query).all()}
+        return {t: 1 - loss / losses[(t, "climatology")] for (t, m), loss in losses.items()
+                if m == "champion" and losses.get((t, "climatology"))}
+
     def recent_champions(self, hours: int = 2, run_type: str = "live") -> pd.DataFrame:
         """Champion predictions of the newest `hours` prediction hours (per asset), newest first."""
         p = predictions.c

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import io
+import re
 
 import numpy as np
 import pandas as pd
@@ -47,40 +48,49 @@ def _missing_lines(missing: dict[str, str] | None) -> list[str]:
     return ["\n<b>No forecast</b>"] + [f"• {html.escape(group)}: {html.escape(why)}" for group, why in missing.items()]
 
 
+STALE_AFTER_HOURS = 2  # a forecast from an older candle is not the current one
+
+
+def plain_text(html_text: str) -> str:
+    """The console's version of a report: tags dropped, entities decoded."""
+    return html.unescape(re.sub(r"</?(b|i|pre|code)>", "", html_text))
+
+
 def _how_soon(timings: pd.DataFrame | None, symbol: str, target: float, at: pd.Timestamp) -> str:
     """'~N h (a-b h)': the champion time model's median hours to resolution and its 80 % interval."""
     if timings is None or timings.empty:
-        return ""
+        return "-"
     row = timings[(timings["symbol"] == symbol) & ((timings["target_pct"] - target).abs() < 1e-9)
                   & (pd.to_datetime(timings["timestamp"], utc=True) == at)]
     if row.empty:
-        return ""
+        return "-"
     r = row.iloc[0]
-    return f" ~{r.q50_hours:.0f}h ({r.q10_hours:.0f}-{r.q90_hours:.0f}h)"
+    return f"~{r.q50_hours:.0f}h ({r.q10_hours:.0f}-{r.q90_hours:.0f}h)"
 
 
 def hourly_text(champions: pd.DataFrame, now: pd.Timestamp, horizon: int = 168,
                 missing: dict[str, str] | None = None, timings: pd.DataFrame | None = None) -> str:
-    """Per asset: last price and candle time, then per target the champion's P(up first), arrow,
-    confidence, model, hours left in the window and, from `timings`, how soon the window resolves; then the
-    groups without a forecast and why. Times in UTC."""
+    """Per asset: last price and its candle's date and time (UTC), flagged STALE when older than the last
+    closed hours; then per target the champion's P(up first), arrow, confidence, model and how soon the
+    window resolves (from `timings`); then the groups without a forecast and why."""
     now = now.tz_convert("UTC")
     if champions.empty:
         return fit_limit(["<b>Hourly forecast</b>", "No predictions yet.", *_missing_lines(missing)])
     champions = champions.assign(timestamp=pd.to_datetime(champions["timestamp"], utc=True))
     newest = champions[champions["timestamp"] == champions.groupby("symbol")["timestamp"].transform("max")]
-    lines = [f"<b>Hourly forecast</b> · {now:%Y-%m-%d %H:%M} UTC", "<i>P(up X% before down X%), 7-day window</i>"]
-    if timings is not None and not timings.empty:
-        lines.append("<i>~N h: resolves (either barrier touched) in about N hours; 80 % between a and b h</i>")
+    lines = [f"<b>Hourly forecast</b> · {now:%Y-%m-%d %H:%M} UTC",
+             f"<i>P(up): chance the price rises X% before it falls X% (within {horizon} h). Resolves: median "
+             "hours until either happens (80 % between a and b h).</i>"]
     for symbol, group in newest.groupby("symbol", sort=True):
         first = group.iloc[0]
-        left = max(0, horizon - int((now - first["timestamp"]) / pd.Timedelta(hours=1)) + 1)
-        lines.append(f"\n<b>{html.escape(symbol)}</b> {first['entry_price']:,.2f} · candle {first['timestamp']:%H:%M}")
-        rows = []
+        age = int((now - first["timestamp"]) / pd.Timedelta(hours=1)) - 1  # hours since the candle closed
+        stale = f" · ⚠️ STALE: {age} h old" if age >= STALE_AFTER_HOURS else ""
+        lines.append(f"\n<b>{html.escape(symbol)}</b> {first['entry_price']:,.2f} · candle "
+                     f"{first['timestamp']:%Y-%m-%d %H:%M} UTC{stale}")
+        rows = [f"{'tgt':>4}    {'P(up)':>6} {'conf':>4} {'model':<11} resolves"]
         for r in group.sort_values("target_pct").itertuples():
-            rows.append(f"{r.target_pct:>4.0%} {_arrow(r.probability)} {r.probability:5.1%} "
-                        f"conf {r.confidence:4.0%} {r.model_name[:4]:<4} {left:>3}h"
-                        f"{_how_soon(timings, symbol, r.target_pct, r.timestamp)}")
+            rows.append(f"{r.target_pct:>4.0%} {_arrow(r.probability)} {r.probability:6.1%} {r.confidence:4.0%} "
+                        f"{r.model_name:<11} {_how_soon(timings, symbol, r.target_pct, r.timestamp)}")
         lines.append("<pre>" + html.escape("\n".join(rows)) + "</pre>")
     baselines = sorted(set(newest.loc[newest["model_name"] != "xgboost", "model_name"]))
     if baselines:
@@ -89,9 +99,20 @@ def hourly_text(champions: pd.DataFrame, now: pd.Timestamp, horizon: int = 168,
     return fit_limit(lines + _missing_lines(missing))
 
 
-def daily_text(day: pd.Timestamp, resolved_day: pd.DataFrame, performance: pd.DataFrame) -> str:
-    """Yesterday's resolved outcomes and rolling 7/30-day champion performance per asset x target."""
-    lines = [f"<b>Daily report</b> · {day:%Y-%m-%d}"]
+def resolved_on(resolved: pd.DataFrame, day: pd.Timestamp, horizon: int = 168) -> pd.DataFrame:
+    """The outcomes decided during `day` (UTC): the hit candle, or the window's last one, closed that day."""
+    entry = pd.to_datetime(resolved["timestamp"], utc=True)
+    hours = resolved["time_to_target_hours"].where(resolved["status"] != "expired", float(horizon))
+    decided_at = entry + pd.to_timedelta(hours + 1, unit="h")
+    start = pd.Timestamp(day.date(), tz="UTC")
+    return resolved[resolved["status"].notna() & (decided_at >= start) & (decided_at < start + pd.Timedelta(days=1))]
+
+
+def daily_text(day: pd.Timestamp, resolved_day: pd.DataFrame, performance: pd.DataFrame,
+               champions: dict[tuple[str, float], str] | None = None) -> str:
+    """The outcomes decided on `day` (champion forecasts), and the live record of every model per asset x
+    target (Brier skill over the last 1, 7 and 30 days; the champion marked *)."""
+    lines = [f"<b>Daily report</b> · {day:%Y-%m-%d} (UTC)"]
     champion = resolved_day[resolved_day["is_champion"].astype(bool)]
     if len(champion):
         counts = champion.groupby(["symbol", "target_pct"])["status"].value_counts().unstack(fill_value=0)
@@ -99,19 +120,29 @@ def daily_text(day: pd.Timestamp, resolved_day: pd.DataFrame, performance: pd.Da
         for (symbol, target), row in counts.iterrows():
             rows.append(f"{symbol:<9}{target:>4.0%} {row.get(UP, 0):>3} {row.get(DOWN, 0):>3} "
                         f"{row.get('ambiguous', 0):>3} {row.get('expired', 0):>3}")
-        lines += ["Resolved yesterday (champion):", "<pre>" + html.escape("\n".join(rows)) + "</pre>"]
-    else:
-        lines.append("No predictions resolved yesterday.")
-    if len(performance):
-        rows = [f"{'asset':<9}{'tgt':>4} {'win':>3} {'n':>5} {'hit':>4} {'BSS':>7}"]
-        for r in performance.sort_values(["symbol", "target_pct", "window_days"]).itertuples():
-            skill = "   n/a" if r.brier_skill is None or pd.isna(r.brier_skill) else f"{r.brier_skill:+7.3f}"
-            hit = "  - " if r.hit_rate is None or pd.isna(r.hit_rate) else f"{r.hit_rate:4.0%}"
-            rows.append(f"{r.symbol:<9}{float(r.target_pct):>4.0%} {r.window_days:>2}d {r.total_predictions:>5} "
-                        f"{hit} {skill}")
-        lines += ["Live record, champion (BSS: Brier skill vs climatology; above 0 beats it):",
+        lines += [f"Decided on {day:%Y-%m-%d} (champion forecasts): up / down / ambiguous / expired",
                   "<pre>" + html.escape("\n".join(rows)) + "</pre>"]
+    else:
+        lines.append(f"No forecast was decided on {day:%Y-%m-%d}.")
+    if len(performance):
+        lines += ["Live record (BSS: Brier skill vs climatology, above 0 beats it; n: decided UP/DOWN over 30 "
+                  "days; * champion):", "<pre>" + html.escape("\n".join(_record_rows(performance, champions)))
+                  + "</pre>"]
     return fit_limit(lines)
+
+
+def _record_rows(performance: pd.DataFrame, champions: dict[tuple[str, float], str] | None) -> list[str]:
+    def skill(value) -> str:
+        return "   n/a" if value is None or pd.isna(value) else f"{value:+6.3f}"
+    rows = [f"{'asset':<9}{'tgt':>4} {'model':<12} {'n':>5} {'BSS 1d':>6} {'7d':>6} {'30d':>6}"]
+    for (symbol, target, model), group in performance.groupby(["symbol", "target_pct", "model_name"]):
+        by_window = group.set_index("window_days")
+        n = by_window["total_predictions"].get(30, 0)
+        mark = "*" if (champions or {}).get((symbol, round(float(target), 6))) == model else " "
+        rows.append(f"{symbol:<9}{float(target):>4.0%} {model + mark:<12} {int(n):>5} "
+                    f"{skill(by_window['brier_skill'].get(1))} {skill(by_window['brier_skill'].get(7))} "
+                    f"{skill(by_window['brier_skill'].get(30))}")
+    return rows
 
 
 def alert_text(symbol: str, target: float, probability: float, threshold: float, model: str,
@@ -135,32 +166,82 @@ def alert_text(symbol: str, target: float, probability: float, threshold: float,
     return fit_limit(lines)
 
 
-def _within_24h_panel(ax, timing: pd.DataFrame | None) -> None:
-    """Reliability of the champion time models' P(resolved within 24 h), decided windows only."""
+COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd")
+MIN_PER_BIN = 20  # a reliability point from fewer forecasts says nothing
+
+
+def reliability_points(p: np.ndarray, outcome: np.ndarray, max_bins: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """(mean forecast, observed share) per bin; bins are quantiles of the forecasts, as many as leave
+    MIN_PER_BIN forecasts in each (none when there are fewer than that)."""
+    bins = min(max_bins, len(p) // MIN_PER_BIN)
+    if bins < 1:
+        return np.array([]), np.array([])
+    edges = np.unique(np.quantile(p, np.linspace(0, 1, bins + 1)))
+    index = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, max(len(edges) - 2, 0))
+    frame = pd.DataFrame({"p": p, "y": outcome, "bin": index}).groupby("bin")
+    kept = frame.size() >= MIN_PER_BIN
+    return frame["p"].mean()[kept].to_numpy(), frame["y"].mean()[kept].to_numpy()
+
+
+def _reliability_panel(ax, groups, title: str, xlabel: str) -> None:
+    """groups: (label, forecasts, outcomes) per target; a note instead of points when there are too few."""
     ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfect")
-    decided = [] if timing is None or timing.empty else timing[
-        timing["status"].notna() & timing["is_champion"].astype(bool)].groupby("target_pct")
-    bins = np.linspace(0, 1, 11)
     drawn = 0
-    for (target, group), color in zip(decided, ("#1f77b4", "#ff7f0e", "#2ca02c")):
-        within = ((group["status"] != "expired") & (group["hours_to_resolution"] <= 24)).astype(float)
-        cells = within.groupby(pd.cut(group["p_24h"], bins), observed=True)
-        forecast = group["p_24h"].groupby(pd.cut(group["p_24h"], bins), observed=True).mean()
-        filled = cells.size() >= 20
-        if filled.any():
+    for (label, p, y), color in zip(groups, COLORS):
+        x, observed = reliability_points(np.asarray(p, float), np.asarray(y, float))
+        if len(x):
             drawn += 1
-            ax.plot(forecast[filled], cells.mean()[filled], marker="o", color=color,
-                    label=f"{target:.0%} target (n={len(group)})")
+            ax.plot(x, observed, marker="o", linewidth=0.8, color=color, label=f"{label} (n={len(p)})")
     if not drawn:
-        ax.text(0.5, 0.5, "too few decided forecasts yet\n(a bin needs 20)", ha="center", va="center", fontsize=8)
-    ax.set(title="How soon: P(within 24 h) (live)", xlabel="forecast P(resolved within 24 h)",
-           ylabel="observed share", xlim=(0, 1), ylim=(0, 1))
-    ax.legend(loc="upper left", fontsize=8)
+        ax.text(0.5, 0.55, f"too few decided forecasts yet\n(a point needs {MIN_PER_BIN})", ha="center",
+                va="center", fontsize=9, color="dimgrey")
+    ax.set(title=title, xlabel=xlabel, ylabel="observed share", xlim=(0, 1), ylim=(0, 1))
+    ax.legend(loc="upper left", fontsize=7)
 
 
-def daily_chart(resolved: pd.DataFrame, timing: pd.DataFrame | None = None) -> bytes:
-    """PNG: calibration curve of the champions' live forecasts, the running Brier skill vs climatology, and
-    the reliability of the how-soon champions' P(resolved within 24 h)."""
+def _running_skill_panel(ax, champion: pd.DataFrame, clim: pd.DataFrame, backtest: dict[float, float]) -> None:
+    """The champions' running Brier skill per target over a date axis, with the backtest's skill beside it."""
+    import matplotlib.dates as mdates
+    for (target, group), color in zip(champion.groupby("target_pct"), COLORS):
+        key = list(zip(group["symbol"], group["target_pct"], group["timestamp"]))
+        reference = clim["probability"].reindex(key).fillna(0.5).to_numpy()
+        y, p = group["actual_outcome"].to_numpy(float), group["probability"].to_numpy()
+        skill = 1 - np.cumsum((p - y) ** 2) / np.maximum(np.cumsum((reference - y) ** 2), 1e-9)
+        skill[:MIN_PER_BIN - 1] = np.nan  # the first handful of outcomes swing it wildly
+        ax.plot(pd.to_datetime(group["timestamp"], utc=True), skill, color=color, marker="." if len(group) < 30 else "",
+                label=f"{target:.0%} live")
+        if target in backtest:
+            ax.axhline(backtest[target], color=color, linestyle=":", linewidth=1,
+                       label=f"{target:.0%} backtest {backtest[target]:+.3f}")
+    ax.axhline(0, color="grey", linewidth=1)
+    ax.set(title="Running Brier skill vs climatology (champions)", ylabel="skill (> 0 beats the free forecast)")
+    if champion.empty:
+        ax.text(0.5, 0.5, "no decided forecasts yet", ha="center", va="center", transform=ax.transAxes,
+                fontsize=9, color="dimgrey")
+        ax.set_xticks([])
+    else:
+        locator = mdates.AutoDateLocator(minticks=3, maxticks=7)
+        ax.xaxis.set_major_locator(locator)
+        ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+        ax.legend(loc="lower left", fontsize=7)
+
+
+def daily_chart(resolved: pd.DataFrame, timing: pd.DataFrame | None = None,
+                backtest: dict[float, float] | None = None) -> bytes:
+    """The daily figure as PNG bytes."""
+    import matplotlib.pyplot as plt
+    fig = daily_figure(resolved, timing, backtest)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def daily_figure(resolved: pd.DataFrame, timing: pd.DataFrame | None = None,
+                 backtest: dict[float, float] | None = None):
+    """Reliability of the champions' live direction forecasts, their running Brier skill (with the
+    backtest's champion skill per target beside it), and the reliability of the how-soon champions'
+    P(resolved within 24 h)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -168,30 +249,15 @@ def daily_chart(resolved: pd.DataFrame, timing: pd.DataFrame | None = None) -> b
     labelled = resolved[resolved["status"].isin([UP, DOWN])]
     champion = labelled[labelled["is_champion"].astype(bool)].sort_values("timestamp")
     clim = labelled[labelled["model_name"] == "climatology"].set_index(["symbol", "target_pct", "timestamp"])
-    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(14, 4.2), dpi=110)
-    ax1.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfect")
-    bins = np.linspace(0, 1, 11)
-    for (target, group), color in zip(champion.groupby("target_pct"), ("#1f77b4", "#ff7f0e", "#2ca02c")):
-        cells = group.groupby(pd.cut(group["probability"], bins), observed=True)
-        filled = cells.size() >= 20  # a bin of a handful of forecasts says nothing
-        ax1.plot(cells["probability"].mean()[filled], cells["actual_outcome"].mean()[filled], marker="o", color=color,
-                 label=f"{target:.0%} target (n={len(group)})")
-        key = list(zip(group["symbol"], group["target_pct"], group["timestamp"]))
-        reference = clim["probability"].reindex(key).fillna(0.5).to_numpy()
-        y, p = group["actual_outcome"].to_numpy(float), group["probability"].to_numpy()
-        skill = 1 - np.cumsum((p - y) ** 2) / np.maximum(np.cumsum((reference - y) ** 2), 1e-9)
-        ax2.plot(group["timestamp"], skill, color=color, label=f"{target:.0%}")
-    ax2.axhline(0, color="grey", linewidth=1)
-    ax1.set(title="Calibration (live, champions)", xlabel="forecast P(up first)", ylabel="observed up share",
-            xlim=(0, 1), ylim=(0, 1))
-    ax1.legend(loc="upper left", fontsize=8)
-    ax2.set(title="Running Brier skill vs climatology", ylabel="skill (> 0 beats the free forecast)")
-    if len(champion):
-        ax2.legend(loc="lower left", fontsize=8)
-    ax2.tick_params(axis="x", labelrotation=30, labelsize=7)
-    _within_24h_panel(ax3, timing)
+    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(15, 4.4), dpi=110)
+    _reliability_panel(ax1, [(f"{t:.0%} target", g["probability"], g["actual_outcome"])
+                             for t, g in champion.groupby("target_pct")],
+                       "Direction: reliability (live)", "forecast P(up first)")
+    _running_skill_panel(ax2, champion, clim, backtest or {})
+    decided = [] if timing is None or timing.empty else timing[
+        timing["status"].notna() & timing["is_champion"].astype(bool)].groupby("target_pct")
+    _reliability_panel(ax3, [(f"{t:.0%} target", g["p_24h"],
+                              (g["status"] != "expired") & (g["hours_to_resolution"] <= 24)) for t, g in decided],
+                       "How soon: reliability (live)", "forecast P(resolved within 24 h)")
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    return buffer.getvalue()
+    return fig

@@ -56,15 +56,15 @@ class ReportService:
         return self.notifier.send("hourly", text)
 
     def daily(self, day: pd.Timestamp, chart_path: Path | None = None) -> SendResult:
+        """The report of `day` (UTC): what was decided that day and the live record as computed for it."""
         start = pd.Timestamp(day.date(), tz="UTC")
         resolved = self.records.resolved("live", start - pd.Timedelta(days=30), start + pd.Timedelta(days=1))
-        completed_day = resolved[(resolved["timestamp"] >= start - pd.Timedelta(hours=self.horizon))]
         performance = self.records.performance("live", day.date())
-        champions = set(self.records.models(champions_only=True)["model_name"]) or {"xgboost"}
-        performance = performance[performance["model_name"].isin(champions)] if len(performance) else performance
-        text = reports.daily_text(day, completed_day, performance)
+        champions = {(r.symbol, round(float(r.target_pct), 6)): r.model_name
+                     for r in self.records.models(champions_only=True).itertuples()}
+        text = reports.daily_text(day, reports.resolved_on(resolved, day, self.horizon), performance, champions)
         timing = self.records.resolved_time("live", start - pd.Timedelta(days=30), start + pd.Timedelta(days=1))
-        chart = reports.daily_chart(resolved, timing)
+        chart = reports.daily_chart(resolved, timing, self.records.backtest_champion_skill())
         if chart_path is not None:
             chart_path.parent.mkdir(parents=True, exist_ok=True)
             chart_path.write_bytes(chart)

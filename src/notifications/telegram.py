@@ -18,6 +18,7 @@ from telegram.constants import ParseMode
 from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError, RetryAfter, TelegramError
 
 from src.database.records import RecordStore
+from src.notifications.reports import plain_text
 from src.utils.logging_setup import SecretFilter
 from src.utils.secrets import redact
 
@@ -51,7 +52,7 @@ class TelegramNotifier:
         photo retried on its own, so a retry never duplicates a message. Never raises."""
         report_id = self._record("log_report", report_type, text, False, "sending")
         if self.dry_run:
-            print(text)
+            print(plain_text(text))
             log.info("%s report (dry run, no telegram token/chat id): %d characters", report_type, len(text))
             result = SendResult(False, "dry run: no telegram.bot_token / chat_id configured", dry_run=True)
         else:

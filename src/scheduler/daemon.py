@@ -206,8 +206,8 @@ class Daemon:
         self.checkpoint()
         trained, skipped = self._train_missing()
         self.checkpoint()
-        self.ctx.report_service().daily(now - pd.Timedelta(days=1),
-                                         self.config.data_dir / "reports" / f"daily-{now:%Y%m%d}.png")
+        day = now - pd.Timedelta(days=1)  # the report is yesterday's (UTC), and so is its chart's name
+        self.ctx.report_service().daily(day, self.config.data_dir / "reports" / f"daily-{day:%Y%m%d}.png")
         return {"performance_days": len(days), "champions_changed": sum(d.changed for d in decisions),
                 "groups_trained": trained, "groups_skipped": skipped}
 
