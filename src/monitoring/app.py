@@ -9,6 +9,7 @@ from collections.abc import Callable
 import psutil
 from flask import Flask, Response, jsonify
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
+from prometheus_client.core import CounterMetricFamily
 from waitress.server import create_server
 
 from src.monitoring.health import JobBoard
@@ -18,8 +19,27 @@ log = logging.getLogger(__name__)
 Snapshot = Callable[[], tuple[dict, bool]]
 
 
+# The scheduled job's label: not `job`, which Prometheus itself sets on every scraped series.
+JOB_LABEL = "scheduled_job"
+
+
+class JobRunsCollector:
+    """crypto_ml_job_runs_total as a real counter: the job board's run counts since start, per result."""
+
+    def __init__(self) -> None:
+        self.jobs: dict[str, dict] = {}
+
+    def collect(self):
+        family = CounterMetricFamily("crypto_ml_job_runs", "scheduled job runs since the service started",
+                                     labels=[JOB_LABEL, "result"])
+        for job, state in self.jobs.items():
+            family.add_metric([job, "ok"], state["runs"] - state["failures"])
+            family.add_metric([job, "failed"], state["failures"])
+        yield family
+
+
 class Metrics:
-    """Prometheus gauges, refreshed from the health snapshot and the job board at each scrape."""
+    """Prometheus metrics, refreshed from the health snapshot and the job board at each scrape."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -29,10 +49,11 @@ class Metrics:
         self.candle_age = Gauge("crypto_ml_newest_candle_age_hours", "hours since the newest candle closed",
                                 ["symbol"], registry=r)
         self.candles = Gauge("crypto_ml_candles_stored", "candles stored", ["symbol"], registry=r)
-        self.job_runs = Gauge("crypto_ml_job_runs_total", "job runs since start", ["job", "result"], registry=r)
-        self.job_duration = Gauge("crypto_ml_job_last_duration_seconds", "duration of the last run", ["job"],
+        self.job_runs = JobRunsCollector()
+        r.register(self.job_runs)
+        self.job_duration = Gauge("crypto_ml_job_last_duration_seconds", "duration of the last run", [JOB_LABEL],
                                   registry=r)
-        self.job_failing = Gauge("crypto_ml_job_consecutive_failures", "failures in a row", ["job"], registry=r)
+        self.job_failing = Gauge("crypto_ml_job_consecutive_failures", "failures in a row", [JOB_LABEL], registry=r)
         self.predictions = Gauge("crypto_ml_predictions_last_cycle", "predictions written by the last cycle",
                                  registry=r)
         self.brier_skill = Gauge("crypto_ml_live_brier_skill", "30-day live Brier skill vs climatology (champion)",
@@ -55,9 +76,8 @@ class Metrics:
             self.candles.labels(symbol).set(data["candles"])
             if data["age_hours"] is not None:
                 self.candle_age.labels(symbol).set(data["age_hours"])
+        self.job_runs.jobs = report.get("jobs", {})
         for job, state in report.get("jobs", {}).items():
-            self.job_runs.labels(job, "ok").set(state["runs"] - state["failures"])
-            self.job_runs.labels(job, "failed").set(state["failures"])
             self.job_duration.labels(job).set(state["last_duration_s"] or 0)
             self.job_failing.labels(job).set(state["consecutive_failures"])
             if job == "hourly":

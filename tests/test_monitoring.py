@@ -1,0 +1,73 @@
+"""Monitoring that works in Prometheus and Grafana: every metric the alert rules and the dashboard query is
+exported, with the labels they use, none of them Prometheus's own `job`; counts are counters."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from src.monitoring.app import Metrics
+
+ROOT = Path(__file__).resolve().parents[1]
+REPORT = {"database": {"reachable": True}, "data": {"BTC/USDT": {"candles": 10, "age_hours": 1.0}},
+          "jobs": {"hourly": {"runs": 5, "failures": 1, "last_duration_s": 0.3, "consecutive_failures": 0,
+                              "last_counts": {"predictions": 27}}},
+          "models": {"champions": 9}, "forecasts": {}}
+SKILLS = {("BTC/USDT", "0.01", "direction"): 0.01, ("BTC/USDT", "0.01", "24h"): 0.3,
+          ("BTC/USDT", "0.01", "coverage"): 0.8}
+
+
+def _exported() -> dict[str, tuple[str, set[str]]]:
+    """Sample name -> (type, label names) as Prometheus would scrape them."""
+    text = Metrics().refresh(REPORT, True, SKILLS).decode()
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out.setdefault(sample.name, (family.type, set()))[1].update(sample.labels)
+    return out
+
+
+def _queries() -> list[tuple[str, str]]:
+    """(where, PromQL) of every alert rule and dashboard panel, with the panel's legend."""
+    rules = yaml.safe_load((ROOT / "monitoring" / "alert_rules.yml").read_text())
+    found = [(r["alert"], r["expr"] + " " + r.get("annotations", {}).get("summary", ""))
+             for group in rules["groups"] for r in group["rules"]]
+    dashboard = json.loads((ROOT / "monitoring" / "grafana-dashboard.json").read_text())
+    found += [(panel["title"], t["expr"] + " " + t.get("legendFormat", ""))
+              for panel in dashboard["panels"] for t in panel["targets"]]
+    return found
+
+
+def test_rules_and_dashboard_query_only_exported_metrics_and_labels():
+    exported = _exported()
+    for where, query in _queries():
+        names = set(re.findall(r"\bcrypto_ml_[a-z0-9_]+", query))
+        for name in names:
+            assert name in exported, f"{where}: {name} is not exported"
+        used = set(re.findall(r"{{\s*\$?(?:labels\.)?([a-z_]+)\s*}}", query)) - {"value"}
+        available = set().union(*(exported[n][1] for n in names)) if names else {"job", "instance"}
+        assert used <= available, f"{where}: labels {used - available} not on {names}"
+
+
+def test_no_exported_label_clashes_with_prometheus_target_labels_and_counts_are_counters():
+    exported = _exported()
+    assert all(not ({"job", "instance"} & labels) for _, labels in exported.values())
+    assert exported["crypto_ml_job_runs_total"][0] == "counter"
+    assert exported["crypto_ml_live_resolution_skill"][1] == {"symbol", "target", "horizon"}
+
+
+def test_alert_rules_are_well_formed():
+    rules = yaml.safe_load((ROOT / "monitoring" / "alert_rules.yml").read_text())
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            assert set(rule) <= {"alert", "expr", "for", "labels", "annotations"}
+            assert rule["labels"]["severity"] in {"warning", "critical"}
+            assert re.fullmatch(r"\d+[smh]", rule.get("for", "0s"))
+
+
+def test_the_image_leaves_out_environments_data_and_secrets():
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert {".venv", "data", "logs", ".env", ".git"} <= set(ignored)
