@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import logging
 import signal
 import sys
@@ -76,16 +77,26 @@ def cmd_backfill(args: argparse.Namespace, ctx: Context) -> int:
 def cmd_gaps(args: argparse.Namespace, ctx: Context) -> int:
     from src.data.recovery import partition_gaps
     ops, tf = ctx.migrated_ops(), ctx.config.timeframe
+    starts = {row["symbol"]: row["first"] for row in ops.candle_summary() if row["timeframe"] == tf}
     for symbol in ctx.config.assets:
-        gaps = ops.check_data_gaps(symbol, tf, args.hours)
+        if symbol not in starts:
+            print(f"{symbol}: no candles stored yet; run: python -m src.main backfill (or import-csv)")
+            continue
+        gaps = _after(ops.check_data_gaps(symbol, tf, args.hours), starts[symbol])
         ordinary, unfillable = partition_gaps(gaps, ops.get_exchange_gaps(symbol, tf))
-        print(f"{symbol}: {len(ordinary)} gaps to repair, {len(unfillable)} the exchange never published "
-              f"(last {args.hours} h)")
+        print(f"{symbol}: {_plural(len(ordinary), 'gap')} to repair, {len(unfillable)} the exchange never "
+              f"published (last {args.hours} h; history starts {starts[symbol]:%Y-%m-%d %H:%M} UTC, older hours "
+              "come with backfill)")
         for label, runs in (("missing", ordinary), ("exchange", unfillable)):
             for first, last in runs:
                 hours = int((last - first) / timedelta(hours=1)) + 1
                 print(f"  {label:<8} {first:%Y-%m-%d %H:%M} .. {last:%Y-%m-%d %H:%M} UTC ({hours} h)")
     return 0
+
+
+def _after(gaps: list[tuple[datetime, datetime]], first: datetime) -> list[tuple[datetime, datetime]]:
+    """The gap runs from the first stored candle on: hours before it are history not fetched yet."""
+    return [(max(a, first), b) for a, b in gaps if b >= first]
 
 
 def cmd_recover(args: argparse.Namespace, ctx: Context) -> int:
@@ -103,6 +114,9 @@ def cmd_import_csv(args: argparse.Namespace, ctx: Context) -> int:
     if symbol.count("/") != 1 or len(symbol) > SYMBOL_MAX_LENGTH or not all(symbol.split("/")):
         raise UserError(f"--symbol {args.symbol!r}: use the exchange's BASE/QUOTE form, at most "
                         f"{SYMBOL_MAX_LENGTH} characters, e.g. BTC/USDT")
+    if symbol not in ctx.config.assets:
+        raise UserError(f"--symbol {symbol} is not in trading.assets ({', '.join(ctx.config.assets)}); add it to "
+                        "your config first, or the candles would be stored for an asset nothing uses")
     frame = read_candle_csv(Path(args.file), args.timeframe)  # refuse a bad file before touching the database
     rows, written = import_csv(ctx.migrated_ops(), Path(args.file), symbol, args.timeframe, frame, args.replace)
     print(f"{symbol}: {rows} rows read, {written} candles written")
@@ -287,6 +301,36 @@ def cmd_demo(args: argparse.Namespace, ctx: Context) -> int:
 
 
 # ---- parser -----------------------------------------------------------------------------------------
+def positive_int(value: str) -> int:
+    """A whole number above 0 (hours, days)."""
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number above 0, e.g. 168")
+    return number
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+def _check_options(parser: argparse.ArgumentParser, argv: list[str]) -> None:
+    """A misspelt option gets its own message (argparse would take its value for the command)."""
+    known = {"-h", "--help"}
+    for action in parser._actions:  # noqa: SLF001 (argparse keeps no public list)
+        known.update(action.option_strings)
+        for sub in getattr(action, "choices", None) or {}:
+            if isinstance(action.choices, dict):
+                known.update(o for a in action.choices[sub]._actions for o in a.option_strings)  # noqa: SLF001
+    for token in argv:
+        name = token.split("=", 1)[0]
+        if name.startswith("-") and name not in known and not name.lstrip("-").replace(".", "").isdigit():
+            near = difflib.get_close_matches(name, sorted(known), n=1)
+            parser.error(f"unknown option {name}" + (f"; did you mean {near[0]}?" if near else ""))
+
+
 def parse_time(value: str) -> datetime:
     """ISO date or time, taken as UTC when it has no zone."""
     try:
@@ -320,12 +364,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("status", cmd_status, "database, schema revision, TimescaleDB, candles per asset")
     backfill = add("backfill", cmd_backfill, "fetch missing history from the exchange")
     backfill.add_argument("--symbol", action="append", help="asset (repeatable; default: all)")
-    backfill.add_argument("--days", type=int,
+    backfill.add_argument("--days", type=positive_int,
                           help="days of history (default: the longer of ml.training_days and trading.lookback_days)")
     gaps = add("gaps", cmd_gaps, "list missing candles per asset")
-    gaps.add_argument("--hours", type=int, default=168, help="window to scan (default 168)")
+    gaps.add_argument("--hours", type=positive_int, default=168, help="window to scan (default 168)")
     recover = add("recover", cmd_recover, "find and fill missing candles")
-    recover.add_argument("--hours", type=int, default=168, help="window to scan (default 168)")
+    recover.add_argument("--hours", type=positive_int, default=168, help="window to scan (default 168)")
     imp = add("import-csv", cmd_import_csv, "load candles from a CSV (timestamp,open,high,low,close,volume)")
     imp.add_argument("file", help="CSV file, plain or .gz; timestamp in ms UTC")
     imp.add_argument("--symbol", required=True, help="asset, e.g. BTC/USDT")
@@ -338,7 +382,8 @@ def build_parser() -> argparse.ArgumentParser:
     backtest = add("backtest", cmd_backtest, "walk-forward backtest over history")
     backtest.add_argument("--start", type=parse_time, required=True, help="first hour, e.g. 2022-07-01")
     backtest.add_argument("--end", type=parse_time, required=True, help="end (exclusive), e.g. 2024-01-01")
-    backtest.add_argument("--retrain-every", type=int, default=7, metavar="DAYS", help="days between retrains (7)")
+    backtest.add_argument("--retrain-every", type=positive_int, default=7, metavar="DAYS",
+                          help="days between retrains (7)")
     backtest.add_argument("--symbol", action="append", help="asset (repeatable; default: all)")
     predict = add("predict", cmd_predict, "one prediction cycle (as of now or of --at)")
     predict.add_argument("--at", type=parse_time, help="as of this time (UTC), e.g. 2023-06-01T12:00")
@@ -373,6 +418,7 @@ def _print_error(message: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    _check_options(parser, sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     for signum in (signal.SIGTERM, signal.SIGHUP):  # the daemon installs its own graceful handlers
         signal.signal(signum, _raise_stopped)

@@ -224,6 +224,21 @@ def test_a_long_symbol_and_an_unknown_timeframe_are_refused_in_one_line(ops, run
     result = run_cli("import-csv", str(path), "--symbol", "BTC/USDT", "--timeframe", "7x", "--config", str(cfg))
     assert result.returncode == 2 and "invalid choice: '7x'" in result.stderr
     assert ops.get_candle_count("BTC/USDT") == 0
+    result = run_cli("import-csv", str(path), "--symbol", "XRP/USDT", "--config", str(cfg))
+    assert result.returncode == 1 and "XRP/USDT is not in trading.assets" in result.stderr
+    assert ops.get_candle_count("XRP/USDT") == 0
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--confg", "x.yaml", "status"], "unknown option --confg; did you mean --config?"),
+    (["status", "--confg=x.yaml"], "unknown option --confg; did you mean --config?"),
+    (["gaps", "--hours", "-5"], "argument --hours: '-5' is not a whole number above 0"),
+    (["recover", "--hours", "0"], "argument --hours: '0' is not a whole number above 0"),
+    (["backfill", "--days", "x"], "argument --days: 'x' is not a whole number above 0"),
+])
+def test_cli_input_mistakes_get_one_clear_line(run_cli, argv, expected):
+    result = run_cli(*argv)
+    assert result.returncode == 2 and expected in result.stderr.strip().splitlines()[-1], result.stderr
 
 
 def test_import_keeps_exact_decimals_and_never_overwrites_without_replace(ops, run_cli, write_config, tmp_path):

@@ -144,6 +144,9 @@ def test_backfill_cli_with_progress_and_status(run_cli, write_config, empty_db_u
     assert re.search(r"BTC/USDT +719 from .* 1 gaps the exchange cannot fill", status.stdout), status.stdout
     gaps = run_cli("gaps", "--hours", "720", "--config", str(path))
     assert "BTC/USDT: 0 gaps to repair, 1 the exchange never published" in gaps.stdout
+    # the 720 h before the first stored candle are history not fetched yet, not gaps to repair
+    wide = run_cli("gaps", "--hours", "1440", "--config", str(path))
+    assert "BTC/USDT: 0 gaps to repair" in wide.stdout and "history starts" in wide.stdout, wide.stdout
 
 
 def test_import_csv_of_shared_file_is_exact_and_idempotent(ops):
