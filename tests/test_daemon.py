@@ -242,3 +242,31 @@ def test_candle_repair_runs_between_hourly_cycles(ops, exchange, loaded_exchange
     assert daemon.repair(now + pd.Timedelta(minutes=12)) == {"behind": 1, "repaired": 1}
     assert "hourly" in daemon.queued  # the cycle runs at once, not at the next hour
     assert ops.get_last_complete_timestamp("BTC/USDT") == now - pd.Timedelta(hours=1)
+
+
+def test_first_run_without_the_exchange_says_so_once_and_points_to_demo(tmp_path):
+    """The exchange's address refuses connections (a closed loopback port): one line names it unreachable with
+    the cause, that the daemon keeps retrying and that `demo` works offline; no per-asset retries or per-group
+    training errors; the hourly report and /health name why there is no forecast."""
+    closed = _free_port()  # nothing listens there
+    port = _free_port()
+    config = {"database": {"url": "embedded"},
+              "exchange": {"api_urls": {"public": f"http://127.0.0.1:{closed}/api/v3"}, "timeout_ms": 2000,
+                           "max_retries": 1, "retry_max_seconds": 5},
+              "health": {"port": port},
+              "paths": {"data_dir": str(tmp_path / "data"), "logs_dir": str(tmp_path / "logs")}}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    daemon = _start_daemon(path)
+    try:
+        status, report = _first_hourly_cycle(f"http://127.0.0.1:{port}", timeout=240)
+        assert status == 503 and any("no candles stored yet" in p for p in report["problems"])
+    finally:
+        daemon.send_signal(signal.SIGINT)
+        output = daemon.communicate(timeout=60)[0]
+    unreachable = [line for line in output.splitlines() if "is unreachable" in line and "ERROR" in line]
+    assert len(unreachable) == 2, output  # start-up, then the first hourly cycle's repair: once each
+    assert "python -m src.main demo" in unreachable[0] and "keeps running" in unreachable[0]
+    assert "ConnectionRefused" in unreachable[0] or "NetworkError" in unreachable[0]
+    assert "history not complete" not in output and "train BTC/USDT" not in output
+    assert "not training BTC/USDT, ETH/USDT, SOL/USDT yet: no candles stored" in output

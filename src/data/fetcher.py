@@ -18,6 +18,7 @@ import pandas as pd
 from src.utils.candles import CANDLE_COLUMNS, candle_problems
 from src.utils.config import TIMEFRAME_MS, Config
 from src.utils.errors import UserError
+from src.utils.secrets import redact
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -28,7 +29,18 @@ PAGE_LIMIT = 1000
 
 
 class FetchError(UserError):
-    """The exchange refused or kept failing; the message says which and what to do."""
+    """The exchange refused or kept failing; the message says which and what to do. `unreachable`: the
+    failure was the network or the exchange being down (every asset would fail alike)."""
+
+    def __init__(self, message: str, unreachable: bool = False):
+        super().__init__(message)
+        self.unreachable = unreachable
+
+
+def _cause(exc: Exception) -> str:
+    """The error's type and the first line of its text, short: what an operator needs to act."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text[:160]}" if text else type(exc).__name__
 
 
 class ExchangeDataFetcher:
@@ -61,10 +73,11 @@ class ExchangeDataFetcher:
             except TEMPORARY_ERRORS as exc:
                 wait = self._retry_after() or min(2.0 ** attempt, 30.0)
                 if attempt == self.max_retries or time.monotonic() + wait > deadline:
-                    raise FetchError(f"{self.exchange.id}: {what} still failing after {attempt + 1} tries "
-                                     f"({type(exc).__name__}); check the network or try later") from None
-                log.warning("%s: %s failed (%s), retry %d/%d in %.1fs", self.exchange.id, what,
-                            type(exc).__name__, attempt + 1, self.max_retries, wait)
+                    raise FetchError(f"{self.exchange.id} is unreachable: {what} failed {attempt + 1} times "
+                                     f"({redact(_cause(exc))})", unreachable=True) from None
+                # the first retry says why; the rest are routine until the last one fails
+                log.log(logging.WARNING if attempt == 0 else logging.INFO, "%s: %s failed (%s), retry %d/%d in %.1fs",
+                        self.exchange.id, what, redact(_cause(exc)), attempt + 1, self.max_retries, wait)
                 if self.stop_event.wait(wait):
                     raise FetchError(f"{self.exchange.id}: {what} abandoned: the service is stopping") from None
             except ccxt.BadSymbol:

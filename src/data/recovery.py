@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 
-from src.data.fetcher import ExchangeDataFetcher
+from src.data.fetcher import ExchangeDataFetcher, FetchError
 from src.database.operations import EXCHANGE_GAP_RETRY, DatabaseOperations, Gap
 from src.utils.config import TIMEFRAME_MS
 from src.utils.errors import UserError
@@ -50,6 +50,13 @@ class DataRecoveryManager:
                 results[symbol] = self.db.backfill_missing_data(symbol, gaps, self.fetcher, self.timeframe) \
                     if gaps else 0
                 log.info("%s: %d gaps, %d candles recovered", symbol, len(gaps), results[symbol])
+            except FetchError as exc:
+                results[symbol] = -1
+                if exc.unreachable:  # every other asset would wait through the same retries
+                    log.error("candle recovery stopped: %s", exc)
+                    results |= {other: -1 for other in symbols if other not in results}
+                    break
+                log.error("%s: recovery failed: %s", symbol, exc)
             except UserError as exc:
                 log.error("%s: recovery failed: %s", symbol, exc)
                 results[symbol] = -1

@@ -88,9 +88,12 @@ class Predictor:
         frames, time_frames, windows = [], [], {}
         for symbol in symbols:
             newest = self.ops.get_last_complete_timestamp(symbol, self.timeframe)
-            if newest is None or pd.Timestamp(newest) < at - pd.Timedelta(hours=STALE_AFTER_HOURS):
-                result.stale[symbol] = (f"newest candle {newest or 'none'} is older than {STALE_AFTER_HOURS} h "
-                                        f"before {at}")
+            if newest is None:
+                result.stale[symbol] = "no candles stored yet (they come once the exchange answers, or with import-csv)"
+            elif pd.Timestamp(newest) < at - pd.Timedelta(hours=STALE_AFTER_HOURS):
+                result.stale[symbol] = (f"newest candle {pd.Timestamp(newest):%Y-%m-%d %H:%M} UTC is more than "
+                                        f"{STALE_AFTER_HOURS} h before {at:%Y-%m-%d %H:%M} UTC")
+            if symbol in result.stale:
                 log.warning("%s: no prediction, %s", symbol, result.stale[symbol])
                 continue
             try:

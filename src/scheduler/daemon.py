@@ -17,6 +17,7 @@ from collections.abc import Callable
 import pandas as pd
 import schedule
 
+from src.data.fetcher import FetchError
 from src.models.outcomes import resolve_outcomes
 from src.models.performance import refresh_performance
 from src.models.prediction import Predictor, last_closed_before
@@ -53,6 +54,7 @@ class Daemon:
     def __init__(self, ctx: Context):
         self.ctx, self.config = ctx, ctx.config
         self.board = JobBoard()
+        self.history_incomplete = False  # set when the exchange was unreachable during the start-up fetch
         self.stop_event = ctx.stop_event
         self.jobs: queue.Queue = queue.Queue()
         self.queued: set[str] = set()
@@ -104,12 +106,21 @@ class Daemon:
         days = self.config.history_days
         recovery = self.ctx.recovery()
         written = 0
+        self.history_incomplete = False
         for symbol in self.config.assets:
             self.checkpoint()
             before = ops.get_candle_count(symbol, self.config.timeframe)
             try:
                 recovery.ensure_minimum_data_coverage(symbol, days * 24,
                                                       progress=LogProgress(f"{symbol} history", days * 24))
+            except FetchError as exc:
+                self.history_incomplete = exc.unreachable
+                if exc.unreachable:  # one line, not the same retries for every asset
+                    log.error("%s. The daemon keeps running and tries again every %d min; to see the product "
+                              "work offline meanwhile: python -m src.main demo", exc,
+                              self.config.get("scheduler.repair_minutes"))
+                    break
+                log.error("%s: history not complete (%s); will retry at the next cycle", symbol, exc)
             except UserError as exc:
                 log.error("%s: history not complete (%s); will retry at the next cycle", symbol, exc)
             written += ops.get_candle_count(symbol, self.config.timeframe) - before
@@ -123,12 +134,20 @@ class Daemon:
         champions = self.ctx.records.models(champions_only=True)
         have = {(s, round(t, 6)) for s, t in zip(champions["symbol"], champions["target_pct"])}
         missing = [(s, t) for s, t in self.config.groups if (s, round(t, 6)) not in have]
+        empty = {s for s, _ in missing if self.ctx.ops.get_candle_count(s, self.config.timeframe) == 0}
+        if empty:  # one line for them all, and the reason kept for /health and the hourly report
+            log.warning("not training %s yet: no candles stored (they come once the exchange answers, or with "
+                        "import-csv)", ", ".join(sorted(empty)))
+            self.ctx.records.record_group_problems(
+                "train", self.config.timeframe, {(s, t): "no candles stored yet" for s, t in missing if s in empty}, [])
         trainer = Trainer(self.ctx.ops, self.ctx.records, self.ctx.registry(), self.ctx.train_settings())
-        skipped = 0
+        trained = 0
         for symbol, target in missing:
+            if symbol in empty:
+                continue
             self.checkpoint()
-            skipped += bool(trainer.train([symbol], [target])[0].skipped)
-        return len(missing) - skipped, skipped
+            trained += not trainer.train([symbol], [target])[0].skipped
+        return trained, len(missing) - trained
 
     def _predictor(self) -> Predictor:
         return Predictor(self.ctx.ops, self.ctx.records, self.ctx.registry(), self.config.target_percentages,
@@ -177,6 +196,8 @@ class Daemon:
                         self.config.get("scheduler.repair_minutes"))
         still = self._assets_behind(now)
         if len(still) < len(behind):
+            if self.history_incomplete:  # the exchange answers again: fetch the history and train first
+                self.submit("startup", self.startup)
             self.submit("hourly", self.hourly)
         return {"behind": len(behind), "repaired": len(behind) - len(still)}
 
