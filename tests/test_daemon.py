@@ -270,3 +270,29 @@ def test_first_run_without_the_exchange_says_so_once_and_points_to_demo(tmp_path
     assert "ConnectionRefused" in unreachable[0] or "NetworkError" in unreachable[0]
     assert "history not complete" not in output and "train BTC/USDT" not in output
     assert "not training BTC/USDT, ETH/USDT, SOL/USDT yet: no candles stored" in output
+
+
+def _demo_servers() -> list:
+    import psutil
+    return [p for p in psutil.process_iter(["name", "cmdline"]) if p.info["name"] and "postgres" in p.info["name"]
+            and "crypto-ml-demo-" in " ".join(p.info["cmdline"] or [])]
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+def test_a_stopped_demo_leaves_no_server_behind(write_config, stop):
+    cfg = write_config({})
+    demo = subprocess.Popen([sys.executable, "-m", "src.main", "demo", "--config", str(cfg)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        for line in demo.stdout:  # stop it mid-way, once its server runs and training has begun
+            if line.startswith("== train"):
+                break
+        assert _demo_servers(), "the demo's server should be running by now"
+        demo.send_signal(stop)
+        output = demo.communicate(timeout=120)[0]
+    finally:
+        demo.kill()
+    assert demo.returncode == 128 + stop or (stop == signal.SIGINT and demo.returncode == 130), output
+    assert _wait(lambda: not _demo_servers(), 15, "the demo's server to stop")
+    assert "Traceback" not in output

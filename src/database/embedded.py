@@ -101,6 +101,23 @@ def _refresh_postmaster(server) -> None:
     server._postmaster_info = info if info is not None and info.is_running() else None
 
 
+_STARTED: dict[Path, object] = {}  # data folder -> the pgserver handle this process holds
+
+
+def stop_embedded(data_dir: Path) -> None:
+    """Stop the embedded server under data_dir now (fast shutdown: sessions end, nothing is lost), for a
+    throwaway folder that is about to be deleted; the exit handler then has nothing left to stop."""
+    from pgserver import _commands
+    server = _STARTED.pop(data_dir, None)
+    if server is None:
+        return
+    try:
+        _commands.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user)
+    except subprocess.SubprocessError as exc:
+        log.warning("embedded server under %s did not stop: %s", data_dir, exc)
+    _refresh_postmaster(server)
+
+
 def start_embedded(data_dir: Path, database: str = DATABASE_NAME, timescaledb: bool = True) -> str:
     """Start (or join) the embedded server under data_dir/postgres; return a SQLAlchemy URL to `database`."""
     _check_writable(data_dir)
@@ -111,6 +128,7 @@ def start_embedded(data_dir: Path, database: str = DATABASE_NAME, timescaledb: b
         _prune_dead_users(data_dir / "postgres")
         server = pgserver.get_server(data_dir / "postgres", cleanup_mode="stop")
         atexit.register(_refresh_postmaster, server)  # runs before pgserver's own stop (atexit is LIFO)
+        _STARTED[data_dir] = server
         _use_utc(server)
         if timescaledb and timescaledb_installed():
             _enable_timescaledb(server)

@@ -82,7 +82,9 @@ def make_model(name: str, horizon: int = 168):
     if name == "climatology":
         return ClimatologyModel()
     if name == "logistic":
-        base = make_pipeline(SimpleImputer(strategy="median"), StandardScaler(),
+        # keep_empty_features: a column with no value in a small fitting piece (ret_168 in the first week) is
+        # imputed as 0 instead of dropped with a warning, so every fit sees the same columns
+        base = make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler(),
                              LogisticRegression(C=0.05, max_iter=500))
         return _calibrated(base, horizon)
     if name == "xgboost":
