@@ -65,7 +65,12 @@ def _how_soon(timings: pd.DataFrame | None, symbol: str, target: float, at: pd.T
     if row.empty:
         return "-"
     r = row.iloc[0]
-    return f"~{r.q50_hours:.0f}h ({r.q10_hours:.0f}-{r.q90_hours:.0f}h)"
+    return f"~{_hours(r.q50_hours)}h ({_hours(r.q10_hours)}-{_hours(r.q90_hours)}h)"
+
+
+def _hours(value: float) -> str:
+    """Whole hours, or tenths below 10 h (a 1 % move can come within the hour)."""
+    return f"{value:.0f}" if value >= 10 else f"{value:.1f}".rstrip("0").rstrip(".")
 
 
 def hourly_text(champions: pd.DataFrame, now: pd.Timestamp, horizon: int = 168,
@@ -199,7 +204,8 @@ def _reliability_panel(ax, groups, title: str, xlabel: str) -> None:
     ax.legend(loc="upper left", fontsize=7)
 
 
-def _running_skill_panel(ax, champion: pd.DataFrame, clim: pd.DataFrame, backtest: dict[float, float]) -> None:
+def _running_skill_panel(ax, champion: pd.DataFrame, clim: pd.DataFrame, backtest: dict[float, float],
+                         source: str = "live") -> None:
     """The champions' running Brier skill per target over a date axis, with the backtest's skill beside it."""
     import matplotlib.dates as mdates
     for (target, group), color in zip(champion.groupby("target_pct"), COLORS):
@@ -209,7 +215,7 @@ def _running_skill_panel(ax, champion: pd.DataFrame, clim: pd.DataFrame, backtes
         skill = 1 - np.cumsum((p - y) ** 2) / np.maximum(np.cumsum((reference - y) ** 2), 1e-9)
         skill[:MIN_PER_BIN - 1] = np.nan  # the first handful of outcomes swing it wildly
         ax.plot(pd.to_datetime(group["timestamp"], utc=True), skill, color=color, marker="." if len(group) < 30 else "",
-                label=f"{target:.0%} live")
+                label=f"{target:.0%} {source}")
         if target in backtest:
             ax.axhline(backtest[target], color=color, linestyle=":", linewidth=1,
                        label=f"{target:.0%} backtest {backtest[target]:+.3f}")
@@ -227,10 +233,10 @@ def _running_skill_panel(ax, champion: pd.DataFrame, clim: pd.DataFrame, backtes
 
 
 def daily_chart(resolved: pd.DataFrame, timing: pd.DataFrame | None = None,
-                backtest: dict[float, float] | None = None) -> bytes:
+                backtest: dict[float, float] | None = None, source: str = "live") -> bytes:
     """The daily figure as PNG bytes."""
     import matplotlib.pyplot as plt
-    fig = daily_figure(resolved, timing, backtest)
+    fig = daily_figure(resolved, timing, backtest, source)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     plt.close(fig)
@@ -238,7 +244,7 @@ def daily_chart(resolved: pd.DataFrame, timing: pd.DataFrame | None = None,
 
 
 def daily_figure(resolved: pd.DataFrame, timing: pd.DataFrame | None = None,
-                 backtest: dict[float, float] | None = None):
+                 backtest: dict[float, float] | None = None, source: str = "live"):
     """Reliability of the champions' live direction forecasts, their running Brier skill (with the
     backtest's champion skill per target beside it), and the reliability of the how-soon champions'
     P(resolved within 24 h)."""
@@ -252,12 +258,12 @@ def daily_figure(resolved: pd.DataFrame, timing: pd.DataFrame | None = None,
     fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(15, 4.4), dpi=110)
     _reliability_panel(ax1, [(f"{t:.0%} target", g["probability"], g["actual_outcome"])
                              for t, g in champion.groupby("target_pct")],
-                       "Direction: reliability (live)", "forecast P(up first)")
-    _running_skill_panel(ax2, champion, clim, backtest or {})
+                       f"Direction: reliability ({source})", "forecast P(up first)")
+    _running_skill_panel(ax2, champion, clim, backtest or {}, source)
     decided = [] if timing is None or timing.empty else timing[
         timing["status"].notna() & timing["is_champion"].astype(bool)].groupby("target_pct")
     _reliability_panel(ax3, [(f"{t:.0%} target", g["p_24h"],
                               (g["status"] != "expired") & (g["hours_to_resolution"] <= 24)) for t, g in decided],
-                       "How soon: reliability (live)", "forecast P(resolved within 24 h)")
+                       f"How soon: reliability ({source})", "forecast P(resolved within 24 h)")
     fig.tight_layout()
     return fig

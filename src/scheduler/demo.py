@@ -19,6 +19,7 @@ from src.models.performance import daily_performance
 from src.models.prediction import Predictor
 from src.models.training import Trainer, load_candles, unfillable_hours
 from src.monitoring.health import health_snapshot
+from src.notifications.reports import daily_chart
 from src.scheduler.services import Context
 from src.utils.config import Config
 
@@ -96,9 +97,11 @@ def _steps(ctx: Context, demo_config: Config, tmp: str, output_dir: Path) -> boo
     _step("hourly and daily reports (dry run: printed, not sent)")
     service = ctx.report_service(dry_run=True)
     service.hourly(PREDICT_AT, demo_config.groups)
-    chart = output_dir / "demo-daily-report.png"
-    service.daily(PREDICT_AT, chart)
-    print(f"chart saved to {chart}")
+    service.daily(PREDICT_AT, output_dir / "demo-live-daily-report.png")
+    chart = output_dir / "demo-daily-report.png"  # the live record is one hour old here: chart the backtest's month
+    chart.write_bytes(daily_chart(records.resolved("backtest", *BACKTEST), records.resolved_time("backtest", *BACKTEST),
+                                  source="backtest"))
+    print(f"chart of the backtest month saved to {chart}")
 
     _step("health")
     report, healthy = health_snapshot(ops, records, assets, targets, settings.timeframe, 10**6,
