@@ -28,8 +28,16 @@ Handler = Callable[[argparse.Namespace, Context], int]
 # ---- commands ---------------------------------------------------------------------------------------
 def cmd_init_db(args: argparse.Namespace, ctx: Context) -> int:
     ops = ctx.migrated_ops()
+    conversion = ops.db.convert_to_hypertables()
     kind = "TimescaleDB" if ops.db.has_timescaledb() else "plain PostgreSQL"
     print(f"schema at revision {ops.db.schema_revision()} on {kind} ({ops.db.safe_url})")
+    if conversion == "converted":
+        print("TimescaleDB is now available: ohlcv_data and feature_cache were converted to hypertables "
+              "(rows kept), older candles will be compressed")
+    elif conversion == "unavailable":
+        print("TimescaleDB is not installed in this server; to use it (faster history, compression): "
+              "bash ../shared/timescaledb/build.sh .venv/bin/python (embedded server) or a TimescaleDB "
+              "image, then run init-db again to convert")
     return 0
 
 

@@ -137,3 +137,23 @@ def test_failed_migration_leaves_database_as_it_was(empty_db_url):
         conn.create_tables()
     assert _tables(conn) == {"model_registry"}
     assert conn.schema_revision() is None
+
+
+@needs_timescaledb
+def test_init_db_converts_a_plain_schema_once_timescaledb_is_available(run_cli, write_config, empty_db_url):
+    """A database built while TimescaleDB was off (or not installed) keeps its rows and becomes hypertables at
+    the next init-db; a third run has nothing to do."""
+    from src.database.operations import DatabaseOperations
+    plain = DatabaseConnection(empty_db_url, timescaledb="off")
+    plain.create_tables()
+    DatabaseOperations(plain).save_ohlcv_data("BTC/USDT", "1h", [[1677628800000 + i * 3_600_000, 1, 2, 0.5, 1.5, 3]
+                                                                  for i in range(50)])
+    assert _hypertables(plain) == set()
+    path = write_config({"database": {"url": empty_db_url, "timescaledb": "auto"}})
+    result = run_cli("init-db", "--config", str(path))
+    assert result.returncode == 0 and "converted to hypertables" in result.stdout, result.stdout + result.stderr
+    converted = DatabaseConnection(empty_db_url)
+    assert _hypertables(converted) == {"ohlcv_data", "feature_cache"}
+    assert DatabaseOperations(converted).get_candle_count("BTC/USDT") == 50
+    again = run_cli("init-db", "--config", str(path))
+    assert again.returncode == 0 and "converted" not in again.stdout

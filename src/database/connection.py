@@ -83,6 +83,25 @@ class DatabaseConnection:
         with self.engine.connect() as conn:
             return MigrationContext.configure(conn).get_current_revision()
 
+    def convert_to_hypertables(self) -> str:
+        """Make a schema built on plain PostgreSQL use TimescaleDB now that it is available (existing rows
+        are moved into chunks, in one transaction). Returns what happened: 'converted', 'already',
+        'unavailable' (the extension is not installed) or 'off' (database.timescaledb: off)."""
+        from src.database.migrations.timescale import hypertable_statements
+        if self.timescaledb == "off":
+            return "off"
+        with self.engine.begin() as conn:
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+            if conn.execute(text("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'")).scalar() and \
+                    conn.execute(text("SELECT 1 FROM timescaledb_information.hypertables "
+                                      "WHERE hypertable_name = 'ohlcv_data'")).scalar():
+                return "already"
+            if not conn.execute(text("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'")).scalar():
+                return "unavailable"
+            for statement in hypertable_statements(self.compress_after_days):
+                conn.execute(text(statement))
+        return "converted"
+
     def has_timescaledb(self) -> bool:
         with self.engine.connect() as conn:
             return bool(conn.execute(text("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'")).scalar())

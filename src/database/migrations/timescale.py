@@ -36,19 +36,25 @@ def timescaledb_usable(bind) -> bool:
     return False
 
 
+def hypertable_statements(compress_after_days: int) -> list[str]:
+    """The SQL that makes ohlcv_data and feature_cache hypertables (existing rows moved into chunks) and
+    compresses older candles: run by the first migration, or by init-db on a schema built before
+    TimescaleDB was installed."""
+    statements = ["CREATE EXTENSION IF NOT EXISTS timescaledb"]
+    statements += [f"SELECT create_hypertable('{table}', by_range('timestamp', INTERVAL '{CHUNK_INTERVAL}'), "
+                   "migrate_data => true)" for table in ("ohlcv_data", "feature_cache")]
+    return statements + [
+        "ALTER TABLE ohlcv_data SET (timescaledb.compress, timescaledb.compress_segmentby = 'symbol, timeframe', "
+        "timescaledb.compress_orderby = 'timestamp')",
+        f"SELECT add_compression_policy('ohlcv_data', INTERVAL '{int(compress_after_days)} days')"]
+
+
 def enable_hypertables() -> None:
     bind = op.get_bind()
     if not timescaledb_usable(bind):
         log.info("schema built on plain PostgreSQL (no TimescaleDB)")
         return
-    op.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
-    for table in ("ohlcv_data", "feature_cache"):
-        op.execute(f"SELECT create_hypertable('{table}', by_range('timestamp', INTERVAL '{CHUNK_INTERVAL}'), "
-                   "migrate_data => true)")
-    days = int(context.config.attributes.get("compress_after_days", 30))
-    op.execute("ALTER TABLE ohlcv_data SET (timescaledb.compress, "
-               "timescaledb.compress_segmentby = 'symbol, timeframe', "
-               "timescaledb.compress_orderby = 'timestamp')")
-    op.execute(f"SELECT add_compression_policy('ohlcv_data', INTERVAL '{days} days')")
+    for statement in hypertable_statements(int(context.config.attributes.get("compress_after_days", 30))):
+        op.execute(statement)
     version = bind.execute(text("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'")).scalar()
     log.info("schema built on TimescaleDB %s: ohlcv_data and feature_cache are hypertables", version)
