@@ -62,7 +62,7 @@ def test_unknown_symbol_fails_at_once(fetcher, exchange):
 
 def test_persistent_failure_is_bounded_and_clear(fetcher, exchange):
     exchange.state.faults.extend([Fault("500")] * 10)
-    with pytest.raises(FetchError, match="still failing after 4 tries"):
+    with pytest.raises(FetchError, match="keeps failing: fetch_ohlcv BTC/USDT 1h failed 4 times"):
         fetcher.fetch_ohlcv_batch("BTC/USDT", "1h", exchange.state.now_ms() - 10 * HOUR_MS)
 
 

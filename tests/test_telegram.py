@@ -73,7 +73,7 @@ def test_hourly_report_dates_every_candle_flags_stale_ones_and_prints_plain_text
     assert "candle 2023-06-01 09:00 UTC" in text and "candle 2023-05-20 05:00 UTC · ⚠️ STALE: 292 h old" in text
     assert "BTC/USDT</b> 27,123.45 · candle 2023-06-01 09:00 UTC\n" in text  # the fresh one is not flagged
     assert " logistic " in text and "xgboost" in text  # model names whole
-    assert "~6h (2-15h)" in text and "Resolves: median hours" in text
+    assert "~6.4h (2-15h)" in text and "Resolves: median hours" in text
     TelegramNotifier("", "").send("hourly", text)  # no token: the console
     printed = capsys.readouterr().out
     assert "<b>" not in printed and "<pre>" not in printed and "Hourly forecast · 2023-06-01 10:05 UTC" in printed

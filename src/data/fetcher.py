@@ -73,7 +73,8 @@ class ExchangeDataFetcher:
             except TEMPORARY_ERRORS as exc:
                 wait = self._retry_after() or min(2.0 ** attempt, 30.0)
                 if attempt == self.max_retries or time.monotonic() + wait > deadline:
-                    raise FetchError(f"{self.exchange.id} is unreachable: {what} failed {attempt + 1} times "
+                    state = "is unreachable" if isinstance(exc, ccxt.NetworkError) else "keeps failing"
+                    raise FetchError(f"{self.exchange.id} {state}: {what} failed {attempt + 1} times "
                                      f"({redact(_cause(exc))})", unreachable=True) from None
                 # the first retry says why; the rest are routine until the last one fails
                 log.log(logging.WARNING if attempt == 0 else logging.INFO, "%s: %s failed (%s), retry %d/%d in %.1fs",
