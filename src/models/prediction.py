@@ -107,15 +107,18 @@ class Predictor:
             row, close = found
             entry = np.array([close])
             for target in self.targets:
+                as_of = at if registry_as_of_at else None
                 try:
-                    as_of = at if registry_as_of_at else None
                     frames.extend(self._predict_group(symbol, target, row, entry, result, as_of))
-                    time_frames.extend(self._forecast_timing(symbol, target, row, result, as_of))
                 except Exception as exc:  # one group failing must not stop the others
                     reason = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
                     result.skipped[(symbol, target)] = reason
                     log.warning("%s %g: no prediction, %s", symbol, target, reason,
                                 exc_info=not isinstance(exc, UserError))
+                try:  # how soon is extra: its failure never costs the direction forecast
+                    time_frames.extend(self._forecast_timing(symbol, target, row, result, as_of))
+                except Exception as exc:
+                    log.warning("%s %g: no how-soon forecast, %s: %s", symbol, target, type(exc).__name__, exc)
             result.predicted.append(symbol)
         if frames:
             result.written = self.records.save_predictions(pd.concat(frames, ignore_index=True))

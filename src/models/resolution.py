@@ -25,8 +25,6 @@ import numpy as np
 import pandas as pd
 import xgboost
 
-from src.models.resolution_metrics import FORECAST_COLUMNS
-
 TIME_MODEL_NAMES = ("climatology", "random_walk", "xgboost_aft")
 WITHIN_HOURS = (6, 24)
 QUANTILES = (0.1, 0.5, 0.9)
@@ -209,7 +207,3 @@ def forecast_array(model, X: pd.DataFrame, horizon: int = 168) -> np.ndarray:  #
     p = model.cdf(X, np.array([*WITHIN_HOURS, horizon], dtype=float))
     return np.column_stack([p, model.quantiles(X)])
 
-
-def forecast(model, X: pd.DataFrame, horizon: int = 168) -> pd.DataFrame:  # noqa: N803
-    """The stored forecast, as named columns."""
-    return pd.DataFrame(forecast_array(model, X, horizon), columns=list(FORECAST_COLUMNS), index=X.index)
