@@ -80,7 +80,8 @@ class ExchangeDataFetcher:
                 log.log(logging.WARNING if attempt == 0 else logging.INFO, "%s: %s failed (%s), retry %d/%d in %.1fs",
                         self.exchange.id, what, redact(_cause(exc)), attempt + 1, self.max_retries, wait)
                 if self.stop_event.wait(wait):
-                    raise FetchError(f"{self.exchange.id}: {what} abandoned: the service is stopping") from None
+                    raise FetchError(f"{self.exchange.id}: {what} abandoned: the service is stopping",
+                                     unreachable=True) from None  # no other asset should be tried either
             except ccxt.BadSymbol:
                 raise FetchError(f"{self.exchange.id} has no market {args[0]!r}; "
                                  "check trading.assets (e.g. BTC/USDT)") from None
