@@ -59,7 +59,7 @@ class Evidence:
 class ChampionChoice:
     champion: str
     n: int
-    brier: dict[str, float] = field(default_factory=dict)
+    loss: dict[str, float] = field(default_factory=dict)  # mean per-hour loss of each model (Brier by default)
     p_values: dict[str, float] = field(default_factory=dict)  # challenger -> p against the choice before it
     reason: str = ""
 
@@ -97,7 +97,7 @@ def choose_champion(evidence: Evidence, level: float, lag: int, order: tuple[str
         choice.reason = f"{len(evidence)} out-of-sample hours, fewer than {MIN_EVIDENCE}: the simplest model stays"
         return choice
     losses = {n: loss(evidence.p[n], evidence.y) for n in names}
-    choice.brier = {n: float(loss.mean()) for n, loss in losses.items()}
+    choice.loss = {n: float(loss.mean()) for n, loss in losses.items()}
     for challenger in names[1:]:
         p_value = diebold_mariano(losses[choice.champion], losses[challenger], lag)
         choice.p_values[challenger] = p_value

@@ -201,7 +201,7 @@ class Trainer:
         self._choose(task, result)
         for name in task.models:
             estimator = task.fit(name, known, s.horizon, target)
-            selection = {"selection_loss": result.selection.brier.get(name),
+            selection = {"selection_loss": result.selection.loss.get(name),
                          "selection_p_value": result.selection.p_values.get(name)}
             result.versions[name] = self.registry.save(
                 estimator, symbol=symbol, timeframe=s.timeframe, target=target, model_name=name, task=task.name,

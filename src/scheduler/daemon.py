@@ -134,7 +134,7 @@ class Daemon:
         champions = self.ctx.records.models(champions_only=True)
         have = {(s, round(t, 6)) for s, t in zip(champions["symbol"], champions["target_pct"])}
         missing = [(s, t) for s, t in self.config.groups if (s, round(t, 6)) not in have]
-        empty = {s for s, _ in missing if self.ctx.ops.get_candle_count(s, self.config.timeframe) == 0}
+        empty = {s for s in {s for s, _ in missing} if self.ctx.ops.get_candle_count(s, self.config.timeframe) == 0}
         if empty:  # one line for them all, and the reason kept for /health and the hourly report
             log.warning("not training %s yet: no candles stored (they come once the exchange answers, or with "
                         "import-csv)", ", ".join(sorted(empty)))
