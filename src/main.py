@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -419,6 +420,18 @@ def _raise_stopped(signum: int, _frame) -> None:
     raise Stopped(signum)
 
 
+def _resend_swallowed_stop(unraisable) -> None:
+    """A stop (SIGTERM, SIGHUP, Ctrl-C) whose exception landed in a garbage-collector callback is swallowed by
+    Python ("Exception ignored"): send the signal again, so it lands in ordinary code and stops the command."""
+    exc = unraisable.exc_value
+    if isinstance(exc, Stopped):
+        os.kill(os.getpid(), exc.signum)
+    elif isinstance(exc, KeyboardInterrupt):
+        os.kill(os.getpid(), signal.SIGINT)
+    else:
+        sys.__unraisablehook__(unraisable)
+
+
 def _print_error(message: str) -> None:
     for line in redact(message).splitlines():
         print(f"error: {line}", file=sys.stderr)
@@ -430,6 +443,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     for signum in (signal.SIGTERM, signal.SIGHUP):  # the daemon installs its own graceful handlers
         signal.signal(signum, _raise_stopped)
+    sys.unraisablehook = _resend_swallowed_stop
     try:
         config = Config(args.config)
         SecretFilter.register(str(config.get("telegram.bot_token", "")))
