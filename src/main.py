@@ -19,6 +19,7 @@ from src.scheduler.services import Context
 from src.utils.config import TIMEFRAME_MS, Config
 from src.utils.errors import UserError
 from src.utils.logging_setup import SecretFilter, setup_logging
+from src.utils.progress import TerminalProgress
 from src.utils.secrets import redact
 
 log = logging.getLogger("src.main")
@@ -137,9 +138,10 @@ def cmd_train(args: argparse.Namespace, ctx: Context) -> int:
     symbols = args.symbol or ctx.config.assets
     targets = args.target or ctx.config.target_percentages
     records = ctx.records
-    trainer = Trainer(ctx.ops, records, ctx.registry(records), ctx.train_settings())
-    with tqdm(total=len(symbols) * len(targets), desc="train", unit="model set", disable=None) as bar:
-        results = trainer.train(symbols, targets, progress=lambda _: bar.update())
+    with ctx.executor() as executor, TerminalProgress("train", "model set") as bar:
+        _say_executor(executor)
+        trainer = Trainer(ctx.ops, records, ctx.registry(records), ctx.train_settings(), executor)
+        results = trainer.train(symbols, targets, progress=bar)
     print(f"{'asset':<10} {'target':>6} {'champion':<12} Brier skill vs climatology on the held-out last fold "
           "(champion policy, xgboost, logistic)")
     for r in results:
@@ -168,16 +170,27 @@ def cmd_backtest(args: argparse.Namespace, ctx: Context) -> int:
     missing = [s for s in symbols if s not in candles]
     if missing:
         raise UserError(f"no candles stored for {', '.join(missing)}; run backfill or import-csv first")
-    steps = len(symbols) * len(ctx.config.target_percentages) * -(-(end - start).days // args.retrain_every)
-    with tqdm(total=steps, desc="backtest", unit="retrain", disable=None) as bar:
+    failures: dict = {}
+    with ctx.executor() as executor, TerminalProgress("backtest", "fit") as bar:
+        _say_executor(executor)
         table = run_backtest(candles, symbols, ctx.config.target_percentages, start, end, ctx.records, settings,
-                             args.retrain_every, progress=bar.update,
-                             unfillable={s: unfillable_hours(ctx.ops, s, settings.timeframe) for s in symbols})
+                             args.retrain_every, progress=bar,
+                             unfillable={s: unfillable_hours(ctx.ops, s, settings.timeframe) for s in symbols},
+                             executor=executor, failures=failures)
     print("Direction: P(up X% before down X%)")
     print(format_table(table))
     print("\nHow soon: hours until either barrier is touched")
     print(format_resolution_table(resolution_table(ctx.records.resolved_time(RUN, start, end), settings.horizon)))
+    if failures:
+        raise UserError(f"{len(failures)} groups not backtested (" +
+                        "; ".join(f"{s} {t:g}: {why}" for (s, t), why in failures.items()) + "); the others are stored")
     return 0
+
+
+def _say_executor(executor) -> None:
+    """Where the fits run, and the Dask dashboard to watch them on."""
+    shown = f"; dashboard {executor.dashboard}" if executor.dashboard else ""
+    print(f"fits run on: {executor.name}{shown}", file=sys.stderr)
 
 
 def _now_or(value: datetime | None):
@@ -248,8 +261,11 @@ def cmd_retrain(args: argparse.Namespace, ctx: Context) -> int:
 
     from src.models.retraining import Retrainer
     records = ctx.records
-    retrainer = Retrainer(ctx.ops, records, ctx.registry(records), ctx.train_settings())
-    decisions = retrainer.retrain(ctx.config.assets, ctx.config.target_percentages, pd.Timestamp.now(tz="UTC"))
+    with ctx.executor() as executor, TerminalProgress("retrain", "model set") as bar:
+        _say_executor(executor)
+        retrainer = Retrainer(ctx.ops, records, ctx.registry(records), ctx.train_settings(), executor)
+        decisions = retrainer.retrain(ctx.config.assets, ctx.config.target_percentages, pd.Timestamp.now(tz="UTC"),
+                                      progress=bar)
     for d in decisions:
         change = f"{d.previous} -> {d.champion}" if d.changed else f"{d.champion} (fresh fit)" if d.version else "kept"
         print(f"{d.symbol:<10} {d.target:>5.0%} {change}: {d.reason}")

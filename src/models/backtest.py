@@ -12,13 +12,13 @@ training's walk-forward folds, afterwards the backtest's own earlier forecasts."
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from src.data.features import FEATURE_VERSION, with_barrier
-from src.data.labels import DOWN, UP, barrier_outcomes
+from src.data.labels import DOWN, UP
 from src.database.records import RecordStore
 from src.models.dataset import Dataset, asset_features, build_dataset
 from src.models.estimators import MODEL_NAMES
@@ -26,7 +26,11 @@ from src.models.metrics import forecast_metrics
 from src.models.resolution_metrics import FORECAST_COLUMNS
 from src.models.selection import Evidence, skill_interval
 from src.models.tasks import DIRECTION, RESOLUTION, TASKS, Task
-from src.models.training import TrainSettings, choose, walk_forward
+from src.models.training import Fold, TrainSettings, choose, fold_evidence, fold_plan, fold_units, unwrap
+from src.models.work import forecast_unit
+from src.utils.errors import UserError
+from src.utils.executors import Executor, LocalExecutor, map_groups
+from src.utils.progress import Progress
 
 log = logging.getLogger(__name__)
 RUN = "backtest"
@@ -68,55 +72,110 @@ def outcome_rows(symbol: str, timeframe: str, target: float, outcomes: pd.DataFr
         "max_adverse_move": decided["max_adverse_move"].to_numpy()})
 
 
+@dataclass
+class BacktestPlan:
+    """One asset x target's backtest: its samples, the warm-up folds per task, the retrain points (with the
+    hours each forecasts and their entry prices) and the units to run, in the order `_finish` reads them."""
+    symbol: str
+    target: float
+    samples: dict[str, Dataset]
+    warm_up: dict[str, list[Fold]]
+    points: list[tuple[pd.Timestamp, pd.DatetimeIndex, np.ndarray]] = field(default_factory=list)
+    units: list[tuple] = field(default_factory=list)
+
+
 def run_backtest(candles: dict[str, pd.DataFrame], symbols: list[str], targets: list[float],
                  start: pd.Timestamp, end: pd.Timestamp, records: RecordStore, settings: TrainSettings,
-                 retrain_every_days: int = 7, progress: Callable[[], None] | None = None,
-                 unfillable: dict[str, pd.DatetimeIndex] | None = None) -> pd.DataFrame:
+                 retrain_every_days: int = 7, progress: Progress | None = None,
+                 unfillable: dict[str, pd.DatetimeIndex] | None = None, executor: Executor | None = None,
+                 failures: dict | None = None) -> pd.DataFrame:
     """Run the backtest over [start, end) and return the direction metrics table (resolution_table gives the
     how-soon one). `unfillable`: per symbol, the hours recorded as never published by the exchange
     (training's and live outcomes' rule: only those are missing for good; any other missing hour leaves its
-    windows undecided)."""
+    windows undecided). The fits run on `executor` (default: this process); each group is written as soon
+    as its units are done. A group that fails is left out with its reason in `failures` (when given; else
+    a UserError names them after the others are stored)."""
+    executor = executor or LocalExecutor()
     points = pd.date_range(start, end, freq=f"{retrain_every_days}D", inclusive="left")
     records.delete_predictions(RUN, start, end, symbols)
+    failed: dict[tuple[str, float], str] = {}
+    plans = {}
     for symbol in symbols:
-        features = asset_features(candles, symbol)
-        close = candles[symbol].set_index("timestamp")["close"]
-        gaps = (unfillable or {}).get(symbol, pd.DatetimeIndex([], tz="UTC"))
         for target in targets:
-            data = build_dataset(candles[symbol], features, target, settings.horizon, gaps)
-            samples = {task.name: task.samples(data, features, target, settings.horizon) for task in TASKS}
-            evidence = {task.name: _warm_up(task, samples[task.name], start, settings, target) for task in TASKS}
-            frames: dict[str, list] = {task.name: [] for task in TASKS}
-            for point in points:
-                stop = min(point + pd.Timedelta(days=retrain_every_days), end)
-                hours = features.index[(features.index >= point) & (features.index < stop)]
-                if len(hours) == 0 or len(data.purged(point, settings.embargo_hours).y) < settings.needed_samples:
-                    continue
-                matrix = with_barrier(features.loc[hours], target)
-                for task in TASKS:
-                    own = samples[task.name]
-                    forecasts = task.forecasts(own.purged(point, settings.embargo_hours), matrix, settings.horizon,
-                                               target)
-                    champion = _champion_at(task, evidence[task.name], own, point, settings)
-                    frames[task.name].extend(_rows(task, symbol, target, point, hours, forecasts, champion,
-                                                   close.loc[hours].to_numpy(), settings.timeframe))
-                    evidence[task.name] = evidence[task.name] + _labelled_forecasts(own, hours, forecasts)
-                if progress:
-                    progress()
-            if frames[DIRECTION.name]:
-                records.save_predictions(pd.concat(frames[DIRECTION.name], ignore_index=True))
-                records.save_resolution_forecasts(pd.concat(frames[RESOLUTION.name], ignore_index=True))
-            outcomes = barrier_outcomes(candles[symbol], target, settings.horizon, unfillable=gaps)
-            in_range = outcomes[(outcomes.index >= start) & (outcomes.index < end)]
-            records.save_outcomes(outcome_rows(symbol, settings.timeframe, target, in_range), RUN)
-            log.info("backtest %s %g: %d retrain points done", symbol, target, len(points))
+            try:
+                plans[symbol, target] = _plan(candles, symbol, target, points, start, end, settings,
+                                              retrain_every_days, executor, unfillable)
+            except Exception as exc:  # one group failing must not stop the others
+                failed[symbol, target] = _failure(symbol, target, exc)
+    if progress is not None:
+        progress.start(sum(len(plan.units) for plan in plans.values()))
+    for key, outputs in map_groups(executor, {key: plan.units for key, plan in plans.items()}, progress):
+        try:
+            _finish(plans[key], outputs, start, end, records, settings)
+        except Exception as exc:
+            failed[key] = _failure(*key, exc)
+    if failures is not None:
+        failures.update(failed)
+    elif failed:
+        raise UserError("backtest failed for " + "; ".join(f"{s} {t:g}: {why}" for (s, t), why in failed.items()))
     return metrics_table(records.resolved(RUN, start, end), settings.horizon)
 
 
-def _warm_up(task: Task, data: Dataset, start: pd.Timestamp, settings: TrainSettings, target: float) -> Evidence:
-    """The evidence the first retrain point chooses on: training's walk-forward folds before `start`."""
-    empty = Evidence.empty(task.models, None if task is DIRECTION else len(FORECAST_COLUMNS))
-    return sum((ev for _, ev in walk_forward(data, start, settings, task, target)), empty)
+def _failure(symbol: str, target: float, exc: Exception) -> str:
+    reason = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
+    log.error("backtest %s %g failed: %s", symbol, target, reason, exc_info=not isinstance(exc, UserError))
+    return reason
+
+
+def _plan(candles: dict[str, pd.DataFrame], symbol: str, target: float, points: pd.DatetimeIndex,
+          start: pd.Timestamp, end: pd.Timestamp, settings: TrainSettings, retrain_every_days: int,
+          executor: Executor, unfillable: dict[str, pd.DatetimeIndex] | None) -> BacktestPlan:
+    """The group's units: training's walk-forward folds before `start` (the first point's evidence), then
+    one forecast unit per retrain point and task."""
+    features = asset_features(candles, symbol)
+    close = candles[symbol].set_index("timestamp")["close"]
+    gaps = (unfillable or {}).get(symbol, pd.DatetimeIndex([], tz="UTC"))
+    data = build_dataset(candles[symbol], features, target, settings.horizon, gaps)
+    samples = {task.name: task.samples(data, features, target, settings.horizon) for task in TASKS}
+    shared = executor.share(samples)
+    plan = BacktestPlan(symbol, target, samples, {t.name: fold_plan(samples[t.name], start, settings) for t in TASKS})
+    plan.units = [unit for t in TASKS for unit in fold_units(shared, t, plan.warm_up[t.name], target, settings)]
+    for point in points:
+        stop = min(point + pd.Timedelta(days=retrain_every_days), end)
+        hours = features.index[(features.index >= point) & (features.index < stop)]
+        if len(hours) == 0 or len(data.purged(point, settings.embargo_hours).y) < settings.needed_samples:
+            continue
+        matrix = with_barrier(features.loc[hours], target)
+        plan.points.append((point, hours, close.loc[hours].to_numpy()))
+        plan.units.extend((forecast_unit, shared, t.name, point, matrix, target, settings.horizon,
+                           settings.embargo_hours) for t in TASKS)
+    return plan
+
+
+def _finish(plan: BacktestPlan, outputs: list, start: pd.Timestamp, end: pd.Timestamp, records: RecordStore,
+            settings: TrainSettings) -> None:
+    """Choose each point's champion in time order from the evidence known then, and store the group."""
+    outputs = iter(outputs)
+    evidence = {}
+    for task in TASKS:
+        folds = plan.warm_up[task.name]
+        empty = Evidence.empty(task.models, None if task is DIRECTION else len(FORECAST_COLUMNS))
+        evidence[task.name] = sum((ev for _, ev in fold_evidence(folds, [next(outputs) for _ in folds])), empty)
+    frames: dict[str, list] = {task.name: [] for task in TASKS}
+    for point, hours, entry in plan.points:
+        for task in TASKS:
+            own, forecasts = plan.samples[task.name], unwrap(next(outputs))
+            champion = _champion_at(task, evidence[task.name], own, point, settings)
+            frames[task.name].extend(_rows(task, plan.symbol, plan.target, point, hours, forecasts, champion, entry,
+                                           settings.timeframe))
+            evidence[task.name] = evidence[task.name] + _labelled_forecasts(own, hours, forecasts)
+    if frames[DIRECTION.name]:
+        records.save_predictions(pd.concat(frames[DIRECTION.name], ignore_index=True))
+        records.save_resolution_forecasts(pd.concat(frames[RESOLUTION.name], ignore_index=True))
+    outcomes = plan.samples[DIRECTION.name].outcomes  # the label function's, with the exchange's gaps
+    in_range = outcomes[(outcomes.index >= start) & (outcomes.index < end)]
+    records.save_outcomes(outcome_rows(plan.symbol, settings.timeframe, plan.target, in_range), RUN)
+    log.info("backtest %s %g: %d retrain points stored", plan.symbol, plan.target, len(plan.points))
 
 
 def _rows(task: Task, symbol: str, target: float, point: pd.Timestamp, hours: pd.DatetimeIndex,

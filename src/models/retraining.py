@@ -15,6 +15,8 @@ from src.database.operations import DatabaseOperations
 from src.database.records import RecordStore
 from src.models.registry import ModelRegistry
 from src.models.training import Trainer, TrainSettings
+from src.utils.executors import Executor
+from src.utils.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +37,12 @@ class RetrainDecision:
 
 class Retrainer:
     def __init__(self, ops: DatabaseOperations, records: RecordStore, registry: ModelRegistry,
-                 settings: TrainSettings):
+                 settings: TrainSettings, executor: Executor | None = None):
         self.registry, self.settings = registry, settings
-        self.trainer = Trainer(ops, records, registry, settings)
+        self.trainer = Trainer(ops, records, registry, settings, executor)
 
-    def retrain(self, symbols: list[str], targets: list[float], now: pd.Timestamp) -> list[RetrainDecision]:
+    def retrain(self, symbols: list[str], targets: list[float], now: pd.Timestamp,
+                progress: Progress | None = None) -> list[RetrainDecision]:
         timeframe = self.settings.timeframe
         before = {}
         for symbol in symbols:
@@ -47,7 +50,7 @@ class Retrainer:
                 row = self.registry.current(symbol, timeframe, target).get("champion")
                 before[(symbol, target)] = "none" if row is None else row["model_name"]
         decisions = []
-        for result in self.trainer.train(symbols, targets, cut=now):
+        for result in self.trainer.train(symbols, targets, cut=now, progress=progress):
             previous = before[(result.symbol, result.target)]
             if result.skipped:
                 decision = RetrainDecision(result.symbol, result.target, previous, previous, None,

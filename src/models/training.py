@@ -13,7 +13,6 @@ candles) is skipped with its reason; the others still train.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -26,7 +25,10 @@ from src.models.estimators import min_calibration_samples
 from src.models.registry import ModelRegistry
 from src.models.selection import ChampionChoice, Evidence, choose_champion
 from src.models.tasks import DIRECTION, TASKS, Task
+from src.models.work import fit_unit, forecast_unit
 from src.utils.errors import UserError
+from src.utils.executors import Executor, LocalExecutor, UnitFailure, map_groups
+from src.utils.progress import Progress
 
 log = logging.getLogger(__name__)
 FOLD_DAYS = 60
@@ -106,11 +108,16 @@ def unfillable_hours(ops: DatabaseOperations, symbol: str, timeframe: str) -> pd
     return hours[0].append(hours[1:]) if hours else pd.DatetimeIndex([], tz="UTC")
 
 
-def walk_forward(data: Dataset, cut: pd.Timestamp, settings: TrainSettings, task: Task = DIRECTION,
-                 target: float = 0.0) -> list[tuple[pd.Timestamp, Evidence]]:
-    """Out-of-sample forecasts of every model of `task` over the last n_folds blocks before `cut`, one
-    Evidence per fold (with its end): each fold's models see only labels known by the fold's start minus
-    the embargo; its test labels are those known by `cut`."""
+@dataclass
+class Fold:
+    train_cut: pd.Timestamp  # the fold's start: its models see the labels known by it minus the embargo
+    end: pd.Timestamp
+    test: Dataset  # its samples whose labels are known by the cut
+
+
+def fold_plan(data: Dataset, cut: pd.Timestamp, settings: TrainSettings) -> list[Fold]:
+    """The walk-forward folds before `cut`: the last n_folds blocks of fold_days, each with a training set
+    large enough and test labels known by `cut`."""
     known = data.purged(cut)
     folds = []
     for k in range(settings.n_folds, 0, -1):
@@ -119,10 +126,37 @@ def walk_forward(data: Dataset, cut: pd.Timestamp, settings: TrainSettings, task
         train = data.purged(start, settings.embargo_hours)
         if len(test.y) == 0 or len(train.y) < settings.needed_samples or train.y.nunique() < 2:
             continue
-        forecasts = task.forecasts(train, test.X, settings.horizon, target)
-        folds.append((start + pd.Timedelta(days=settings.fold_days),
-                      Evidence(test.X.index, test.y.to_numpy(dtype=float), forecasts)))
+        folds.append(Fold(start, start + pd.Timedelta(days=settings.fold_days), test))
     return folds
+
+
+def fold_units(samples, task: Task, folds: list[Fold], target: float, settings: TrainSettings) -> list[tuple]:
+    """One forecast unit per fold (`samples`: the group's samples per task, or a shared reference to them)."""
+    return [(forecast_unit, samples, task.name, fold.train_cut, fold.test.X, target, settings.horizon,
+             settings.embargo_hours) for fold in folds]
+
+
+def fold_evidence(folds: list[Fold], forecasts: list[dict]) -> list[tuple[pd.Timestamp, Evidence]]:
+    """Each fold's out-of-sample forecasts with their outcomes, and the fold's end."""
+    return [(fold.end, Evidence(fold.test.X.index, fold.test.y.to_numpy(dtype=float), unwrap(p)))
+            for fold, p in zip(folds, forecasts)]
+
+
+def unwrap(result):
+    """A unit's result, or the error it raised."""
+    if isinstance(result, UnitFailure):
+        raise result.error
+    return result
+
+
+def walk_forward(data: Dataset, cut: pd.Timestamp, settings: TrainSettings, task: Task = DIRECTION,
+                 target: float = 0.0, executor: Executor | None = None) -> list[tuple[pd.Timestamp, Evidence]]:
+    """Out-of-sample forecasts of every model of `task` over the last n_folds blocks before `cut`, one
+    Evidence per fold (with its end): each fold's models see only labels known by the fold's start minus
+    the embargo; its test labels are those known by `cut`."""
+    folds = fold_plan(data, cut, settings)
+    units = fold_units({task.name: data}, task, folds, target, settings)
+    return fold_evidence(folds, list((executor or LocalExecutor()).map(units)))
 
 
 def choose(task: Task, evidence: Evidence, settings: TrainSettings) -> ChampionChoice:
@@ -139,36 +173,64 @@ def evidence_metrics(task: Task, evidence: Evidence, horizon: int, champion: str
     return metrics
 
 
+@dataclass
+class GroupPlan:
+    """One asset x target's training work: its samples per task, folds per task, and the units to run
+    (per task: its folds, then the final fit)."""
+    symbol: str
+    target: float
+    as_of: pd.Timestamp
+    samples: dict[str, Dataset]
+    folds: dict[str, list[Fold]]
+    units: list[tuple]
+
+
 class Trainer:
     def __init__(self, ops: DatabaseOperations, records: RecordStore, registry: ModelRegistry,
-                 settings: TrainSettings):
+                 settings: TrainSettings, executor: Executor | None = None):
         self.ops, self.records, self.registry, self.settings = ops, records, registry, settings
+        self.executor = executor or LocalExecutor()
 
     def train(self, symbols: list[str], targets: list[float], cut: pd.Timestamp | None = None,
-              progress: Callable[[str], None] | None = None) -> list[GroupResult]:
+              progress: Progress | None = None) -> list[GroupResult]:
         """Validate, fit, register and crown models for every symbol x target, with labels known by `cut`.
+        The fits run on the executor; the results are written here, a group as soon as its units are done.
         A group that cannot be trained comes back with `skipped` saying why; the others go on."""
         s = self.settings
         candles = load_candles(self.ops, symbols, s.timeframe, cut, s.training_days)
-        results = []
+        results: dict[tuple[str, float], GroupResult] = {}
+        plans: dict[tuple[str, float], GroupPlan] = {}
+        if progress is not None:
+            progress.start(len(symbols) * len(targets))
         for symbol in symbols:
             for target in targets:
                 try:
-                    results.append(self._train_symbol_target(candles, symbol, target, cut))
+                    plans[symbol, target] = self._plan(candles, symbol, target, cut)
                 except Exception as exc:  # one group failing must not stop the others
-                    reason = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
-                    log.error("train %s %g skipped: %s", symbol, target, reason,
-                              exc_info=not isinstance(exc, UserError))
-                    results.append(GroupResult(symbol, target, skipped=reason))
-                if progress:
-                    progress(f"{symbol} {target:g}")
+                    results[symbol, target] = self._skipped(symbol, target, exc, progress)
+        for key, outputs in map_groups(self.executor, {key: plan.units for key, plan in plans.items()}):
+            try:
+                results[key] = self._finish(plans[key], outputs)
+            except Exception as exc:
+                results[key] = self._skipped(*key, exc, None)
+            if progress is not None:
+                progress(1)
+        ordered = [results[symbol, target] for symbol in symbols for target in targets]
         self.records.record_group_problems("train", s.timeframe,
-                                           {(r.symbol, r.target): r.skipped for r in results if r.skipped},
-                                           [(r.symbol, r.target) for r in results if not r.skipped])
-        return results
+                                           {(r.symbol, r.target): r.skipped for r in ordered if r.skipped},
+                                           [(r.symbol, r.target) for r in ordered if not r.skipped])
+        return ordered
 
-    def _train_symbol_target(self, candles: dict[str, pd.DataFrame], symbol: str, target: float,
-                             cut: pd.Timestamp | None) -> GroupResult:
+    @staticmethod
+    def _skipped(symbol: str, target: float, exc: Exception, progress: Progress | None) -> GroupResult:
+        reason = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
+        log.error("train %s %g skipped: %s", symbol, target, reason, exc_info=not isinstance(exc, UserError))
+        if progress is not None:
+            progress(1)
+        return GroupResult(symbol, target, skipped=reason)
+
+    def _plan(self, candles: dict[str, pd.DataFrame], symbol: str, target: float,
+              cut: pd.Timestamp | None) -> GroupPlan:
         s = self.settings
         if symbol not in candles:
             raise UserError(f"no candles stored for {symbol}; run: python -m src.main backfill (or import-csv)")
@@ -177,10 +239,22 @@ class Trainer:
         data = build_dataset(candles[symbol], features, target, s.horizon,
                              unfillable_hours(self.ops, symbol, s.timeframe))
         self._check_samples(data, as_of)
-        result = GroupResult(symbol, target)
+        samples = {task.name: task.samples(data, features, target, s.horizon) for task in TASKS}
+        shared = self.executor.share(samples)
+        folds = {task.name: fold_plan(samples[task.name], as_of, s) for task in TASKS}
+        units = [unit for task in TASKS
+                 for unit in [*fold_units(shared, task, folds[task.name], target, s),
+                              (fit_unit, shared, task.name, as_of, target, s.horizon)]]
+        return GroupPlan(symbol, target, as_of, samples, folds, units)
+
+    def _finish(self, plan: GroupPlan, outputs: list) -> GroupResult:
+        """Choose, register and crown each task's models from its units' results."""
+        result = GroupResult(plan.symbol, plan.target)
         for task in TASKS:
-            result.tasks[task.name] = self._train_task(task, symbol, target,
-                                                       task.samples(data, features, target, s.horizon), as_of)
+            folds = plan.folds[task.name]
+            evidence, fitted = fold_evidence(folds, outputs[:len(folds)]), unwrap(outputs[len(folds)])
+            outputs = outputs[len(folds) + 1:]
+            result.tasks[task.name] = self._register(task, plan, TaskResult(task.name, folds=evidence), fitted)
         return result
 
     def _check_samples(self, data: Dataset, as_of: pd.Timestamp) -> None:
@@ -194,17 +268,16 @@ class Trainer:
             raise UserError(f"all {len(known.y)} labelled samples are {'UP' if known.y.iloc[0] else 'DOWN'}; "
                             "a model needs both outcomes (more history)")
 
-    def _train_task(self, task: Task, symbol: str, target: float, data: Dataset, as_of: pd.Timestamp) -> TaskResult:
+    def _register(self, task: Task, plan: GroupPlan, result: TaskResult, fitted: dict[str, object]) -> TaskResult:
         s = self.settings
-        known = data.purged(as_of)
-        result = TaskResult(task.name, folds=walk_forward(data, as_of, s, task, target))
+        symbol, target, as_of = plan.symbol, plan.target, plan.as_of
+        known = plan.samples[task.name].purged(as_of)
         self._choose(task, result)
         for name in task.models:
-            estimator = task.fit(name, known, s.horizon, target)
             selection = {"selection_loss": result.selection.loss.get(name),
                          "selection_p_value": result.selection.p_values.get(name)}
             result.versions[name] = self.registry.save(
-                estimator, symbol=symbol, timeframe=s.timeframe, target=target, model_name=name, task=task.name,
+                fitted[name], symbol=symbol, timeframe=s.timeframe, target=target, model_name=name, task=task.name,
                 train_start=known.X.index[0], train_end=as_of, n_samples=len(known.y),
                 metrics=result.metrics.get(name, {}) | selection | {"feature_version": FEATURE_VERSION})
         self.records.promote(result.versions[result.champion])

@@ -28,6 +28,7 @@ from src.monitoring.health import JobBoard, health_snapshot, live_skills, record
 from src.scheduler.services import Context
 from src.utils.config import group_key
 from src.utils.errors import UserError
+from src.utils.progress import LogProgress
 
 log = logging.getLogger(__name__)
 STOP_GRACE_SECONDS = 12
@@ -35,19 +36,6 @@ STOP_GRACE_SECONDS = 12
 
 class Stopping(Exception):
     """Raised at a safe point when a stop was asked for."""
-
-
-class LogProgress:
-    """Progress of a long fetch as log lines (one per tenth), for the daemon's log."""
-
-    def __init__(self, what: str, total: int):
-        self.what, self.total, self.done, self.next_tenth = what, max(total, 1), 0, 1
-
-    def __call__(self, step: int) -> None:
-        self.done += step
-        while self.done * 10 >= self.next_tenth * self.total and self.next_tenth <= 10:
-            log.info("%s: %d%% (%d of %d h)", self.what, self.next_tenth * 10, min(self.done, self.total), self.total)
-            self.next_tenth += 1
 
 
 class Daemon:
@@ -140,13 +128,14 @@ class Daemon:
                         "import-csv)", ", ".join(sorted(empty)))
             self.ctx.records.record_group_problems(
                 "train", self.config.timeframe, {(s, t): "no candles stored yet" for s, t in missing if s in empty}, [])
-        trainer = Trainer(self.ctx.ops, self.ctx.records, self.ctx.registry(), self.ctx.train_settings())
         trained = 0
-        for symbol, target in missing:
-            if symbol in empty:
-                continue
-            self.checkpoint()
-            trained += not trainer.train([symbol], [target])[0].skipped
+        with self.ctx.executor() as executor:
+            trainer = Trainer(self.ctx.ops, self.ctx.records, self.ctx.registry(), self.ctx.train_settings(), executor)
+            for symbol, target in missing:
+                if symbol in empty:
+                    continue
+                self.checkpoint()
+                trained += not trainer.train([symbol], [target])[0].skipped
         return trained, len(missing) - trained
 
     def _predictor(self) -> Predictor:
@@ -222,8 +211,10 @@ class Daemon:
         records = self.ctx.records
         days = refresh_performance(records, now, self.config.get("ml.max_lookback_hours"))
         self.checkpoint()
-        decisions = Retrainer(self.ctx.ops, records, self.ctx.registry(), self.ctx.train_settings()).retrain(
-            self.config.assets, self.config.target_percentages, now)
+        with self.ctx.executor() as executor:
+            decisions = Retrainer(self.ctx.ops, records, self.ctx.registry(), self.ctx.train_settings(),
+                                  executor).retrain(self.config.assets, self.config.target_percentages, now,
+                                                    progress=LogProgress("retrain", unit="groups"))
         self.checkpoint()
         trained, skipped = self._train_missing()
         self.checkpoint()

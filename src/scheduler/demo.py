@@ -64,22 +64,23 @@ def _steps(ctx: Context, demo_config: Config, tmp: str, output_dir: Path) -> boo
         rows, written = import_csv(ops, SAMPLE / f"{symbol.replace('/', '_')}-1h.csv.gz", symbol)
         print(f"{symbol}: {written} candles")
 
-    t = _step(f"train the three models per asset x target on labels known by {TRAIN_CUT:%Y-%m-%d}")
-    settings = ctx.train_settings()
-    settings.n_folds = 2
-    for r in Trainer(ops, records, ctx.registry(), settings).train(assets, targets, cut=TRAIN_CUT):
-        skill = r.metrics.get("xgboost", {}).get("brier_skill")
-        print(f"{r.symbol} {r.target:.0%}: champion {r.champion} (xgboost walk-forward Brier skill "
-              f"{'n/a' if skill is None else f'{skill:+.4f}'})")
-    print(f"({time.perf_counter() - t:.0f} s)")
+    with ctx.executor() as executor:  # the fits run on ml.executor, as in train and backtest
+        t = _step(f"train the three models per asset x target on labels known by {TRAIN_CUT:%Y-%m-%d}")
+        settings = ctx.train_settings()
+        settings.n_folds = 2
+        for r in Trainer(ops, records, ctx.registry(), settings, executor).train(assets, targets, cut=TRAIN_CUT):
+            skill = r.metrics.get("xgboost", {}).get("brier_skill")
+            print(f"{r.symbol} {r.target:.0%}: champion {r.champion} (xgboost walk-forward Brier skill "
+                  f"{'n/a' if skill is None else f'{skill:+.4f}'})")
+        print(f"({time.perf_counter() - t:.0f} s)")
 
-    t = _step(f"walk-forward backtest {BACKTEST[0]:%Y-%m-%d} .. {BACKTEST[1]:%Y-%m-%d}, weekly retraining")
-    table = run_backtest(load_candles(ops, assets, settings.timeframe), assets, targets, *BACKTEST, records,
-                         settings, retrain_every_days=7,
-                         unfillable={s: unfillable_hours(ops, s, settings.timeframe) for s in assets})
-    print(format_table(table))
-    print(format_resolution_table(resolution_table(records.resolved_time("backtest", *BACKTEST), settings.horizon)))
-    print(f"({time.perf_counter() - t:.0f} s)")
+        t = _step(f"walk-forward backtest {BACKTEST[0]:%Y-%m-%d} .. {BACKTEST[1]:%Y-%m-%d}, weekly retraining")
+        table = run_backtest(load_candles(ops, assets, settings.timeframe), assets, targets, *BACKTEST, records,
+                             settings, retrain_every_days=7, executor=executor,
+                             unfillable={s: unfillable_hours(ops, s, settings.timeframe) for s in assets})
+        print(format_table(table))
+        print(format_resolution_table(resolution_table(records.resolved_time("backtest", *BACKTEST), settings.horizon)))
+        print(f"({time.perf_counter() - t:.0f} s)")
 
     _step(f"predict as of {PREDICT_AT:%Y-%m-%d %H:%M} UTC")
     predictor = Predictor(ops, records, ctx.registry(), targets, settings.timeframe, settings.horizon)

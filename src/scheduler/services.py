@@ -4,6 +4,8 @@ Shared by the CLI commands and the daemon. Imports are made where a part is firs
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from src.utils.config import Config
@@ -15,6 +17,7 @@ if TYPE_CHECKING:
     from src.models.registry import ModelRegistry
     from src.models.training import TrainSettings
     from src.notifications.service import ReportService
+    from src.utils.executors import Executor
 
 
 class Context:
@@ -68,6 +71,16 @@ class Context:
         return TrainSettings(timeframe=self.config.timeframe, horizon=ml["max_lookback_hours"],
                              embargo_hours=ml["embargo_hours"], min_samples=ml["min_samples_for_training"],
                              training_days=ml["training_days"], significance=ml["champion_significance"])
+
+    @contextmanager
+    def executor(self) -> Iterator[Executor]:
+        """Where training and backtest fits run (ml.executor), closed after the work."""
+        from src.utils.executors import make_executor
+        executor = make_executor(self.config.get("ml.executor"), self.config.get("ml.n_workers"))
+        try:
+            yield executor
+        finally:
+            executor.close()
 
     def recovery(self) -> DataRecoveryManager:
         """One exchange client per process, so CCXT loads the markets once, not every hourly cycle."""

@@ -77,6 +77,21 @@ def _targets_ok(value: list) -> str | None:
     return f"lists {value} with duplicates" if len(set(value)) != len(value) else None
 
 
+LOCAL = "local"
+DASK_PREFIX = "dask://"
+
+
+def check_executor_spec(spec: str) -> str | None:
+    """None when `spec` names an executor, else what is wrong with it (for the config check)."""
+    if spec == LOCAL:
+        return None
+    if spec.startswith(DASK_PREFIX):
+        host, _, port = spec[len(DASK_PREFIX):].rpartition(":")
+        if host and port.isdigit():
+            return None
+    return "is neither 'local' nor 'dask://HOST:PORT'"
+
+
 Check = Callable[[Any], "str | None"]
 # key: (expected type(s), check returning a problem or None, the fix to suggest)
 SCHEMA: dict[str, tuple[type | tuple[type, ...], Check | None, str]] = {
@@ -108,6 +123,8 @@ SCHEMA: dict[str, tuple[type | tuple[type, ...], Check | None, str]] = {
     "ml.training_days": (int, lambda v: None if v >= 7 else "must be at least 7", "e.g. 1460 (four years)"),
     "ml.champion_significance": ((int, float), lambda v: None if 0 < v < 0.5 else "must lie in (0, 0.5)",
                                  "e.g. 0.05: a model replaces a simpler one only at this one-sided level"),
+    "ml.executor": (str, check_executor_spec, 'use "local" or "dask://HOST:PORT" (a running Dask scheduler)'),
+    "ml.n_workers": (int, lambda v: None if v >= 0 else "must not be negative", "0 (one per core) or e.g. 2"),
     "telegram.bot_token": (str, None, "the token from @BotFather, or empty for console-only reports"),
     "telegram.chat_id": ((str, int), None, "the chat id, or empty"),
     "telegram.base_url": (str, lambda v: None if _is_http_url(v) else "is not an http(s) URL",

@@ -1,0 +1,35 @@
+"""The independent work units of training and backtesting, run by an executor (src.utils.executors):
+
+- `forecast_unit`: fit every model of a task on the samples known at a cut (minus the embargo) and
+  forecast given rows: one walk-forward fold, or one backtest retrain point.
+- `fit_unit`: fit every model of a task on everything known at a cut: the models training deploys.
+
+Their inputs are a group's samples (shared by reference), a task's name, a cut and the rows to
+forecast; their outputs are forecasts or fitted models, which the caller writes to the database. They
+read nothing else, so any executor, in any order, gives the same results."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from src.models.dataset import Dataset
+from src.models.tasks import TASKS
+from src.utils.executors import resolve
+
+TASK_BY_NAME = {task.name: task for task in TASKS}
+Samples = dict[str, Dataset]  # one asset x target's samples, per task
+
+
+def forecast_unit(samples: Samples, task_name: str, cut: pd.Timestamp, X: pd.DataFrame, target: float,  # noqa: N803
+                  horizon: int, embargo_hours: int) -> dict[str, np.ndarray]:
+    """Every model of the task fitted on the labels known by cut - embargo, forecasting the rows of X."""
+    task = TASK_BY_NAME[task_name]
+    train = resolve(samples)[task_name].purged(cut, embargo_hours)
+    return task.forecasts(train, X, horizon, target)
+
+
+def fit_unit(samples: Samples, task_name: str, as_of: pd.Timestamp, target: float, horizon: int) -> dict[str, object]:
+    """Every model of the task fitted on all labels known at `as_of`."""
+    task = TASK_BY_NAME[task_name]
+    known = resolve(samples)[task_name].purged(as_of)
+    return {name: task.fit(name, known, horizon, target) for name in task.models}

@@ -1,0 +1,182 @@
+"""Where independent work units run (config `ml.executor`):
+
+- `local`: processes on this machine (joblib's loky), `ml.n_workers` of them (0: one per core), each
+  fit single-threaded so the workers never oversubscribe the cores. One worker runs the units in this
+  process (the serial path; the tests' default).
+- `dask://HOST:PORT`: an existing Dask distributed cluster (`dask scheduler`, `dask worker`).
+
+A unit is a tuple (function, *arguments), all picklable, whose result is gathered by the caller, which alone
+writes to the database: a unit never touches it, so a unit run twice (a worker died, the scheduler
+retried it) writes nothing twice. Large inputs are passed by reference (`share`): a file each local
+worker loads once, or data scattered to the Dask cluster once; a worker never reads the database.
+Results come back in the order of the units, whatever order they ran in. A unit that raises comes back
+as a `UnitFailure` (the others go on); a local worker that dies has its units run again."""
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import shutil
+import tempfile
+import traceback
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import joblib
+
+from src.utils.config import DASK_PREFIX, LOCAL, check_executor_spec
+from src.utils.errors import UserError
+
+log = logging.getLogger(__name__)
+RETRIES = 2  # times a unit whose worker died is run again
+
+
+class UnitFailure:
+    """What a unit raised, carried back to the caller instead of stopping the others."""
+
+    def __init__(self, error: BaseException):
+        self.error = error
+        self.traceback = "".join(traceback.format_exception(error))
+
+    def __repr__(self) -> str:
+        return f"UnitFailure({self.error!r})"
+
+
+def _guarded(fn: Callable, *args):
+    try:
+        return fn(*args)
+    except Exception as exc:  # one failing unit must not stop the others
+        return UnitFailure(exc)
+
+
+class Stored:
+    """A handle to an object written once to a file; each worker process loads it once."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+
+@functools.lru_cache(maxsize=16)  # bounded: units come grouped, so a worker needs few objects at a time
+def _load(path: str):
+    return joblib.load(path)
+
+
+def resolve(ref):
+    """The object behind a `share` handle (Dask resolves its own references before calling a unit)."""
+    return _load(ref.path) if isinstance(ref, Stored) else ref
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+class LocalExecutor:
+    """Processes on this machine; with one worker, this process itself."""
+
+    def __init__(self, n_workers: int = 1):
+        self.n_workers = max(1, n_workers)
+        self.name = "serial" if self.n_workers == 1 else f"local ({self.n_workers} processes)"
+        self.dashboard: str | None = None
+        self._folder: Path | None = None
+
+    def share(self, obj):
+        if self.n_workers == 1:
+            return obj
+        if self._folder is None:
+            self._folder = Path(tempfile.mkdtemp(prefix="crypto-ml-shared-"))
+        path = self._folder / f"{uuid.uuid4().hex}.joblib"
+        joblib.dump(obj, path)
+        return Stored(str(path))
+
+    def map(self, units: Sequence[tuple], progress: Callable[[int], None] | None = None) -> Iterator:
+        """fn(*args) for every unit (fn, *args), results in the units' order."""
+        if self.n_workers == 1:
+            for unit in units:
+                yield _guarded(*unit)
+                if progress:
+                    progress(1)
+            return
+        done, attempts = 0, 0
+        while done < len(units):
+            try:
+                with joblib.parallel_config(backend="loky", inner_max_num_threads=1):
+                    results = joblib.Parallel(n_jobs=self.n_workers, return_as="generator", batch_size=1,
+                                              pre_dispatch="2*n_jobs")(
+                        joblib.delayed(_guarded)(*unit) for unit in units[done:])
+                    for result in results:
+                        done += 1
+                        yield result
+                        if progress:
+                            progress(1)
+            except joblib.externals.loky.process_executor.TerminatedWorkerError as exc:
+                attempts += 1
+                if attempts > RETRIES:
+                    raise
+                log.warning("a worker process died (%s); running the %d unfinished units again",
+                            str(exc).splitlines()[0], len(units) - done)
+
+    def close(self) -> None:
+        if self._folder is not None:
+            shutil.rmtree(self._folder, ignore_errors=True)
+            self._folder = None
+
+
+class DaskExecutor:
+    """An existing Dask distributed cluster."""
+
+    def __init__(self, address: str):
+        from distributed import Client
+        self.address = address
+        try:
+            self.client = Client(address, timeout="20s", set_as_default=False)
+        except OSError as exc:
+            raise UserError(f"ml.executor: no Dask scheduler answers at {address} ({exc}); start one with "
+                            "`dask scheduler` and workers with `dask worker HOST:8786 --nthreads 1` (README), "
+                            "or set ml.executor: local") from exc
+        self.n_workers = len(self.client.scheduler_info(n_workers=-1)["workers"])
+        self.name = f"dask {address} ({self.n_workers} workers)"
+        self.dashboard = self.client.dashboard_link
+
+    def share(self, obj):
+        return self.client.scatter(obj, hash=False)
+
+    def map(self, units: Sequence[tuple], progress: Callable[[int], None] | None = None) -> Iterator:
+        """fn(*args) for every unit (fn, *args) on the cluster, results in the units' order. A unit whose worker dies is
+        run again by the scheduler (distributed.scheduler.allowed-failures times)."""
+        futures = [self.client.submit(_guarded, *unit, pure=False) for unit in units]
+        if progress:  # counted as units finish, in any order
+            for future in futures:
+                future.add_done_callback(lambda _: progress(1))
+        for future in futures:
+            yield future.result()
+            future.release()
+
+    def close(self) -> None:
+        self.client.close()
+
+
+Executor = LocalExecutor | DaskExecutor
+
+
+def map_groups(executor: Executor, groups: dict, progress: Callable[[int], None] | None = None) -> Iterator[tuple]:
+    """Run every group's units (a dict: key -> list of units) and yield (key, its results) as each group
+    completes, groups in the dict's order, so a caller can write one group while the next runs."""
+    results = executor.map([unit for units in groups.values() for unit in units], progress)
+    for key, units in groups.items():
+        yield key, [next(results) for _ in units]
+
+
+def make_executor(spec: str = LOCAL, n_workers: int = 0) -> Executor:
+    """`local` with n_workers processes (0: one per core), or the Dask cluster at dask://HOST:PORT."""
+    problem = check_executor_spec(spec)
+    if problem:
+        raise UserError(f"ml.executor {spec!r} {problem}")
+    if spec == LOCAL:
+        return LocalExecutor(n_workers or available_cores())
+    executor = DaskExecutor("tcp://" + spec[len(DASK_PREFIX):])
+    log.info("executor: %s, dashboard %s", executor.name, executor.dashboard)
+    return executor
