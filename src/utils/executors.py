@@ -142,7 +142,12 @@ class DaskExecutor:
         self.dashboard = self.client.dashboard_link
 
     def share(self, obj):
-        return self.client.scatter(obj, hash=False)
+        """Scattered once, on two workers: data scattered has no task to recompute it from, so one worker
+        dying must not lose it."""
+        [future] = self.client.scatter([obj], hash=False)  # one object (a dict alone would go key by key)
+        if self.n_workers > 1:
+            self.client.replicate([future], n=2)
+        return future
 
     def map(self, units: Sequence[tuple], progress: Callable[[int], None] | None = None) -> Iterator:
         """fn(*args) for every unit (fn, *args) on the cluster, results in the units' order. A unit whose worker dies is
