@@ -207,7 +207,7 @@ def test_utc_whatever_the_server_and_host_zone_across_a_dst_change(trained, writ
         missed = daemon._missed_hours(pd.Timestamp("2022-11-06 12:03", tz="UTC"))
         assert missed == list(pd.date_range("2022-11-06 09:00", "2022-11-06 10:00", freq="h", tz="UTC"))
         assert daily_performance(records, pd.Timestamp("2022-11-06").date(), pd.Timestamp("2022-11-20", tz="UTC")) > 0
-        text = hourly_text(records.recent_champions(hours=1), pd.Timestamp("2022-11-06 09:05", tz="UTC"))
+        [text] = hourly_text(records.recent_champions(hours=1), pd.Timestamp("2022-11-06 09:05", tz="UTC"))
         assert "2022-11-06 09:05 UTC" in text and "candle 2022-11-06 08:00 UTC" in text
     finally:
         monkeypatch.delenv("TZ")

@@ -37,7 +37,7 @@ def _notifier(bot_api, ops, **kw) -> TelegramNotifier:
 
 
 def test_hourly_report_request_and_escaping(bot_api, ops):
-    text = reports.hourly_text(_champions(["BTC/USDT", "A<B&C/USDT"]), NOW)
+    [text] = reports.hourly_text(_champions(["BTC/USDT", "A<B&C/USDT"]), NOW)
     assert "A&lt;B&amp;C/USDT" in text and "<b>BTC/USDT</b>" in text
     assert "27,123.45" in text and "62.0%" in text and "⬆️" in text and "⬇️" in text
     assert _notifier(bot_api, ops).send("hourly", text).success
@@ -57,7 +57,7 @@ def test_daily_report_sends_a_real_png(bot_api, ops):
         "is_champion": True, "probability": 0.55, "status": ["up", "down"] * 100,
         "actual_outcome": [1, 0] * 100, "time_to_target_hours": 5.0})
     chart = reports.daily_chart(resolved)
-    text = reports.daily_text(NOW, reports.resolved_on(resolved, NOW), pd.DataFrame())
+    [text] = reports.daily_text(NOW, reports.resolved_on(resolved, NOW), pd.DataFrame())
     assert _notifier(bot_api, ops).send("daily", text, chart).success
     photo = bot_api.sent("sendPhoto")[0]
     assert photo["files"]["photo"].startswith(b"\x89PNG\r\n\x1a\n") and len(photo["files"]["photo"]) > 10_000
@@ -69,7 +69,7 @@ def test_hourly_report_dates_every_candle_flags_stale_ones_and_prints_plain_text
     old = _champions(["ETH/USDT"]).assign(timestamp=pd.Timestamp("2023-05-20 05:00", tz="UTC"), model_name="logistic")
     timings = pd.DataFrame({"symbol": "BTC/USDT", "target_pct": [0.01], "timestamp": fresh["timestamp"].iloc[0],
                             "q10_hours": 2.0, "q50_hours": 6.4, "q90_hours": 15.0})
-    text = reports.hourly_text(pd.concat([fresh, old]), NOW, timings=timings)
+    [text] = reports.hourly_text(pd.concat([fresh, old]), NOW, timings=timings)
     assert "candle 2023-06-01 09:00 UTC" in text and "candle 2023-05-20 05:00 UTC · ⚠️ STALE: 292 h old" in text
     assert "BTC/USDT</b> 27,123.45 · candle 2023-06-01 09:00 UTC\n" in text  # the fresh one is not flagged
     assert " logistic " in text and "xgboost" in text  # model names whole
@@ -91,7 +91,7 @@ def test_daily_report_one_row_per_model_champion_marked_and_counts_of_that_day()
     decided = reports.resolved_on(resolved, day)
     # decided on June 1 (hit candle closed that day): entries from May 31 20:00 (closes 00:00) to June 1 19:00
     assert decided["timestamp"].min() == pd.Timestamp("2023-05-31 20:00", tz="UTC") and len(decided) == 24
-    text = reports.daily_text(day, decided, performance, {("BTC/USDT", 0.01): "logistic"})
+    [text] = reports.daily_text(day, decided, performance, {("BTC/USDT", 0.01): "logistic"})
     rows = [line for line in reports.plain_text(text).splitlines() if line.startswith("BTC/USDT")]
     assert "BTC/USDT   1%  24   0   0   0" in rows  # the day's counts
     record = [r for r in rows if "%" in r and ("xgboost" in r or "logistic" in r or "climatology" in r)]
@@ -99,9 +99,20 @@ def test_daily_report_one_row_per_model_champion_marked_and_counts_of_that_day()
     assert any(r.split()[2:6] == ["xgboost", "3000", "-0.009", "-0.003"] for r in record)
 
 
-def test_report_stays_under_telegram_limit_with_many_assets():
-    text = reports.hourly_text(_champions([f"COIN{i}/USDT" for i in range(200)]), NOW)
-    assert len(text) <= reports.TELEGRAM_LIMIT and text.endswith("… (truncated)")
+def test_reports_of_many_assets_are_split_into_messages_within_telegram_limit():
+    messages = reports.hourly_text(_champions([f"COIN{i}/USDT" for i in range(200)]), NOW)
+    assert len(messages) > 5 and all(len(m) <= reports.TELEGRAM_LIMIT for m in messages)
+    text = "\n".join(messages)
+    assert all(f"<b>COIN{i}/USDT</b>" in text for i in range(200)), "every asset reaches the chat"
+    assert all(m.count("<pre>") == m.count("</pre>") for m in messages), "no table is cut in two"
+    assert messages[1].startswith(f"<b>Hourly forecast</b> · {NOW:%Y-%m-%d %H:%M} UTC (2/{len(messages)})")
+    performance = pd.DataFrame([{"symbol": f"COIN{i}/USDT", "target_pct": t, "model_name": m, "window_days": w,
+                                 "total_predictions": 10, "brier_skill": 0.01}
+                                for i in range(60) for t in (0.01, 0.02, 0.05) for m in ("xgboost", "logistic")
+                                for w in (1, 7, 30)])
+    daily = reports.daily_text(NOW, pd.DataFrame({"is_champion": []}), performance)
+    assert len(daily) > 1 and all(len(m) <= reports.TELEGRAM_LIMIT for m in daily)
+    assert all(f"COIN{i}/USDT" in "\n".join(daily) for i in range(60))
 
 
 def test_one_alert_per_crossing():

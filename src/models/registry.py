@@ -11,6 +11,7 @@ import json
 import platform
 import shutil
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -38,10 +39,15 @@ def _sha256(path: Path) -> str:
 
 
 class ModelRegistry:
-    def __init__(self, records: RecordStore, models_dir: Path):
+    """`cache_size`: loaded models kept in memory (least recently used dropped first). Size it to hold the
+    models one cycle uses, twice over (the day's fresh fits beside the ones they replace): a daily refit
+    makes new versions every day, and an unbounded cache would grow with each."""
+
+    def __init__(self, records: RecordStore, models_dir: Path, cache_size: int = 64):
         self.records = records
         self.models_dir = models_dir
-        self._cache: dict[str, LoadedModel] = {}
+        self.cache_size = cache_size
+        self._cache: OrderedDict[str, LoadedModel] = OrderedDict()
 
     def save(self, estimator, *, symbol: str, timeframe: str, target: float, model_name: str,
              train_start: datetime, train_end: datetime, n_samples: int, metrics: dict,
@@ -70,6 +76,7 @@ class ModelRegistry:
         """Load a registry row's model, checking its feature version and checksum."""
         version = row["version"]
         if version in self._cache:
+            self._cache.move_to_end(version)
             return self._cache[version]
         if row["feature_version"] != FEATURE_VERSION:
             raise UserError(f"model {version} was trained on features {row['feature_version']}, this code computes "
@@ -79,6 +86,8 @@ class ModelRegistry:
             raise UserError(f"model file {path} is missing or altered; retrain with: python -m src.main train")
         loaded = LoadedModel(version, row["model_name"], joblib.load(path), dict(row))
         self._cache[version] = loaded
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
         return loaded
 
     def prune(self, symbol: str, timeframe: str, target: float, keep: int = 3, keep_retired_files: int = 7,

@@ -42,6 +42,22 @@ def fit_limit(lines: list[str], limit: int = TELEGRAM_LIMIT) -> str:
     return text[:limit]
 
 
+def split_messages(blocks: list[str], title: str, limit: int = TELEGRAM_LIMIT) -> list[str]:
+    """Pack whole blocks (an asset's lines, a table) into as few messages as fit Telegram's limit; every
+    message after the first starts with `title (k/n)`, so a chat with many assets gets them all."""
+    messages: list[list[str]] = [[]]
+    room = limit - len(title) - 12  # the continuation title
+    for block in blocks:
+        block = fit_limit(block.split("\n"), room) if len(block) > room else block
+        if messages[-1] and len("\n".join([*messages[-1], block])) > room:
+            messages.append([])
+        messages[-1].append(block)
+    if len(messages) == 1:
+        return ["\n".join(messages[0])]
+    return ["\n".join(([] if k == 0 else [f"{title} ({k + 1}/{len(messages)})"]) + blocks)
+            for k, blocks in enumerate(messages)]
+
+
 def _missing_lines(missing: dict[str, str] | None) -> list[str]:
     if not missing:
         return []
@@ -74,13 +90,14 @@ def _hours(value: float) -> str:
 
 
 def hourly_text(champions: pd.DataFrame, now: pd.Timestamp, horizon: int = 168,
-                missing: dict[str, str] | None = None, timings: pd.DataFrame | None = None) -> str:
-    """Per asset: last price and its candle's date and time (UTC), flagged STALE when older than the last
+                missing: dict[str, str] | None = None, timings: pd.DataFrame | None = None) -> list[str]:
+    """The hourly report as Telegram messages (split by asset when long). Per asset: last price and its candle's date and time (UTC), flagged STALE when older than the last
     closed hours; then per target the champion's P(up first), arrow, confidence, model and how soon the
     window resolves (from `timings`); then the groups without a forecast and why."""
     now = now.tz_convert("UTC")
     if champions.empty:
-        return fit_limit(["<b>Hourly forecast</b>", "No predictions yet.", *_missing_lines(missing)])
+        return split_messages(["<b>Hourly forecast</b>", "No predictions yet.", *_missing_lines(missing)],
+                              "<b>Hourly forecast</b>")
     champions = champions.assign(timestamp=pd.to_datetime(champions["timestamp"], utc=True))
     newest = champions[champions["timestamp"] == champions.groupby("symbol")["timestamp"].transform("max")]
     lines = [f"<b>Hourly forecast</b> · {now:%Y-%m-%d %H:%M} UTC",
@@ -90,18 +107,17 @@ def hourly_text(champions: pd.DataFrame, now: pd.Timestamp, horizon: int = 168,
         first = group.iloc[0]
         age = int((now - first["timestamp"]) / pd.Timedelta(hours=1)) - 1  # hours since the candle closed
         stale = f" · ⚠️ STALE: {age} h old" if age >= STALE_AFTER_HOURS else ""
-        lines.append(f"\n<b>{html.escape(symbol)}</b> {first['entry_price']:,.2f} · candle "
-                     f"{first['timestamp']:%Y-%m-%d %H:%M} UTC{stale}")
         rows = [f"{'tgt':>4}    {'P(up)':>6} {'conf':>4} {'model':<11} resolves"]
         for r in group.sort_values("target_pct").itertuples():
             rows.append(f"{r.target_pct:>4.0%} {_arrow(r.probability)} {r.probability:6.1%} {r.confidence:4.0%} "
                         f"{r.model_name:<11} {_how_soon(timings, symbol, r.target_pct, r.timestamp)}")
-        lines.append("<pre>" + html.escape("\n".join(rows)) + "</pre>")
+        lines.append(f"\n<b>{html.escape(symbol)}</b> {first['entry_price']:,.2f} · candle "
+                     f"{first['timestamp']:%Y-%m-%d %H:%M} UTC{stale}\n<pre>" + html.escape("\n".join(rows)) + "</pre>")
     baselines = sorted(set(newest.loc[newest["model_name"] != "xgboost", "model_name"]))
     if baselines:
         lines.append(f"\n<i>Where xgboost has not beaten the free baselines out of sample, the champion is "
                      f"{' / '.join(baselines)}.</i>")
-    return fit_limit(lines + _missing_lines(missing))
+    return split_messages(lines + _missing_lines(missing), f"<b>Hourly forecast</b> · {now:%Y-%m-%d %H:%M} UTC")
 
 
 def resolved_on(resolved: pd.DataFrame, day: pd.Timestamp, horizon: int = 168) -> pd.DataFrame:
@@ -114,8 +130,8 @@ def resolved_on(resolved: pd.DataFrame, day: pd.Timestamp, horizon: int = 168) -
 
 
 def daily_text(day: pd.Timestamp, resolved_day: pd.DataFrame, performance: pd.DataFrame,
-               champions: dict[tuple[str, float], str] | None = None) -> str:
-    """The outcomes decided on `day` (champion forecasts), and the live record of every model per asset x
+               champions: dict[tuple[str, float], str] | None = None) -> list[str]:
+    """As Telegram messages (split by asset when long): the outcomes decided on `day` (champion forecasts), and the live record of every model per asset x
     target (Brier skill over the last 1, 7 and 30 days; the champion marked *)."""
     lines = [f"<b>Daily report</b> · {day:%Y-%m-%d} (UTC)"]
     champion = resolved_day[resolved_day["is_champion"].astype(bool)]
@@ -130,10 +146,11 @@ def daily_text(day: pd.Timestamp, resolved_day: pd.DataFrame, performance: pd.Da
     else:
         lines.append(f"No forecast was decided on {day:%Y-%m-%d}.")
     if len(performance):
-        lines += ["Live record (BSS: Brier skill vs climatology, above 0 beats it; n: decided UP/DOWN over 30 "
-                  "days; * champion):", "<pre>" + html.escape("\n".join(_record_rows(performance, champions)))
-                  + "</pre>"]
-    return fit_limit(lines)
+        lines.append("Live record (BSS: Brier skill vs climatology, above 0 beats it; n: decided UP/DOWN over 30 "
+                     "days; * champion):")
+        for _, own in performance.groupby("symbol", sort=True):  # one table per asset: a message holds whole ones
+            lines.append("<pre>" + html.escape("\n".join(_record_rows(own, champions))) + "</pre>")
+    return split_messages(lines, f"<b>Daily report</b> · {day:%Y-%m-%d} (UTC)")
 
 
 def _record_rows(performance: pd.DataFrame, champions: dict[tuple[str, float], str] | None) -> list[str]:

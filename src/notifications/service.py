@@ -52,8 +52,8 @@ class ReportService:
         have = {(s, round(t, 6)) for s, t in zip(current["symbol"], current["target_pct"])}
         missing = {group_key(s, t): (reasons or {}).get(group_key(s, t), "no forecast for this hour")
                    for s, t in groups or [] if (s, round(t, 6)) not in have}
-        text = reports.hourly_text(champions, now, self.horizon, missing, self.records.recent_timings(hours=1))
-        return self.notifier.send("hourly", text)
+        messages = reports.hourly_text(champions, now, self.horizon, missing, self.records.recent_timings(hours=1))
+        return self._send("hourly", messages)
 
     def daily(self, day: pd.Timestamp, chart_path: Path | None = None) -> SendResult:
         """The report of `day` (UTC): what was decided that day and the live record as computed for it."""
@@ -62,13 +62,19 @@ class ReportService:
         performance = self.records.performance("live", day.date())
         champions = {(r.symbol, round(float(r.target_pct), 6)): r.model_name
                      for r in self.records.models(champions_only=True).itertuples()}
-        text = reports.daily_text(day, reports.resolved_on(resolved, day, self.horizon), performance, champions)
+        messages = reports.daily_text(day, reports.resolved_on(resolved, day, self.horizon), performance, champions)
         timing = self.records.resolved_time("live", start - pd.Timedelta(days=30), start + pd.Timedelta(days=1))
         chart = reports.daily_chart(resolved, timing, self.records.backtest_champion_skill())
         if chart_path is not None:
             chart_path.parent.mkdir(parents=True, exist_ok=True)
             chart_path.write_bytes(chart)
-        return self.notifier.send("daily", text, chart)
+        return self._send("daily", messages, chart)
+
+    def _send(self, report_type: str, messages: list[str], photo: bytes | None = None) -> SendResult:
+        """Each message in turn (the photo with the last); the result of the first that failed, else ok."""
+        results = [self.notifier.send(report_type, text, photo if k == len(messages) - 1 else None)
+                   for k, text in enumerate(messages)]
+        return next((r for r in results if not r.success), results[-1])
 
     def alerts(self) -> list[SendResult]:
         """One alert per champion forecast that crossed the threshold, with the reasons of the model that made

@@ -59,10 +59,14 @@ class Context:
         return self._records
 
     def registry(self, records: RecordStore | None = None) -> ModelRegistry:
-        """One registry per process, so loaded models stay in memory between cycles."""
+        """One registry per process, so loaded models stay in memory between cycles: every group's models of
+        both tasks, twice over (a day's fresh fits beside the ones they replace), and no more."""
         from src.models.registry import ModelRegistry
+        from src.models.tasks import TASKS
         if self._registry is None:
-            self._registry = ModelRegistry(records or self.records, self.config.data_dir / "models")
+            per_cycle = len(self.config.groups) * sum(len(task.models) for task in TASKS)
+            self._registry = ModelRegistry(records or self.records, self.config.data_dir / "models",
+                                           cache_size=2 * per_cycle)
         return self._registry
 
     def train_settings(self) -> TrainSettings:
