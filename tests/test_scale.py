@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 
 import pandas as pd
 import psutil
@@ -115,3 +117,68 @@ def test_an_unreachable_dask_scheduler_is_a_clear_error():
         make_executor("dask://127.0.0.1:9")
     with pytest.raises(UserError, match="neither 'local' nor"):
         make_executor("spark://x")
+
+
+def _thirty_markets(server) -> list[str]:
+    """30 markets on the loopback exchange: BTC, ETH and SOL, and 27 more made of their real candles from
+    other months, prices scaled (so each market has its own history)."""
+    import time as _time
+
+    from tests.loopback_exchange import HOUR_MS, shifted_candles
+    newest = int(_time.time() * 1000) // HOUR_MS * HOUR_MS
+    symbols = []
+    for i in range(30):
+        source = ("BTC_USDT", "ETH_USDT", "SOL_USDT")[i % 3]
+        end = pd.Timestamp("2023-12-31 23:00") - pd.Timedelta(days=30 * (i // 3))
+        rows = shifted_candles(source, (end - pd.Timedelta(days=80)).isoformat(), end.isoformat(), newest)
+        base = source.split("_")[0] if i < 3 else f"C{i:02d}"
+        rows[:, 1:5] *= 1.0 if i < 3 else 1 + i / 10
+        server.state.candles[f"{base}USDT"] = rows
+        symbols.append(f"{base}/USDT")
+    return symbols
+
+
+def test_thirty_assets_end_to_end(tmp_path, exchange):
+    """The daemon on 30 markets: history, a model set per group, 30 x 3 forecasts in one hourly cycle, and a
+    report that reaches the chat whole, in messages within Telegram's limit."""
+    import yaml
+
+    from tests.loopback_telegram import LoopbackBotApi
+    from tests.test_daemon import ROOT, _first_hourly_cycle, _free_port
+    token = "123456789:AAHthirtyAssetsTokenForTests-abcdefg"
+    symbols = _thirty_markets(exchange)
+    with LoopbackBotApi(token) as bot:
+        port = _free_port()
+        config = {"trading": {"assets": symbols, "lookback_days": 75},
+                  "exchange": {"api_urls": {"public": exchange.api_url}, "timeout_ms": 5000},
+                  "ml": {"min_samples_for_training": 300, "training_days": 75},
+                  "telegram": {"bot_token": token, "chat_id": "777", "base_url": bot.base_url},
+                  "health": {"port": port},
+                  "paths": {"data_dir": str(tmp_path / "data"), "logs_dir": str(tmp_path / "logs")}}
+        path = tmp_path / "thirty.yaml"
+        path.write_text(yaml.safe_dump(config))
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM", "DATABASE_URL", "CRYPTO_ML"))}
+        output = (tmp_path / "daemon.out").open("w")  # a file, not a pipe: 30 assets log more than a pipe holds
+        process = subprocess.Popen([sys.executable, "-m", "src.main", "--config", str(path)], cwd=ROOT, env=env,
+                                   stdout=output, stderr=subprocess.STDOUT)
+        try:
+            _, report = _first_hourly_cycle(f"http://127.0.0.1:{port}", 1200)
+            startup, hourly = report["jobs"]["startup"]["last_counts"], report["jobs"]["hourly"]["last_counts"]
+            # a 5 % target in a calm stretch can lack both outcomes in a calibration piece: skipped, with its reason
+            assert startup["groups_trained"] >= 80 and startup["groups_trained"] + startup["groups_skipped"] == 90
+            assert hourly["predictions"] == 3 * startup["groups_trained"], report["jobs"]
+            messages = "\n".join(m["fields"]["text"] for m in bot.sent("sendMessage"))
+            assert len(bot.sent("sendMessage")) > 1 and all(len(m["fields"]["text"]) <= 4096
+                                                             for m in bot.sent("sendMessage"))
+            assert all(f"<b>{s}</b>" in messages for s in symbols), "every asset reaches the chat"
+            assert messages.count("are all UP; a calibrated") + messages.count("are all DOWN; a calibrated") \
+                == startup["groups_skipped"], "each group without a forecast is named with its reason"
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+            output.close()
+    log_text = (tmp_path / "logs" / "crypto_ml.log").read_text()
+    assert "job hourly ok" in log_text and "ValueError" not in log_text

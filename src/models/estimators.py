@@ -96,8 +96,22 @@ def fit_model(name: str, X: pd.DataFrame, y: pd.Series, horizon: int = 168):  # 
     """A model by its product name, fitted on (X, y) with calibration splits sized to the samples."""
     model = make_model(name, horizon)
     if isinstance(model, CalibratedClassifierCV):
-        model.set_params(cv=calibration_cv(len(y), horizon))
+        splits = calibration_cv(len(y), horizon)
+        _check_both_outcomes(y, splits if isinstance(splits, list) else splits.split(np.zeros((len(y), 1))))
+        model.set_params(cv=splits)
     return model.fit(X, y)
+
+
+def _check_both_outcomes(y: pd.Series, splits) -> None:
+    """Every calibration piece needs UP and DOWN samples: a short, one-sided history cannot be fitted."""
+    labels = np.asarray(y)
+    for fit_rows, calibration_rows in splits:
+        for part, rows in (("fitting", fit_rows), ("calibration", calibration_rows)):
+            if len(np.unique(labels[rows])) < 2:
+                side = "UP" if labels[rows][0] else "DOWN"
+                raise TooFewSamples(f"the {len(rows)} samples of a {part} piece ({str(y.index[rows[0]])[:10]} .. "
+                                    f"{str(y.index[rows[-1]])[:10]}) are all {side}; a calibrated model needs both "
+                                    "outcomes in each piece (more history: ml.training_days)")
 
 
 def prob_up(model, X: pd.DataFrame) -> np.ndarray:

@@ -91,9 +91,10 @@ def _hours(value: float) -> str:
 
 def hourly_text(champions: pd.DataFrame, now: pd.Timestamp, horizon: int = 168,
                 missing: dict[str, str] | None = None, timings: pd.DataFrame | None = None) -> list[str]:
-    """The hourly report as Telegram messages (split by asset when long). Per asset: last price and its candle's date and time (UTC), flagged STALE when older than the last
-    closed hours; then per target the champion's P(up first), arrow, confidence, model and how soon the
-    window resolves (from `timings`); then the groups without a forecast and why."""
+    """The hourly report as Telegram messages (split by asset when long). Per asset: last price and its
+    candle's date and time (UTC), flagged STALE when older than the last closed hours; then per target
+    the champion's P(up first), arrow, confidence, model and how soon the window resolves (from
+    `timings`); then the groups without a forecast and why."""
     now = now.tz_convert("UTC")
     if champions.empty:
         return split_messages(["<b>Hourly forecast</b>", "No predictions yet.", *_missing_lines(missing)],
@@ -131,8 +132,9 @@ def resolved_on(resolved: pd.DataFrame, day: pd.Timestamp, horizon: int = 168) -
 
 def daily_text(day: pd.Timestamp, resolved_day: pd.DataFrame, performance: pd.DataFrame,
                champions: dict[tuple[str, float], str] | None = None) -> list[str]:
-    """As Telegram messages (split by asset when long): the outcomes decided on `day` (champion forecasts), and the live record of every model per asset x
-    target (Brier skill over the last 1, 7 and 30 days; the champion marked *)."""
+    """As Telegram messages (split by asset when long): the outcomes decided on `day` (champion
+    forecasts), and the live record of every model per asset x target (Brier skill over the last 1, 7
+    and 30 days; the champion marked *)."""
     lines = [f"<b>Daily report</b> · {day:%Y-%m-%d} (UTC)"]
     champion = resolved_day[resolved_day["is_champion"].astype(bool)]
     if len(champion):
