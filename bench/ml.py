@@ -26,6 +26,7 @@ from src.models.outcomes import resolve_outcomes  # noqa: E402
 from src.models.prediction import Predictor  # noqa: E402
 from src.models.registry import ModelRegistry  # noqa: E402
 from src.models.training import Trainer, TrainSettings  # noqa: E402
+from src.utils.executors import LocalExecutor, available_cores  # noqa: E402
 from tests.shared_data import load_candles  # noqa: E402
 
 SYMBOLS = {"BTC/USDT": "BTC_USDT", "ETH/USDT": "ETH_USDT", "SOL/USDT": "SOL_USDT"}
@@ -83,10 +84,55 @@ def bench_cycle(tmp: Path) -> None:
     db.dispose()
 
 
+def many_markets(n: int, start: str, end: str) -> dict[str, pd.DataFrame]:
+    """BTC, ETH, SOL and n - 3 more markets made of their real candles from earlier months (prices scaled),
+    all moved onto the same hours, so each market has its own history."""
+    out = {}
+    for i in range(n):
+        source = ("BTC_USDT", "ETH_USDT", "SOL_USDT")[i % 3]
+        shift = pd.Timedelta(days=30 * (i // 3))
+        frame = load_candles(source, str((pd.Timestamp(start) - shift).date()), str((pd.Timestamp(end) - shift).date()))
+        frame["timestamp"] += shift.value // 1_000_000
+        if i >= 3:
+            frame[["open", "high", "low", "close"]] *= 1 + i / 10
+        out[f"{source.split('_')[0]}/USDT" if i < 3 else f"C{i:02d}/USDT"] = frame
+    return out
+
+
+def bench_cycle_many(tmp: Path, n_assets: int = 30) -> None:
+    """The live cycle for n_assets x 3 targets (warm), and memory over simulated days of fresh fits."""
+    db = DatabaseConnection("embedded", tmp)
+    db.create_tables()
+    ops, records = DatabaseOperations(db), RecordStore(db)
+    markets = many_markets(n_assets, "2023-05-01", "2023-12-31")
+    for symbol, frame in markets.items():
+        ops.save_ohlcv_data(symbol, "1h", frame)
+    registry = ModelRegistry(records, tmp / "models", cache_size=2 * n_assets * len(TARGETS) * 6)
+    started = time.perf_counter()
+    with LocalExecutor(available_cores()) as executor:
+        Trainer(ops, records, registry, TrainSettings(n_folds=1), executor).train(
+            list(markets), TARGETS, cut=pd.Timestamp("2023-11-01", tz="UTC"))
+    print(f"train {n_assets} x 3 groups (1 fold, both tasks):  {time.perf_counter() - started:8.1f} s")
+    predictor = Predictor(ops, records, registry, TARGETS)
+    process = psutil.Process()
+    hours = pd.date_range("2023-11-20 00:10", periods=13, freq="h", tz="UTC")
+    predictor.predict(list(markets), hours[0])
+    times = []
+    for at in hours[1:]:
+        start = time.perf_counter()
+        result = predictor.predict(list(markets), at)
+        times.append(time.perf_counter() - start)
+    print(f"one live cycle, {n_assets} assets ({result.written} + {result.time_written} how-soon): "
+          f"{pd.Series(times).median() * 1000:8.1f} ms median of {len(times)}, RSS {process.memory_info().rss / 2**20:.0f} MB")
+    db.dispose()
+
+
 def main() -> None:
     bench_offline(candles())
     with tempfile.TemporaryDirectory() as tmp:
         bench_cycle(Path(tmp))
+    with tempfile.TemporaryDirectory() as tmp:
+        bench_cycle_many(Path(tmp))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from datetime import date, datetime
 
 import pandas as pd
 from sqlalchemy import and_, delete, func, select, text, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import distinct_on, insert
 
 from src.database.connection import DatabaseConnection
 from src.database.schema import (
@@ -62,6 +62,22 @@ class RecordStore:
             query = query.where(c.is_champion)
         with self.db.engine.connect() as conn:
             rows = conn.execute(query.order_by(c.created_at, c.id)).mappings().all()
+        frame = pd.DataFrame(rows, columns=[col.name for col in model_registry.c])
+        frame["target_pct"] = frame["target_pct"].astype(float)
+        for column in ("train_start", "train_end", "promoted_at", "retired_at", "created_at"):
+            frame[column] = pd.to_datetime(frame[column], utc=True)
+        return frame
+
+    def current_models(self, timeframe: str = "1h") -> pd.DataFrame:
+        """Of every asset x target x task: the newest row of each model name, and the champion row (one
+        query for a whole cycle, however long the champion history has grown)."""
+        c = model_registry.c
+        newest = (select(model_registry).where(c.timeframe == timeframe)
+                  .ext(distinct_on(c.symbol, c.target_pct, c.task, c.model_name))
+                  .order_by(c.symbol, c.target_pct, c.task, c.model_name, c.created_at.desc(), c.id.desc()))
+        champions = select(model_registry).where(c.timeframe == timeframe, c.is_champion)
+        with self.db.engine.connect() as conn:
+            rows = [*conn.execute(newest).mappings().all(), *conn.execute(champions).mappings().all()]
         frame = pd.DataFrame(rows, columns=[col.name for col in model_registry.c])
         frame["target_pct"] = frame["target_pct"].astype(float)
         for column in ("train_start", "train_end", "promoted_at", "retired_at", "created_at"):

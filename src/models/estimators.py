@@ -114,7 +114,10 @@ def _check_both_outcomes(y: pd.Series, splits) -> None:
                                     "outcomes in each piece (more history: ml.training_days)")
 
 
-def prob_up(model, X: pd.DataFrame) -> np.ndarray:
+def prob_up(model, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
+    if isinstance(model, CalibratedClassifierCV) and isinstance(model.estimator, XGBClassifier):
+        # the same numbers, without xgboost's per-column pandas checks (most of a one-row prediction's time)
+        X = in_training_order(model, X).to_numpy(dtype=np.float32)  # noqa: N806
     return model.predict_proba(X)[:, 1]
 
 

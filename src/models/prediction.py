@@ -53,6 +53,7 @@ class Predictor:
                  targets: list[float], timeframe: str = "1h", horizon: int = 168):
         self.ops, self.records, self.registry = ops, records, registry
         self.targets, self.timeframe, self.horizon = targets, timeframe, horizon
+        self._current: dict | None = None  # the registry's current models, read once per cycle
 
     def _window(self, symbol: str, candle_time: pd.Timestamp) -> pd.DataFrame:
         return self.ops.get_candles(symbol, self.timeframe, candle_time - pd.Timedelta(hours=FEATURE_WINDOW_HOURS),
@@ -86,6 +87,8 @@ class Predictor:
         result = CycleResult(at=at)
         candle_time = last_closed_before(at)
         frames, time_frames, windows = [], [], {}
+        # the registry as it stands, read once per cycle; a caught-up hour asks for the registry of its time
+        self._current = None if registry_as_of_at else self.registry.current_all(self.timeframe)
         for symbol in symbols:
             newest = self.ops.get_last_complete_timestamp(symbol, self.timeframe)
             if newest is None:
@@ -138,9 +141,14 @@ class Predictor:
         fine = [(s, t) for s in symbols for t in self.targets if (s, t) not in problems]
         self.records.record_group_problems("predict", self.timeframe, problems, fine)
 
+    def _models(self, symbol: str, target: float, as_of: pd.Timestamp | None, task: str) -> dict[str, pd.Series]:
+        if as_of is None and self._current is not None:
+            return self._current.get((symbol, round(target, 6), task), {})
+        return self.registry.current(symbol, self.timeframe, target, as_of, task=task)
+
     def _predict_group(self, symbol: str, target: float, row: pd.DataFrame, entry, result: CycleResult,
                        as_of: pd.Timestamp | None) -> list:
-        models = self.registry.current(symbol, self.timeframe, target, as_of)
+        models = self._models(symbol, target, as_of, "direction")
         if "champion" not in models:
             if as_of is not None:
                 raise UserError(f"no champion model existed at {as_of:%Y-%m-%d %H:%M} UTC")
@@ -163,7 +171,7 @@ class Predictor:
                          as_of: pd.Timestamp | None) -> list:
         """How-soon forecasts of every time model of the group; none (and a log line) when it has no time
         champion yet: the direction forecast stands on its own."""
-        models = self.registry.current(symbol, self.timeframe, target, as_of, task="resolution")
+        models = self._models(symbol, target, as_of, "resolution")
         if "champion" not in models:
             log.info("%s %g: no how-soon model yet (train creates it)", symbol, target)
             return []

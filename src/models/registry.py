@@ -107,6 +107,19 @@ class ModelRegistry:
         self.records.delete_models(list(doomed["version"]))
         return len(doomed)
 
+    def current_all(self, timeframe: str) -> dict[tuple[str, float, str], dict[str, pd.Series]]:
+        """`current` of every asset x target x task at once, keyed (symbol, target rounded to 6, task)."""
+        groups: dict[tuple[str, float, str], dict[str, pd.Series]] = {}
+        for _, row in self.records.current_models(timeframe).iterrows():
+            models = groups.setdefault((row["symbol"], round(row["target_pct"], 6), row["task"]), {})
+            if row["is_champion"]:
+                models["champion"] = row
+            models.setdefault(row["model_name"], row)
+        for models in groups.values():  # predict with the champion itself
+            if "champion" in models:
+                models[models["champion"]["model_name"]] = models["champion"]
+        return groups
+
     def current(self, symbol: str, timeframe: str, target: float, as_of: pd.Timestamp | None = None,
                 task: str = "direction") -> dict[str, pd.Series]:
         """The newest model of each name for one asset x target, and which is champion (key 'champion').

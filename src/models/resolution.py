@@ -144,7 +144,8 @@ class XGBoostAFT(TimeModel):
 
     def location(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
         X = X[list(self.feature_names_in_)]  # noqa: N806 (a cached row comes back with sorted columns)
-        matrix = xgboost.DMatrix(X, base_margin=diffusive_scale(X, self.target))
+        matrix = xgboost.DMatrix(X.to_numpy(dtype=np.float32), base_margin=diffusive_scale(X, self.target),
+                                 feature_names=list(self.feature_names_in_))  # numpy: no per-column checks
         return self.booster_.predict(matrix, output_margin=True)
 
 

@@ -119,6 +119,12 @@ class LocalExecutor:
                 log.warning("a worker process died (%s); running the %d unfinished units again",
                             str(exc).splitlines()[0], len(units) - done)
 
+    def __enter__(self) -> LocalExecutor:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def close(self) -> None:
         if self._folder is not None:
             shutil.rmtree(self._folder, ignore_errors=True)
