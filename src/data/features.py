@@ -80,6 +80,13 @@ def _own_features(grid: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(f, index=grid.index)
 
 
+def _context_features(grid: pd.DataFrame) -> pd.DataFrame:
+    """The three of _own_features that BTC lends every asset, computed the same way (and only those)."""
+    logc = np.log(grid["close"])
+    r1 = logc.diff()
+    return pd.DataFrame({"ret_1": logc - logc.shift(1), "ret_24": logc - logc.shift(24), "vol_24": _roll(r1, 24).std()})
+
+
 def compute_features(candles: pd.DataFrame, context: pd.DataFrame | None = None) -> pd.DataFrame:
     """Features for every candle of `candles` (timestamp, open, high, low, close, volume); `context`
     is BTC's candles (None: the asset is BTC). Rows of hours with no candle are dropped."""
@@ -88,8 +95,7 @@ def compute_features(candles: pd.DataFrame, context: pd.DataFrame | None = None)
     if context is None:
         ctx = features[["ret_1", "ret_24", "vol_24"]]
     else:
-        ctx_grid = hourly_grid(context).reindex(grid.index)
-        ctx = _own_features(ctx_grid)[["ret_1", "ret_24", "vol_24"]]
+        ctx = _context_features(hourly_grid(context).reindex(grid.index))
     features[["btc_ret_1", "btc_ret_24", "btc_vol_24"]] = ctx.to_numpy()
     features = features.replace([np.inf, -np.inf], np.nan)
     return features[grid["close"].notna()]

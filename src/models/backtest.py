@@ -38,8 +38,11 @@ CHAMPION = "champion"
 SCORED = (*MODEL_NAMES, CHAMPION)
 
 
-def prediction_rows(symbol: str, timeframe: str, target: float, model_name: str, version: str,
-                    times: pd.DatetimeIndex, p: np.ndarray, entry: np.ndarray, champion: bool,
+Column = str | float | bool | np.ndarray  # one value for every row, or one per row
+
+
+def prediction_rows(symbol: Column, timeframe: str, target: Column, model_name: Column, version: Column,
+                    times: pd.DatetimeIndex, p: np.ndarray, entry: np.ndarray, champion: Column,
                     run_type: str) -> pd.DataFrame:
     """Prediction rows as DESIGN.md defines them: class = p >= 0.5, confidence = max(p, 1 - p)."""
     p = np.round(p, 6)
@@ -50,8 +53,8 @@ def prediction_rows(symbol: str, timeframe: str, target: float, model_name: str,
         "confidence": np.maximum(p, 1 - p), "entry_price": entry})
 
 
-def resolution_rows(symbol: str, timeframe: str, target: float, model_name: str, version: str,
-                    times: pd.DatetimeIndex, forecasts: np.ndarray, champion: bool, run_type: str) -> pd.DataFrame:
+def resolution_rows(symbol: Column, timeframe: str, target: Column, model_name: Column, version: Column,
+                    times: pd.DatetimeIndex, forecasts: np.ndarray, champion: Column, run_type: str) -> pd.DataFrame:
     """resolution_forecasts rows: probabilities to 6 decimals, hours to 2."""
     columns = {name: np.round(forecasts[:, j], 6 if name.startswith("p_") else 2)
                for j, name in enumerate(FORECAST_COLUMNS)}

@@ -123,10 +123,14 @@ class Predictor:
                 except Exception as exc:
                     log.warning("%s %g: no how-soon forecast, %s: %s", symbol, target, type(exc).__name__, exc)
             result.predicted.append(symbol)
-        if frames:
-            result.written = self.records.save_predictions(pd.concat(frames, ignore_index=True))
+        if frames:  # one frame for the whole cycle (hundreds of one-row frames cost more than the models)
+            symbol_, target_, name, version, hour, p, entry, champion = (np.array(v) for v in zip(*frames))
+            result.written = self.records.save_predictions(prediction_rows(
+                symbol_, self.timeframe, target_, name, version, pd.DatetimeIndex(hour), p, entry, champion, RUN))
         if time_frames:
-            result.time_written = self.records.save_resolution_forecasts(pd.concat(time_frames, ignore_index=True))
+            symbol_, target_, name, version, hour, forecast, champion = (np.array(v) for v in zip(*time_frames))
+            result.time_written = self.records.save_resolution_forecasts(resolution_rows(
+                symbol_, self.timeframe, target_, name, version, pd.DatetimeIndex(hour), forecast, champion, RUN))
         if not registry_as_of_at:  # the current forecast: its problems are the groups' state now
             self._record_problems(symbols, result)
         result.seconds = time.perf_counter() - started
@@ -161,8 +165,7 @@ class Predictor:
                 continue
             loaded = self.registry.load(models[name])
             p = prob_up(loaded.estimator, matrix)
-            frames.append(prediction_rows(symbol, self.timeframe, target, name, loaded.version, row.index, p, entry,
-                                          name == champion, RUN))
+            frames.append((symbol, target, name, loaded.version, row.index[0], p[0], entry[0], name == champion))
             if name == champion:
                 result.champions[(symbol, target)] = (name, float(p[0]))
         return frames
@@ -183,8 +186,7 @@ class Predictor:
                 continue
             loaded = self.registry.load(models[name])
             forecast = forecast_array(loaded.estimator, matrix, self.horizon)
-            frames.append(resolution_rows(symbol, self.timeframe, target, name, loaded.version, row.index, forecast,
-                                          name == champion, RUN))
+            frames.append((symbol, target, name, loaded.version, row.index[0], forecast[0], name == champion))
             if name == champion:
                 result.timings[(symbol, target)] = (name, float(forecast[0, 1]), float(forecast[0, 4]))
         return frames
