@@ -182,3 +182,24 @@ def test_thirty_assets_end_to_end(tmp_path, exchange):
             output.close()
     log_text = (tmp_path / "logs" / "crypto_ml.log").read_text()
     assert "job hourly ok" in log_text and "ValueError" not in log_text
+
+
+def test_the_loaded_model_cache_is_bounded_while_fresh_fits_arrive_every_day(ops, tmp_path):
+    """A fresh champion a day: the cache keeps the newest `cache_size` models, never more, and a model
+    dropped from it loads again from its file."""
+    from src.models.estimators import ClimatologyModel
+    from src.models.registry import ModelRegistry
+    registry = ModelRegistry(RecordStore(ops.db), tmp_path / "models", cache_size=4)
+    rows = []
+    for day in range(10):
+        end = pd.Timestamp("2023-01-01", tz="UTC") + pd.Timedelta(days=day)
+        model = ClimatologyModel().fit(None, [day % 2, 1])
+        version = registry.save(model, symbol="BTC/USDT", timeframe="1h", target=0.02, model_name="climatology",
+                                train_start=end - pd.Timedelta(days=30), train_end=end, n_samples=2, metrics={})
+        rows.append(registry.records.models("BTC/USDT", "1h", 0.02).set_index("version").loc[version].copy())
+        rows[-1]["version"] = version
+        registry.load(rows[-1])
+        assert len(registry._cache) == min(day + 1, 4)
+    assert list(registry._cache) == [r["version"] for r in rows[-4:]]
+    assert registry.load(rows[0]).estimator.up_share_ == 0.5  # evicted, loaded again from its file
+    assert len(registry._cache) == 4
