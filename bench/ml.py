@@ -91,7 +91,8 @@ def many_markets(n: int, start: str, end: str) -> dict[str, pd.DataFrame]:
     for i in range(n):
         source = ("BTC_USDT", "ETH_USDT", "SOL_USDT")[i % 3]
         shift = pd.Timedelta(days=30 * (i // 3))
-        frame = load_candles(source, str((pd.Timestamp(start) - shift).date()), str((pd.Timestamp(end) - shift).date()))
+        frame = load_candles(source, str((pd.Timestamp(start) - shift).date()),
+                             str((pd.Timestamp(end) - shift).date()))
         frame["timestamp"] += shift.value // 1_000_000
         if i >= 3:
             frame[["open", "high", "low", "close"]] *= 1 + i / 10
@@ -123,8 +124,33 @@ def bench_cycle_many(tmp: Path, n_assets: int = 30) -> None:
         result = predictor.predict(list(markets), at)
         times.append(time.perf_counter() - start)
     print(f"one live cycle, {n_assets} assets ({result.written} + {result.time_written} how-soon): "
-          f"{pd.Series(times).median() * 1000:8.1f} ms median of {len(times)}, RSS {process.memory_info().rss / 2**20:.0f} MB")
+          f"{pd.Series(times).median() * 1000:8.1f} ms median of {len(times)}, "
+          f"RSS {process.memory_info().rss / 2**20:.0f} MB")
+    rss = []
+    for day in range(1, 11):  # a fresh version of every model a day, as daily retraining deploys them
+        at = hours[-1] + pd.Timedelta(days=day)
+        refit_every_model(registry, list(markets), at)
+        predictor.predict(list(markets), at)
+        rss.append(process.memory_info().rss / 2**20)
+    print(f"RSS over 10 days of fresh fits (cache {registry.cache_size} models): "
+          f"{' '.join(f'{r:.0f}' for r in rss)} MB")
     db.dispose()
+
+
+def refit_every_model(registry: ModelRegistry, symbols: list[str], at: pd.Timestamp) -> None:
+    """Every current model saved again as a new version (its champion promoted), as a daily refit does."""
+    for (symbol, target, task), models in registry.current_all("1h").items():
+        if symbol not in symbols:
+            continue
+        for name, row in models.items():
+            if name == "champion":
+                continue
+            version = registry.save(registry.load(row).estimator, symbol=symbol, timeframe="1h", target=target,
+                                    model_name=name, task=task, train_start=row["train_start"], train_end=at,
+                                    n_samples=int(row["n_samples"]), metrics={})
+            if name == models["champion"]["model_name"]:
+                registry.records.promote(version)
+        registry.prune(symbol, "1h", target, task=task)
 
 
 def main() -> None:

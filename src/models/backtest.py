@@ -29,7 +29,7 @@ from src.models.tasks import DIRECTION, RESOLUTION, TASKS, Task
 from src.models.training import Fold, TrainSettings, choose, fold_evidence, fold_plan, fold_units, unwrap
 from src.models.work import forecast_unit
 from src.utils.errors import UserError
-from src.utils.executors import Executor, LocalExecutor, map_groups
+from src.utils.executors import Executor, LocalExecutor, batches, map_groups
 from src.utils.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -82,6 +82,7 @@ class BacktestPlan:
     symbol: str
     target: float
     samples: dict[str, Dataset]
+    shared: object  # the executor's reference to the samples
     warm_up: dict[str, list[Fold]]
     points: list[tuple[pd.Timestamp, pd.DatetimeIndex, np.ndarray]] = field(default_factory=list)
     units: list[tuple] = field(default_factory=list)
@@ -102,21 +103,26 @@ def run_backtest(candles: dict[str, pd.DataFrame], symbols: list[str], targets: 
     points = pd.date_range(start, end, freq=f"{retrain_every_days}D", inclusive="left")
     records.delete_predictions(RUN, start, end, symbols)
     failed: dict[tuple[str, float], str] = {}
-    plans = {}
-    for symbol in symbols:
-        for target in targets:
-            try:
-                plans[symbol, target] = _plan(candles, symbol, target, points, start, end, settings,
-                                              retrain_every_days, executor, unfillable)
-            except Exception as exc:  # one group failing must not stop the others
-                failed[symbol, target] = _failure(symbol, target, exc)
+    keys = [(symbol, target) for symbol in symbols for target in targets]
+    expected = (settings.n_folds + len(points)) * len(TASKS)  # units of a group, at most
     if progress is not None:
-        progress.start(sum(len(plan.units) for plan in plans.values()))
-    for key, outputs in map_groups(executor, {key: plan.units for key, plan in plans.items()}, progress):
-        try:
-            _finish(plans[key], outputs, start, end, records, settings)
-        except Exception as exc:
-            failed[key] = _failure(*key, exc)
+        progress.start(len(keys) * expected)
+    for batch in batches(executor, keys):  # a few groups' data in memory at a time
+        plans = {}
+        for key in batch:
+            try:
+                plans[key] = _plan(candles, *key, points, start, end, settings, retrain_every_days, executor,
+                                   unfillable)
+            except Exception as exc:  # one group failing must not stop the others
+                failed[key] = _failure(*key, exc)
+            if progress is not None:  # the units a group will not run count as done
+                progress(expected - (len(plans[key].units) if key in plans else 0))
+        for key, outputs in map_groups(executor, {key: plan.units for key, plan in plans.items()}, progress):
+            try:
+                _finish(plans[key], outputs, start, end, records, settings)
+            except Exception as exc:
+                failed[key] = _failure(*key, exc)
+            executor.release(plans.pop(key).shared)
     if failures is not None:
         failures.update(failed)
     elif failed:
@@ -141,7 +147,8 @@ def _plan(candles: dict[str, pd.DataFrame], symbol: str, target: float, points: 
     data = build_dataset(candles[symbol], features, target, settings.horizon, gaps)
     samples = {task.name: task.samples(data, features, target, settings.horizon) for task in TASKS}
     shared = executor.share(samples)
-    plan = BacktestPlan(symbol, target, samples, {t.name: fold_plan(samples[t.name], start, settings) for t in TASKS})
+    plan = BacktestPlan(symbol, target, samples, shared,
+                        {t.name: fold_plan(samples[t.name], start, settings) for t in TASKS})
     plan.units = [unit for t in TASKS for unit in fold_units(shared, t, plan.warm_up[t.name], target, settings)]
     for point in points:
         stop = min(point + pd.Timedelta(days=retrain_every_days), end)

@@ -27,7 +27,7 @@ from src.models.selection import ChampionChoice, Evidence, choose_champion
 from src.models.tasks import DIRECTION, TASKS, Task
 from src.models.work import fit_unit, forecast_unit
 from src.utils.errors import UserError
-from src.utils.executors import Executor, LocalExecutor, UnitFailure, map_groups
+from src.utils.executors import Executor, LocalExecutor, UnitFailure, batches, map_groups
 from src.utils.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -143,8 +143,10 @@ def fold_evidence(folds: list[Fold], forecasts: list[dict]) -> list[tuple[pd.Tim
 
 
 def unwrap(result):
-    """A unit's result, or the error it raised."""
+    """A unit's result, or the error it raised (with the worker's traceback when it ran elsewhere)."""
     if isinstance(result, UnitFailure):
+        if result.error.__traceback__ is None:
+            result.error.add_note(result.traceback)
         raise result.error
     return result
 
@@ -181,6 +183,7 @@ class GroupPlan:
     target: float
     as_of: pd.Timestamp
     samples: dict[str, Dataset]
+    shared: object  # the executor's reference to the samples
     folds: dict[str, list[Fold]]
     units: list[tuple]
 
@@ -199,22 +202,24 @@ class Trainer:
         s = self.settings
         candles = load_candles(self.ops, symbols, s.timeframe, cut, s.training_days)
         results: dict[tuple[str, float], GroupResult] = {}
-        plans: dict[tuple[str, float], GroupPlan] = {}
+        keys = [(symbol, target) for symbol in symbols for target in targets]
         if progress is not None:
-            progress.start(len(symbols) * len(targets))
-        for symbol in symbols:
-            for target in targets:
+            progress.start(len(keys))
+        for batch in batches(self.executor, keys):  # a few groups' data in memory at a time
+            plans: dict[tuple[str, float], GroupPlan] = {}
+            for key in batch:
                 try:
-                    plans[symbol, target] = self._plan(candles, symbol, target, cut)
+                    plans[key] = self._plan(candles, *key, cut)
                 except Exception as exc:  # one group failing must not stop the others
-                    results[symbol, target] = self._skipped(symbol, target, exc, progress)
-        for key, outputs in map_groups(self.executor, {key: plan.units for key, plan in plans.items()}):
-            try:
-                results[key] = self._finish(plans[key], outputs)
-            except Exception as exc:
-                results[key] = self._skipped(*key, exc, None)
-            if progress is not None:
-                progress(1)
+                    results[key] = self._skipped(*key, exc, progress)
+            for key, outputs in map_groups(self.executor, {key: plan.units for key, plan in plans.items()}):
+                try:
+                    results[key] = self._finish(plans[key], outputs)
+                except Exception as exc:
+                    results[key] = self._skipped(*key, exc, None)
+                self.executor.release(plans.pop(key).shared)
+                if progress is not None:
+                    progress(1)
         ordered = [results[symbol, target] for symbol in symbols for target in targets]
         self.records.record_group_problems("train", s.timeframe,
                                            {(r.symbol, r.target): r.skipped for r in ordered if r.skipped},
@@ -245,7 +250,7 @@ class Trainer:
         units = [unit for task in TASKS
                  for unit in [*fold_units(shared, task, folds[task.name], target, s),
                               (fit_unit, shared, task.name, as_of, target, s.horizon)]]
-        return GroupPlan(symbol, target, as_of, samples, folds, units)
+        return GroupPlan(symbol, target, as_of, samples, shared, folds, units)
 
     def _finish(self, plan: GroupPlan, outputs: list) -> GroupResult:
         """Choose, register and crown each task's models from its units' results."""

@@ -92,6 +92,11 @@ class LocalExecutor:
         joblib.dump(obj, path)
         return Stored(str(path))
 
+    def release(self, ref) -> None:
+        """Done with a shared object: its file goes."""
+        if isinstance(ref, Stored):
+            Path(ref.path).unlink(missing_ok=True)
+
     def map(self, units: Sequence[tuple], progress: Callable[[int], None] | None = None) -> Iterator:
         """fn(*args) for every unit (fn, *args), results in the units' order."""
         if self.n_workers == 1:
@@ -155,6 +160,10 @@ class DaskExecutor:
             self.client.replicate([future], n=2)
         return future
 
+    def release(self, ref) -> None:
+        """Done with a shared object: the cluster may forget it."""
+        ref.release()
+
     def map(self, units: Sequence[tuple], progress: Callable[[int], None] | None = None) -> Iterator:
         """fn(*args) for every unit (fn, *args) on the cluster, results in the units' order. A unit whose worker dies is
         run again by the scheduler (distributed.scheduler.allowed-failures times)."""
@@ -171,6 +180,14 @@ class DaskExecutor:
 
 
 Executor = LocalExecutor | DaskExecutor
+
+
+def batches(executor: Executor, keys: list) -> Iterator[list]:
+    """The keys in batches of a few groups per worker: a caller plans (and holds the data of) one batch at
+    a time, so memory does not grow with the number of groups."""
+    size = max(4, 4 * executor.n_workers)
+    for first in range(0, len(keys), size):
+        yield keys[first:first + size]
 
 
 def map_groups(executor: Executor, groups: dict, progress: Callable[[int], None] | None = None) -> Iterator[tuple]:
