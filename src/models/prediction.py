@@ -86,7 +86,7 @@ class Predictor:
         started = time.perf_counter()
         result = CycleResult(at=at)
         candle_time = last_closed_before(at)
-        frames, time_frames, windows = [], [], {}
+        rows, time_rows, windows = [], [], {}  # rows: one tuple per model's forecast
         # the registry as it stands, read once per cycle; a caught-up hour asks for the registry of its time
         self._current = None if registry_as_of_at else self.registry.current_all(self.timeframe)
         for symbol in symbols:
@@ -112,25 +112,25 @@ class Predictor:
             for target in self.targets:
                 as_of = at if registry_as_of_at else None
                 try:
-                    frames.extend(self._predict_group(symbol, target, row, entry, result, as_of))
+                    rows.extend(self._predict_group(symbol, target, row, entry, result, as_of))
                 except Exception as exc:  # one group failing must not stop the others
                     reason = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
                     result.skipped[(symbol, target)] = reason
                     log.warning("%s %g: no prediction, %s", symbol, target, reason,
                                 exc_info=not isinstance(exc, UserError))
                 try:  # how soon is extra: its failure never costs the direction forecast
-                    time_frames.extend(self._forecast_timing(symbol, target, row, result, as_of))
+                    time_rows.extend(self._forecast_timing(symbol, target, row, result, as_of))
                 except Exception as exc:
                     log.warning("%s %g: no how-soon forecast, %s: %s", symbol, target, type(exc).__name__, exc)
             result.predicted.append(symbol)
-        if frames:  # one frame for the whole cycle (hundreds of one-row frames cost more than the models)
-            symbol_, target_, name, version, hour, p, entry, champion = (np.array(v) for v in zip(*frames))
+        if rows:  # one frame for the whole cycle (hundreds of one-row frames cost more than the models)
+            assets, targets, names, versions, hours, p, entries, champions = (np.array(v) for v in zip(*rows))
             result.written = self.records.save_predictions(prediction_rows(
-                symbol_, self.timeframe, target_, name, version, pd.DatetimeIndex(hour), p, entry, champion, RUN))
-        if time_frames:
-            symbol_, target_, name, version, hour, forecast, champion = (np.array(v) for v in zip(*time_frames))
+                assets, self.timeframe, targets, names, versions, pd.DatetimeIndex(hours), p, entries, champions, RUN))
+        if time_rows:
+            assets, targets, names, versions, hours, forecasts, champions = (np.array(v) for v in zip(*time_rows))
             result.time_written = self.records.save_resolution_forecasts(resolution_rows(
-                symbol_, self.timeframe, target_, name, version, pd.DatetimeIndex(hour), forecast, champion, RUN))
+                assets, self.timeframe, targets, names, versions, pd.DatetimeIndex(hours), forecasts, champions, RUN))
         if not registry_as_of_at:  # the current forecast: its problems are the groups' state now
             self._record_problems(symbols, result)
         result.seconds = time.perf_counter() - started
@@ -159,16 +159,16 @@ class Predictor:
             raise UserError(f"no model for {symbol} {target:g} yet; train first: python -m src.main train")
         champion = models["champion"]["model_name"]
         matrix = with_barrier(row, target)
-        frames = []
+        rows = []
         for name in MODEL_NAMES:
             if name not in models:
                 continue
             loaded = self.registry.load(models[name])
             p = prob_up(loaded.estimator, matrix)
-            frames.append((symbol, target, name, loaded.version, row.index[0], p[0], entry[0], name == champion))
+            rows.append((symbol, target, name, loaded.version, row.index[0], p[0], entry[0], name == champion))
             if name == champion:
                 result.champions[(symbol, target)] = (name, float(p[0]))
-        return frames
+        return rows
 
     def _forecast_timing(self, symbol: str, target: float, row: pd.DataFrame, result: CycleResult,
                          as_of: pd.Timestamp | None) -> list:
@@ -180,13 +180,13 @@ class Predictor:
             return []
         champion = models["champion"]["model_name"]
         matrix = with_barrier(row, target)
-        frames = []
+        rows = []
         for name in TIME_MODEL_NAMES:
             if name not in models:
                 continue
             loaded = self.registry.load(models[name])
             forecast = forecast_array(loaded.estimator, matrix, self.horizon)
-            frames.append((symbol, target, name, loaded.version, row.index[0], forecast[0], name == champion))
+            rows.append((symbol, target, name, loaded.version, row.index[0], forecast[0], name == champion))
             if name == champion:
                 result.timings[(symbol, target)] = (name, float(forecast[0, 1]), float(forecast[0, 4]))
-        return frames
+        return rows
