@@ -27,6 +27,7 @@ from src.models.prediction import Predictor  # noqa: E402
 from src.models.registry import ModelRegistry  # noqa: E402
 from src.models.training import Trainer, TrainSettings  # noqa: E402
 from src.utils.executors import LocalExecutor, available_cores  # noqa: E402
+from src.utils.memory import release_free_memory  # noqa: E402
 from tests.shared_data import load_candles  # noqa: E402
 
 SYMBOLS = {"BTC/USDT": "BTC_USDT", "ETH/USDT": "ETH_USDT", "SOL/USDT": "SOL_USDT"}
@@ -127,12 +128,13 @@ def bench_cycle_many(tmp: Path, n_assets: int = 30) -> None:
           f"{pd.Series(times).median() * 1000:8.1f} ms median of {len(times)}, "
           f"RSS {process.memory_info().rss / 2**20:.0f} MB")
     rss = []
-    for day in range(1, 11):  # a fresh version of every model a day, as daily retraining deploys them
+    for day in range(1, 31):  # a fresh version of every model a day, as daily retraining deploys them
         at = hours[-1] + pd.Timedelta(days=day)
         refit_every_model(registry, list(markets), at)
         predictor.predict(list(markets), at)
+        release_free_memory()  # as the daemon does after its daily job
         rss.append(process.memory_info().rss / 2**20)
-    print(f"RSS over 10 days of fresh fits (cache {registry.cache_size} models): "
+    print(f"RSS over 30 days of fresh fits (cache {registry.cache_size} models): "
           f"{' '.join(f'{r:.0f}' for r in rss)} MB")
     db.dispose()
 

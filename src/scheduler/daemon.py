@@ -28,6 +28,7 @@ from src.monitoring.health import JobBoard, health_snapshot, live_skills, record
 from src.scheduler.services import Context
 from src.utils.config import group_key
 from src.utils.errors import UserError
+from src.utils.memory import release_free_memory
 from src.utils.progress import LogProgress
 
 log = logging.getLogger(__name__)
@@ -220,6 +221,7 @@ class Daemon:
         self.checkpoint()
         day = now - pd.Timedelta(days=1)  # the report is yesterday's (UTC), and so is its chart's name
         self.ctx.report_service().daily(day, self.config.data_dir / "reports" / f"daily-{day:%Y%m%d}.png")
+        release_free_memory()  # the day's retrain and fresh models: keep the daemon's memory flat
         return {"performance_days": len(days), "champions_changed": sum(d.changed for d in decisions),
                 "groups_trained": trained, "groups_skipped": skipped}
 
