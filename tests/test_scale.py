@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import psutil
@@ -215,3 +216,38 @@ def test_freed_memory_is_given_back_after_a_big_job():
     assert release_free_memory() is True  # glibc here: malloc_trim is there
     assert process.memory_info().rss < before + 50 * 2**20  # without the trim: +198 MB (tried)
     assert len(survivors) == 1000
+
+
+def test_a_cluster_started_from_the_command_line_runs_the_units(tmp_path):
+    """`dask scheduler` and `dask worker` as the README starts them (PYTHONPATH = the checkout), as separate
+    processes: ml.executor reaches them and units run on the worker (scheduler and worker unpickle this
+    project's code: without PYTHONPATH the scheduler refuses the graph, "No module named 'src'", tried)."""
+    from tests.test_daemon import ROOT, _free_port
+    port, dashboard = _free_port(), _free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    dask = str(Path(sys.executable).parent / "dask")
+    logs = [(tmp_path / f"{name}.log").open("w") for name in ("scheduler", "worker")]
+    started = [subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                                 "--dashboard-address", f"127.0.0.1:{dashboard}"], env=env, cwd=tmp_path,
+                                stdout=logs[0], stderr=subprocess.STDOUT)]
+    try:
+        started.append(subprocess.Popen([dask, "worker", f"tcp://127.0.0.1:{port}", "--nworkers", "1",
+                                         "--nthreads", "1", "--host", "127.0.0.1"], env=env, cwd=tmp_path,
+                                        stdout=logs[1], stderr=subprocess.STDOUT))
+        executor = make_executor(f"dask://127.0.0.1:{port}")
+        try:
+            executor.client.wait_for_workers(1, timeout=120)
+            results = list(executor.map([(_fails_on_odd, 2), (_fails_on_odd, 3)]))
+            assert results[0] == 20 and isinstance(results[1], UnitFailure)
+            assert executor.dashboard.endswith(f":{dashboard}/status")
+        finally:
+            executor.close()
+    finally:
+        for process in started:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        for log in logs:
+            log.close()
