@@ -40,6 +40,15 @@ def _copy_text(frame: pd.DataFrame) -> io.StringIO:
                                     date_format="%Y-%m-%d %H:%M:%S%z"))
 
 
+def _registry_frame(rows) -> pd.DataFrame:
+    """model_registry rows as a frame: targets as floats, times as UTC timestamps."""
+    frame = pd.DataFrame(rows, columns=[col.name for col in model_registry.c])
+    frame["target_pct"] = frame["target_pct"].astype(float)
+    for column in ("train_start", "train_end", "promoted_at", "retired_at", "created_at"):
+        frame[column] = pd.to_datetime(frame[column], utc=True)
+    return frame
+
+
 class RecordStore:
     def __init__(self, db: DatabaseConnection):
         self.db = db
@@ -62,11 +71,7 @@ class RecordStore:
             query = query.where(c.is_champion)
         with self.db.engine.connect() as conn:
             rows = conn.execute(query.order_by(c.created_at, c.id)).mappings().all()
-        frame = pd.DataFrame(rows, columns=[col.name for col in model_registry.c])
-        frame["target_pct"] = frame["target_pct"].astype(float)
-        for column in ("train_start", "train_end", "promoted_at", "retired_at", "created_at"):
-            frame[column] = pd.to_datetime(frame[column], utc=True)
-        return frame
+        return _registry_frame(rows)
 
     def current_models(self, timeframe: str = "1h") -> pd.DataFrame:
         """Of every asset x target x task: the newest row of each model name, and the champion row (one
@@ -78,11 +83,7 @@ class RecordStore:
         champions = select(model_registry).where(c.timeframe == timeframe, c.is_champion)
         with self.db.engine.connect() as conn:
             rows = [*conn.execute(newest).mappings().all(), *conn.execute(champions).mappings().all()]
-        frame = pd.DataFrame(rows, columns=[col.name for col in model_registry.c])
-        frame["target_pct"] = frame["target_pct"].astype(float)
-        for column in ("train_start", "train_end", "promoted_at", "retired_at", "created_at"):
-            frame[column] = pd.to_datetime(frame[column], utc=True)
-        return frame
+        return _registry_frame(rows)
 
     def delete_models(self, versions: list[str]) -> None:
         if versions:

@@ -28,7 +28,7 @@ from src.models.selection import Evidence, skill_interval
 from src.models.tasks import DIRECTION, RESOLUTION, TASKS, Task
 from src.models.training import Fold, TrainSettings, choose, fold_evidence, fold_plan, fold_units, unwrap
 from src.models.work import forecast_unit
-from src.utils.errors import UserError
+from src.utils.errors import UserError, failure_reason
 from src.utils.executors import Executor, LocalExecutor, batches, map_groups
 from src.utils.progress import Progress
 
@@ -131,7 +131,7 @@ def run_backtest(candles: dict[str, pd.DataFrame], symbols: list[str], targets: 
 
 
 def _failure(symbol: str, target: float, exc: Exception) -> str:
-    reason = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
+    reason = failure_reason(exc)
     log.error("backtest %s %g failed: %s", symbol, target, reason, exc_info=not isinstance(exc, UserError))
     return reason
 

@@ -22,7 +22,7 @@ from src.models.backtest import prediction_rows, resolution_rows
 from src.models.estimators import MODEL_NAMES, prob_up
 from src.models.registry import ModelRegistry
 from src.models.resolution import TIME_MODEL_NAMES, forecast_array
-from src.utils.errors import UserError
+from src.utils.errors import UserError, failure_reason
 
 log = logging.getLogger(__name__)
 FEATURE_WINDOW_HOURS = 400  # > the longest window (168 h) plus EWM warm-up; older hours change nothing
@@ -114,7 +114,7 @@ class Predictor:
                 try:
                     rows.extend(self._predict_group(symbol, target, row, entry, result, as_of))
                 except Exception as exc:  # one group failing must not stop the others
-                    reason = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
+                    reason = failure_reason(exc)
                     result.skipped[(symbol, target)] = reason
                     log.warning("%s %g: no prediction, %s", symbol, target, reason,
                                 exc_info=not isinstance(exc, UserError))

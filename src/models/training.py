@@ -26,7 +26,7 @@ from src.models.registry import ModelRegistry
 from src.models.selection import ChampionChoice, Evidence, choose_champion
 from src.models.tasks import DIRECTION, TASKS, Task
 from src.models.work import fit_unit, forecast_unit
-from src.utils.errors import UserError
+from src.utils.errors import UserError, failure_reason
 from src.utils.executors import Executor, LocalExecutor, UnitFailure, batches, map_groups
 from src.utils.progress import Progress
 
@@ -228,7 +228,7 @@ class Trainer:
 
     @staticmethod
     def _skipped(symbol: str, target: float, exc: Exception, progress: Progress | None) -> GroupResult:
-        reason = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
+        reason = failure_reason(exc)
         log.error("train %s %g skipped: %s", symbol, target, reason, exc_info=not isinstance(exc, UserError))
         if progress is not None:
             progress(1)

@@ -15,3 +15,8 @@ class ConfigError(UserError):
     def __init__(self, problems: list[str]):
         self.problems = problems
         super().__init__("\n".join(problems))
+
+
+def failure_reason(exc: BaseException) -> str:
+    """One line for a failure of one group: a UserError's own message, else the error's type and message."""
+    return str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
