@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -438,12 +439,13 @@ def _raise_stopped(signum: int, _frame) -> None:
 
 def _resend_swallowed_stop(unraisable) -> None:
     """A stop (SIGTERM, SIGHUP, Ctrl-C) whose exception landed in a garbage-collector callback is swallowed by
-    Python ("Exception ignored"): send the signal again, so it lands in ordinary code and stops the command."""
+    Python ("Exception ignored"): send the signal again, so it lands in ordinary code and stops the command.
+    Sent from another thread a moment later: sent from here, its handler would raise inside this hook, where
+    the exception is swallowed again."""
     exc = unraisable.exc_value
-    if isinstance(exc, Stopped):
-        os.kill(os.getpid(), exc.signum)
-    elif isinstance(exc, KeyboardInterrupt):
-        os.kill(os.getpid(), signal.SIGINT)
+    if isinstance(exc, Stopped | KeyboardInterrupt):
+        signum = exc.signum if isinstance(exc, Stopped) else signal.SIGINT
+        threading.Timer(0.05, os.kill, (os.getpid(), signum)).start()
     else:
         sys.__unraisablehook__(unraisable)
 
