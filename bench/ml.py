@@ -21,7 +21,7 @@ from src.database.connection import DatabaseConnection  # noqa: E402
 from src.database.operations import DatabaseOperations  # noqa: E402
 from src.database.records import RecordStore  # noqa: E402
 from src.models.dataset import build_dataset  # noqa: E402
-from src.models.estimators import make_model, prob_up  # noqa: E402
+from src.models.estimators import fit_model, prob_up  # noqa: E402
 from src.models.outcomes import resolve_outcomes  # noqa: E402
 from src.models.prediction import Predictor  # noqa: E402
 from src.models.registry import ModelRegistry  # noqa: E402
@@ -49,7 +49,7 @@ def bench_offline(data: dict[str, pd.DataFrame]) -> None:
     print(f"features, 3 assets x 3 years:        {time.perf_counter() - start:8.2f} s")
     datasets = {(s, t): build_dataset(data[s], features[s], t) for s in data for t in TARGETS}
     start = time.perf_counter()
-    models = {key: make_model("xgboost").fit(d.X, d.y) for key, d in datasets.items()}
+    models = {key: fit_model("xgboost", d.X, d.y) for key, d in datasets.items()}
     print(f"fit 9 xgboost models on 3 years:     {time.perf_counter() - start:8.2f} s "
           f"({sum(len(d.y) for d in datasets.values()):,} samples)")
     start = time.perf_counter()

@@ -115,7 +115,7 @@ def test_outcomes_agree_with_the_label_function_and_are_idempotent(trained):
     performance = records.performance("live")
     assert set(performance["window_days"]) == {1, 7, 30}
     time_performance = records.performance("live", task="resolution")
-    assert set(time_performance["model_name"]) == {"climatology", "random_walk", "xgboost_aft"}
+    assert set(time_performance["model_name"]) == {"climatology", "random_walk", "vol_logistic"}
     assert time_performance["interval_coverage"].between(0, 1).all()
     assert (time_performance.loc[time_performance.model_name == "climatology", "pinball_skill"] == 0).all()
     # /metrics exports the champions' live figures

@@ -13,6 +13,7 @@ from src.models.backtest import resolution_table, run_backtest
 from src.models.dataset import Dataset, build_time_dataset
 from src.models.resolution import (
     ClimatologyTime,
+    LogisticTime,
     RandomWalkTime,
     XGBoostAFT,
     exit_probability,
@@ -102,10 +103,12 @@ def _synthetic(n: int, rng: np.random.Generator, horizon: int = 168) -> tuple[pd
     return X, hours, expired
 
 
-def test_learned_interval_covers_eighty_percent_of_a_known_distribution():
+@pytest.mark.parametrize("make", [lambda: LogisticTime(("vol_24", "z", "noise")), lambda: XGBoostAFT(0.02)],
+                         ids=["vol_logistic", "vol_logistic"])
+def test_learned_interval_covers_eighty_percent_of_a_known_distribution(make):
     rng = np.random.default_rng(12)
     X, hours, expired = _synthetic(6000, rng)  # noqa: N806
-    model = XGBoostAFT(0.02).fit(X, np.where(expired, 0, hours), expired, 168)
+    model = make().fit(X, np.where(expired, 0, hours), expired, 168)
     X_new, hours_new, _ = _synthetic(4000, rng)  # noqa: N806
     forecast = forecast_array(model, X_new)
     coverage = interval_coverage(forecast, hours_new).mean()
@@ -140,18 +143,18 @@ def test_short_backtest_stores_how_soon_forecasts_resolved_like_the_reference(bt
     start, end = pd.Timestamp("2022-12-01", tz="UTC"), pd.Timestamp("2022-12-15", tz="UTC")
     run_backtest(candles, ["BTC/USDT"], [0.02], start, end, records, TrainSettings(), retrain_every_days=7)
     stored = records.resolved_time("backtest", start, end, include_pending=True)
-    assert set(stored["model_name"]) == {"climatology", "random_walk", "xgboost_aft", "champion"}
+    assert set(stored["model_name"]) == {"climatology", "random_walk", "vol_logistic", "champion"}
     assert len(stored) == 14 * 24 * 4
     assert (stored["p_6h"] <= stored["p_24h"]).all() and (stored["p_24h"] <= stored["p_horizon"]).all()
     assert (stored["q10_hours"] <= stored["q50_hours"]).all() and (stored["q90_hours"] <= 168).all()
     indexed = candles["BTC/USDT"].set_index("timestamp")
-    mine = stored[stored["model_name"] == "xgboost_aft"].set_index("timestamp")
+    mine = stored[stored["model_name"] == "vol_logistic"].set_index("timestamp")
     for entry, row in mine.iterrows():  # expected from the independent reference, not the label function
         status, _, hours = reference_outcome(indexed, entry, 0.02)
         assert (row["status"] if isinstance(row["status"], str) else "pending") == status
         if status in ("up", "down", "ambiguous"):
             assert row["hours_to_resolution"] == hours
     table = resolution_table(stored[stored["status"].notna()])
-    assert set(table["model"]) == {"climatology", "random_walk", "xgboost_aft", "champion"}
+    assert set(table["model"]) == {"climatology", "random_walk", "vol_logistic", "champion"}
     clim = table[table["model"] == "climatology"].iloc[0]
     assert clim["skill_24h"] == 0.0 and clim["pinball_skill"] == 0.0
