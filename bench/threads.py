@@ -1,6 +1,6 @@
 """Thread use under load: python bench/threads.py
 
-Times one calibrated xgboost fit (the product's model with its 3 calibration splits, on three years of BTC
+Times one calibrated xgboost fit (the product's model with its calibration split, on three years of BTC
 hours) alone and beside one and two busy processes (pure-Python loops, as other work on a 2-core machine),
 for three settings: two OpenMP threads with OpenMP's default spin-waiting (the product before), two threads
 waiting passively, and the product's setting (one thread per fit, OMP_WAIT_POLICY=PASSIVE from
