@@ -4,6 +4,7 @@ import re
 from datetime import timedelta
 
 import numpy as np
+import pandas as pd
 import pytest
 from sqlalchemy import text
 
@@ -162,6 +163,23 @@ def test_import_csv_of_shared_file_is_exact_and_idempotent(ops):
                                   "ORDER BY timestamp LIMIT 1")).scalar()
     first_line = gzip.open(path, "rt").readlines()[1].strip().split(",")
     assert float(value) == float(first_line[4])
+
+
+def test_candles_read_back_as_the_floats_of_the_published_decimals_one_query_for_many(ops):
+    """Prices come back converted by the server (float8), equal to Python's float of every decimal in the
+    file; the cycle's one-query reads equal the per-symbol reads, and a symbol without candles is empty."""
+    path = SHARED_DATA / "SOL_USDT-1h.csv.gz"
+    import_csv(ops, path, "SOL/USDT")
+    published = pd.read_csv(path, dtype=str)
+    stored = ops.get_candles("SOL/USDT")
+    for column in ("open", "high", "low", "close", "volume"):
+        assert stored[column].tolist() == [float(v) for v in published[column]]
+    start, end = pd.Timestamp("2023-06-01", tz="UTC"), pd.Timestamp("2023-06-17 12:00", tz="UTC")
+    windows = ops.get_candle_windows(["NONE/USDT", "SOL/USDT"], "1h", start, end)
+    pd.testing.assert_frame_equal(windows["SOL/USDT"], ops.get_candles("SOL/USDT", "1h", start, end))
+    assert len(windows["SOL/USDT"]) == 16 * 24 + 13 and windows["NONE/USDT"].empty
+    assert list(windows["NONE/USDT"].columns) == list(stored.columns)
+    assert ops.get_last_complete_timestamps(["SOL/USDT", "NONE/USDT"]) == {"SOL/USDT": stored["timestamp"].iloc[-1]}
 
 
 def test_import_csv_refuses_bad_file_whole(ops, tmp_path):

@@ -13,12 +13,17 @@ from typing import Protocol
 
 import pandas as pd
 import psycopg2
-from sqlalchemy import func, select, text
+from sqlalchemy import Float, cast, func, select, text
 
 from src.database.connection import DatabaseConnection
 from src.database.schema import exchange_gaps, ohlcv_data
 from src.utils.candles import CANDLE_COLUMNS, candle_problems, ms_to_datetime, to_frame
 from src.utils.config import TIMEFRAME_MS
+
+# Prices are stored exactly (NUMERIC); the server converts them to double precision, which is the same
+# correctly rounded float Python would make of each decimal, without a Decimal object per value.
+_CANDLE_SELECT = [ohlcv_data.c.timestamp, *(cast(ohlcv_data.c[c], Float(precision=53)).label(c)
+                                            for c in CANDLE_COLUMNS[1:])]
 
 log = logging.getLogger(__name__)
 Gap = tuple[datetime, datetime]  # (first missing open time, last missing open time)
@@ -196,32 +201,45 @@ class DatabaseOperations:
 
     def get_last_complete_timestamp(self, symbol: str, timeframe: str = "1h") -> datetime | None:
         """The open time of the newest stored candle (only closed candles are ever stored)."""
-        query = select(func.max(ohlcv_data.c.timestamp)).where(
-            ohlcv_data.c.symbol == symbol, ohlcv_data.c.timeframe == timeframe)
+        return self.get_last_complete_timestamps([symbol], timeframe).get(symbol)
+
+    def get_last_complete_timestamps(self, symbols: list[str], timeframe: str = "1h") -> dict[str, datetime]:
+        """The newest stored candle's open time per symbol, in one query (symbols without candles absent)."""
+        c = ohlcv_data.c
+        query = (select(c.symbol, func.max(c.timestamp)).where(c.symbol.in_(symbols), c.timeframe == timeframe)
+                 .group_by(c.symbol))
         with self.db.engine.connect() as conn:
-            return conn.execute(query).scalar()
+            return dict(conn.execute(query).all())
 
     def get_latest_candles(self, symbol: str, timeframe: str = "1h", limit: int = 100) -> pd.DataFrame:
         """The newest `limit` candles, oldest first, prices as floats."""
-        query = (select(*(ohlcv_data.c[c] for c in CANDLE_COLUMNS))
-                 .where(ohlcv_data.c.symbol == symbol, ohlcv_data.c.timeframe == timeframe)
+        query = (select(*_CANDLE_SELECT).where(ohlcv_data.c.symbol == symbol, ohlcv_data.c.timeframe == timeframe)
                  .order_by(ohlcv_data.c.timestamp.desc()).limit(limit))
         return self._frame(query).iloc[::-1].reset_index(drop=True)
 
     def get_candles(self, symbol: str, timeframe: str = "1h", start: datetime | None = None,
                     end: datetime | None = None) -> pd.DataFrame:
         """Candles with start <= open time <= end, oldest first, prices as floats."""
-        query = select(*(ohlcv_data.c[c] for c in CANDLE_COLUMNS)).where(
-            ohlcv_data.c.symbol == symbol, ohlcv_data.c.timeframe == timeframe)
-        if start is not None:
-            query = query.where(ohlcv_data.c.timestamp >= start)
-        if end is not None:
-            query = query.where(ohlcv_data.c.timestamp <= end)
-        return self._frame(query.order_by(ohlcv_data.c.timestamp))
+        return self.get_candle_windows([symbol], timeframe, start, end)[symbol]
 
-    def _frame(self, query) -> pd.DataFrame:
+    def get_candle_windows(self, symbols: list[str], timeframe: str = "1h", start: datetime | None = None,
+                           end: datetime | None = None) -> dict[str, pd.DataFrame]:
+        """Each symbol's candles with start <= open time <= end, oldest first, prices as floats: one query
+        for all (an hourly cycle reads 30 windows at once, not in 30 round trips)."""
+        c = ohlcv_data.c
+        query = select(c.symbol, *_CANDLE_SELECT).where(c.symbol.in_(symbols), c.timeframe == timeframe)
+        if start is not None:
+            query = query.where(c.timestamp >= start)
+        if end is not None:
+            query = query.where(c.timestamp <= end)
+        frame = self._frame(query.order_by(c.symbol, c.timestamp), ["symbol", *CANDLE_COLUMNS])
+        groups = {symbol: part.drop(columns="symbol").reset_index(drop=True)
+                  for symbol, part in frame.groupby("symbol", sort=False)}
+        return {symbol: groups.get(symbol, frame.drop(columns="symbol").iloc[:0]) for symbol in symbols}
+
+    def _frame(self, query, columns: list[str] = CANDLE_COLUMNS) -> pd.DataFrame:
         with self.db.engine.connect() as conn:
-            frame = pd.DataFrame(conn.execute(query).all(), columns=CANDLE_COLUMNS)
+            frame = pd.DataFrame(conn.execute(query).all(), columns=columns)
         for column in CANDLE_COLUMNS[1:]:
             frame[column] = frame[column].astype(float)
         frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True)

@@ -9,7 +9,7 @@ import io
 from datetime import date, datetime
 
 import pandas as pd
-from sqlalchemy import and_, delete, func, select, text, update
+from sqlalchemy import and_, delete, func, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import distinct_on, insert
 
 from src.database.connection import DatabaseConnection
@@ -285,9 +285,9 @@ class RecordStore:
         A problem keeps the time it was first seen."""
         c = group_status.c
         with self.db.engine.begin() as conn:
-            for symbol, target in fine:
-                conn.execute(delete(group_status).where(c.symbol == symbol, c.timeframe == timeframe,
-                                                        c.target_pct == target, c.stage == stage))
+            if fine:  # one statement, not one per group
+                conn.execute(delete(group_status).where(c.timeframe == timeframe, c.stage == stage,
+                                                        tuple_(c.symbol, c.target_pct).in_(fine)))
             if problems:
                 stmt = insert(group_status).values([
                     {"symbol": s, "timeframe": timeframe, "target_pct": t, "stage": stage, "reason": why[:2000]}
@@ -342,13 +342,14 @@ class RecordStore:
                                 columns=[c.name for c in telegram_reports.c])
 
     # ---- feature cache ------------------------------------------------------------------------
-    def save_features(self, symbol: str, timeframe: str, feature_version: str, frame: pd.DataFrame) -> int:
-        """Store feature rows (index: hour) once per version; existing hours are left alone."""
-        if frame.empty:
-            return 0
+    def save_features(self, timeframe: str, feature_version: str, frames: dict[str, pd.DataFrame]) -> int:
+        """Store feature rows (per symbol, index: hour) once per version, in one statement; existing hours
+        are left alone."""
         rows = [{"symbol": symbol, "timeframe": timeframe, "timestamp": t, "feature_version": feature_version,
                  "feature_set": {k: (None if pd.isna(v) else float(v)) for k, v in values.items()}}
-                for t, values in zip(frame.index, frame.to_dict("records"))]
+                for symbol, frame in frames.items() for t, values in zip(frame.index, frame.to_dict("records"))]
+        if not rows:
+            return 0
         with self.db.engine.begin() as conn:
             return conn.execute(insert(feature_cache).values(rows).on_conflict_do_nothing()).rowcount
 

@@ -55,19 +55,15 @@ class Predictor:
         self.targets, self.timeframe, self.horizon = targets, timeframe, horizon
         self._current: dict | None = None  # the registry's current models, read once per cycle
 
-    def _window(self, symbol: str, candle_time: pd.Timestamp) -> pd.DataFrame:
-        return self.ops.get_candles(symbol, self.timeframe, candle_time - pd.Timedelta(hours=FEATURE_WINDOW_HOURS),
-                                    candle_time)
-
     def features_at(self, symbol: str, candle_time: pd.Timestamp,
                     windows: dict[str, pd.DataFrame] | None = None) -> tuple[pd.DataFrame, float] | None:
         """The feature row of `candle_time` from candles up to it, and that candle's close (the entry
         price); None when that candle is not stored. `windows` holds the candle windows already read in
-        this cycle, so BTC's (every asset's context) is read once."""
+        this cycle (every asset's and BTC's, the context, in one query)."""
         windows = {} if windows is None else windows
-        for needed in {symbol, CONTEXT_SYMBOL}:
-            if needed not in windows:
-                windows[needed] = self._window(needed, candle_time)
+        missing = sorted({symbol, CONTEXT_SYMBOL} - set(windows))
+        if missing:
+            windows.update(self._windows(missing, candle_time))
         candles = windows[symbol]
         if candles.empty or candles["timestamp"].iloc[-1] != candle_time:
             return None
@@ -76,9 +72,11 @@ class Predictor:
             raise UserError(f"no {CONTEXT_SYMBOL} candles before {candle_time:%Y-%m-%d %H:%M} UTC for the btc_* "
                             f"context features; backfill {CONTEXT_SYMBOL}")
         features = compute_features(candles, context)
-        row = features.loc[[candle_time]]
-        self.records.save_features(symbol, self.timeframe, FEATURE_VERSION, row)
-        return row, float(candles["close"].iloc[-1])
+        return features.loc[[candle_time]], float(candles["close"].iloc[-1])
+
+    def _windows(self, symbols: list[str], candle_time: pd.Timestamp) -> dict[str, pd.DataFrame]:
+        return self.ops.get_candle_windows(symbols, self.timeframe,
+                                           candle_time - pd.Timedelta(hours=FEATURE_WINDOW_HOURS), candle_time)
 
     def predict(self, symbols: list[str], at: pd.Timestamp, registry_as_of_at: bool = False) -> CycleResult:
         """Predict every asset x target from the last candle closed at `at`. With `registry_as_of_at`, only
@@ -86,11 +84,14 @@ class Predictor:
         started = time.perf_counter()
         result = CycleResult(at=at)
         candle_time = last_closed_before(at)
-        rows, time_rows, windows = [], [], {}  # rows: one tuple per model's forecast
-        # the registry as it stands, read once per cycle; a caught-up hour asks for the registry of its time
+        rows, time_rows, feature_rows = [], [], {}  # rows: one tuple per model's forecast
+        # the registry, the newest candles and the candle windows, read once per cycle (not per asset); a
+        # caught-up hour asks for the registry of its time
         self._current = None if registry_as_of_at else self.registry.current_all(self.timeframe)
+        newest_by_symbol = self.ops.get_last_complete_timestamps(symbols, self.timeframe)
+        windows = self._windows(sorted(set(symbols) | {CONTEXT_SYMBOL}), candle_time)
         for symbol in symbols:
-            newest = self.ops.get_last_complete_timestamp(symbol, self.timeframe)
+            newest = newest_by_symbol.get(symbol)
             if newest is None:
                 result.stale[symbol] = "no candles stored yet (they come once the exchange answers, or with import-csv)"
             elif pd.Timestamp(newest) < at - pd.Timedelta(hours=STALE_AFTER_HOURS):
@@ -108,6 +109,7 @@ class Predictor:
                 log.warning("%s: no prediction, %s", symbol, result.stale[symbol])
                 continue
             row, close = found
+            feature_rows[symbol] = row
             entry = np.array([close])
             for target in self.targets:
                 as_of = at if registry_as_of_at else None
@@ -123,6 +125,7 @@ class Predictor:
                 except Exception as exc:
                     log.warning("%s %g: no how-soon forecast, %s: %s", symbol, target, type(exc).__name__, exc)
             result.predicted.append(symbol)
+        self.records.save_features(self.timeframe, FEATURE_VERSION, feature_rows)
         if rows:  # one frame for the whole cycle (hundreds of one-row frames cost more than the models)
             assets, targets, names, versions, hours, p, entries, champions = (np.array(v) for v in zip(*rows))
             result.written = self.records.save_predictions(prediction_rows(
