@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import psutil
 import pytest
@@ -110,6 +111,39 @@ def test_a_failing_unit_comes_back_as_its_error_and_the_others_finish():
             executor.close()
         assert [r for r in results if not isinstance(r, UnitFailure)] == [0, 20, 40]
         assert [str(r.error) for r in results if isinstance(r, UnitFailure)] == ["odd 1", "odd 3", "odd 5"]
+
+
+def _blas_threads() -> int:
+    from threadpoolctl import threadpool_info
+    return max(lib["num_threads"] for lib in threadpool_info())
+
+
+def test_a_full_size_unit_gives_the_same_numbers_in_this_process_and_in_a_worker():
+    """Three years of BTC, every model of both tasks: a unit run here (the serial path, the daemon's default
+    on one core) uses one BLAS/OpenMP thread as a worker does, so its forecasts are equal to the last bit
+    (with two BLAS threads the logistic fits differ in the 14th digit, and run 2-4x slower)."""
+    from src.data.features import compute_features, with_barrier
+    from src.models.dataset import build_dataset, build_time_dataset
+    from src.models.work import forecast_unit
+    frame = shared_candles("BTC_USDT", "2021-01-01", "2023-12-31 23:00")
+    frame["timestamp"] = pd.to_datetime(frame["timestamp"], unit="ms", utc=True)
+    features = compute_features(frame)
+    direction = build_dataset(frame, features, 0.02)
+    samples = {"direction": direction, "resolution": build_time_dataset(direction, features, 0.02)}
+    cut = pd.Timestamp("2023-10-01", tz="UTC")
+    rows = features.loc[cut:cut + pd.Timedelta(hours=199)]
+    results = {}
+    for workers in (1, 2):
+        with LocalExecutor(workers) as executor:
+            shared = executor.share(samples)
+            units = [(forecast_unit, shared, task, cut, with_barrier(rows, 0.02), 0.02, 168, 24)
+                     for task in ("direction", "resolution")]
+            results[workers] = list(executor.map([*units, (_blas_threads,)]))
+    assert results[1][-1] == results[2][-1] == 1
+    for here, there in zip(results[1][:-1], results[2][:-1]):
+        assert here.keys() == there.keys()
+        for name in here:
+            assert np.array_equal(here[name], there[name]), name
 
 
 def test_an_unreachable_dask_scheduler_is_a_clear_error():

@@ -190,10 +190,10 @@ class LogisticTime:
             values = X[name].to_numpy(dtype=float)
             columns.append(np.log(np.where(values > 0, values, np.nan)) if name in VOLATILITY_SCALES else values)
         design = np.column_stack(columns)
-        if fit:
-            self.center_ = np.nanmedian(design, axis=0)
-            self.center_ = np.where(np.isfinite(self.center_), self.center_, 0.0)
-            spread = np.nanstd(design, axis=0)
+        if fit:  # pandas' median and std skip missing values, and say nothing about an empty column
+            table = pd.DataFrame(design)
+            self.center_ = table.median().fillna(0.0).to_numpy()
+            spread = table.std(ddof=0).to_numpy()
             self.scale_ = np.where(np.isfinite(spread) & (spread > 0), spread, 1.0)
         design = np.where(np.isfinite(design), design, self.center_)
         return (design - self.center_) / self.scale_

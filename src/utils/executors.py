@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import joblib
+from threadpoolctl import threadpool_limits
 
 from src.utils.config import DASK_PREFIX, LOCAL, check_executor_spec
 from src.utils.errors import UserError
@@ -45,7 +46,11 @@ class UnitFailure:
 
 def _guarded(fn: Callable, *args):
     try:
-        return fn(*args)
+        # one BLAS/OpenMP thread per unit wherever it runs: the cores belong to the units side by side, and a
+        # fit gives the same numbers in this process as in a worker (a second BLAS thread changes the order
+        # of a sum, and so the last bits of a fitted coefficient)
+        with threadpool_limits(limits=1):
+            return fn(*args)
     except Exception as exc:  # one failing unit must not stop the others
         return UnitFailure(exc)
 
