@@ -104,7 +104,7 @@ def _synthetic(n: int, rng: np.random.Generator, horizon: int = 168) -> tuple[pd
 
 
 @pytest.mark.parametrize("make", [lambda: LogisticTime(("vol_24", "z", "noise")), lambda: XGBoostAFT(0.02)],
-                         ids=["vol_logistic", "vol_logistic"])
+                         ids=["vol_logistic", "xgboost_aft"])
 def test_learned_interval_covers_eighty_percent_of_a_known_distribution(make):
     rng = np.random.default_rng(12)
     X, hours, expired = _synthetic(6000, rng)  # noqa: N806

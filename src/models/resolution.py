@@ -29,6 +29,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import xgboost
+from scipy.special import expit
 from sklearn.linear_model import LogisticRegression
 
 TIME_MODEL_NAMES = ("climatology", "random_walk", "vol_logistic")  # simplest first
@@ -200,7 +201,7 @@ class LogisticTime:
 
     def _grid_cdf(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
         logits = self._design(X) @ self.coef_.T + self.intercept_
-        return np.maximum.accumulate(1 / (1 + np.exp(-logits)), axis=1)
+        return np.maximum.accumulate(expit(logits), axis=1)
 
     def cdf(self, X: pd.DataFrame, t: np.ndarray) -> np.ndarray:  # noqa: N803
         points, values = self._curve(X)
