@@ -17,25 +17,21 @@ Run: python bench/direction_cost_research.py  (about 5 minutes on 2 cores)
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
 
 import pandas as pd
-from joblib import Parallel, delayed
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.model_selection import TimeSeriesSplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.model_research import ASSETS, CHOICE, EMBARGO, REPORT, TARGETS, H, candles  # noqa: E402
+from bench.model_research import EMBARGO, H, candles, run_per_group  # noqa: E402
 from src.data.features import compute_features  # noqa: E402
 from src.models.dataset import build_dataset  # noqa: E402
 from src.models.estimators import calibration_cv, fit_model, make_model, prob_up  # noqa: E402
 from src.models.selection import skill_interval  # noqa: E402
-
-PERIODS = {"choice": CHOICE, "report": REPORT}
 
 
 def fit_variant(variant: str, name: str, X: pd.DataFrame, y: pd.Series):  # noqa: N803
@@ -76,13 +72,8 @@ def group_forecasts(asset: str, target: float, period: tuple, every: int) -> pd.
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--period", choices=sorted(PERIODS), default="choice")
-    parser.add_argument("--every", type=int, default=14, help="days between retrain points (14)")
-    args = parser.parse_args()
     started = time.perf_counter()
-    frames = Parallel(n_jobs=2)(delayed(group_forecasts)(a, t, PERIODS[args.period], args.every)
-                                for a in ASSETS for t in TARGETS)
+    args, frames = run_per_group(group_forecasts, __doc__)
     rows = []
     for frame in frames:
         y, times, climatology = frame["y"].to_numpy(), pd.DatetimeIndex(frame.index), frame["before|climatology"]

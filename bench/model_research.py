@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from joblib import Parallel, delayed
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -40,6 +41,20 @@ H, EMBARGO = 168, 24
 CHOICE = (pd.Timestamp("2022-01-01", tz="UTC"), pd.Timestamp("2022-07-01", tz="UTC"))
 REPORT = (pd.Timestamp("2022-07-01", tz="UTC"), pd.Timestamp("2024-01-01", tz="UTC"))
 MOMENTUM = (168, 336, 504, 672)
+
+
+PERIODS = {"choice": CHOICE, "report": REPORT}
+
+
+def run_per_group(group_forecasts, doc: str) -> tuple[argparse.Namespace, list]:
+    """The command line of the per-group research scripts (--period, --every) and their run: one call of
+    group_forecasts(asset, target, period, every) per asset x target, on two processes."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--period", choices=sorted(PERIODS), default="choice")
+    parser.add_argument("--every", type=int, default=14, help="days between retrain points (14)")
+    args = parser.parse_args()
+    return args, Parallel(n_jobs=2)(delayed(group_forecasts)(a, t, PERIODS[args.period], args.every)
+                                    for a in ASSETS for t in TARGETS)
 
 
 def candles(name: str) -> pd.DataFrame:

@@ -21,18 +21,16 @@ Run: python bench/time_model_research.py --period choice  (about 5 minutes on 2 
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from joblib import Parallel, delayed
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.model_research import ASSETS, CHOICE, EMBARGO, REPORT, TARGETS, H, candles  # noqa: E402
+from bench.model_research import EMBARGO, PERIODS, H, candles, run_per_group  # noqa: E402
 from src.data.features import compute_features  # noqa: E402
 from src.models.dataset import build_dataset, build_time_dataset  # noqa: E402
 from src.models.resolution import LogisticTime, forecast_array, make_time_model  # noqa: E402
@@ -40,7 +38,6 @@ from src.models.resolution_metrics import time_metrics  # noqa: E402
 
 VOL_ONLY = ("vol_24", "vol_72", "vol_168", "atr_14")
 CALENDAR = ("hour_sin", "hour_cos", "dow_sin", "dow_cos")
-PERIODS = {"choice": CHOICE, "report": REPORT}
 
 
 def variants(target: float) -> dict:
@@ -77,13 +74,8 @@ def group_forecasts(asset: str, target: float, period: tuple, every: int) -> tup
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--period", choices=sorted(PERIODS), default="choice")
-    parser.add_argument("--every", type=int, default=14, help="days between retrain points (14)")
-    args = parser.parse_args()
     started = time.perf_counter()
-    results = Parallel(n_jobs=2)(delayed(group_forecasts)(a, t, PERIODS[args.period], args.every)
-                                 for a in ASSETS for t in TARGETS)
+    args, results = run_per_group(group_forecasts, __doc__)
     rows = []
     for asset, target, forecasts, hours, seconds in results:
         resolved_24h = float((hours <= 24).mean())
