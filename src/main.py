@@ -205,8 +205,8 @@ def _fill_latest(ctx: Context, at) -> None:
     if pd.Timestamp.now(tz="UTC") - at > pd.Timedelta(hours=48):
         return
     ops, tf = ctx.migrated_ops(), ctx.config.timeframe
-    if all((ops.get_last_complete_timestamp(s, tf) or datetime.min.replace(tzinfo=UTC))
-           >= at.floor("h") - pd.Timedelta(hours=1) for s in ctx.config.assets):
+    newest = ops.get_last_complete_timestamps(ctx.config.assets, tf)
+    if all(s in newest and newest[s] >= at.floor("h") - pd.Timedelta(hours=1) for s in ctx.config.assets):
         return
     try:
         ctx.recovery().check_and_recover_all_symbols(ctx.config.assets, hours_back=48)

@@ -194,8 +194,8 @@ class Daemon:
     def _assets_behind(self, now: pd.Timestamp) -> list[str]:
         newest_closed = last_closed_before(now)
         ops, tf = self.ctx.migrated_ops(), self.config.timeframe
-        return [s for s in self.config.assets
-                if (last := ops.get_last_complete_timestamp(s, tf)) is None or pd.Timestamp(last) < newest_closed]
+        newest = ops.get_last_complete_timestamps(self.config.assets, tf)
+        return [s for s in self.config.assets if s not in newest or pd.Timestamp(newest[s]) < newest_closed]
 
     def _missed_hours(self, now: pd.Timestamp) -> list[pd.Timestamp]:
         newest = self.ctx.records.recent_champions(hours=1)
