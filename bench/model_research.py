@@ -43,7 +43,9 @@ REPORT = (pd.Timestamp("2022-07-01", tz="UTC"), pd.Timestamp("2024-01-01", tz="U
 MOMENTUM = (168, 336, 504, 672)
 
 
-PERIODS = {"choice": CHOICE, "report": REPORT}
+# a second, longer choice period (still before the report period): it spans the 2021 -> 2022 regime change
+LONG_CHOICE = (pd.Timestamp("2021-07-01", tz="UTC"), pd.Timestamp("2022-07-01", tz="UTC"))
+PERIODS = {"choice": CHOICE, "long_choice": LONG_CHOICE, "report": REPORT}
 
 
 def run_per_group(group_forecasts, doc: str) -> tuple[argparse.Namespace, list]:

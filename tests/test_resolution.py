@@ -91,13 +91,14 @@ def test_random_walk_exit_time_matches_a_simulation():
     assert model.cdf(X, np.array([median]))[0, 0] == pytest.approx(0.5, abs=0.01)
 
 
-def _synthetic(n: int, rng: np.random.Generator, horizon: int = 168) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
-    """log T = 2 log(X / sigma) + 0.3 * z + N(0, 0.6): volatility and one more feature set the speed."""
+def _synthetic(n: int, rng: np.random.Generator, horizon: int = 168,
+               spread: float | np.ndarray = 0.6) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """log T = 2 log(X / sigma) + 0.3 * z + N(0, spread): volatility and one more feature set the speed."""
     sigma = np.exp(rng.uniform(np.log(0.003), np.log(0.02), n))
     z = rng.normal(size=n)
     X = pd.DataFrame({"vol_24": sigma, "z": z, "noise": rng.normal(size=n)},  # noqa: N806
                      index=pd.date_range("2020-01-01", periods=n, freq="h", tz="UTC"))
-    time = np.exp(2 * np.log(0.02 / sigma) + 0.3 * z + rng.normal(0, 0.6, n))
+    time = np.exp(2 * np.log(0.02 / sigma) + 0.3 * z + rng.normal(0, 1, n) * spread)
     expired = time > horizon
     hours = np.where(expired, np.inf, np.ceil(time))
     return X, hours, expired
@@ -118,6 +119,36 @@ def test_learned_interval_covers_eighty_percent_of_a_known_distribution(make):
     m = time_metrics(forecast, clim, hours_new)
     assert m["brier_skill_24h"] > 0.3 and m["pinball_skill"] > 0.2  # it learnt the volatility's effect
     assert (np.diff(forecast[:, :3], axis=1) >= 0).all() and (np.diff(forecast[:, 3:], axis=1) >= 0).all()
+
+
+def test_recalibrated_levels_widen_the_interval_as_the_market_grows_less_predictable():
+    """The noise's spread grows steadily over 250 days (0.3 -> 1.0) and a little beyond afterwards (1.05):
+    fitted on every day alike, the 80 % interval is far too narrow for what comes next; with its levels
+    recalibrated on its own forecasts of the newest 90 days (made by a fit on what came before them), it
+    covers about 80 % again. Its probabilities are not changed."""
+    rng = np.random.default_rng(13)
+    n = 6000
+    X, hours, expired = _synthetic(n, rng, spread=np.linspace(0.3, 1.0, n))  # noqa: N806
+    features = ("vol_24", "z", "noise")
+    plain = LogisticTime(features, half_life_days=None, recalibrate_days=None).fit(X, np.where(expired, 0, hours),
+                                                                                   expired, 168)
+    recalibrated = LogisticTime(features, half_life_days=None).fit(X, np.where(expired, 0, hours), expired, 168)
+    assert recalibrated.pit_quantiles_ is not None
+    X_new, hours_new, _ = _synthetic(4000, rng, spread=1.05)  # noqa: N806
+    before = interval_coverage(forecast_array(plain, X_new), hours_new).mean()
+    after = interval_coverage(forecast_array(recalibrated, X_new), hours_new).mean()
+    assert before < 0.7 and 0.75 <= after <= 0.85, (before, after)
+    # the same fit up to the solver's tolerance (the final fit starts from the earlier one's coefficients)
+    difference = plain.cdf(X_new, np.array([6.0, 24.0])) - recalibrated.cdf(X_new, np.array([6.0, 24.0]))
+    assert np.abs(difference).max() < 1e-3
+
+
+def test_too_little_history_is_not_recalibrated():
+    rng = np.random.default_rng(14)
+    X, hours, expired = _synthetic(1500, rng)  # noqa: N806 (62 days: fewer than 90 + 7 of them to hold out)
+    model = LogisticTime(("vol_24", "z")).fit(X, np.where(expired, 0, hours), expired, 168)
+    assert model.pit_quantiles_ is None
+    assert (np.diff(forecast_array(model, X)[:, 3:], axis=1) >= 0).all()
 
 
 def test_pinball_and_coverage_by_hand():
