@@ -22,7 +22,9 @@ Variants (the product's `vol_logistic` was chosen from these):
 Earlier results (bench/results/time_models_choice.txt): xgboost_aft, vol_calendar (vol_only plus the calendar
 cycles), vol_only on the newest 365 days (no gain), levels recalibrated on the newest third (no gain),
 recalibrating the whole distribution and not only the quantile levels (hurt P(within H)), and refusing a
-slope where the rarer outcome has fewer than 10 events per feature (lost 6 h and 24 h skill).
+slope where the rarer outcome has fewer than 10 events per feature (lost 6 h and 24 h skill), a slope per
+grid time only where it beat the base rate on the newest 90 days (lost 6 h skill), and Parkinson, 6-hour and
+30-day volatilities as more inputs (no gain).
 
 Run: python bench/time_model_research.py --period choice  (about 1 minute on 2 cores; long_choice 2,
 report 4)
@@ -113,10 +115,8 @@ def main() -> None:
           f"retrained every {args.every} days\n")
     print(table.round(3).to_string(index=False))
     print("\nmean per model:")
-    print(table.groupby("model")[["bss_6h", "bss_24h", "bss_24h_frozen", "bss_H", "coverage", "below_q10",
-                                   "above_q90",
-                                   "pinball", "fit_s"]].mean().round(3)
-          .to_string())
+    means = ["bss_6h", "bss_24h", "bss_24h_frozen", "bss_H", "coverage", "below_q10", "above_q90", "pinball", "fit_s"]
+    print(table.groupby("model")[means].mean().round(3).to_string())
     print(f"\ntotal {time.perf_counter() - started:.0f} s")
 
 
