@@ -193,6 +193,7 @@ class LogisticTime:
             late = X.index > newest - pd.Timedelta(days=self.recalibrate_days)
             if early.sum() >= MIN_EARLY_SAMPLES and late.sum() >= MIN_RECALIBRATION_SAMPLES:
                 start = self._fit_grid(design[early], resolved_by[early], X.index[early])
+                # the early fit, now in coef_, forecasts the newest days it did not see
                 self.pit_quantiles_ = self._pit_quantiles(X[late], hours[late], expired[late])
         self._fit_grid(design, resolved_by, X.index, start)
         return self
@@ -252,8 +253,8 @@ class LogisticTime:
 
     def cdf(self, X: pd.DataFrame, t: np.ndarray) -> np.ndarray:  # noqa: N803
         points, values = self._curve(X)
-        t = np.broadcast_to(np.asarray(t, float)[None, :], (len(values), len(np.atleast_1d(t))))
-        return np.column_stack([_interpolate_rows(points, values, t[:, j]) for j in range(t.shape[1])])
+        return np.column_stack([_interpolate_rows(points, values, np.full(len(values), at))
+                                for at in np.asarray(t, float)])
 
     def _curve(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:  # noqa: N803
         """The grid with 0 prepended, and each row's F on it."""
