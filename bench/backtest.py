@@ -20,11 +20,12 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from src.data.history import load_candles  # noqa: E402
 from src.database.connection import DatabaseConnection  # noqa: E402
 from src.database.operations import DatabaseOperations  # noqa: E402
 from src.database.records import RecordStore  # noqa: E402
-from src.models.backtest import run_backtest  # noqa: E402
-from src.models.training import TrainSettings, load_candles  # noqa: E402
+from src.models.offline.backtest import run_backtest  # noqa: E402
+from src.models.offline.training import TrainSettings  # noqa: E402
 from src.utils.executors import LocalExecutor, make_executor  # noqa: E402
 from src.utils.progress import TerminalProgress  # noqa: E402
 from tests.shared_data import load_candles as shared_candles  # noqa: E402

@@ -5,7 +5,7 @@ The direction models (calibrated logistic and xgboost) were most of a backtest's
   horizon apart; fits on 1/4, 1/2 and 3/4 of the data: 1.5 full fits), xgboost 200 rounds at 0.03.
 - one_split: calibration on one time-ordered split (fit on the first part, calibrate on the newest
   third, the horizon apart: 0.67 of a full fit), xgboost as before.
-- product: one split and xgboost with 100 rounds at 0.06 (src.models.estimators today).
+- product: one split and xgboost with 100 rounds at 0.06 (src.models.estimators.direction today).
 
 Scored on 2022-01..2022-06 (or `--period report`), retrained every `--every` days (14), same purging and
 embargo as the product: each variant's Brier skill against climatology, and its skill against `before`
@@ -29,9 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.model_research import EMBARGO, H, candles, run_per_group  # noqa: E402
 from src.data.features import compute_features  # noqa: E402
-from src.models.dataset import build_dataset  # noqa: E402
-from src.models.estimators import calibration_cv, fit_model, make_model, prob_up  # noqa: E402
-from src.models.selection import skill_interval  # noqa: E402
+from src.models.estimators.dataset import build_dataset  # noqa: E402
+from src.models.estimators.direction import calibration_cv, fit_model, make_model, prob_up  # noqa: E402
+from src.models.evaluation.selection import skill_interval  # noqa: E402
 
 
 def fit_variant(variant: str, name: str, X: pd.DataFrame, y: pd.Series):  # noqa: N803

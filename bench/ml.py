@@ -20,12 +20,12 @@ from src.data.features import compute_features, with_barrier  # noqa: E402
 from src.database.connection import DatabaseConnection  # noqa: E402
 from src.database.operations import DatabaseOperations  # noqa: E402
 from src.database.records import RecordStore  # noqa: E402
-from src.models.dataset import build_dataset  # noqa: E402
-from src.models.estimators import fit_model, prob_up  # noqa: E402
-from src.models.outcomes import resolve_outcomes  # noqa: E402
-from src.models.prediction import Predictor  # noqa: E402
-from src.models.registry import ModelRegistry  # noqa: E402
-from src.models.training import Trainer, TrainSettings  # noqa: E402
+from src.models.estimators.dataset import build_dataset  # noqa: E402
+from src.models.estimators.direction import fit_model, prob_up  # noqa: E402
+from src.models.live.outcomes import resolve_outcomes  # noqa: E402
+from src.models.live.prediction import Predictor  # noqa: E402
+from src.models.live.registry import ModelRegistry  # noqa: E402
+from src.models.offline.training import Trainer, TrainSettings  # noqa: E402
 from src.utils.executors import LocalExecutor, available_cores  # noqa: E402
 from src.utils.memory import release_free_memory  # noqa: E402
 from tests.shared_data import load_candles  # noqa: E402

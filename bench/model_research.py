@@ -30,9 +30,9 @@ from joblib import Parallel, delayed
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from src.data.features import compute_features, with_barrier  # noqa: E402
-from src.models.dataset import build_dataset  # noqa: E402
-from src.models.estimators import fit_model, prob_up  # noqa: E402
-from src.models.selection import skill_interval  # noqa: E402
+from src.models.estimators.dataset import build_dataset  # noqa: E402
+from src.models.estimators.direction import fit_model, prob_up  # noqa: E402
+from src.models.evaluation.selection import skill_interval  # noqa: E402
 from tests.shared_data import load_candles  # noqa: E402
 
 ASSETS = ("BTC_USDT", "ETH_USDT", "SOL_USDT")

@@ -19,8 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 FIT = """
 import sys, time
 import pandas as pd
-from src.models import estimators
-from src.models.dataset import asset_features, build_dataset
+from src.models.estimators import direction as estimators
+from src.models.estimators.dataset import asset_features, build_dataset
 from tests.shared_data import load_candles
 estimators.XGB_PARAMS["n_jobs"] = int(sys.argv[1])
 frame = load_candles("BTC_USDT")

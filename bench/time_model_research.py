@@ -4,7 +4,7 @@ Choices are judged on the choice periods, 2022-01..2022-06 (`--period choice`) a
 (`--period long_choice`, which spans the 2021 -> 2022 change of volatility regime); the chosen variants are
 then reported on 2022-07..2023-12 (`--period report`) without change. Retrain points every `--every`
 days (default 14: cheaper than the product's weekly backtest, same purging and embargo). Scores as the
-product stores them (src.models.resolution_metrics): Brier skill of P(within 6 h / 24 h / H) against the
+product stores them (src.models.evaluation.time_metrics): Brier skill of P(within 6 h / 24 h / H) against the
 climatology time model refitted at every point, coverage of the 10-90 % interval, pinball skill of the
 quantiles; and `bss_24h_frozen`, the 24 h skill against a climatology fitted once at the period's start
 (the yardstick of issue #13's first measurement, which a stale base rate flatters).
@@ -42,9 +42,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.model_research import EMBARGO, PERIODS, H, candles, run_per_group  # noqa: E402
 from src.data.features import compute_features  # noqa: E402
-from src.models.dataset import build_dataset, build_time_dataset  # noqa: E402
-from src.models.resolution import LogisticTime, forecast_array, make_time_model  # noqa: E402
-from src.models.resolution_metrics import time_metrics  # noqa: E402
+from src.models.estimators.dataset import build_dataset, build_time_dataset  # noqa: E402
+from src.models.estimators.time_models import LogisticTime, forecast_array, make_time_model  # noqa: E402
+from src.models.evaluation.time_metrics import time_metrics  # noqa: E402
 
 VOL_ONLY = ("vol_24", "vol_72", "vol_168", "atr_14")
 FROZEN = "climatology_frozen"  # fitted at the period's first point only

@@ -119,7 +119,7 @@ def test_mask_url():
 
 
 def test_config_option_before_or_after_the_command():
-    from src.main import build_parser
+    from src.cli.parser import build_parser
     parser = build_parser()
     assert parser.parse_args(["--config", "a.yaml", "status"]).config == "a.yaml"
     assert parser.parse_args(["status", "--config", "b.yaml"]).config == "b.yaml"

@@ -143,7 +143,7 @@ def test_daemon_cycle_health_outage_and_sigterm(daemon_setup):
 
 
 def test_missed_hours_are_listed_for_catch_up(ops, write_config):
-    from src.models.backtest import prediction_rows
+    from src.database.records.rows import prediction_rows
     from src.scheduler.daemon import Daemon
     from src.scheduler.services import Context
     from src.utils.config import Config
@@ -155,7 +155,7 @@ def test_missed_hours_are_listed_for_catch_up(ops, write_config):
     last = pd.Timestamp("2024-03-10 06:00", tz="UTC")
     RecordStore(ops.db).save_predictions(prediction_rows(
         "BTC/USDT", "1h", 0.02, "xgboost", "v1", pd.DatetimeIndex([last]), np.array([0.5]), np.array([1.0]), True,
-        "live"))
+        "live", "v1"))
     # the current cycle predicts 11:00; the hours between 06:00 and it were missed
     assert daemon._missed_hours(now) == list(pd.date_range("2024-03-10 07:00", "2024-03-10 10:00", freq="h", tz="UTC"))
     long_ago = pd.Timestamp("2024-03-20 12:03", tz="UTC")  # a long outage: at most catch_up_hours back

@@ -7,15 +7,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from src.data.features import compute_features, with_barrier
+from src.data.features import FEATURE_VERSION, compute_features, with_barrier
 from src.database.records import RecordStore
-from src.models.estimators import ClimatologyModel, prob_up
-from src.models.outcomes import resolve_outcomes
-from src.models.performance import daily_performance
-from src.models.prediction import Predictor
-from src.models.registry import ModelRegistry
-from src.models.retraining import Retrainer
-from src.models.training import Trainer, TrainSettings
+from src.models.estimators.direction import ClimatologyModel, prob_up
+from src.models.live.outcomes import resolve_outcomes
+from src.models.live.performance import daily_performance
+from src.models.live.prediction import Predictor
+from src.models.live.registry import ModelRegistry
+from src.models.offline.retraining import Retrainer
+from src.models.offline.training import Trainer, TrainSettings
 from tests.reference_labels import reference_outcome
 from tests.shared_data import load_candles as shared_candles
 
@@ -215,7 +215,7 @@ def test_utc_whatever_the_server_and_host_zone_across_a_dst_change(trained, writ
 
 
 def test_a_days_performance_is_recomputed_as_its_predictions_resolve(trained):
-    from src.models.performance import refresh_performance
+    from src.models.live.performance import refresh_performance
     ops, records, registry = trained
     predictor = Predictor(ops, records, registry, TARGETS)
     day = pd.Timestamp("2023-01-20").date()
@@ -285,7 +285,7 @@ def _logistic_contributions_by_hand(estimator, row: pd.DataFrame) -> pd.Series:
 
 
 def test_alert_is_explained_by_the_model_that_made_it_and_sent_once(trained, capsys):
-    from src.models.backtest import prediction_rows
+    from src.database.records.rows import prediction_rows
     from src.notifications.reports import PLAIN_WORDS
     from src.notifications.service import ReportService
     from src.notifications.telegram import TelegramNotifier
@@ -301,7 +301,7 @@ def test_alert_is_explained_by_the_model_that_made_it_and_sent_once(trained, cap
     for when, p in ((hour - pd.Timedelta(hours=1), 0.55), (hour, 0.80)):  # crosses 0.75 at `hour`
         records.save_predictions(prediction_rows("BTC/USDT", "1h", target, "logistic", logistic["version"],
                                                  pd.DatetimeIndex([when]), np.array([p]), np.array([1.0]), True,
-                                                 "live"))
+                                                 "live", FEATURE_VERSION))
     service = ReportService(records, registry, TelegramNotifier("", "", records), threshold=0.75)
     capsys.readouterr()
     assert len(service.alerts()) == 1

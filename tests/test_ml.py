@@ -4,13 +4,14 @@ import pandas as pd
 import pytest
 
 from src.data.features import FEATURE_VERSION, compute_features
+from src.data.history import load_candles
 from src.data.labels import barrier_outcomes, label_known_time
 from src.database.records import RecordStore
-from src.models.backtest import run_backtest
-from src.models.dataset import asset_features, build_dataset
-from src.models.estimators import explain, fit_model, prob_up
-from src.models.registry import ModelRegistry
-from src.models.training import TrainSettings, load_candles
+from src.models.estimators.dataset import asset_features, build_dataset
+from src.models.estimators.direction import explain, fit_model, prob_up
+from src.models.live.registry import ModelRegistry
+from src.models.offline.backtest import run_backtest
+from src.models.offline.training import TrainSettings
 from src.utils.errors import UserError
 from tests.reference_labels import reference_outcome
 from tests.shared_data import load_candles as shared_candles
@@ -177,7 +178,7 @@ def test_short_backtest_end_to_end(btc_year):
 def test_calibration_splits_fit_every_size_and_keep_the_horizon_gap(n):
     from sklearn.model_selection import check_cv
 
-    from src.models.estimators import MIN_CALIBRATION_FOLD, calibration_cv
+    from src.models.estimators.direction import MIN_CALIBRATION_FOLD, calibration_cv
     splits = list(check_cv(calibration_cv(n, 168)).split(np.zeros((n, 1))))
     assert len(splits) == 1
     for train, test in splits:
@@ -188,7 +189,7 @@ def test_calibration_splits_fit_every_size_and_keep_the_horizon_gap(n):
 
 def test_a_small_training_set_fits_or_is_refused_with_a_reason(btc_year):
     """The issue's case: 660 samples crashed calibration with 3 splits; too few now says what is needed."""
-    from src.models.estimators import TooFewSamples, fit_model, min_calibration_samples
+    from src.models.estimators.direction import TooFewSamples, fit_model, min_calibration_samples
     candles = load_candles(btc_year, ["BTC/USDT"], "1h")
     data = build_dataset(candles["BTC/USDT"], asset_features(candles, "BTC/USDT"), 0.05)
     X, y = data.X.iloc[:660], data.y.iloc[:660]  # noqa: N806
@@ -201,7 +202,7 @@ def test_a_small_training_set_fits_or_is_refused_with_a_reason(btc_year):
 
 
 def test_a_group_with_too_little_history_is_skipped_and_the_others_train(btc_year, tmp_path):
-    from src.models.training import Trainer
+    from src.models.offline.training import Trainer
     short = shared_candles("ETH_USDT", "2022-12-01", "2022-12-31 23:00")  # 31 days: too few labels
     btc_year.save_ohlcv_data("ETH/USDT", "1h", short)
     records = RecordStore(btc_year.db)
@@ -229,8 +230,8 @@ def test_a_high_exactly_on_the_barrier_is_a_hit_despite_floating_point():
 def test_imported_history_gaps_are_recorded_so_train_and_backtest_label_alike(ops, tmp_path):
     """One rule for missing hours: recorded exchange gaps. import-csv records the hours missing inside the
     file, so training (which reads recorded gaps) labels the windows around them as decided."""
+    from src.data.history import unfillable_hours
     from src.data.importer import import_csv
-    from src.models.training import unfillable_hours
     frame = shared_candles("BTC_USDT", "2023-03-20", "2023-03-31 23:00")  # holds Binance's 2023-03-24 13:00 gap
     path = tmp_path / "btc.csv"
     frame.to_csv(path, index=False)
@@ -246,7 +247,7 @@ def test_imported_history_gaps_are_recorded_so_train_and_backtest_label_alike(op
 
 
 def test_btc_context_is_required_never_stood_in_for(ops, tmp_path):
-    from src.models.training import Trainer
+    from src.models.offline.training import Trainer
     ops.save_ohlcv_data("ETH/USDT", "1h", shared_candles("ETH_USDT", "2022-06-01", "2022-12-31 23:00"))
     records = RecordStore(ops.db)
     result = Trainer(ops, records, ModelRegistry(records, tmp_path / "models"), TrainSettings(n_folds=1)).train(
@@ -285,7 +286,7 @@ def test_walk_forward_folds_see_only_labels_known_before_each_fold(btc_year):
     """Each fold's climatology forecast is the up-share of the labels known by the fold's start minus the
     embargo, and its test hours are those labelled by the cut. Fails if purging or the embargo is dropped
     from walk_forward (tried: `train = data`)."""
-    from src.models.training import walk_forward
+    from src.models.offline.training import walk_forward
     candles = load_candles(btc_year, ["BTC/USDT"], "1h")
     data = build_dataset(candles["BTC/USDT"], asset_features(candles, "BTC/USDT"), 0.05)
     cut = pd.Timestamp("2023-01-15", tz="UTC")
@@ -307,10 +308,10 @@ def test_backtest_champion_is_chosen_only_on_labels_known_at_the_point():
     """A model that is right on every hour wins only where its hours' labels were known at the point: with
     150 known (too little evidence) climatology stays; once 250 are known it takes over. Fails if the
     backtest's choice looks at labels not yet known (tried: dropping `known_by`)."""
-    from src.models.backtest import _champion_at
-    from src.models.dataset import Dataset
-    from src.models.selection import Evidence
-    from src.models.tasks import DIRECTION
+    from src.models.estimators.dataset import Dataset
+    from src.models.estimators.tasks import DIRECTION
+    from src.models.evaluation.selection import Evidence
+    from src.models.offline.backtest import _champion_at
     point = pd.Timestamp("2023-01-01", tz="UTC")
     times = pd.date_range(point - pd.Timedelta(hours=400), periods=400, freq="h", tz="UTC")
     y = np.tile([0.0, 1.0], 200)

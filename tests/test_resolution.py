@@ -7,11 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from src.data.history import load_candles
 from src.data.labels import barrier_outcomes
 from src.database.records import RecordStore
-from src.models.backtest import resolution_table, run_backtest
-from src.models.dataset import Dataset, build_time_dataset
-from src.models.resolution import (
+from src.models.estimators.dataset import Dataset, build_time_dataset
+from src.models.estimators.time_models import (
     ClimatologyTime,
     LogisticTime,
     RandomWalkTime,
@@ -20,8 +20,9 @@ from src.models.resolution import (
     forecast_array,
     kaplan_meier,
 )
-from src.models.resolution_metrics import interval_coverage, pinball, time_metrics
-from src.models.training import TrainSettings, load_candles
+from src.models.evaluation.time_metrics import interval_coverage, pinball, time_metrics
+from src.models.offline.backtest import resolution_table, run_backtest
+from src.models.offline.training import TrainSettings
 from tests.reference_labels import reference_outcome
 from tests.shared_data import load_candles as shared_candles
 

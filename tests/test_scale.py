@@ -13,9 +13,10 @@ import pandas as pd
 import psutil
 import pytest
 
+from src.data.history import load_candles
 from src.database.records import RecordStore
-from src.models.backtest import run_backtest
-from src.models.training import TrainSettings, load_candles
+from src.models.offline.backtest import run_backtest
+from src.models.offline.training import TrainSettings
 from src.utils.executors import LocalExecutor, UnitFailure, make_executor
 from tests.shared_data import load_candles as shared_candles
 
@@ -123,8 +124,8 @@ def test_a_full_size_unit_gives_the_same_numbers_in_this_process_and_in_a_worker
     on one core) uses one BLAS/OpenMP thread as a worker does, so its forecasts are equal to the last bit
     (with two BLAS threads the logistic fits differ in the 14th digit, and run 2-4x slower)."""
     from src.data.features import compute_features, with_barrier
-    from src.models.dataset import build_dataset, build_time_dataset
-    from src.models.work import forecast_unit
+    from src.models.estimators.dataset import build_dataset, build_time_dataset
+    from src.models.estimators.units import forecast_unit
     frame = shared_candles("BTC_USDT", "2021-01-01", "2023-12-31 23:00")
     frame["timestamp"] = pd.to_datetime(frame["timestamp"], unit="ms", utc=True)
     features = compute_features(frame)
@@ -222,8 +223,8 @@ def test_thirty_assets_end_to_end(tmp_path, exchange):
 def test_the_loaded_model_cache_is_bounded_while_fresh_fits_arrive_every_day(ops, tmp_path):
     """A fresh champion a day: the cache keeps the newest `cache_size` models, never more, and a model
     dropped from it loads again from its file."""
-    from src.models.estimators import ClimatologyModel
-    from src.models.registry import ModelRegistry
+    from src.models.estimators.direction import ClimatologyModel
+    from src.models.live.registry import ModelRegistry
     registry = ModelRegistry(RecordStore(ops.db), tmp_path / "models", cache_size=4)
     rows = []
     for day in range(10):

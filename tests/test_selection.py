@@ -5,7 +5,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from src.models.selection import Evidence, choose_champion, diebold_mariano, newey_west_variance, skill_interval
+from src.models.evaluation.selection import (
+    Evidence,
+    choose_champion,
+    diebold_mariano,
+    newey_west_variance,
+    skill_interval,
+)
 
 HOURS = pd.date_range("2022-01-01", periods=6000, freq="h", tz="UTC")
 

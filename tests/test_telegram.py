@@ -218,8 +218,9 @@ def test_a_short_report_with_a_chart_is_one_photo_with_its_caption(bot_api, ops)
 
 
 def test_daily_chart_of_a_month_of_backtest_forecasts_draws_every_panel(ops):
-    from src.models.backtest import run_backtest
-    from src.models.training import TrainSettings, load_candles
+    from src.data.history import load_candles
+    from src.models.offline.backtest import run_backtest
+    from src.models.offline.training import TrainSettings
     from tests.shared_data import load_candles as shared_candles
     ops.save_ohlcv_data("BTC/USDT", "1h", shared_candles("BTC_USDT", "2022-01-01", "2023-04-15 23:00"))
     records = RecordStore(ops.db)

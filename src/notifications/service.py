@@ -8,8 +8,8 @@ import pandas as pd
 
 from src.data.features import with_barrier
 from src.database.records import RecordStore
-from src.models.estimators import explain
-from src.models.registry import ModelRegistry
+from src.models.estimators.direction import explain
+from src.models.live.registry import ModelRegistry
 from src.notifications import reports
 from src.notifications.telegram import SendResult, TelegramNotifier
 from src.utils.config import group_key

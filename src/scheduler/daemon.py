@@ -18,14 +18,15 @@ import pandas as pd
 import schedule
 
 from src.data.fetcher import FetchError
-from src.models.outcomes import resolve_outcomes
-from src.models.performance import refresh_performance
-from src.models.prediction import Predictor, last_closed_before
-from src.models.retraining import Retrainer
-from src.models.training import Trainer
+from src.models.live.outcomes import resolve_outcomes
+from src.models.live.performance import refresh_performance
+from src.models.live.prediction import Predictor
+from src.models.offline.retraining import Retrainer
+from src.models.offline.training import Trainer
 from src.monitoring.app import HealthServer, create_app
 from src.monitoring.health import JobBoard, health_snapshot, live_skills, record_system_health
 from src.scheduler.services import Context
+from src.utils.candles import last_closed_before
 from src.utils.config import group_key
 from src.utils.errors import UserError
 from src.utils.memory import release_free_memory

@@ -11,13 +11,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from src.data.history import load_candles, unfillable_hours
 from src.data.importer import import_csv
 from src.database.embedded import stop_embedded
-from src.models.backtest import format_resolution_table, format_table, resolution_table, run_backtest
-from src.models.outcomes import resolve_outcomes
-from src.models.performance import daily_performance
-from src.models.prediction import Predictor
-from src.models.training import Trainer, load_candles, unfillable_hours
+from src.models.live.outcomes import resolve_outcomes
+from src.models.live.performance import daily_performance
+from src.models.live.prediction import Predictor
+from src.models.offline.backtest import format_resolution_table, format_table, resolution_table, run_backtest
+from src.models.offline.training import Trainer
 from src.monitoring.health import health_snapshot
 from src.notifications.reports import daily_chart
 from src.scheduler.services import Context

@@ -14,8 +14,8 @@ if TYPE_CHECKING:
     from src.data.recovery import DataRecoveryManager
     from src.database.operations import DatabaseOperations
     from src.database.records import RecordStore
-    from src.models.registry import ModelRegistry
-    from src.models.training import TrainSettings
+    from src.models.live.registry import ModelRegistry
+    from src.models.offline.training import TrainSettings
     from src.notifications.service import ReportService
     from src.utils.executors import Executor
 
@@ -61,8 +61,8 @@ class Context:
     def registry(self, records: RecordStore | None = None) -> ModelRegistry:
         """One registry per process, so loaded models stay in memory between cycles: every group's models of
         both tasks, twice over (a day's fresh fits beside the ones they replace), and no more."""
-        from src.models.registry import ModelRegistry
-        from src.models.tasks import TASKS
+        from src.models.estimators.tasks import TASKS
+        from src.models.live.registry import ModelRegistry
         if self._registry is None:
             per_cycle = len(self.config.groups) * sum(len(task.models) for task in TASKS)
             self._registry = ModelRegistry(records or self.records, self.config.data_dir / "models",
@@ -70,7 +70,7 @@ class Context:
         return self._registry
 
     def train_settings(self) -> TrainSettings:
-        from src.models.training import TrainSettings
+        from src.models.offline.training import TrainSettings
         ml = self.config.config["ml"]
         return TrainSettings(timeframe=self.config.timeframe, horizon=ml["max_lookback_hours"],
                              embargo_hours=ml["embargo_hours"], min_samples=ml["min_samples_for_training"],

@@ -47,3 +47,7 @@ def candle_problems(frame: pd.DataFrame, timeframe_ms: int) -> pd.Series:
 def ms_to_datetime(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
+
+def last_closed_before(at: pd.Timestamp) -> pd.Timestamp:
+    """Open time of the last hourly candle closed at `at`."""
+    return at.floor("h") - pd.Timedelta(hours=1)

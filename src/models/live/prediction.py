@@ -18,10 +18,11 @@ import pandas as pd
 from src.data.features import CONTEXT_SYMBOL, FEATURE_VERSION, compute_features, with_barrier
 from src.database.operations import DatabaseOperations
 from src.database.records import RecordStore
-from src.models.backtest import prediction_rows, resolution_rows
-from src.models.estimators import MODEL_NAMES, prob_up
-from src.models.registry import ModelRegistry
-from src.models.resolution import TIME_MODEL_NAMES, forecast_array
+from src.database.records.rows import prediction_rows, resolution_rows
+from src.models.estimators.direction import MODEL_NAMES, prob_up
+from src.models.estimators.time_models import TIME_MODEL_NAMES, forecast_array
+from src.models.live.registry import ModelRegistry
+from src.utils.candles import last_closed_before
 from src.utils.errors import UserError, failure_reason
 
 log = logging.getLogger(__name__)
@@ -41,11 +42,6 @@ class CycleResult:
     timings: dict[tuple[str, float], tuple[str, float, float]] = field(default_factory=dict)  # -> (model, p24, q50)
     time_written: int = 0
     seconds: float = 0.0
-
-
-def last_closed_before(at: pd.Timestamp) -> pd.Timestamp:
-    """Open time of the last candle closed at `at`."""
-    return at.floor("h") - pd.Timedelta(hours=1)
 
 
 class Predictor:
@@ -129,7 +125,8 @@ class Predictor:
         if rows:  # one frame for the whole cycle (hundreds of one-row frames cost more than the models)
             assets, targets, names, versions, hours, p, entries, champions = (np.array(v) for v in zip(*rows))
             result.written = self.records.save_predictions(prediction_rows(
-                assets, self.timeframe, targets, names, versions, pd.DatetimeIndex(hours), p, entries, champions, RUN))
+                assets, self.timeframe, targets, names, versions, pd.DatetimeIndex(hours), p, entries, champions, RUN,
+                FEATURE_VERSION))
         if time_rows:
             assets, targets, names, versions, hours, forecasts, champions = (np.array(v) for v in zip(*time_rows))
             result.time_written = self.records.save_resolution_forecasts(resolution_rows(

@@ -7,9 +7,11 @@ and a model whose feature version differs from the running code refuses to load.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import platform
 import shutil
+import sys
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -24,6 +26,16 @@ import xgboost
 from src.data.features import FEATURE_VERSION
 from src.database.records import RecordStore
 from src.utils.errors import UserError
+
+# Model files written before the models were grouped by role name their classes by these modules (pickle
+# stores a class by module and name); they load from the modules the classes live in now.
+LEGACY_MODULES = {"src.models.resolution": "src.models.estimators.time_models"}
+
+
+def _alias_legacy_modules() -> None:
+    for old, new in LEGACY_MODULES.items():
+        if old not in sys.modules:
+            sys.modules[old] = importlib.import_module(new)
 
 
 @dataclass
@@ -84,6 +96,7 @@ class ModelRegistry:
         path = Path(row["path"]) / "model.joblib"
         if not path.exists() or _sha256(path) != row["checksum"]:
             raise UserError(f"model file {path} is missing or altered; retrain with: python -m src.main train")
+        _alias_legacy_modules()
         loaded = LoadedModel(version, row["model_name"], joblib.load(path), dict(row))
         self._cache[version] = loaded
         while len(self._cache) > self.cache_size:

@@ -1,8 +1,8 @@
 """The two things the product forecasts for each asset x target, behind one interface, so training,
 walk-forward validation, the champion rule, the backtest and the live cycle treat them alike:
 
-- `direction`: P(UP), the up barrier touched before the down one (models: src.models.estimators).
-- `resolution`: how soon either barrier is touched (models: src.models.resolution).
+- `direction`: P(UP), the up barrier touched before the down one (models: src.models.estimators.direction).
+- `resolution`: how soon either barrier is touched (models: src.models.estimators.time_models).
 
 Each task names its models simplest first (the order the champion rule tries them in), how to build its
 samples from the shared outcomes, fit, forecast, the per-hour loss the champion rule compares, and the
@@ -16,11 +16,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from src.models.dataset import Dataset, build_time_dataset
-from src.models.estimators import fit_model, prob_up
-from src.models.metrics import forecast_metrics
-from src.models.resolution import TIME_MODEL_NAMES, fit_time_model, forecast_array
-from src.models.resolution_metrics import time_loss, time_metrics
+from src.models.estimators.dataset import Dataset, build_time_dataset
+from src.models.estimators.direction import fit_model, prob_up
+from src.models.estimators.time_models import TIME_MODEL_NAMES, fit_time_model, forecast_array
+from src.models.evaluation.direction_metrics import forecast_metrics
+from src.models.evaluation.time_metrics import time_loss, time_metrics
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,9 @@ import pandas as pd
 
 from src.data.labels import DOWN, UP
 from src.database.records import RecordStore
-from src.models.metrics import forecast_metrics
-from src.models.resolution_metrics import FORECAST_COLUMNS
-from src.models.tasks import RESOLUTION
+from src.database.records.forecasts import FORECAST_COLUMNS
+from src.models.estimators.tasks import RESOLUTION
+from src.models.evaluation.direction_metrics import forecast_metrics
 
 log = logging.getLogger(__name__)
 WINDOWS = (1, 7, 30)

@@ -1,6 +1,6 @@
 """Daily retraining, on equal footing: every model kind is refitted by the same rule as `train` (purged,
 embargoed walk-forward), scored out of sample on the same folds, the champion chosen by the significance
-rule of src.models.selection, and the chosen kind's fresh fit on everything known now is deployed, so a
+rule of src.models.evaluation.selection, and the chosen kind's fresh fit on everything known now is deployed, so a
 champion never goes stale and the sitting one gets no advantage. A failing group keeps its champion and
 says why; the others go on. The champion history stays in model_registry.
 """
@@ -13,8 +13,8 @@ import pandas as pd
 
 from src.database.operations import DatabaseOperations
 from src.database.records import RecordStore
-from src.models.registry import ModelRegistry
-from src.models.training import Trainer, TrainSettings
+from src.models.live.registry import ModelRegistry
+from src.models.offline.training import Trainer, TrainSettings
 from src.utils.executors import Executor
 from src.utils.progress import Progress
 

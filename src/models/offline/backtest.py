@@ -2,11 +2,11 @@
 every hour until the next point, store the predictions (run_type 'backtest') and their outcomes, and
 report metrics per asset x target x model. The same label function resolves live predictions.
 
-Both tasks are backtested alike (src.models.tasks): direction forecasts go to `predictions`, how-soon
+Both tasks are backtested alike (src.models.estimators.tasks): direction forecasts go to `predictions`, how-soon
 forecasts to `resolution_forecasts`, and both are resolved by the same outcomes.
 
 The product's own forecast is stored too, as model_name 'champion': at each retrain point the champion
-is chosen by the product's rule (src.models.selection) from the out-of-sample forecasts whose labels were
+is chosen by the product's rule (src.models.evaluation.selection) from the out-of-sample forecasts whose labels were
 known then, over the span training validates on (n_folds x fold_days): before the first point these are
 training's walk-forward folds, afterwards the backtest's own earlier forecasts."""
 from __future__ import annotations
@@ -20,14 +20,15 @@ import pandas as pd
 from src.data.features import FEATURE_VERSION, with_barrier
 from src.data.labels import DOWN, UP
 from src.database.records import RecordStore
-from src.models.dataset import Dataset, asset_features, build_dataset
-from src.models.estimators import MODEL_NAMES
-from src.models.metrics import forecast_metrics
-from src.models.resolution_metrics import FORECAST_COLUMNS
-from src.models.selection import Evidence, skill_interval
-from src.models.tasks import DIRECTION, RESOLUTION, TASKS, Task
-from src.models.training import Fold, TrainSettings, choose, fold_evidence, fold_plan, fold_units, unwrap
-from src.models.work import forecast_unit
+from src.database.records.forecasts import FORECAST_COLUMNS
+from src.database.records.rows import outcome_rows, prediction_rows, resolution_rows
+from src.models.estimators.dataset import Dataset, asset_features, build_dataset
+from src.models.estimators.direction import MODEL_NAMES
+from src.models.estimators.tasks import DIRECTION, RESOLUTION, TASKS, Task
+from src.models.estimators.units import forecast_unit
+from src.models.evaluation.direction_metrics import forecast_metrics
+from src.models.evaluation.selection import Evidence, skill_interval
+from src.models.offline.training import Fold, TrainSettings, choose, fold_evidence, fold_plan, fold_units, unwrap
 from src.utils.errors import UserError, failure_reason
 from src.utils.executors import Executor, LocalExecutor, batches, map_groups
 from src.utils.progress import Progress
@@ -36,43 +37,6 @@ log = logging.getLogger(__name__)
 RUN = "backtest"
 CHAMPION = "champion"
 SCORED = (*MODEL_NAMES, CHAMPION)
-
-
-Column = str | float | bool | np.ndarray  # one value for every row, or one per row
-
-
-def prediction_rows(symbol: Column, timeframe: str, target: Column, model_name: Column, version: Column,
-                    times: pd.DatetimeIndex, p: np.ndarray, entry: np.ndarray, champion: Column,
-                    run_type: str) -> pd.DataFrame:
-    """Prediction rows as DESIGN.md defines them: class = p >= 0.5, confidence = max(p, 1 - p)."""
-    p = np.round(p, 6)
-    return pd.DataFrame({
-        "run_type": run_type, "symbol": symbol, "timeframe": timeframe, "target_pct": target, "timestamp": times,
-        "model_name": model_name, "model_version": version, "feature_version": FEATURE_VERSION,
-        "is_champion": champion, "prediction_class": (p >= 0.5).astype(int), "probability": p,
-        "confidence": np.maximum(p, 1 - p), "entry_price": entry})
-
-
-def resolution_rows(symbol: Column, timeframe: str, target: Column, model_name: Column, version: Column,
-                    times: pd.DatetimeIndex, forecasts: np.ndarray, champion: Column, run_type: str) -> pd.DataFrame:
-    """resolution_forecasts rows: probabilities to 6 decimals, hours to 2."""
-    columns = {name: np.round(forecasts[:, j], 6 if name.startswith("p_") else 2)
-               for j, name in enumerate(FORECAST_COLUMNS)}
-    return pd.DataFrame({"run_type": run_type, "symbol": symbol, "timeframe": timeframe, "target_pct": target,
-                         "timestamp": times, "model_name": model_name, "model_version": version,
-                         "is_champion": champion, **columns})
-
-
-def outcome_rows(symbol: str, timeframe: str, target: float, outcomes: pd.DataFrame) -> pd.DataFrame:
-    """Decided outcomes in the shape RecordStore.save_outcomes takes (pending ones left out)."""
-    decided = outcomes[outcomes["status"].isin([UP, DOWN, "ambiguous", "expired"])]
-    return pd.DataFrame({
-        "symbol": symbol, "timeframe": timeframe, "target_pct": target, "timestamp": decided.index,
-        "status": decided["status"].to_numpy(), "actual_outcome": decided["label"].astype("Int64").array,
-        "target_hit_timestamp": decided["hit_time"].to_numpy(),
-        "time_to_target_hours": decided["hours_to_hit"].to_numpy(),
-        "max_favorable_move": decided["max_favorable_move"].to_numpy(),
-        "max_adverse_move": decided["max_adverse_move"].to_numpy()})
 
 
 @dataclass
@@ -193,10 +157,11 @@ def _rows(task: Task, symbol: str, target: float, point: pd.Timestamp, hours: pd
     """One frame per model, and the champion's forecast again as model 'champion'."""
     version = f"{RUN}-{point:%Y%m%d}"
     if task is DIRECTION:
-        rows = [prediction_rows(symbol, timeframe, target, name, version, hours, p, entry, False, RUN)
+        rows = [prediction_rows(symbol, timeframe, target, name, version, hours, p, entry, False, RUN,
+                                FEATURE_VERSION)
                 for name, p in forecasts.items()]
         return [*rows, prediction_rows(symbol, timeframe, target, CHAMPION, f"{version}-{champion}", hours,
-                                       forecasts[champion], entry, True, RUN)]
+                                       forecasts[champion], entry, True, RUN, FEATURE_VERSION)]
     rows = [resolution_rows(symbol, timeframe, target, name, version, hours, p, False, RUN)
             for name, p in forecasts.items()]
     return [*rows, resolution_rows(symbol, timeframe, target, CHAMPION, f"{version}-{champion}", hours,

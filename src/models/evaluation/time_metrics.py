@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 
-FORECAST_COLUMNS = ("p_6h", "p_24h", "p_horizon", "q10_hours", "q50_hours", "q90_hours")
 QUANTILE_LEVELS = (0.1, 0.5, 0.9)
 
 

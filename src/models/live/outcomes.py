@@ -8,12 +8,12 @@ import time
 
 import pandas as pd
 
+from src.data.history import unfillable_hours
 from src.data.labels import barrier_outcomes
 from src.database.operations import DatabaseOperations
 from src.database.records import RecordStore
-from src.models.backtest import outcome_rows
-from src.models.prediction import last_closed_before
-from src.models.training import unfillable_hours
+from src.database.records.rows import outcome_rows
+from src.utils.candles import last_closed_before
 
 log = logging.getLogger(__name__)
 

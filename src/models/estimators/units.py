@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from src.models.dataset import Dataset
-from src.models.tasks import TASKS
+from src.models.estimators.dataset import Dataset
+from src.models.estimators.tasks import TASKS
 from src.utils.executors import resolve
 
 TASK_BY_NAME = {task.name: task for task in TASKS}

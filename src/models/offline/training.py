@@ -1,8 +1,8 @@
-"""Training per asset x target and task (direction: P(UP); resolution: how soon, src.models.tasks):
+"""Training per asset x target and task (direction: P(UP); resolution: how soon, src.models.estimators.tasks):
 purged walk-forward validation of the task's models, a final fit on every label known at the cut,
 registry entries, validation metrics in model_performance, and a champion per task.
 
-The champion is chosen on evidence (src.models.selection): the simplest model unless a more complex one
+The champion is chosen on evidence (src.models.evaluation.selection): the simplest model unless a more complex one
 has a significantly lower out-of-sample Brier score over the walk-forward folds, so users never get a
 forecast that is not shown to beat the free one. The scores reported as validation are not the ones used
 to choose: the last fold is held out, and its `champion` row is the model chosen on the earlier folds.
@@ -18,14 +18,15 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from src.data.features import FEATURE_VERSION
+from src.data.history import load_candles, unfillable_hours
 from src.database.operations import DatabaseOperations
 from src.database.records import RecordStore
-from src.models.dataset import Dataset, asset_features, build_dataset
-from src.models.estimators import min_calibration_samples
-from src.models.registry import ModelRegistry
-from src.models.selection import ChampionChoice, Evidence, choose_champion
-from src.models.tasks import DIRECTION, TASKS, Task
-from src.models.work import fit_unit, forecast_unit
+from src.models.estimators.dataset import Dataset, asset_features, build_dataset
+from src.models.estimators.direction import min_calibration_samples
+from src.models.estimators.tasks import DIRECTION, TASKS, Task
+from src.models.estimators.units import fit_unit, forecast_unit
+from src.models.evaluation.selection import ChampionChoice, Evidence, choose_champion
+from src.models.live.registry import ModelRegistry
 from src.utils.errors import UserError, failure_reason
 from src.utils.executors import Executor, LocalExecutor, UnitFailure, batches, map_groups
 from src.utils.progress import Progress
@@ -86,26 +87,6 @@ class GroupResult:
     @property
     def selection(self) -> ChampionChoice | None:
         return self.tasks[DIRECTION.name].selection
-
-
-def load_candles(ops: DatabaseOperations, symbols: list[str], timeframe: str, end: pd.Timestamp | None = None,
-                 days: int | None = None) -> dict[str, pd.DataFrame]:
-    """Stored candles per symbol (open time <= end; when `days` is given, only those within `days` before
-    `end`, or before the symbol's newest candle), plus BTC for context."""
-    wanted = list(dict.fromkeys([*symbols, "BTC/USDT"]))
-    frames = {s: ops.get_candles(s, timeframe, end=end) for s in wanted}
-    if days is not None:
-        for symbol, frame in frames.items():
-            if len(frame):
-                last = end if end is not None else frame["timestamp"].iloc[-1]
-                frames[symbol] = frame[frame["timestamp"] > last - pd.Timedelta(days=days)].reset_index(drop=True)
-    return {s: f for s, f in frames.items() if len(f)}
-
-
-def unfillable_hours(ops: DatabaseOperations, symbol: str, timeframe: str) -> pd.DatetimeIndex:
-    gaps = ops.get_exchange_gaps(symbol, timeframe)
-    hours = [pd.date_range(a, b, freq="h") for a, b in zip(gaps["gap_start"], gaps["gap_end"])]
-    return hours[0].append(hours[1:]) if hours else pd.DatetimeIndex([], tz="UTC")
 
 
 @dataclass

@@ -1,0 +1,89 @@
+"""Commands that fit models: train, backtest, retrain."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from src.scheduler.services import Context
+from src.utils.errors import UserError
+from src.utils.progress import TerminalProgress
+
+
+def cmd_train(args: argparse.Namespace, ctx: Context) -> int:
+    from src.models.offline.training import Trainer
+    symbols = args.symbol or ctx.config.assets
+    targets = args.target or ctx.config.target_percentages
+    records = ctx.records
+    with ctx.executor() as executor, TerminalProgress("train", "model set") as bar:
+        _say_executor(executor)
+        trainer = Trainer(ctx.ops, records, ctx.registry(records), ctx.train_settings(), executor)
+        results = trainer.train(symbols, targets, progress=bar)
+    print(f"{'asset':<10} {'target':>6} {'champion':<12} Brier skill vs climatology on the held-out last fold "
+          "(champion policy, xgboost, logistic)")
+    for r in results:
+        if r.skipped:
+            print(f"{r.symbol:<10} {r.target:>6.0%} {'SKIPPED':<12} {r.skipped}")
+            continue
+        skill = [r.metrics.get(n, {}).get("brier_skill") for n in ("champion", "xgboost", "logistic")]
+        shown = ", ".join("n/a" if v is None else f"{v:+.4f}" for v in skill)
+        print(f"{r.symbol:<10} {r.target:>6.0%} {r.champion:<12} {shown}")
+    skipped = [f"{r.symbol} {r.target:g}" for r in results if r.skipped]
+    if skipped:
+        raise UserError(f"{len(skipped)} of {len(results)} groups not trained ({', '.join(skipped)}); "
+                        "see the reasons above")
+    return 0
+
+
+def cmd_backtest(args: argparse.Namespace, ctx: Context) -> int:
+    from src.data.history import load_candles, unfillable_hours
+    from src.models.offline.backtest import RUN, format_resolution_table, format_table, resolution_table, run_backtest
+    start, end = args.start, args.end
+    if end <= start:
+        raise UserError(f"--end {end:%Y-%m-%d} is not after --start {start:%Y-%m-%d}")
+    symbols = args.symbol or ctx.config.assets
+    settings = ctx.train_settings()
+    candles = load_candles(ctx.migrated_ops(), symbols, settings.timeframe)
+    missing = [s for s in symbols if s not in candles]
+    if missing:
+        raise UserError(f"no candles stored for {', '.join(missing)}; run backfill or import-csv first")
+    failures: dict = {}
+    with ctx.executor() as executor, TerminalProgress("backtest", "fit") as bar:
+        _say_executor(executor)
+        table = run_backtest(candles, symbols, ctx.config.target_percentages, start, end, ctx.records, settings,
+                             args.retrain_every, progress=bar,
+                             unfillable={s: unfillable_hours(ctx.ops, s, settings.timeframe) for s in symbols},
+                             executor=executor, failures=failures)
+    print("Direction: P(up X% before down X%)")
+    print(format_table(table))
+    print("\nHow soon: hours until either barrier is touched")
+    print(format_resolution_table(resolution_table(ctx.records.resolved_time(RUN, start, end), settings.horizon)))
+    if failures:
+        raise UserError(f"{len(failures)} groups not backtested (" +
+                        "; ".join(f"{s} {t:g}: {why}" for (s, t), why in failures.items()) + "); the others are stored")
+    return 0
+
+
+def _say_executor(executor) -> None:
+    """Where the fits run, and the Dask dashboard to watch them on."""
+    shown = f"; dashboard {executor.dashboard}" if executor.dashboard else ""
+    print(f"fits run on: {executor.name}{shown}", file=sys.stderr)
+
+
+def cmd_retrain(args: argparse.Namespace, ctx: Context) -> int:
+    import pandas as pd
+
+    from src.models.offline.retraining import Retrainer
+    records = ctx.records
+    with ctx.executor() as executor, TerminalProgress("retrain", "model set") as bar:
+        _say_executor(executor)
+        retrainer = Retrainer(ctx.ops, records, ctx.registry(records), ctx.train_settings(), executor)
+        decisions = retrainer.retrain(ctx.config.assets, ctx.config.target_percentages, pd.Timestamp.now(tz="UTC"),
+                                      progress=bar)
+    for d in decisions:
+        change = f"{d.previous} -> {d.champion}" if d.changed else f"{d.champion} (fresh fit)" if d.version else "kept"
+        print(f"{d.symbol:<10} {d.target:>5.0%} {change}: {d.reason}")
+    failed = [f"{d.symbol} {d.target:g}" for d in decisions if d.version is None]
+    if failed:
+        raise UserError(f"{len(failed)} of {len(decisions)} groups not retrained ({', '.join(failed)}); "
+                        "their champions stay; see the reasons above")
+    return 0

@@ -1,0 +1,38 @@
+"""Commands that run the service or look at it: run (the daemon), health, demo."""
+from __future__ import annotations
+
+import argparse
+
+from src.scheduler.services import Context
+
+
+def cmd_run(args: argparse.Namespace, ctx: Context) -> int:
+    from src.scheduler.daemon import Daemon
+    return Daemon(ctx).run()
+
+
+def cmd_health(args: argparse.Namespace, ctx: Context) -> int:
+    """The daemon's /health when it runs; else the same checks made here (without job history)."""
+    import json
+    import urllib.error
+    import urllib.request
+    health = ctx.config.config["health"]
+    url = f"http://{health['host']}:{health['port']}/health"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            report, healthy = json.loads(answer.read()), True
+    except urllib.error.HTTPError as err:
+        report, healthy = json.loads(err.read()), False
+    except OSError:
+        from src.monitoring.health import health_snapshot
+        report, healthy = health_snapshot(ctx.ops, ctx.records, ctx.config.assets, ctx.config.target_percentages,
+                                          ctx.config.timeframe, health["stale_after_hours"],
+                                          ctx.config.get("app.version"))
+        report["source"] = "cli (daemon not reachable at " + url + ")"
+    print(json.dumps(report, indent=2, default=str))
+    return 0 if healthy else 3
+
+
+def cmd_demo(args: argparse.Namespace, ctx: Context) -> int:
+    from src.scheduler.demo import run_demo
+    return run_demo(ctx.config, ctx.config.data_dir / "demo")

@@ -1,0 +1,45 @@
+"""What was sent: alert claims, Telegram reports and each attempt to send them."""
+from __future__ import annotations
+
+import pandas as pd
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert
+
+from src.database.records.base import Records
+from src.database.schema import alerts, telegram_attempts, telegram_reports
+
+
+class NotificationRecords(Records):
+    def claim_alert(self, row: dict) -> bool:
+        """Record an alert for (symbol, timeframe, target, hour); False when one was already claimed, so a
+        crossing is alerted once however often the cycle runs."""
+        with self.db.engine.begin() as conn:
+            return conn.execute(insert(alerts).values(**row).on_conflict_do_nothing()).rowcount == 1
+
+    def log_report(self, report_type: str, content: str, success: bool, error: str | None) -> int:
+        """Record a report (its final state may be set later by finish_report); returns its id."""
+        with self.db.engine.begin() as conn:
+            return conn.execute(insert(telegram_reports).values(
+                report_type=report_type, content=content, success=success, error_message=error)
+                .returning(telegram_reports.c.id)).scalar_one()
+
+    def log_attempt(self, report_id: int, attempt: int, method: str, error: str | None) -> None:
+        with self.db.engine.begin() as conn:
+            conn.execute(insert(telegram_attempts).values(report_id=report_id, attempt=attempt, method=method,
+                                                          status="failed" if error else "ok", error_message=error))
+
+    def finish_report(self, report_id: int, success: bool, error: str | None) -> None:
+        with self.db.engine.begin() as conn:
+            conn.execute(update(telegram_reports).where(telegram_reports.c.id == report_id)
+                         .values(success=success, error_message=error))
+
+    def attempts(self, report_id: int) -> pd.DataFrame:
+        c = telegram_attempts.c
+        with self.db.engine.connect() as conn:
+            return pd.DataFrame(conn.execute(select(telegram_attempts).where(c.report_id == report_id)
+                                             .order_by(c.id)).mappings().all(), columns=[x.name for x in c])
+
+    def reports(self) -> pd.DataFrame:
+        with self.db.engine.connect() as conn:
+            return pd.DataFrame(conn.execute(select(telegram_reports).order_by(telegram_reports.c.id)).mappings().all(),
+                                columns=[c.name for c in telegram_reports.c])

@@ -1,0 +1,67 @@
+"""Model registry rows: one per fitted model, with its champion history (promoted, retired)."""
+from __future__ import annotations
+
+import pandas as pd
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects.postgresql import distinct_on, insert
+
+from src.database.records.base import Records
+from src.database.schema import model_registry
+
+
+def _registry_frame(rows) -> pd.DataFrame:
+    """model_registry rows as a frame: targets as floats, times as UTC timestamps."""
+    frame = pd.DataFrame(rows, columns=[col.name for col in model_registry.c])
+    frame["target_pct"] = frame["target_pct"].astype(float)
+    for column in ("train_start", "train_end", "promoted_at", "retired_at", "created_at"):
+        frame[column] = pd.to_datetime(frame[column], utc=True)
+    return frame
+
+
+class RegistryRecords(Records):
+    def add_model(self, row: dict) -> None:
+        with self.db.engine.begin() as conn:
+            conn.execute(insert(model_registry).values(**row))
+
+    def models(self, symbol: str | None = None, timeframe: str = "1h", target: float | None = None,
+               champions_only: bool = False, task: str = "direction") -> pd.DataFrame:
+        """Registry rows of one task: 'direction' (P(UP)) or 'resolution' (how soon)."""
+        c = model_registry.c
+        query = select(model_registry).where(c.timeframe == timeframe, c.task == task)
+        if symbol:
+            query = query.where(c.symbol == symbol)
+        if target is not None:
+            query = query.where(c.target_pct == target)
+        if champions_only:
+            query = query.where(c.is_champion)
+        with self.db.engine.connect() as conn:
+            rows = conn.execute(query.order_by(c.created_at, c.id)).mappings().all()
+        return _registry_frame(rows)
+
+    def current_models(self, timeframe: str = "1h") -> pd.DataFrame:
+        """Of every asset x target x task: the newest row of each model name, and the champion row (one
+        query for a whole cycle, however long the champion history has grown)."""
+        c = model_registry.c
+        newest = (select(model_registry).where(c.timeframe == timeframe)
+                  .ext(distinct_on(c.symbol, c.target_pct, c.task, c.model_name))
+                  .order_by(c.symbol, c.target_pct, c.task, c.model_name, c.created_at.desc(), c.id.desc()))
+        champions = select(model_registry).where(c.timeframe == timeframe, c.is_champion)
+        with self.db.engine.connect() as conn:
+            rows = [*conn.execute(newest).mappings().all(), *conn.execute(champions).mappings().all()]
+        return _registry_frame(rows)
+
+    def delete_models(self, versions: list[str]) -> None:
+        if versions:
+            with self.db.engine.begin() as conn:
+                conn.execute(delete(model_registry).where(model_registry.c.version.in_(versions)))
+
+    def promote(self, version: str) -> None:
+        """Make `version` the champion of its asset x target; the previous one is retired, kept in history."""
+        c = model_registry.c
+        with self.db.engine.begin() as conn:
+            row = conn.execute(select(c.symbol, c.timeframe, c.target_pct, c.task).where(c.version == version)).one()
+            conn.execute(update(model_registry).where(
+                c.symbol == row.symbol, c.timeframe == row.timeframe, c.target_pct == row.target_pct,
+                c.task == row.task, c.is_champion).values(is_champion=False, retired_at=func.now()))
+            conn.execute(update(model_registry).where(c.version == version).values(
+                is_champion=True, promoted_at=func.now(), retired_at=None))
