@@ -1,9 +1,15 @@
 """Shared fixtures: one embedded PostgreSQL (with TimescaleDB when built in) for the whole session, a fresh
-migrated database per test, and a loopback exchange. Nothing of our own code is mocked."""
+migrated database per test, trained models per test, and a loopback exchange. Nothing of our own code is
+mocked.
+
+What is expensive is done once per run and copied per test: the migrations run once into a template
+database, and `trained` trains once into another; each test gets its own copy (CREATE DATABASE ... TEMPLATE,
+and the model files), so tests stay independent and may write what they like."""
 from __future__ import annotations
 
 import itertools
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -49,12 +55,85 @@ def empty_db_url(pg_admin_url) -> str:
     return _db_url(pg_admin_url, name)
 
 
-@pytest.fixture
-def db(empty_db_url) -> DatabaseConnection:
-    """A migrated database (TimescaleDB when available)."""
-    conn = DatabaseConnection(empty_db_url)
+def _seal_template(admin_url: str, name: str) -> None:
+    """Make a prepared database a template nobody connects to (TimescaleDB's background workers included):
+    a copy can only be taken of a database without sessions."""
+    with raw_connect(admin_url) as conn:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(f'ALTER DATABASE "{name}" WITH IS_TEMPLATE true ALLOW_CONNECTIONS false')
+            cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+    conn.close()
+
+
+def copy_database(admin_url: str, template: str, name: str | None = None) -> str:
+    """A new database copied from `template`; returns its URL."""
+    name = name or f"t{os.getpid()}_{next(_counter)}"
+    with raw_connect(admin_url) as conn:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    conn.close()
+    return _db_url(admin_url, name)
+
+
+@pytest.fixture(scope="session")
+def migrated_template(pg_admin_url) -> str:
+    """The name of a migrated, empty database (TimescaleDB when available): the migrations run once a run."""
+    name = "template_migrated"
+    create_database(pg_admin_url.replace("+psycopg2", ""), name)
+    conn = DatabaseConnection(_db_url(pg_admin_url, name))
     conn.create_tables()
+    conn.dispose()
+    _seal_template(pg_admin_url, name)
+    return name
+
+
+@pytest.fixture
+def db(pg_admin_url, migrated_template) -> DatabaseConnection:
+    """A migrated database of this test's own (a copy of the migrated template)."""
+    conn = DatabaseConnection(copy_database(pg_admin_url, migrated_template))
     yield conn
+    conn.dispose()
+
+
+TRAINED_TARGETS = [0.01, 0.05]
+TRAINED_CUT = "2023-01-15"  # models trained on BTC and ETH candles of 2022-03-01 .. 2023-02-28, labels known by then
+
+
+@pytest.fixture(scope="session")
+def trained_template(pg_admin_url, migrated_template, tmp_path_factory) -> tuple[str, Path]:
+    """A database with a year of BTC and ETH candles and models trained for TRAINED_TARGETS at TRAINED_CUT
+    (one validation fold of 60 days), and its models folder: trained once a run."""
+    import pandas as pd
+
+    from src.database.records import RecordStore
+    from src.models.live.registry import ModelRegistry
+    from src.models.offline.training import Trainer, TrainSettings
+    from tests.shared_data import load_candles
+    name, models = "template_trained", tmp_path_factory.mktemp("trained") / "models"
+    conn = DatabaseConnection(copy_database(pg_admin_url, migrated_template, name))
+    ops = DatabaseOperations(conn)
+    for asset in ("BTC_USDT", "ETH_USDT"):
+        ops.save_ohlcv_data(asset.replace("_", "/"), "1h", load_candles(asset, "2022-03-01", "2023-02-28 23:00"))
+    records = RecordStore(conn)
+    Trainer(ops, records, ModelRegistry(records, models), TrainSettings(n_folds=1, fold_days=60)).train(
+        ["BTC/USDT", "ETH/USDT"], TRAINED_TARGETS, cut=pd.Timestamp(TRAINED_CUT, tz="UTC"))
+    conn.dispose()
+    _seal_template(pg_admin_url, name)
+    return name, models
+
+
+@pytest.fixture
+def trained(pg_admin_url, trained_template, tmp_path):
+    """(ops, records, registry) on this test's own copy of the trained database and of its model files."""
+    from src.database.records import RecordStore
+    from src.models.live.registry import ModelRegistry
+    name, models = trained_template
+    shutil.copytree(models, tmp_path / "models")
+    conn = DatabaseConnection(copy_database(pg_admin_url, name))
+    records = RecordStore(conn)
+    yield DatabaseOperations(conn), records, ModelRegistry(records, tmp_path / "models")
     conn.dispose()
 
 

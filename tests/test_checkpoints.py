@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -13,12 +15,14 @@ def _run(script: str, env: dict) -> subprocess.CompletedProcess:
                           env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), **env})
 
 
+@pytest.mark.host_tz
 def test_checkpoint_1a():
     result = _run("checkpoint_1a.py", {})
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "Config loaded: ['BTC/USDT', 'ETH/USDT', 'SOL/USDT']"
 
 
+@pytest.mark.host_tz
 def test_checkpoint_1b(empty_db_url, write_config, raw_connect_tables):
     path = write_config({"database": {"url": empty_db_url}})
     result = _run("checkpoint_1b.py", {"CRYPTO_ML_CONFIG": str(path)})
@@ -27,6 +31,7 @@ def test_checkpoint_1b(empty_db_url, write_config, raw_connect_tables):
     assert {"ohlcv_data", "predictions", "prediction_outcomes"} <= raw_connect_tables(empty_db_url)
 
 
+@pytest.mark.host_tz
 def test_checkpoint_1c(empty_db_url, write_config, exchange, loaded_exchange):
     loaded_exchange(exchange, days=10)
     path = write_config({"database": {"url": empty_db_url},

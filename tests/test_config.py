@@ -103,6 +103,7 @@ def test_bad_yaml_and_missing_file(tmp_path):
         Config(tmp_path / "absent.yaml", env_file=tmp_path / "none.env")
 
 
+@pytest.mark.host_tz
 def test_cli_refuses_target_above_one_with_one_line(run_cli, write_config):
     path = write_config({"trading": {"target_percentages": [1.5]}})
     result = run_cli("status", "--config", str(path))

@@ -94,6 +94,7 @@ def daemon_setup(tmp_path, exchange, loaded_exchange):
         yield path, port, bot, tmp_path
 
 
+@pytest.mark.host_tz
 def test_daemon_cycle_health_outage_and_sigterm(daemon_setup):
     path, port, bot, tmp_path = daemon_setup
     process = _start_daemon(path)
@@ -142,6 +143,7 @@ def test_daemon_cycle_health_outage_and_sigterm(daemon_setup):
     assert not (tmp_path / "data" / "postgres" / "postmaster.pid").exists(), "the embedded server was stopped"
 
 
+@pytest.mark.host_tz
 def test_missed_hours_are_listed_for_catch_up(ops, write_config):
     from src.database.records.rows import prediction_rows
     from src.scheduler.daemon import Daemon
@@ -162,6 +164,7 @@ def test_missed_hours_are_listed_for_catch_up(ops, write_config):
     assert len(daemon._missed_hours(long_ago)) == 48
 
 
+@pytest.mark.host_tz
 def test_health_cli_without_daemon(run_cli, write_config, empty_db_url):
     cfg = write_config({"database": {"url": empty_db_url}, "health": {"port": _free_port()}})
     result = run_cli("health", "--config", str(cfg))
@@ -170,6 +173,7 @@ def test_health_cli_without_daemon(run_cli, write_config, empty_db_url):
     assert result.returncode == 3 and "BTC/USDT data stale" in report["problems"]  # no candles at all
 
 
+@pytest.mark.host_tz
 def test_demo_runs_offline_end_to_end(run_cli, write_config, tmp_path):
     cfg = write_config({})
     result = run_cli("demo", "--config", str(cfg), timeout=600)
@@ -179,6 +183,7 @@ def test_demo_runs_offline_end_to_end(run_cli, write_config, tmp_path):
     assert chart.read_bytes().startswith(b"\x89PNG")
 
 
+@pytest.mark.host_tz
 def test_daemon_on_shipped_defaults_isolates_an_asset_with_short_history(tmp_path, exchange, loaded_exchange):
     """The shipped config (4 years of training history, 500-sample minimum) against an exchange that has
     200 days of BTC and SOL but only 20 days of ETH: ETH's groups are skipped with their reason, BTC and SOL
@@ -220,6 +225,7 @@ def test_daemon_on_shipped_defaults_isolates_an_asset_with_short_history(tmp_pat
     assert "Traceback" not in output, output[-3000:]
 
 
+@pytest.mark.host_tz
 def test_candle_repair_runs_between_hourly_cycles(ops, exchange, loaded_exchange, write_config):
     from src.scheduler.daemon import Daemon
     from src.scheduler.services import Context
@@ -244,6 +250,7 @@ def test_candle_repair_runs_between_hourly_cycles(ops, exchange, loaded_exchange
     assert ops.get_last_complete_timestamp("BTC/USDT") == now - pd.Timedelta(hours=1)
 
 
+@pytest.mark.host_tz
 def test_first_run_without_the_exchange_says_so_once_and_points_to_demo(tmp_path):
     """The exchange's address refuses connections (a closed loopback port): one line names it unreachable with
     the cause, that the daemon keeps retrying and that `demo` works offline; no per-asset retries or per-group
@@ -279,6 +286,7 @@ def _servers_under(folder: str) -> list:
             and folder in " ".join(p.info["cmdline"] or [])]
 
 
+@pytest.mark.host_tz
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
 def test_a_stopped_demo_leaves_no_server_behind(write_config, stop):
     cfg = write_config({})

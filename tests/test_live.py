@@ -8,32 +8,19 @@ import pandas as pd
 import pytest
 
 from src.data.features import FEATURE_VERSION, compute_features, with_barrier
-from src.database.records import RecordStore
 from src.models.estimators.direction import ClimatologyModel, prob_up
 from src.models.live.outcomes import resolve_outcomes
 from src.models.live.performance import daily_performance
 from src.models.live.prediction import Predictor
-from src.models.live.registry import ModelRegistry
 from src.models.offline.retraining import Retrainer
-from src.models.offline.training import Trainer, TrainSettings
+from src.models.offline.training import TrainSettings
+from tests.conftest import TRAINED_TARGETS
 from tests.reference_labels import reference_outcome
-from tests.shared_data import load_candles as shared_candles
 
 ROOT = Path(__file__).resolve().parents[1]
-TARGETS = [0.01, 0.05]
+TARGETS = TRAINED_TARGETS  # the `trained` fixture's models (tests/conftest.py)
 SETTINGS = TrainSettings(n_folds=1, fold_days=60)
 AT = pd.Timestamp("2023-01-20 06:15", tz="UTC")  # predicts from the 05:00 candle
-
-
-@pytest.fixture
-def trained(ops, tmp_path):
-    for name in ("BTC_USDT", "ETH_USDT"):
-        ops.save_ohlcv_data(name.replace("_", "/"), "1h", shared_candles(name, "2022-03-01", "2023-02-28 23:00"))
-    records = RecordStore(ops.db)
-    registry = ModelRegistry(records, tmp_path / "models")
-    Trainer(ops, records, registry, SETTINGS).train(["BTC/USDT", "ETH/USDT"], TARGETS,
-                                                    cut=pd.Timestamp("2023-01-15", tz="UTC"))
-    return ops, records, registry
 
 
 def _history(ops, symbol):
@@ -62,6 +49,7 @@ def test_predictions_equal_the_registry_models_on_that_hours_features(trained):
                                    pd.Timestamp("2023-01-20 05:00", tz="UTC")) is not None
 
 
+@pytest.mark.host_tz
 def test_repeated_and_concurrent_runs_write_nothing_twice(trained, write_config):
     ops, records, registry = trained
     cfg = write_config({"database": {"url": ops.db.database_url}, "trading": {
@@ -115,7 +103,7 @@ def test_outcomes_agree_with_the_label_function_and_are_idempotent(trained):
     performance = records.performance("live")
     assert set(performance["window_days"]) == {1, 7, 30}
     time_performance = records.performance("live", task="resolution")
-    assert set(time_performance["model_name"]) == {"climatology", "random_walk", "vol_logistic"}
+    assert set(time_performance["model_name"]) == {"climatology", "random_walk", "vol_logistic", "champion"}
     assert time_performance["interval_coverage"].between(0, 1).all()
     assert (time_performance.loc[time_performance.model_name == "climatology", "pinball_skill"] == 0).all()
     # /metrics exports the champions' live figures
@@ -129,6 +117,7 @@ def test_outcomes_agree_with_the_label_function_and_are_idempotent(trained):
     assert 'crypto_ml_live_interval_coverage{symbol="BTC/USDT",target="0.05"}' in exported
 
 
+@pytest.mark.host_tz
 def test_retraining_deploys_a_fresh_fit_chosen_on_equal_footing(trained):
     """The sitting champion gets no say: every kind is refitted and scored out of sample alike, and the
     chosen kind's fresh fit on everything known now serves, even when the kind does not change."""
@@ -157,7 +146,7 @@ def test_retraining_deploys_a_fresh_fit_chosen_on_equal_footing(trained):
     never = history[~history["is_champion"] & history["promoted_at"].isna()]
     assert never.groupby("model_name").size().max() <= 3
     assert history["promoted_at"].notna().sum() == 6  # every champion, past and present (fixture, planted, 4 days)
-    assert all(Path(p).exists() for p in history["path"].iloc[-7:])
+    assert all(registry.folder(p).exists() for p in history["path"].iloc[-7:])
     # a group that cannot be retrained keeps its champion and says why
     eth = registry.current("ETH/USDT", "1h", 0.01)["champion"]
     failed = retrainer.retrain(["ETH/USDT"], [0.01], pd.Timestamp("2022-03-20", tz="UTC"))[0]
@@ -166,6 +155,7 @@ def test_retraining_deploys_a_fresh_fit_chosen_on_equal_footing(trained):
 
 
 # ---- the live record on any host clock, in every group, every day ------------------------------------
+@pytest.mark.host_tz
 def test_utc_whatever_the_server_and_host_zone_across_a_dst_change(trained, write_config, monkeypatch):
     """A server whose default zone is New York and a host in New York: sessions still run in UTC, and
     predictions, outcomes, catch-up, performance and the report work across the 2022-11-06 DST change."""

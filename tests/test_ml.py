@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from src.data.features import FEATURE_VERSION, compute_features
+from src.data.features import FEATURE_VERSION, compute_features, with_barrier
 from src.data.history import load_candles
 from src.data.labels import barrier_outcomes, label_known_time
 from src.database.records import RecordStore
@@ -123,6 +123,7 @@ def test_registry_round_trip_and_feature_version_guard(btc_year, tmp_path):
         ModelRegistry(records, tmp_path / "models").load({**row.to_dict(), "feature_version": "old"})
 
 
+@pytest.mark.host_tz
 def test_train_cli_stores_models_metrics_and_champion(btc_year, run_cli, write_config):
     cfg = write_config({"database": {"url": btc_year.db.database_url}, "trading": {"assets": ["BTC/USDT"]}})
     result = run_cli("train", "--target", "0.02", "--config", str(cfg))
@@ -150,20 +151,21 @@ def test_short_backtest_end_to_end(btc_year):
     candles = load_candles(btc_year, ["BTC/USDT"], "1h")
     start, end = pd.Timestamp("2022-12-01", tz="UTC"), pd.Timestamp("2022-12-15", tz="UTC")
     settings = TrainSettings(min_samples=500)
-    table = run_backtest(candles, ["BTC/USDT"], [0.01, 0.05], start, end, records, settings, retrain_every_days=7)
-    assert len(table) == 8 and set(table["model"]) == {"xgboost", "logistic", "climatology", "champion"}
-    assert records.count("predictions") == 14 * 24 * 2 * 4
+    table, _ = run_backtest(candles, ["BTC/USDT"], [0.01, 0.05], start, end, records, settings, retrain_every_days=7)
+    assert len(table) == 8 and set(table["model_name"]) == {"xgboost", "logistic", "climatology", "champion"}
+    assert records.count("predictions") == 14 * 24 * 2 * 3  # one row per model and hour, no copy
     assert ((table["skill_low"] <= table["brier_skill"]) & (table["brier_skill"] <= table["skill_high"])).all()
-    # the product's forecast: at each point the probabilities of the kind its version names, flagged champion
+    # the product's forecast: one model's row per hour and target, flagged as live rows are, one kind per point
     stored = pd.read_sql("SELECT timestamp, target_pct, model_name, model_version, probability, is_champion "
                          "FROM predictions", btc_year.db.engine)
-    champion = stored[stored.model_name == "champion"]
-    assert champion["is_champion"].all() and not stored[stored.model_name != "champion"]["is_champion"].any()
-    for version, rows in champion.groupby("model_version"):
-        kind = version.rsplit("-", 1)[1]
-        same = stored[(stored.model_name == kind) & (stored.model_version == version.rsplit("-", 1)[0])]
-        merged = rows.merge(same, on=["timestamp", "target_pct"])
-        assert len(merged) == len(rows) and (merged["probability_x"] == merged["probability_y"]).all()
+    champion = stored[stored.is_champion]
+    assert (champion.groupby(["timestamp", "target_pct"]).size() == 1).all() and len(champion) == 14 * 24 * 2
+    assert (champion.groupby(["model_version", "target_pct"])["model_name"].nunique() == 1).all()
+    # the champion series is scored from exactly those rows
+    resolved = records.resolved("backtest")
+    flagged = resolved[resolved.is_champion & resolved.status.isin(["up", "down"])]
+    for target, rows in flagged.groupby("target_pct"):
+        assert table[(table.target_pct == target) & (table.model_name == "champion")]["n"].item() == len(rows)
     resolved = records.resolved("backtest")
     sample = resolved[(resolved.target_pct == 0.01) & (resolved.model_name == "xgboost")].set_index("timestamp")
     indexed = candles["BTC/USDT"].set_index("timestamp")
@@ -171,7 +173,7 @@ def test_short_backtest_end_to_end(btc_year):
     assert sample["status"].tolist() == expected
     # a second run replaces, never duplicates
     run_backtest(candles, ["BTC/USDT"], [0.01, 0.05], start, end, records, settings, retrain_every_days=7)
-    assert records.count("predictions") == 14 * 24 * 2 * 4
+    assert records.count("predictions") == 14 * 24 * 2 * 3
 
 
 @pytest.mark.parametrize("n", [468, 660, 803, 804, 2000, 20000])
@@ -257,13 +259,40 @@ def test_btc_context_is_required_never_stood_in_for(ops, tmp_path):
         asset_features({"ETH/USDT": ops.get_candles("ETH/USDT")}, "ETH/USDT")
 
 
-def _up_share_known_by(candles: pd.DataFrame, target: float, cut: pd.Timestamp, embargo_hours: int) -> tuple:
+def _up_share_known_by(candles: pd.DataFrame, target: float, cut: pd.Timestamp, embargo_hours: int,
+                       window_days: int | None = None) -> tuple:
     """What climatology may learn at `cut`: the up-share of UP/DOWN labels whose window had resolved by
-    cut - embargo (hit candle closed, i.e. hit time + 1 h), computed here apart from Dataset.purged."""
+    cut - embargo (hit candle closed, i.e. hit time + 1 h), of the entries within `window_days` before the
+    cut, computed here apart from Dataset.purged."""
     outcomes = barrier_outcomes(candles, target, 168)
     labelled = outcomes[outcomes["status"].isin(["up", "down"])]
     known = labelled[labelled["hit_time"] + pd.Timedelta(hours=1) <= cut - pd.Timedelta(hours=embargo_hours)]
+    if window_days is not None:
+        known = known[known.index > cut - pd.Timedelta(days=window_days)]
     return known["label"].mean(), len(known)
+
+
+def test_backtest_and_train_learn_from_the_same_training_window(btc_year, tmp_path):
+    """With ml.training_days set, a backtest point learns from the window `train` at that cut would use, not
+    from all stored history. Fails if the backtest's units ignore training_days (tried: window_days=None)."""
+    records = RecordStore(btc_year.db)
+    candles = load_candles(btc_year, ["BTC/USDT"], "1h")
+    start, end = pd.Timestamp("2022-12-01", tz="UTC"), pd.Timestamp("2022-12-02", tz="UTC")
+    settings = TrainSettings(min_samples=500, embargo_hours=24, training_days=150)
+    run_backtest(candles, ["BTC/USDT"], [0.01], start, end, records, settings, retrain_every_days=7)
+    got = pd.read_sql("SELECT DISTINCT probability FROM predictions WHERE model_name = 'climatology'",
+                      btc_year.db.engine)["probability"].astype(float)
+    windowed, n = _up_share_known_by(candles["BTC/USDT"], 0.01, start, 24, window_days=150)
+    everything, _ = _up_share_known_by(candles["BTC/USDT"], 0.01, start, 24)
+    assert n > 500 and abs(windowed - everything) > 1e-4  # the window makes a difference here
+    assert got.tolist() == [pytest.approx(windowed, abs=1e-6)]
+    from src.models.offline.training import Trainer
+    registry = ModelRegistry(records, tmp_path / "models")
+    Trainer(btc_year, records, registry, settings).train(["BTC/USDT"], [0.01], cut=start)
+    deployed = registry.load(registry.current("BTC/USDT", "1h", 0.01)["climatology"])
+    share, _ = _up_share_known_by(candles["BTC/USDT"], 0.01, start, 0, window_days=150)
+    row = with_barrier(asset_features(candles, "BTC/USDT").tail(1), 0.01)
+    assert prob_up(deployed.estimator, row)[0] == pytest.approx(share, abs=1e-9)
 
 
 def test_backtest_models_see_only_labels_known_before_each_retrain_point(btc_year):

@@ -55,6 +55,7 @@ def _wait_for(predicate, timeout: float, what: str):
 
 
 # ---- stop signals and the embedded server ---------------------------------------------------------
+@pytest.mark.host_tz
 def test_sigterm_to_backfill_stops_its_server_and_dead_users_are_pruned(tmp_path, exchange, loaded_exchange,
                                                                           write_config):
     loaded_exchange(exchange, days=60, symbols=("BTC_USDT",))
@@ -86,6 +87,7 @@ def test_sigterm_to_backfill_stops_its_server_and_dead_users_are_pruned(tmp_path
     _wait_for(lambda: not _server_processes(pgdata), 30, "status to stop the server it was last to use")
 
 
+@pytest.mark.host_tz
 def test_three_concurrent_init_db_on_a_fresh_folder_all_succeed(write_config):
     cfg = write_config({"database": {"url": "embedded"}})
     runs = [_cli("init-db", "--config", str(cfg)) for _ in range(3)]
@@ -93,6 +95,7 @@ def test_three_concurrent_init_db_on_a_fresh_folder_all_succeed(write_config):
     assert [code for code, _ in results] == [0, 0, 0], results
 
 
+@pytest.mark.host_tz
 def test_backfill_beside_import_csv_on_a_fresh_folder(exchange, loaded_exchange, write_config, tmp_path):
     loaded_exchange(exchange, days=30, symbols=("BTC_USDT",))
     cfg = write_config({"trading": {"assets": ["BTC/USDT", "ETH/USDT"]}, "database": {"url": "embedded"},
@@ -112,6 +115,7 @@ def test_backfill_beside_import_csv_on_a_fresh_folder(exchange, loaded_exchange,
     f"postgresql://u@127.0.0.1:1/crypto_ml?password={SECRET}",  # password as a query parameter
     f"postgresql://u@127.0.0.1:1/crypto_ml?sslmode=disable&password={SECRET}&application_name=x",
 ])
+@pytest.mark.host_tz
 def test_a_password_never_appears_in_any_output(run_cli, write_config, url):
     cfg = write_config({"health": {"port": _free_port()}})
     for command in ("status", "init-db", "health"):
@@ -121,6 +125,7 @@ def test_a_password_never_appears_in_any_output(run_cli, write_config, url):
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
+@pytest.mark.host_tz
 def test_status_masks_a_query_password_of_a_reachable_database(run_cli, write_config, empty_db_url):
     cfg = write_config({"database": {"url": f"{empty_db_url}&password={SECRET}"}})
     result = run_cli("status", "--config", str(cfg))
@@ -136,6 +141,7 @@ def test_libpq_strings_and_urls_are_redacted():
 
 
 # ---- a role that is not a superuser -----------------------------------------------------------------
+@pytest.mark.host_tz
 @pytest.mark.parametrize("precreated", [False, True])
 def test_a_plain_role_can_migrate_import_list_gaps_and_check_health(pg_admin_url, run_cli, write_config,
                                                                       tmp_path, precreated):
@@ -202,6 +208,7 @@ BAD_FILES = [
 ]
 
 
+@pytest.mark.host_tz
 @pytest.mark.parametrize("name, content, expected", BAD_FILES)
 def test_each_bad_csv_is_one_line_and_changes_nothing(ops, run_cli, write_config, tmp_path, name, content,
                                                       expected):
@@ -216,6 +223,7 @@ def test_each_bad_csv_is_one_line_and_changes_nothing(ops, run_cli, write_config
     assert ops.get_candle_count("BTC/USDT") == 1
 
 
+@pytest.mark.host_tz
 def test_a_long_symbol_and_an_unknown_timeframe_are_refused_in_one_line(ops, run_cli, write_config, tmp_path):
     path = _candles_csv(tmp_path / "ok.csv", [GOOD_ROW])
     cfg = write_config({"database": {"url": ops.db.database_url}})
@@ -236,11 +244,13 @@ def test_a_long_symbol_and_an_unknown_timeframe_are_refused_in_one_line(ops, run
     (["recover", "--hours", "0"], "argument --hours: '0' is not a whole number above 0"),
     (["backfill", "--days", "x"], "argument --days: 'x' is not a whole number above 0"),
 ])
+@pytest.mark.host_tz
 def test_cli_input_mistakes_get_one_clear_line(run_cli, argv, expected):
     result = run_cli(*argv)
     assert result.returncode == 2 and expected in result.stderr.strip().splitlines()[-1], result.stderr
 
 
+@pytest.mark.host_tz
 def test_import_keeps_exact_decimals_and_never_overwrites_without_replace(ops, run_cli, write_config, tmp_path):
     exact = "1677628800000,0.1234567891,0.1234567899,0.1234567881,0.1234567892,123456789.0123456789"
     cfg = write_config({"database": {"url": ops.db.database_url}})
@@ -267,6 +277,7 @@ def test_import_keeps_exact_decimals_and_never_overwrites_without_replace(ops, r
     ({"health": {"prot": 8081}}, "did you mean health.port?"),
     ({"trading": {"assets": None}}, "config key trading.assets in"),
 ])
+@pytest.mark.host_tz
 def test_misspelt_keys_and_nulls_are_errors(run_cli, write_config, tree, expected):
     cfg = write_config(tree)
     result = run_cli("status", "--config", str(cfg))
@@ -274,6 +285,7 @@ def test_misspelt_keys_and_nulls_are_errors(run_cli, write_config, tree, expecte
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.host_tz
 def test_a_busy_health_port_names_the_setting(run_cli, write_config, empty_db_url):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
@@ -285,6 +297,7 @@ def test_a_busy_health_port_names_the_setting(run_cli, write_config, empty_db_ur
     assert result.returncode == 1 and "health.port" in lines[-1] and "Errno" not in result.stderr, result.stderr
 
 
+@pytest.mark.host_tz
 def test_a_database_stopped_mid_command_is_one_line(tmp_path, exchange, loaded_exchange, write_config):
     from tests.test_daemon import _pg_ctl
     loaded_exchange(exchange, days=60, symbols=("BTC_USDT",))
@@ -301,6 +314,7 @@ def test_a_database_stopped_mid_command_is_one_line(tmp_path, exchange, loaded_e
     assert len(lines) == 1 and "database stopped answering" in lines[0], stderr
 
 
+@pytest.mark.host_tz
 def test_an_unexpected_job_failure_is_logged_with_its_traceback(ops, write_config, caplog):
     from src.scheduler.daemon import Daemon
     from src.scheduler.services import Context

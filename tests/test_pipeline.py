@@ -42,6 +42,7 @@ def _stored(ops, symbol="BTC/USDT") -> np.ndarray:
     return frame.to_numpy(dtype=float)
 
 
+@pytest.mark.host_tz
 def test_faults_are_survived_and_stored_candles_equal_served(fetcher, exchange, ops):
     exchange.state.faults.extend([Fault("429", seconds=1), Fault("500"), Fault("slow", seconds=2.5),
                                   Fault("short", rows=7), Fault("dup"), Fault("shuffle")])
@@ -55,18 +56,21 @@ def test_faults_are_survived_and_stored_candles_equal_served(fetcher, exchange, 
     assert exchange.state.now_ms() - _stored(ops)[-1, 0] >= HOUR_MS  # the open candle was not kept
 
 
+@pytest.mark.host_tz
 def test_unknown_symbol_fails_at_once(fetcher, exchange):
     with pytest.raises(FetchError, match="no market 'DOGE/USDT'"):
         fetcher.fetch_ohlcv_batch("DOGE/USDT")
     assert "/api/v3/klines" not in exchange.state.requests
 
 
+@pytest.mark.host_tz
 def test_persistent_failure_is_bounded_and_clear(fetcher, exchange):
     exchange.state.faults.extend([Fault("500")] * 10)
     with pytest.raises(FetchError, match="keeps failing: fetch_ohlcv BTC/USDT 1h failed 4 times"):
         fetcher.fetch_ohlcv_batch("BTC/USDT", "1h", exchange.state.now_ms() - 10 * HOUR_MS)
 
 
+@pytest.mark.host_tz
 def test_invalid_rows_are_dropped_and_counted(fetcher, exchange):
     rows = exchange.state.candles["BTCUSDT"]
     rows[-5, 2] = rows[-5, 3] - 1  # high below low
@@ -75,11 +79,13 @@ def test_invalid_rows_are_dropped_and_counted(fetcher, exchange):
     assert int(rows[-5, 0]) not in [r[0] for r in got]
 
 
+@pytest.mark.host_tz
 def test_get_latest_candle_is_the_last_closed(fetcher, exchange):
     candle = fetcher.get_latest_candle("BTC/USDT")
     assert candle[0] == _closed(exchange)[-1, 0]
 
 
+@pytest.mark.host_tz
 def test_recover_restores_a_punched_hole_exactly(fetcher, exchange, ops, config):
     served = _closed(exchange)
     ops.save_ohlcv_data("BTC/USDT", "1h", served[-150:].tolist())  # 150 h clear of real exchange gaps
@@ -95,6 +101,7 @@ def test_recover_restores_a_punched_hole_exactly(fetcher, exchange, ops, config)
     assert ops.check_data_gaps("BTC/USDT", "1h", 150) == []
 
 
+@pytest.mark.host_tz
 def test_gaps_at_both_edges_of_the_window(ops, exchange, loaded_exchange):
     loaded_exchange(exchange, days=20)
     served = _closed(exchange)
@@ -105,6 +112,7 @@ def test_gaps_at_both_edges_of_the_window(ops, exchange, loaded_exchange):
     assert int(gaps[1][1].timestamp() * 1000) == served[-1, 0]  # the last run reaches the newest hour
 
 
+@pytest.mark.host_tz
 def test_unfillable_gap_is_recorded_and_not_asked_again_today(fetcher, exchange, ops):
     recovery = DataRecoveryManager(ops, fetcher)
     assert recovery.ensure_minimum_data_coverage("BTC/USDT", 60 * 24) is True
@@ -119,6 +127,7 @@ def test_unfillable_gap_is_recorded_and_not_asked_again_today(fetcher, exchange,
     assert exchange.state.requests.count("/api/v3/klines") == klines_before
 
 
+@pytest.mark.host_tz
 def test_interrupted_backfill_resumes_without_refetching(fetcher, exchange, ops):
     recovery = DataRecoveryManager(ops, fetcher)
     exchange.state.faults.extend([Fault("short", rows=1000)] + [Fault("500")] * 10)  # dies on the 2nd page
@@ -136,6 +145,7 @@ def test_interrupted_backfill_resumes_without_refetching(fetcher, exchange, ops)
     assert exchange.state.requests.count("/api/v3/klines") <= 2
 
 
+@pytest.mark.host_tz
 def test_backfill_cli_with_progress_and_status(run_cli, write_config, empty_db_url, exchange, loaded_exchange):
     loaded_exchange(exchange, days=30)
     path = write_config({"database": {"url": empty_db_url},
@@ -192,6 +202,7 @@ def test_import_csv_refuses_bad_file_whole(ops, tmp_path):
     assert ops.get_candle_count("BTC/USDT") == 0
 
 
+@pytest.mark.host_tz
 def test_import_csv_cli_bad_row_one_line(run_cli, write_config, empty_db_url, tmp_path):
     path = tmp_path / "bad.csv"
     path.write_text("timestamp,open,high,low,close,volume\n1672531200000,100,abc,99,100.5,3\n")

@@ -21,7 +21,7 @@ from src.models.estimators.time_models import (
     kaplan_meier,
 )
 from src.models.evaluation.time_metrics import interval_coverage, pinball, time_metrics
-from src.models.offline.backtest import resolution_table, run_backtest
+from src.models.offline.backtest import run_backtest
 from src.models.offline.training import TrainSettings
 from tests.reference_labels import reference_outcome
 from tests.shared_data import load_candles as shared_candles
@@ -173,10 +173,11 @@ def test_short_backtest_stores_how_soon_forecasts_resolved_like_the_reference(bt
     records = RecordStore(btc_and_time.db)
     candles = load_candles(btc_and_time, ["BTC/USDT"], "1h")
     start, end = pd.Timestamp("2022-12-01", tz="UTC"), pd.Timestamp("2022-12-15", tz="UTC")
-    run_backtest(candles, ["BTC/USDT"], [0.02], start, end, records, TrainSettings(), retrain_every_days=7)
+    _, table = run_backtest(candles, ["BTC/USDT"], [0.02], start, end, records, TrainSettings(),
+                            retrain_every_days=7)
     stored = records.resolved_time("backtest", start, end, include_pending=True)
-    assert set(stored["model_name"]) == {"climatology", "random_walk", "vol_logistic", "champion"}
-    assert len(stored) == 14 * 24 * 4
+    assert set(stored["model_name"]) == {"climatology", "random_walk", "vol_logistic"}
+    assert len(stored) == 14 * 24 * 3 and (stored.groupby("timestamp")["is_champion"].sum() == 1).all()
     assert (stored["p_6h"] <= stored["p_24h"]).all() and (stored["p_24h"] <= stored["p_horizon"]).all()
     assert (stored["q10_hours"] <= stored["q50_hours"]).all() and (stored["q90_hours"] <= 168).all()
     indexed = candles["BTC/USDT"].set_index("timestamp")
@@ -186,7 +187,6 @@ def test_short_backtest_stores_how_soon_forecasts_resolved_like_the_reference(bt
         assert (row["status"] if isinstance(row["status"], str) else "pending") == status
         if status in ("up", "down", "ambiguous"):
             assert row["hours_to_resolution"] == hours
-    table = resolution_table(stored[stored["status"].notna()])
-    assert set(table["model"]) == {"climatology", "random_walk", "vol_logistic", "champion"}
-    clim = table[table["model"] == "climatology"].iloc[0]
-    assert clim["skill_24h"] == 0.0 and clim["pinball_skill"] == 0.0
+    assert set(table["model_name"]) == {"climatology", "random_walk", "vol_logistic", "champion"}
+    clim = table[table["model_name"] == "climatology"].iloc[0]
+    assert clim["brier_skill_24h"] == 0.0 and clim["pinball_skill"] == 0.0

@@ -174,6 +174,7 @@ def _thirty_markets(server) -> list[str]:
     return symbols
 
 
+@pytest.mark.host_tz
 def test_thirty_assets_end_to_end(tmp_path, exchange):
     """The daemon on 30 markets: history, a model set per group, 30 x 3 forecasts in one hourly cycle, and a
     report that reaches the chat whole, in messages within Telegram's limit."""
@@ -253,6 +254,7 @@ def test_freed_memory_is_given_back_after_a_big_job():
     assert len(survivors) == 1000
 
 
+@pytest.mark.host_tz
 def test_a_cluster_started_from_the_command_line_runs_the_units(tmp_path):
     """`dask scheduler` and `dask worker` as the README starts them (PYTHONPATH = the checkout), as separate
     processes: ml.executor reaches them and units run on the worker (scheduler and worker unpickle this

@@ -9,6 +9,7 @@ from sqlalchemy.exc import ProgrammingError
 
 from src.database.connection import DatabaseConnection
 from src.database.embedded import create_database, timescaledb_installed
+from src.database.records import RecordStore
 from src.database.schema import metadata
 from src.utils.errors import UserError
 from tests.conftest import raw_connect
@@ -38,7 +39,7 @@ def test_up_down_up(empty_db_url, mode):
     conn.create_tables()
     conn.create_tables()  # idempotent
     assert SEED_TABLES | {"exchange_gaps", "model_registry", "alembic_version"} <= _tables(conn)
-    assert conn.schema_revision() == "0004"
+    assert conn.schema_revision() == "0006"
     expected = {"ohlcv_data", "feature_cache"} if mode == "on" else set()
     assert _hypertables(conn) == expected
     conn.migrate("base", downgrade=True)
@@ -97,22 +98,24 @@ def test_init_sql_builds_the_same_schema(db, pg_admin_url):
     with raw_connect(init_url) as conn, conn.cursor() as cur:
         cur.execute((ROOT / "sql" / "init.sql").read_text())
     assert _describe(init_url) == _describe(db.database_url)
-    assert DatabaseConnection(init_url).schema_revision() == "0004"
+    assert DatabaseConnection(init_url).schema_revision() == "0006"
     assert _hypertables(DatabaseConnection(init_url)) == {"ohlcv_data", "feature_cache"}
 
 
+@pytest.mark.host_tz
 def test_init_db_twice_and_status(run_cli, write_config, empty_db_url):
     path = write_config({"database": {"url": empty_db_url}})
     for _ in range(2):
         result = run_cli("init-db", "--config", str(path))
         assert result.returncode == 0, result.stderr
-        assert "schema at revision 0004" in result.stdout
+        assert "schema at revision 0006" in result.stdout
     status = run_cli("status", "--config", str(path))
     assert status.returncode == 0, status.stderr
-    assert "schema:      0004" in status.stdout
+    assert "schema:      0006" in status.stdout
     assert "BTC/USDT" in status.stdout
 
 
+@pytest.mark.host_tz
 def test_unreachable_database_is_one_line(run_cli, write_config):
     path = write_config({"database": {"url": "postgresql://crypto_user:hunter2@127.0.0.1:1/crypto_ml"}})
     result = run_cli("status", "--config", str(path))
@@ -139,6 +142,7 @@ def test_failed_migration_leaves_database_as_it_was(empty_db_url):
     assert conn.schema_revision() is None
 
 
+@pytest.mark.host_tz
 @needs_timescaledb
 def test_init_db_converts_a_plain_schema_once_timescaledb_is_available(run_cli, write_config, empty_db_url):
     """A database built while TimescaleDB was off (or not installed) keeps its rows and becomes hypertables at
@@ -157,3 +161,54 @@ def test_init_db_converts_a_plain_schema_once_timescaledb_is_available(run_cli, 
     assert DatabaseOperations(converted).get_candle_count("BTC/USDT") == 50
     again = run_cli("init-db", "--config", str(path))
     assert again.returncode == 0 and "converted" not in again.stdout
+
+
+def test_stored_backtest_champion_copies_become_the_flag_and_back(empty_db_url):
+    """0005: a backtest's 'champion' pseudo-model rows (and their outcomes) become is_champion on the row of
+    the model they copied; the downgrade restores them."""
+    conn = DatabaseConnection(empty_db_url, timescaledb="off")
+    conn.migrate("0004")
+    key = "'backtest', 'BTC/USDT', '1h', '2023-01-01 05:00+00', 0.02"
+    with conn.engine.begin() as c:
+        for name, version, flag, p in (("xgboost", "backtest-20230101", False, 0.61),
+                                       ("logistic", "backtest-20230101", False, 0.55),
+                                       ("champion", "backtest-20230101-logistic", True, 0.55)):
+            pid = c.execute(text(f"""INSERT INTO predictions (run_type, symbol, timeframe, timestamp, target_pct,
+                model_name, model_version, feature_version, is_champion, prediction_class, probability, confidence,
+                entry_price) VALUES ({key}, '{name}', '{version}', 'v', {flag}, 1, {p}, {p}, 100) RETURNING id""")
+                            ).scalar()
+            c.execute(text(f"INSERT INTO prediction_outcomes (prediction_id, status, actual_outcome) "
+                           f"VALUES ({pid}, 'up', 1)"))
+        for name, version, flag in (("climatology", "backtest-20230101", False),
+                                    ("vol_logistic", "backtest-20230101", False),
+                                    ("champion", "backtest-20230101-vol_logistic", True)):
+            c.execute(text(f"""INSERT INTO resolution_forecasts (run_type, symbol, timeframe, timestamp, target_pct,
+                model_name, model_version, is_champion, p_6h, p_24h, p_horizon, q10_hours, q50_hours, q90_hours,
+                status, hours_to_resolution) VALUES ({key}, '{name}', '{version}', {flag}, 0.1, 0.5, 0.9, 3, 20,
+                150, 'up', 7)"""))
+
+    def rows(table: str) -> set:
+        with conn.engine.connect() as c:
+            return set(c.execute(text(f"SELECT model_name, is_champion FROM {table}")).all())
+
+    for version, path in (("BTCUSDT-0.02-xgboost-2023010100-abcdef", "/old/data/models/"), ("elsewhere", "/x/y")):
+        RecordStore(conn).add_model({
+            "symbol": "BTC/USDT", "timeframe": "1h", "target_pct": 0.02, "model_name": "xgboost", "version": version,
+            "feature_version": "v", "path": path + (version if path.endswith("/") else ""), "checksum": "0",
+            "train_start": "2022-01-01", "train_end": "2023-01-01", "n_samples": 1, "metrics": {},
+            "library_versions": {}})
+    conn.migrate("head")
+    with conn.engine.connect() as c:  # 0006: paths relative to the models folder where they were inside it
+        assert dict(c.execute(text("SELECT version, path FROM model_registry")).all()) == {
+            "BTCUSDT-0.02-xgboost-2023010100-abcdef": "BTCUSDT-0.02-xgboost-2023010100-abcdef",
+            "elsewhere": "/x/y"}
+    assert rows("predictions") == {("xgboost", False), ("logistic", True)}
+    assert rows("resolution_forecasts") == {("climatology", False), ("vol_logistic", True)}
+    with conn.engine.connect() as c:
+        assert c.execute(text("SELECT count(*) FROM prediction_outcomes")).scalar() == 2
+    conn.migrate("0004", downgrade=True)
+    assert rows("predictions") == {("xgboost", False), ("logistic", False), ("champion", True)}
+    assert rows("resolution_forecasts") == {("climatology", False), ("vol_logistic", False), ("champion", True)}
+    with conn.engine.connect() as c:
+        assert c.execute(text("SELECT count(*) FROM prediction_outcomes")).scalar() == 3
+    conn.dispose()

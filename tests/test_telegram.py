@@ -172,6 +172,7 @@ def test_no_token_is_a_dry_run(ops, capsys):
     assert RecordStore(ops.db).reports().iloc[-1]["error_message"].startswith("dry run")
 
 
+@pytest.mark.host_tz
 def test_token_never_reaches_logs_or_records(bot_api, ops, caplog, tmp_path):
     from src.utils.logging_setup import setup_logging
     setup_logging("DEBUG", tmp_path)

@@ -36,7 +36,7 @@ def cmd_train(args: argparse.Namespace, ctx: Context) -> int:
 
 def cmd_backtest(args: argparse.Namespace, ctx: Context) -> int:
     from src.data.history import load_candles, unfillable_hours
-    from src.models.offline.backtest import RUN, format_resolution_table, format_table, resolution_table, run_backtest
+    from src.models.offline.backtest import format_resolution_table, format_table, run_backtest
     start, end = args.start, args.end
     if end <= start:
         raise UserError(f"--end {end:%Y-%m-%d} is not after --start {start:%Y-%m-%d}")
@@ -49,14 +49,14 @@ def cmd_backtest(args: argparse.Namespace, ctx: Context) -> int:
     failures: dict = {}
     with ctx.executor() as executor, TerminalProgress("backtest", "fit") as bar:
         _say_executor(executor)
-        table = run_backtest(candles, symbols, ctx.config.target_percentages, start, end, ctx.records, settings,
-                             args.retrain_every, progress=bar,
-                             unfillable={s: unfillable_hours(ctx.ops, s, settings.timeframe) for s in symbols},
-                             executor=executor, failures=failures)
+        unfillable = {s: unfillable_hours(ctx.ops, s, settings.timeframe) for s in symbols}
+        direction, timing = run_backtest(candles, symbols, ctx.config.target_percentages, start, end, ctx.records,
+                                         settings, args.retrain_every, progress=bar, unfillable=unfillable,
+                                         executor=executor, failures=failures)
     print("Direction: P(up X% before down X%)")
-    print(format_table(table))
+    print(format_table(direction))
     print("\nHow soon: hours until either barrier is touched")
-    print(format_resolution_table(resolution_table(ctx.records.resolved_time(RUN, start, end), settings.horizon)))
+    print(format_resolution_table(timing))
     if failures:
         raise UserError(f"{len(failures)} groups not backtested (" +
                         "; ".join(f"{s} {t:g}: {why}" for (s, t), why in failures.items()) + "); the others are stored")

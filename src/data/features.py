@@ -34,6 +34,7 @@ EXTREME_WINDOWS = (24, 168)
 VOLUME_WINDOWS = (24, 168)
 MIN_SHARE = 0.8  # a window needs 80 % of its hours present
 CONTEXT_SYMBOL = "BTC/USDT"
+FEATURE_WINDOW_HOURS = 400  # > the longest window (168 h) plus EWM warm-up; older hours change nothing
 _SPEC = {"lags": RETURN_LAGS, "vol": VOL_WINDOWS, "atr": ATR_WINDOWS, "ext": EXTREME_WINDOWS,
          "volume": VOLUME_WINDOWS, "min_share": MIN_SHARE, "rsi": 14, "macd": (12, 26, 9), "bb": 20,
          "context": CONTEXT_SYMBOL, "barrier_z": "X/(vol_24*sqrt(24))", "revision": 1}

@@ -14,6 +14,7 @@ from sqlalchemy import insert, text
 from src.database.operations import DatabaseOperations
 from src.database.records import RecordStore
 from src.database.schema import system_health
+from src.models.evaluation.scoring import CHAMPION
 from src.utils.config import group_key
 
 FAILURES_UNHEALTHY = 3  # a job failing this many times in a row makes the service unhealthy
@@ -168,20 +169,16 @@ RESOLUTION_GAUGES = {"brier_skill_6h": "6h", "brier_skill_24h": "24h", "brier_sk
 
 
 def live_skills(records: RecordStore) -> dict[tuple[str, str, str], float]:
-    """The newest 30-day live figures of each group's champions: (symbol, target, metric) -> value, metric
-    'direction' (Brier skill), '6h' / '24h' / 'horizon' (how-soon Brier skill) or 'coverage'."""
+    """The newest 30-day live figures of what each group's users got (the 'champion' series, whichever models
+    served): (symbol, target, metric) -> value, metric 'direction' (Brier skill), '6h' / '24h' / 'horizon'
+    (how-soon Brier skill) or 'coverage'."""
     out: dict[tuple[str, str, str], float] = {}
     for task in ("direction", "resolution"):
         performance = records.performance("live", task=task)
-        if performance.empty:
-            continue
-        champions = records.models(champions_only=True, task=task)
-        serving = {(r.symbol, float(r.target_pct)): r.model_name for r in champions.itertuples()}
-        latest = performance[performance["window_days"] == LIVE_WINDOW_DAYS].sort_values("evaluation_date").groupby(
-            ["symbol", "target_pct", "model_name"]).tail(1)
+        performance = performance[(performance["model_name"] == CHAMPION)
+                                  & (performance["window_days"] == LIVE_WINDOW_DAYS)]
+        latest = performance.sort_values("evaluation_date").groupby(["symbol", "target_pct"]).tail(1)
         for r in latest.itertuples():
-            if serving.get((r.symbol, float(r.target_pct))) != r.model_name:
-                continue
             target = f"{float(r.target_pct):g}"
             figures = ({"direction": r.brier_skill} if task == "direction" else
                        {**{label: getattr(r, column) for column, label in RESOLUTION_GAUGES.items()},

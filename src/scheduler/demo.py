@@ -17,7 +17,7 @@ from src.database.embedded import stop_embedded
 from src.models.live.outcomes import resolve_outcomes
 from src.models.live.performance import daily_performance
 from src.models.live.prediction import Predictor
-from src.models.offline.backtest import format_resolution_table, format_table, resolution_table, run_backtest
+from src.models.offline.backtest import format_resolution_table, format_table, run_backtest
 from src.models.offline.training import Trainer
 from src.monitoring.health import health_snapshot
 from src.notifications.reports import daily_chart
@@ -76,11 +76,12 @@ def _steps(ctx: Context, demo_config: Config, tmp: str, output_dir: Path) -> boo
         print(f"({time.perf_counter() - t:.0f} s)")
 
         t = _step(f"walk-forward backtest {BACKTEST[0]:%Y-%m-%d} .. {BACKTEST[1]:%Y-%m-%d}, weekly retraining")
-        table = run_backtest(load_candles(ops, assets, settings.timeframe), assets, targets, *BACKTEST, records,
-                             settings, retrain_every_days=7, executor=executor,
-                             unfillable={s: unfillable_hours(ops, s, settings.timeframe) for s in assets})
-        print(format_table(table))
-        print(format_resolution_table(resolution_table(records.resolved_time("backtest", *BACKTEST), settings.horizon)))
+        unfillable = {s: unfillable_hours(ops, s, settings.timeframe) for s in assets}
+        direction, timing = run_backtest(load_candles(ops, assets, settings.timeframe), assets, targets, *BACKTEST,
+                                         records, settings, retrain_every_days=7, executor=executor,
+                                         unfillable=unfillable)
+        print(format_table(direction))
+        print(format_resolution_table(timing))
         print(f"({time.perf_counter() - t:.0f} s)")
 
     _step(f"predict as of {PREDICT_AT:%Y-%m-%d %H:%M} UTC")

@@ -154,13 +154,15 @@ class ForecastRecords(Records):
         return frame
 
     def backtest_champion_skill(self) -> dict[float, float]:
-        """Per target, the stored backtest's Brier skill of model 'champion' against climatology (all assets)."""
+        """Per target, the stored backtest's Brier skill of the champions' forecasts (is_champion) against
+        climatology's for the same hours (all assets)."""
         query = text("""
-            SELECT p.target_pct, p.model_name, sum((p.probability - o.actual_outcome) ^ 2) AS loss
+            SELECT p.target_pct, s.series AS model_name, sum((p.probability - o.actual_outcome) ^ 2) AS loss
             FROM predictions p JOIN prediction_outcomes o ON o.prediction_id = p.id
-            WHERE p.run_type = 'backtest' AND p.model_name IN ('champion', 'climatology')
-              AND o.status IN ('up', 'down')
-            GROUP BY p.target_pct, p.model_name""")
+            CROSS JOIN LATERAL (VALUES ('champion', p.is_champion), ('climatology', p.model_name = 'climatology'))
+                AS s (series, member)
+            WHERE p.run_type = 'backtest' AND s.member AND o.status IN ('up', 'down')
+            GROUP BY p.target_pct, s.series""")
         with self.db.engine.connect() as conn:
             losses = {(float(t), m): float(v) for t, m, v in conn.execute(query).all()}
         return {t: 1 - loss / losses[(t, "climatology")] for (t, m), loss in losses.items()

@@ -17,9 +17,12 @@ class Dataset:
     known_at: pd.Series  # when each label became known
     outcomes: pd.DataFrame  # every entry hour, labelled or not
 
-    def purged(self, cut: pd.Timestamp, embargo_hours: int = 0) -> Dataset:
-        """Samples whose label was known by `cut - embargo`: what a model trained at `cut` may see."""
+    def purged(self, cut: pd.Timestamp, embargo_hours: int = 0, window_days: int | None = None) -> Dataset:
+        """Samples whose label was known by `cut - embargo`: what a model trained at `cut` may see; with
+        `window_days` (ml.training_days), only those whose entry hour lies within that many days before `cut`."""
         keep = self.known_at <= cut - pd.Timedelta(hours=embargo_hours)
+        if window_days is not None:
+            keep &= self.X.index > cut - pd.Timedelta(days=window_days)
         return Dataset(self.X[keep], self.y[keep], self.known_at[keep], self.outcomes)
 
     def between(self, start: pd.Timestamp, end: pd.Timestamp) -> Dataset:

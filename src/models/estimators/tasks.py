@@ -19,8 +19,8 @@ import pandas as pd
 from src.models.estimators.dataset import Dataset, build_time_dataset
 from src.models.estimators.direction import fit_model, prob_up
 from src.models.estimators.time_models import TIME_MODEL_NAMES, fit_time_model, forecast_array
-from src.models.evaluation.direction_metrics import forecast_metrics
-from src.models.evaluation.time_metrics import time_loss, time_metrics
+from src.models.evaluation.scoring import direction_score, timing_score
+from src.models.evaluation.time_metrics import time_loss
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ DIRECTION = Task(
     fit=lambda name, train, horizon, target: fit_model(name, train.X, train.y, horizon),
     predict=lambda model, X, horizon: prob_up(model, X),
     loss=lambda p, y, horizon: (p - y) ** 2,
-    metrics=lambda p, reference, y, horizon: forecast_metrics(y, p, reference))
+    metrics=direction_score)
 
 RESOLUTION = Task(
     name="resolution", models=TIME_MODEL_NAMES,
@@ -58,6 +58,6 @@ RESOLUTION = Task(
     fit=_time_fit,
     predict=forecast_array,
     loss=time_loss,
-    metrics=lambda p, reference, y, horizon: time_metrics(p, reference, y, horizon))
+    metrics=timing_score)
 
 TASKS = (DIRECTION, RESOLUTION)

@@ -21,15 +21,17 @@ Samples = dict[str, Dataset]  # one asset x target's samples, per task
 
 
 def forecast_unit(samples: Samples, task_name: str, cut: pd.Timestamp, X: pd.DataFrame, target: float,  # noqa: N803
-                  horizon: int, embargo_hours: int) -> dict[str, np.ndarray]:
-    """Every model of the task fitted on the labels known by cut - embargo, forecasting the rows of X."""
+                  horizon: int, embargo_hours: int, window_days: int | None = None) -> dict[str, np.ndarray]:
+    """Every model of the task fitted on the labels known by cut - embargo (of the `window_days` before the
+    cut), forecasting the rows of X."""
     task = TASK_BY_NAME[task_name]
-    train = resolve(samples)[task_name].purged(cut, embargo_hours)
+    train = resolve(samples)[task_name].purged(cut, embargo_hours, window_days)
     return task.forecasts(train, X, horizon, target)
 
 
-def fit_unit(samples: Samples, task_name: str, as_of: pd.Timestamp, target: float, horizon: int) -> dict[str, object]:
-    """Every model of the task fitted on all labels known at `as_of`."""
+def fit_unit(samples: Samples, task_name: str, as_of: pd.Timestamp, target: float, horizon: int,
+             window_days: int | None = None) -> dict[str, object]:
+    """Every model of the task fitted on all labels known at `as_of` (of the `window_days` before it)."""
     task = TASK_BY_NAME[task_name]
-    known = resolve(samples)[task_name].purged(as_of)
+    known = resolve(samples)[task_name].purged(as_of, 0, window_days)
     return {name: task.fit(name, known, horizon, target) for name in task.models}

@@ -1,6 +1,7 @@
 """Daily performance of the live record: per asset x target x model, for the day and rolling 7 and 30 days,
 stored in model_performance (run_type 'live'): direction forecasts (task 'direction') and how-soon
-forecasts (task 'resolution': Brier skill per horizon, interval coverage, pinball skill).
+forecasts (task 'resolution': Brier skill per horizon, interval coverage, pinball skill), scored by the one
+scoring the backtest uses (src.models.evaluation.scoring): per model, and as 'champion' the forecasts users got.
 
 A day's predictions resolve over the following week (a window can stay open for the full horizon), so a
 day's figures are recomputed as its predictions resolve, until none is pending; each row says how many were
@@ -12,64 +13,20 @@ from __future__ import annotations
 import logging
 from datetime import date
 
-import numpy as np
 import pandas as pd
 
-from src.data.labels import DOWN, UP
 from src.database.records import RecordStore
-from src.database.records.forecasts import FORECAST_COLUMNS
-from src.models.estimators.tasks import RESOLUTION
-from src.models.evaluation.direction_metrics import forecast_metrics
+from src.models.evaluation.scoring import DIRECTION_ROWS, TIMING_ROWS, RowKind, score_rows
 
 log = logging.getLogger(__name__)
 WINDOWS = (1, 7, 30)
 
 
-def window_metrics(predictions: pd.DataFrame, as_of: pd.Timestamp, horizon: int = 168) -> list[dict]:
-    """Metrics per (symbol, timeframe, target, model) of predictions (status NaN while pending); Brier
-    skill against the climatology model's forecasts for the same hours."""
-    rows = []
-    complete_by = as_of - pd.Timedelta(hours=horizon + 1)  # the window's last candle has closed
-    for (symbol, timeframe, target), group in predictions.groupby(["symbol", "timeframe", "target_pct"]):
-        clim = group[group["model_name"] == "climatology"].set_index("timestamp")["probability"]
-        for name, own in group.groupby("model_name"):
-            own = own.set_index("timestamp")
-            labelled = own[own["status"].isin([UP, DOWN])]
-            reference = clim.reindex(labelled.index).fillna(labelled["actual_outcome"].mean())
-            m = forecast_metrics(labelled["actual_outcome"].to_numpy(float), labelled["probability"].to_numpy(),
-                                 reference.to_numpy())
-            complete = own[(own.index <= complete_by) & own["status"].notna()]
-            resolved = own["status"].notna()
-            rows.append({"symbol": symbol, "timeframe": timeframe, "target_pct": float(target), "model_name": name,
-                         "total_predictions": int(m.get("n", 0)),
-                         "resolved_predictions": int(resolved.sum()), "pending_predictions": int((~resolved).sum()),
-                         "hit_rate": float(complete["status"].ne("expired").mean()) if len(complete) else None,
-                         "avg_time_to_target_hours": float(np.nanmean(own["time_to_target_hours"]))
-                         if own["time_to_target_hours"].notna().any() else None,
-                         **{k: v for k, v in m.items() if k != "n"}})
-    return rows
-
-
-def time_window_metrics(forecasts: pd.DataFrame, horizon: int = 168) -> list[dict]:
-    """How-soon metrics per (symbol, timeframe, target, time model) over the decided windows, against the
-    climatology time model's forecasts for the same hours."""
-    rows = []
-    for (symbol, timeframe, target), group in forecasts.groupby(["symbol", "timeframe", "target_pct"]):
-        decided = group[group["status"].notna()]
-        clim = decided[decided["model_name"] == "climatology"].set_index("timestamp")
-        for name, own in group.groupby("model_name"):
-            done = own[own["status"].notna()].set_index("timestamp")
-            common = done.index.intersection(clim.index)
-            hours = done.loc[common, "hours_to_resolution"].where(done.loc[common, "status"] != "expired", np.inf)
-            m = RESOLUTION.metrics(done.loc[common, list(FORECAST_COLUMNS)].to_numpy(float),
-                                   clim.loc[common, list(FORECAST_COLUMNS)].to_numpy(float),
-                                   hours.to_numpy(float), horizon)
-            pending = int(own["status"].isna().sum())
-            rows.append({"symbol": symbol, "timeframe": timeframe, "target_pct": float(target), "model_name": name,
-                         "task": RESOLUTION.name, "total_predictions": int(m.get("n", 0)),
-                         "resolved_predictions": len(done), "pending_predictions": pending,
-                         **{k: v for k, v in m.items() if k != "n"}})
-    return rows
+def window_rows(kind: RowKind, task: str, rows: pd.DataFrame, as_of: pd.Timestamp, horizon: int) -> list[dict]:
+    """model_performance rows of one task over one window's forecasts (src.models.evaluation.scoring)."""
+    table = score_rows(kind, rows, horizon, as_of)
+    return [{**{k: v for k, v in row.items() if k != "n"}, "task": task, "total_predictions": int(row["n"])}
+            for row in table.to_dict("records")]
 
 
 def daily_performance(records: RecordStore, day: date, as_of: pd.Timestamp | None = None, horizon: int = 168,
@@ -83,11 +40,9 @@ def daily_performance(records: RecordStore, day: date, as_of: pd.Timestamp | Non
     rows = []
     for days in WINDOWS:
         since = end - pd.Timedelta(days=days)
-        for row in window_metrics(made[made["timestamp"] >= since], as_of, horizon):
-            rows.append({**row, "task": "direction", "run_type": run_type, "evaluation_date": day,
-                         "window_days": days})
-        for row in time_window_metrics(timing[timing["timestamp"] >= since], horizon):
-            rows.append({**row, "run_type": run_type, "evaluation_date": day, "window_days": days})
+        for kind, task, frame in ((DIRECTION_ROWS, "direction", made), (TIMING_ROWS, "resolution", timing)):
+            rows += [{**row, "run_type": run_type, "evaluation_date": day, "window_days": days}
+                     for row in window_rows(kind, task, frame[frame["timestamp"] >= since], as_of, horizon)]
     stored = records.save_performance(rows)
     log.info("performance %s: %d predictions, %d pending, %d metric rows", day, len(made),
              int(made["status"].isna().sum()), stored)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from src.data.features import CONTEXT_SYMBOL, FEATURE_VERSION, compute_features, with_barrier
+from src.data.features import CONTEXT_SYMBOL, FEATURE_VERSION, FEATURE_WINDOW_HOURS, compute_features, with_barrier
 from src.database.operations import DatabaseOperations
 from src.database.records import RecordStore
 from src.database.records.rows import prediction_rows, resolution_rows
@@ -26,7 +26,6 @@ from src.utils.candles import last_closed_before
 from src.utils.errors import UserError, failure_reason
 
 log = logging.getLogger(__name__)
-FEATURE_WINDOW_HOURS = 400  # > the longest window (168 h) plus EWM warm-up; older hours change nothing
 STALE_AFTER_HOURS = 2
 RUN = "live"
 

@@ -77,12 +77,17 @@ class ModelRegistry:
         libraries = {"python": platform.python_version(), "xgboost": xgboost.__version__,
                      "scikit-learn": sklearn.__version__, "pandas": pd.__version__}
         row = {"symbol": symbol, "timeframe": timeframe, "target_pct": target, "model_name": model_name, "task": task,
-               "version": version, "feature_version": FEATURE_VERSION, "path": str(folder),
+               "version": version, "feature_version": FEATURE_VERSION, "path": version,
                "checksum": _sha256(folder / "model.joblib"), "train_start": train_start, "train_end": train_end,
                "n_samples": n_samples, "metrics": metrics, "library_versions": libraries}
         (folder / "meta.json").write_text(json.dumps(row, default=str, indent=2))
         self.records.add_model(row)
         return version
+
+    def folder(self, path: str) -> Path:
+        """A registry row's model folder: its path is relative to the models folder (so the data folder can
+        move, and a database copied with its models folder finds its own files)."""
+        return self.models_dir / path
 
     def load(self, row: pd.Series | dict) -> LoadedModel:
         """Load a registry row's model, checking its feature version and checksum."""
@@ -93,7 +98,7 @@ class ModelRegistry:
         if row["feature_version"] != FEATURE_VERSION:
             raise UserError(f"model {version} was trained on features {row['feature_version']}, this code computes "
                             f"{FEATURE_VERSION}; retrain with: python -m src.main train")
-        path = Path(row["path"]) / "model.joblib"
+        path = self.folder(row["path"]) / "model.joblib"
         if not path.exists() or _sha256(path) != row["checksum"]:
             raise UserError(f"model file {path} is missing or altered; retrain with: python -m src.main train")
         _alias_legacy_modules()
@@ -114,7 +119,7 @@ class ModelRegistry:
         retired = rows[~rows["is_champion"] & rows["promoted_at"].notna()]
         old_files = retired["path"].iloc[:-keep_retired_files] if keep_retired_files else retired["path"]
         for path in [*doomed["path"], *old_files]:
-            shutil.rmtree(path, ignore_errors=True)
+            shutil.rmtree(self.folder(path), ignore_errors=True)
         for version in [*doomed["version"], *retired["version"].iloc[:len(old_files)]]:
             self._cache.pop(version, None)
         self.records.delete_models(list(doomed["version"]))

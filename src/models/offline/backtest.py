@@ -5,10 +5,14 @@ report metrics per asset x target x model. The same label function resolves live
 Both tasks are backtested alike (src.models.estimators.tasks): direction forecasts go to `predictions`, how-soon
 forecasts to `resolution_forecasts`, and both are resolved by the same outcomes.
 
-The product's own forecast is stored too, as model_name 'champion': at each retrain point the champion
+The product's own forecast is flagged, as live forecasts are: at each retrain point the champion
 is chosen by the product's rule (src.models.evaluation.selection) from the out-of-sample forecasts whose labels were
 known then, over the span training validates on (n_folds x fold_days): before the first point these are
-training's walk-forward folds, afterwards the backtest's own earlier forecasts."""
+training's walk-forward folds, afterwards the backtest's own earlier forecasts. Its rows carry is_champion,
+and the tables score them as the series 'champion' (src.models.evaluation.scoring).
+
+Every fit learns from the window `train` and the daily retrain would have used at that point: the
+ml.training_days before it (TrainSettings.training_days), not all stored history."""
 from __future__ import annotations
 
 import logging
@@ -18,16 +22,14 @@ import numpy as np
 import pandas as pd
 
 from src.data.features import FEATURE_VERSION, with_barrier
-from src.data.labels import DOWN, UP
 from src.database.records import RecordStore
 from src.database.records.forecasts import FORECAST_COLUMNS
 from src.database.records.rows import outcome_rows, prediction_rows, resolution_rows
 from src.models.estimators.dataset import Dataset, asset_features, build_dataset
-from src.models.estimators.direction import MODEL_NAMES
 from src.models.estimators.tasks import DIRECTION, RESOLUTION, TASKS, Task
 from src.models.estimators.units import forecast_unit
-from src.models.evaluation.direction_metrics import forecast_metrics
-from src.models.evaluation.selection import Evidence, skill_interval
+from src.models.evaluation.scoring import DIRECTION_ROWS, TIMING_ROWS, score_rows
+from src.models.evaluation.selection import Evidence
 from src.models.offline.training import Fold, TrainSettings, choose, fold_evidence, fold_plan, fold_units, unwrap
 from src.utils.errors import UserError, failure_reason
 from src.utils.executors import Executor, LocalExecutor, batches, map_groups
@@ -35,8 +37,6 @@ from src.utils.progress import Progress
 
 log = logging.getLogger(__name__)
 RUN = "backtest"
-CHAMPION = "champion"
-SCORED = (*MODEL_NAMES, CHAMPION)
 
 
 @dataclass
@@ -56,12 +56,12 @@ def run_backtest(candles: dict[str, pd.DataFrame], symbols: list[str], targets: 
                  start: pd.Timestamp, end: pd.Timestamp, records: RecordStore, settings: TrainSettings,
                  retrain_every_days: int = 7, progress: Progress | None = None,
                  unfillable: dict[str, pd.DatetimeIndex] | None = None, executor: Executor | None = None,
-                 failures: dict | None = None) -> pd.DataFrame:
-    """Run the backtest over [start, end) and return the direction metrics table (resolution_table gives the
-    how-soon one). `unfillable`: per symbol, the hours recorded as never published by the exchange
-    (training's and live outcomes' rule: only those are missing for good; any other missing hour leaves its
-    windows undecided). The fits run on `executor` (default: this process); each group is written as soon
-    as its units are done. A group that fails is left out with its reason in `failures` (when given; else
+                 failures: dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Run the backtest over [start, end) and return its direction and how-soon tables (backtest_tables).
+    `unfillable`: per symbol, the hours recorded as never published by the exchange (training's and live
+    outcomes' rule: only those are missing for good; any other missing hour leaves its windows undecided).
+    The fits run on `executor` (default: this process); each group is written as soon as its units are done.
+    A group that fails is left out with its reason in `failures` (when given; else
     a UserError names them after the others are stored)."""
     executor = executor or LocalExecutor()
     points = pd.date_range(start, end, freq=f"{retrain_every_days}D", inclusive="left")
@@ -91,7 +91,9 @@ def run_backtest(candles: dict[str, pd.DataFrame], symbols: list[str], targets: 
         failures.update(failed)
     elif failed:
         raise UserError("backtest failed for " + "; ".join(f"{s} {t:g}: {why}" for (s, t), why in failed.items()))
-    return metrics_table(records.resolved(RUN, start, end), settings.horizon)
+    newest = max(frame["timestamp"].iloc[-1] for frame in candles.values()) + pd.Timedelta(hours=1)
+    return backtest_tables(records, start, end, settings.horizon,
+                           min(newest, end + pd.Timedelta(hours=settings.horizon + 1)))
 
 
 def _failure(symbol: str, target: float, exc: Exception) -> str:
@@ -117,12 +119,13 @@ def _plan(candles: dict[str, pd.DataFrame], symbol: str, target: float, points: 
     for point in points:
         stop = min(point + pd.Timedelta(days=retrain_every_days), end)
         hours = features.index[(features.index >= point) & (features.index < stop)]
-        if len(hours) == 0 or len(data.purged(point, settings.embargo_hours).y) < settings.needed_samples:
+        train = data.purged(point, settings.embargo_hours, settings.training_days)
+        if len(hours) == 0 or len(train.y) < settings.needed_samples:
             continue
         matrix = with_barrier(features.loc[hours], target)
         plan.points.append((point, hours, close.loc[hours].to_numpy()))
         plan.units.extend((forecast_unit, shared, t.name, point, matrix, target, settings.horizon,
-                           settings.embargo_hours) for t in TASKS)
+                           settings.embargo_hours, settings.training_days) for t in TASKS)
     return plan
 
 
@@ -154,18 +157,13 @@ def _finish(plan: BacktestPlan, outputs: list, start: pd.Timestamp, end: pd.Time
 
 def _rows(task: Task, symbol: str, target: float, point: pd.Timestamp, hours: pd.DatetimeIndex,
           forecasts: dict[str, np.ndarray], champion: str, entry: np.ndarray, timeframe: str) -> list[pd.DataFrame]:
-    """One frame per model, and the champion's forecast again as model 'champion'."""
+    """One frame per model; the champion's rows flagged is_champion, as the live cycle flags what users got."""
     version = f"{RUN}-{point:%Y%m%d}"
     if task is DIRECTION:
-        rows = [prediction_rows(symbol, timeframe, target, name, version, hours, p, entry, False, RUN,
-                                FEATURE_VERSION)
-                for name, p in forecasts.items()]
-        return [*rows, prediction_rows(symbol, timeframe, target, CHAMPION, f"{version}-{champion}", hours,
-                                       forecasts[champion], entry, True, RUN, FEATURE_VERSION)]
-    rows = [resolution_rows(symbol, timeframe, target, name, version, hours, p, False, RUN)
+        return [prediction_rows(symbol, timeframe, target, name, version, hours, p, entry, name == champion, RUN,
+                                FEATURE_VERSION) for name, p in forecasts.items()]
+    return [resolution_rows(symbol, timeframe, target, name, version, hours, p, name == champion, RUN)
             for name, p in forecasts.items()]
-    return [*rows, resolution_rows(symbol, timeframe, target, CHAMPION, f"{version}-{champion}", hours,
-                                   forecasts[champion], True, RUN)]
 
 
 def _champion_at(task: Task, evidence: Evidence, data: Dataset, point: pd.Timestamp, settings: TrainSettings) -> str:
@@ -183,30 +181,17 @@ def _labelled_forecasts(data: Dataset, hours: pd.DatetimeIndex, forecasts: dict[
     return Evidence(labelled, data.y.loc[labelled].to_numpy(dtype=float), {n: p[rows] for n, p in forecasts.items()})
 
 
-def metrics_table(resolved: pd.DataFrame, horizon: int = 168) -> pd.DataFrame:
-    """n, up-share, AUC, Brier, Brier skill vs climatology with its 95 % interval (block bootstrap over
-    days, blocks of the horizon) and ECE per asset x target x model, over the predictions resolved UP or
-    DOWN; `champion` is the product's own forecast."""
-    labelled = resolved[resolved["status"].isin([UP, DOWN])]
-    rows = []
-    for (symbol, target), group in labelled.groupby(["symbol", "target_pct"]):
-        clim = group[group["model_name"] == "climatology"].set_index("timestamp")["probability"]
-        for name in SCORED:
-            own = group[group["model_name"] == name].set_index("timestamp").sort_index()
-            if own.empty:
-                continue
-            common = own.index.intersection(clim.index)
-            y, p = own.loc[common, "actual_outcome"].to_numpy(dtype=float), own.loc[common, "probability"].to_numpy()
-            m = forecast_metrics(y, p, clim.loc[common].to_numpy())
-            low, high = skill_interval(y, p, clim.loc[common].to_numpy(dtype=float), common,
-                                       block_days=max(1, -(-horizon // 24)))
-            hit = resolved[(resolved["symbol"] == symbol) & (resolved["target_pct"] == target)
-                           & (resolved["model_name"] == name)]
-            rows.append({"symbol": symbol, "target": target, "model": name, "n": m["n"], "up_share": m.get("up_share"),
-                         "auc": m.get("auc"), "brier": m.get("brier"), "brier_skill": m.get("brier_skill"),
-                         "skill_low": low, "skill_high": high,
-                         "ece": m.get("ece"), "hit_rate": float(hit["status"].ne("expired").mean())})
-    return pd.DataFrame(rows)
+def backtest_tables(records: RecordStore, start: pd.Timestamp, end: pd.Timestamp, horizon: int,
+                    as_of: pd.Timestamp | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The direction and how-soon tables of the stored backtest over [start, end), by the one scoring of
+    src.models.evaluation.scoring (per model and the champion series, skill with its 95 % interval: block
+    bootstrap over days, blocks of the horizon). `as_of`: when the candles end (complete windows for the
+    hit rate)."""
+    direction = score_rows(DIRECTION_ROWS, records.resolved(RUN, start, end, include_pending=True), horizon,
+                           as_of, interval=True)
+    timing = score_rows(TIMING_ROWS, records.resolved_time(RUN, start, end, include_pending=True), horizon,
+                        as_of, interval=True)
+    return direction, timing
 
 
 def format_table(table: pd.DataFrame) -> str:
@@ -216,36 +201,9 @@ def format_table(table: pd.DataFrame) -> str:
         auc = f"{r.auc:.3f}" if r.auc is not None and not pd.isna(r.auc) else "  -  "
         skill = ("n/a" if r.brier_skill is None or pd.isna(r.brier_skill)
                  else f"{r.brier_skill:+.4f} [{r.skill_low:+.4f}, {r.skill_high:+.4f}]")
-        lines.append(f"{r.symbol:<10} {r.target:>6.0%} {r.model:<12} {r.n:>6} {r.up_share:>6.1%} {auc:>6} "
+        lines.append(f"{r.symbol:<10} {r.target_pct:>6.0%} {r.model_name:<12} {r.n:>6} {r.up_share:>6.1%} {auc:>6} "
                      f"{r.brier:>7.4f} {skill:>26} {r.ece:>6.3f}")
     return "\n".join(lines)
-
-
-def resolution_table(resolved: pd.DataFrame, horizon: int = 168) -> pd.DataFrame:
-    """Per asset x target x time model, over decided windows: n, the share resolved within 24 h, Brier
-    skill of P(within 6 h / 24 h / H) against the climatology time model (24 h with its 95 % interval),
-    coverage of the 10-90 % interval and pinball skill of the quantiles."""
-    decided = resolved[resolved["status"].notna()]
-    rows = []
-    for (symbol, target), group in decided.groupby(["symbol", "target_pct"]):
-        clim = group[group["model_name"] == "climatology"].set_index("timestamp").sort_index()
-        for name, own in group.groupby("model_name"):
-            own = own.set_index("timestamp").sort_index()
-            common = own.index.intersection(clim.index)
-            hours = own.loc[common, "hours_to_resolution"].where(own.loc[common, "status"] != "expired", np.inf)
-            hours = hours.to_numpy(dtype=float)
-            forecast = own.loc[common, list(FORECAST_COLUMNS)].to_numpy(dtype=float)
-            reference = clim.loc[common, list(FORECAST_COLUMNS)].to_numpy(dtype=float)
-            m = RESOLUTION.metrics(forecast, reference, hours, horizon)
-            within = (hours <= 24).astype(float)
-            low, high = skill_interval(within, forecast[:, 1], reference[:, 1], common,
-                                       block_days=max(1, -(-horizon // 24)))
-            rows.append({"symbol": symbol, "target": target, "model": name, "n": m["n"],
-                         "within_24h": float(within.mean()), "skill_6h": m["brier_skill_6h"],
-                         "skill_24h": m["brier_skill_24h"], "skill_24h_low": low, "skill_24h_high": high,
-                         "skill_horizon": m["brier_skill_horizon"], "coverage": m["interval_coverage"],
-                         "pinball_skill": m["pinball_skill"]})
-    return pd.DataFrame(rows)
 
 
 def format_resolution_table(table: pd.DataFrame) -> str:
@@ -254,8 +212,9 @@ def format_resolution_table(table: pd.DataFrame) -> str:
     lines = [f"{'asset':<10} {'target':>6} {'time model':<12} {'n':>6} {'<=24h':>6} {'BSS 6h':>7} "
              f"{'BSS 24h [95% CI]':>24} {'BSS H':>7} {'cover':>6} {'pinball':>7}"]
     for r in table.itertuples():
-        ci = f"{show(r.skill_24h)} [{show(r.skill_24h_low)}, {show(r.skill_24h_high)}]"
-        lines.append(f"{r.symbol:<10} {r.target:>6.0%} {r.model:<12} {r.n:>6} {r.within_24h:>6.1%} "
-                     f"{show(r.skill_6h):>7} {ci:>24} {show(r.skill_horizon):>7} {r.coverage:>6.3f} "
+        ci = f"{show(r.brier_skill_24h)} [{show(r.skill_low)}, {show(r.skill_high)}]"
+        lines.append(f"{r.symbol:<10} {r.target_pct:>6.0%} {r.model_name:<12} {r.n:>6} {r.within_24h:>6.1%} "
+                     f"{show(r.brier_skill_6h):>7} {ci:>24} {show(r.brier_skill_horizon):>7} "
+                     f"{r.interval_coverage:>6.3f} "
                      f"{show(r.pinball_skill):>7}")
     return "\n".join(lines)

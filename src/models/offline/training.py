@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from src.data.features import FEATURE_VERSION
+from src.data.features import FEATURE_VERSION, FEATURE_WINDOW_HOURS
 from src.data.history import load_candles, unfillable_hours
 from src.database.operations import DatabaseOperations
 from src.database.records import RecordStore
@@ -44,8 +44,16 @@ class TrainSettings:
     min_samples: int = 500
     n_folds: int = N_FOLDS
     fold_days: int = FOLD_DAYS
-    training_days: int | None = None  # history the models learn from (None: all stored)
+    training_days: int | None = None  # days before its cut that every fit learns from (None: all stored)
     significance: float = 0.05  # one-sided level at which a more complex model replaces a simpler one
+
+    @property
+    def history_days(self) -> int | None:
+        """Days of candles a training run reads: every fit's window (the earliest fold's starts n_folds x
+        fold_days before the cut) and the features' warm-up before it."""
+        if self.training_days is None:
+            return None
+        return self.training_days + self.n_folds * self.fold_days + -(-FEATURE_WINDOW_HOURS // 24)
 
     @property
     def needed_samples(self) -> int:
@@ -104,7 +112,7 @@ def fold_plan(data: Dataset, cut: pd.Timestamp, settings: TrainSettings) -> list
     for k in range(settings.n_folds, 0, -1):
         start = cut - pd.Timedelta(days=settings.fold_days * k)
         test = known.between(start, start + pd.Timedelta(days=settings.fold_days))
-        train = data.purged(start, settings.embargo_hours)
+        train = data.purged(start, settings.embargo_hours, settings.training_days)
         if len(test.y) == 0 or len(train.y) < settings.needed_samples or train.y.nunique() < 2:
             continue
         folds.append(Fold(start, start + pd.Timedelta(days=settings.fold_days), test))
@@ -114,7 +122,7 @@ def fold_plan(data: Dataset, cut: pd.Timestamp, settings: TrainSettings) -> list
 def fold_units(samples, task: Task, folds: list[Fold], target: float, settings: TrainSettings) -> list[tuple]:
     """One forecast unit per fold (`samples`: the group's samples per task, or a shared reference to them)."""
     return [(forecast_unit, samples, task.name, fold.train_cut, fold.test.X, target, settings.horizon,
-             settings.embargo_hours) for fold in folds]
+             settings.embargo_hours, settings.training_days) for fold in folds]
 
 
 def fold_evidence(folds: list[Fold], forecasts: list[dict]) -> list[tuple[pd.Timestamp, Evidence]]:
@@ -181,7 +189,7 @@ class Trainer:
         The fits run on the executor; the results are written here, a group as soon as its units are done.
         A group that cannot be trained comes back with `skipped` saying why; the others go on."""
         s = self.settings
-        candles = load_candles(self.ops, symbols, s.timeframe, cut, s.training_days)
+        candles = load_candles(self.ops, symbols, s.timeframe, cut, s.history_days)
         results: dict[tuple[str, float], GroupResult] = {}
         keys = [(symbol, target) for symbol in symbols for target in targets]
         if progress is not None:
@@ -230,7 +238,7 @@ class Trainer:
         folds = {task.name: fold_plan(samples[task.name], as_of, s) for task in TASKS}
         units = [unit for task in TASKS
                  for unit in [*fold_units(shared, task, folds[task.name], target, s),
-                              (fit_unit, shared, task.name, as_of, target, s.horizon)]]
+                              (fit_unit, shared, task.name, as_of, target, s.horizon, s.training_days)]]
         return GroupPlan(symbol, target, as_of, samples, shared, folds, units)
 
     def _finish(self, plan: GroupPlan, outputs: list) -> GroupResult:
@@ -245,7 +253,7 @@ class Trainer:
 
     def _check_samples(self, data: Dataset, as_of: pd.Timestamp) -> None:
         s = self.settings
-        known = data.purged(as_of)
+        known = data.purged(as_of, 0, s.training_days)
         if len(known.y) < s.needed_samples:
             raise UserError(f"{len(known.y)} labelled samples, need {s.needed_samples} "
                             f"(ml.min_samples_for_training, and calibration with a {s.horizon} h gap); "
@@ -257,7 +265,7 @@ class Trainer:
     def _register(self, task: Task, plan: GroupPlan, result: TaskResult, fitted: dict[str, object]) -> TaskResult:
         s = self.settings
         symbol, target, as_of = plan.symbol, plan.target, plan.as_of
-        known = plan.samples[task.name].purged(as_of)
+        known = plan.samples[task.name].purged(as_of, 0, s.training_days)
         self._choose(task, result)
         for name in task.models:
             selection = {"selection_loss": result.selection.loss.get(name),

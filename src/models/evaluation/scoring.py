@@ -1,0 +1,115 @@
+"""One scoring of forecasts against outcomes, for every place the product reports skill: the backtest tables,
+the daily live performance and, through the same per-array scores, training's validation rows.
+
+Rows are stored forecasts joined with their outcomes (ForecastRecords.resolved and resolved_time), one per model
+and hour, `is_champion` marking the forecast users got. Each asset x target is scored per model and, as the
+series CHAMPION, over the forecasts users got, whichever model made them. The reference is climatology's
+forecast for the same hour: an hour without one is left out, never filled from outcomes (a reference known
+only afterwards is no forecast anyone could have made).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from src.database.records.forecasts import FORECAST_COLUMNS
+from src.models.evaluation.direction_metrics import forecast_metrics
+from src.models.evaluation.selection import skill_interval
+from src.models.evaluation.time_metrics import time_metrics
+
+CHAMPION = "champion"  # the scored series of the forecasts users got
+REFERENCE = "climatology"
+GROUP = ["symbol", "timeframe", "target_pct"]
+
+
+def direction_score(p: np.ndarray, reference: np.ndarray, y: np.ndarray, horizon: int) -> dict:
+    """Every figure of a direction forecast P(up first) against outcomes y (1 up, 0 down)."""
+    return forecast_metrics(y, p, reference)
+
+
+def timing_score(forecast: np.ndarray, reference: np.ndarray, hours: np.ndarray, horizon: int) -> dict:
+    """Every figure of how-soon forecasts (rows of FORECAST_COLUMNS) against the hours to resolution."""
+    return time_metrics(forecast, reference, hours, horizon)
+
+
+@dataclass(frozen=True)
+class RowKind:
+    """How one kind of stored forecast row is scored."""
+    columns: list[str]  # the forecast's columns
+    scored: Callable[[pd.DataFrame], pd.Series]  # which rows have an outcome to score
+    outcome: Callable[[pd.DataFrame], np.ndarray]
+    score: Callable[[np.ndarray, np.ndarray, np.ndarray, int], dict]
+    event: Callable[[np.ndarray, np.ndarray, np.ndarray], tuple]  # (y, p, reference) of the skill with a CI
+    event_share: str  # the name of the event's share among the scored windows
+
+
+def _hours(rows: pd.DataFrame) -> np.ndarray:
+    """Hours until resolution; an expired window as infinity (censored at the horizon)."""
+    return rows["hours_to_resolution"].where(rows["status"] != "expired", np.inf).to_numpy(dtype=float)
+
+
+DIRECTION_ROWS = RowKind(
+    columns=["probability"], scored=lambda rows: rows["status"].isin(["up", "down"]),
+    outcome=lambda rows: rows["actual_outcome"].to_numpy(dtype=float), score=direction_score,
+    event=lambda y, p, reference: (y, p[:, 0], reference[:, 0]), event_share="up_share")
+TIMING_ROWS = RowKind(  # the interval is on P(resolved within 24 h)
+    columns=list(FORECAST_COLUMNS), scored=lambda rows: rows["status"].notna(), outcome=_hours, score=timing_score,
+    event=lambda hours, p, reference: ((hours <= 24).astype(float), p[:, 1], reference[:, 1]),
+    event_share="within_24h")
+
+
+def score_rows(kind: RowKind, rows: pd.DataFrame, horizon: int, as_of: pd.Timestamp | None = None,
+               interval: bool = False) -> pd.DataFrame:
+    """Per asset x timeframe x target x series (each model, then CHAMPION): n scored against the reference,
+    the kind's figures, the counts of resolved and pending forecasts, the hit rate (share not expired) over
+    complete windows (whose last candle closed by `as_of`; every resolved window when None), the mean hours
+    to resolution, and with `interval` the share of the event and the 95 % interval of its skill (Brier skill
+    of P(up) or of P(within 24 h))."""
+    out = []
+    for (symbol, timeframe, target), group in rows.groupby(GROUP, sort=True):
+        scored = group[kind.scored(group)]
+        reference = scored[scored["model_name"] == REFERENCE].set_index("timestamp")
+        for name, own in _series(group):
+            row = {"symbol": symbol, "timeframe": timeframe, "target_pct": float(target), "model_name": name,
+                   **_counts(own, horizon, as_of)}
+            mine = own[kind.scored(own)].set_index("timestamp").sort_index()
+            common = mine.index.intersection(reference.index)
+            forecast = mine.loc[common, kind.columns].to_numpy(dtype=float)
+            climatology = reference.loc[common, kind.columns].to_numpy(dtype=float)
+            outcome = kind.outcome(mine.loc[common])
+            figures = kind.score(forecast if len(kind.columns) > 1 else forecast[:, 0],
+                                 climatology if len(kind.columns) > 1 else climatology[:, 0], outcome, horizon)
+            row |= {"n": figures.pop("n", 0), **figures, "hit_rate": row["hit_rate"]}
+            if interval:
+                event = kind.event(outcome, forecast, climatology)
+                row[kind.event_share] = float(event[0].mean()) if len(common) else None
+                row["skill_low"], row["skill_high"] = (
+                    skill_interval(*event, common, block_days=max(1, -(-horizon // 24))) if len(common)
+                    else (None, None))
+            out.append(row)
+    return pd.DataFrame(out)
+
+
+def _series(group: pd.DataFrame):
+    """Each model's rows, then the rows users got as CHAMPION."""
+    yield from group.groupby("model_name", sort=True)
+    champion = group[group["is_champion"].astype(bool)]
+    if len(champion):
+        yield CHAMPION, champion
+
+
+def _counts(own: pd.DataFrame, horizon: int, as_of: pd.Timestamp | None) -> dict:
+    """Resolved and pending forecasts; the hit rate over complete windows (counting early resolutions of
+    open windows alone would lean towards hits); the mean hours to a hit."""
+    resolved = own["status"].notna()
+    complete = own[resolved]
+    if as_of is not None:
+        complete = complete[complete["timestamp"] <= as_of - pd.Timedelta(hours=horizon + 1)]
+    hours = own.get("time_to_target_hours", own.get("hours_to_resolution"))
+    hours = hours[own["status"].ne("expired") & resolved] if hours is not None else pd.Series(dtype=float)
+    return {"resolved_predictions": int(resolved.sum()), "pending_predictions": int((~resolved).sum()),
+            "hit_rate": float(complete["status"].ne("expired").mean()) if len(complete) else None,
+            "avg_time_to_target_hours": float(hours.astype(float).mean()) if hours.notna().any() else None}

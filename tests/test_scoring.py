@@ -1,0 +1,79 @@
+"""The one scoring (src.models.evaluation.scoring): a hand-computed case, the reference never filled from
+outcomes, the champion series taken from the flag, and the backtest table and live performance agreeing."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from src.models.evaluation.scoring import CHAMPION, DIRECTION_ROWS, TIMING_ROWS, score_rows
+from src.models.live.performance import window_rows
+
+HOURS = pd.date_range("2023-01-01", periods=4, freq="h", tz="UTC")
+
+
+def _direction(model: str, p: list[float], champion: list[bool], status: list) -> pd.DataFrame:
+    outcome = [1.0 if s == "up" else 0.0 if s == "down" else np.nan for s in status]
+    return pd.DataFrame({"symbol": "BTC/USDT", "timeframe": "1h", "target_pct": 0.02, "timestamp": HOURS,
+                         "model_name": model, "is_champion": champion, "probability": p, "status": status,
+                         "actual_outcome": outcome, "time_to_target_hours": [3.0, 5.0, 2.0, np.nan]})
+
+
+def test_direction_scores_by_hand_and_the_champion_series_follows_the_flag():
+    status = ["up", "down", "up", None]  # the last hour is still pending
+    rows = pd.concat([_direction("climatology", [0.5] * 4, [True, False, False, False], status),
+                      _direction("xgboost", [0.8, 0.4, 0.6, 0.7], [False, True, True, True], status)])
+    table = score_rows(DIRECTION_ROWS, rows, 168).set_index("model_name")
+    brier_clim = np.mean([(0.5 - 1) ** 2, 0.5 ** 2, 0.25])
+    brier_xgb = np.mean([(0.8 - 1) ** 2, 0.4 ** 2, (0.6 - 1) ** 2])
+    assert table.loc["xgboost", "brier_skill"] == pytest.approx(1 - brier_xgb / brier_clim)
+    champion = np.mean([(0.5 - 1) ** 2, 0.4 ** 2, (0.6 - 1) ** 2])  # climatology's hour, then xgboost's
+    assert table.loc[CHAMPION, "brier_skill"] == pytest.approx(1 - champion / brier_clim)
+    assert table.loc[CHAMPION, "n"] == 3 and table.loc[CHAMPION, "pending_predictions"] == 1
+    assert table.loc["climatology", "brier_skill"] == 0.0
+
+
+def test_an_hour_without_a_climatology_forecast_is_left_out_never_filled_from_outcomes():
+    status = ["up", "down", "up", "up"]
+    clim = _direction("climatology", [0.5] * 4, [False] * 4, status).iloc[:2]  # none for the last two hours
+    xgb = _direction("xgboost", [0.8, 0.4, 0.6, 0.7], [True] * 4, status)
+    table = score_rows(DIRECTION_ROWS, pd.concat([clim, xgb]), 168).set_index("model_name")
+    assert table.loc["xgboost", "n"] == 2
+    assert table.loc["xgboost", "brier_skill"] == pytest.approx(1 - np.mean([0.04, 0.16]) / 0.25)
+
+
+def test_live_performance_rows_are_the_backtest_tables_figures():
+    """The daily performance and the backtest table are one function: same rows, same figures."""
+    rng = np.random.default_rng(3)
+    hours = pd.date_range("2023-01-01", periods=300, freq="h", tz="UTC")
+    status = rng.choice(["up", "down", "expired"], size=len(hours))
+    frames = []
+    for name, p in (("climatology", np.full(len(hours), 0.5)), ("xgboost", rng.uniform(0.2, 0.8, len(hours)))):
+        frames.append(pd.DataFrame({
+            "symbol": "ETH/USDT", "timeframe": "1h", "target_pct": 0.01, "timestamp": hours, "model_name": name,
+            "is_champion": name == "xgboost", "probability": p, "status": status,
+            "actual_outcome": np.where(status == "up", 1.0, np.where(status == "down", 0.0, np.nan)),
+            "time_to_target_hours": np.where(status == "expired", np.nan, 5.0)}))
+    rows = pd.concat(frames)
+    as_of = hours[-1] + pd.Timedelta(days=30)
+    table = score_rows(DIRECTION_ROWS, rows, 168, as_of, interval=True).set_index("model_name")
+    live = {r["model_name"]: r for r in window_rows(DIRECTION_ROWS, "direction", rows, as_of, 168)}
+    for name in ("climatology", "xgboost", CHAMPION):
+        for column in ("brier", "brier_skill", "auc", "ece", "hit_rate"):
+            assert live[name][column] == pytest.approx(table.loc[name, column], nan_ok=True)
+        assert live[name]["total_predictions"] == table.loc[name, "n"]
+    xgboost = table.loc["xgboost"]
+    assert xgboost["skill_low"] <= xgboost["brier_skill"] <= xgboost["skill_high"]
+
+
+def test_timing_scores_use_the_same_alignment():
+    frame = pd.DataFrame({"symbol": "BTC/USDT", "timeframe": "1h", "target_pct": 0.05, "timestamp": HOURS[:2],
+                          "status": ["up", "expired"], "hours_to_resolution": [10.0, np.nan],
+                          "p_6h": 0.1, "p_24h": 0.5, "p_horizon": 0.9, "q10_hours": 5.0, "q50_hours": 24.0,
+                          "q90_hours": 160.0})
+    rows = pd.concat([frame.assign(model_name="climatology", is_champion=False),
+                      frame.assign(model_name="vol_logistic", is_champion=True, p_24h=0.8)])
+    table = score_rows(TIMING_ROWS, rows, 168, interval=True).set_index("model_name")
+    # within 24 h: the first window yes (10 h), the second no (expired)
+    assert table.loc["vol_logistic", "brier_skill_24h"] == pytest.approx(1 - (0.2 ** 2 + 0.8 ** 2) / (2 * 0.25))
+    assert table.loc["vol_logistic", "within_24h"] == 0.5 and table.loc[CHAMPION, "n"] == 2
