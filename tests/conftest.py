@@ -58,22 +58,26 @@ def empty_db_url(pg_admin_url) -> str:
 def _seal_template(admin_url: str, name: str) -> None:
     """Make a prepared database a template nobody connects to (TimescaleDB's background workers included):
     a copy can only be taken of a database without sessions."""
-    with raw_connect(admin_url) as conn:
-        conn.autocommit = True
+    _admin_execute(admin_url, f'ALTER DATABASE "{name}" WITH IS_TEMPLATE true ALLOW_CONNECTIONS false',
+                   f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")
+
+
+def _admin_execute(admin_url: str, *statements: str) -> None:
+    """Statements outside a transaction (CREATE DATABASE refuses one) on the server's admin database."""
+    conn = raw_connect(admin_url)
+    conn.autocommit = True
+    try:
         with conn.cursor() as cur:
-            cur.execute(f'ALTER DATABASE "{name}" WITH IS_TEMPLATE true ALLOW_CONNECTIONS false')
-            cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
-    conn.close()
+            for statement in statements:
+                cur.execute(statement)
+    finally:
+        conn.close()
 
 
 def copy_database(admin_url: str, template: str, name: str | None = None) -> str:
     """A new database copied from `template`; returns its URL."""
     name = name or f"t{os.getpid()}_{next(_counter)}"
-    with raw_connect(admin_url) as conn:
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
-    conn.close()
+    _admin_execute(admin_url, f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
     return _db_url(admin_url, name)
 
 
