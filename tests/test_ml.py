@@ -352,3 +352,49 @@ def test_backtest_champion_is_chosen_only_on_labels_known_at_the_point():
         known_at.iloc[:known] = times[:known] + pd.Timedelta(hours=1)
         data = Dataset(pd.DataFrame(index=times), pd.Series(y, index=times), known_at, pd.DataFrame())
         assert _champion_at(DIRECTION, evidence, data, point, settings) == champion
+
+
+def test_models_stored_before_the_move_to_rooms_still_load(db, tmp_path):
+    """Model files written before src/models was grouped by role name src.models.resolution and
+    src.models.estimators as their classes' modules; a fresh process loads them and forecasts alike."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from src.models.estimators import direction, survival, time_models
+    from src.models.live import registry as registry_module
+    X = pd.DataFrame({"vol_24": [0.01] * 400},  # noqa: N806
+                     index=pd.date_range("2023-01-01", periods=400, freq="h", tz="UTC"))
+    hours, expired = np.arange(400) % 50 + 1.0, np.arange(400) % 7 == 0
+    timing = time_models.fit_time_model("climatology", X, hours, expired, 0.02)
+    registry = ModelRegistry(RecordStore(db), tmp_path / "models")
+    old = {"time": ("src.models.resolution", "ClimatologyTime"), "step": ("src.models.resolution", "_StepDistribution"),
+           "direction": ("src.models.estimators", "ClimatologyModel")}
+    classes = {"time": time_models.ClimatologyTime, "step": survival.StepDistribution,
+               "direction": direction.ClimatologyModel}
+    saved = {k: (c.__module__, c.__qualname__) for k, c in classes.items()}
+    registry_module._alias_legacy_modules()  # pickle checks the names it writes resolve
+    try:
+        for key, cls in classes.items():
+            cls.__module__, cls.__qualname__ = old[key]
+        versions = [registry.save(model, symbol="BTC/USDT", timeframe="1h", target=0.02, model_name=name,
+                                  task=task, train_start=X.index[0], train_end=X.index[-1], n_samples=400, metrics={})
+                    for model, name, task in ((timing, "climatology", "resolution"),
+                                              (direction.ClimatologyModel().fit(X, hours > 20), "climatology",
+                                               "direction"))]
+    finally:
+        for key, cls in classes.items():
+            cls.__module__, cls.__qualname__ = saved[key]
+    assert b"src.models.resolution" in (tmp_path / "models" / versions[0] / "model.joblib").read_bytes()
+    code = ("import sys, pandas as pd\nfrom src.database.connection import DatabaseConnection\n"
+            "from src.database.records import RecordStore\nfrom src.models.live.registry import ModelRegistry\n"
+            "records = RecordStore(DatabaseConnection(sys.argv[1]))\n"
+            "registry = ModelRegistry(records, __import__('pathlib').Path(sys.argv[2]))\n"
+            "for task in ('resolution', 'direction'):\n"
+            "    row = records.models('BTC/USDT', '1h', 0.02, task=task).iloc[0]\n"
+            "    print(type(registry.load(row).estimator).__module__)\n")
+    done = subprocess.run([sys.executable, "-c", code, db.database_url, str(tmp_path / "models")],
+                          cwd=Path(__file__).resolve().parents[1],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["src.models.estimators.time_models", "src.models.estimators.direction"]
