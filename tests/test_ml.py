@@ -354,6 +354,7 @@ def test_backtest_champion_is_chosen_only_on_labels_known_at_the_point():
         assert _champion_at(DIRECTION, evidence, data, point, settings) == champion
 
 
+@pytest.mark.host_tz
 def test_models_stored_before_the_move_to_rooms_still_load(db, tmp_path):
     """Model files written before src/models was grouped by role name src.models.resolution and
     src.models.estimators as their classes' modules; a fresh process loads them and forecasts alike."""

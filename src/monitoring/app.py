@@ -133,7 +133,8 @@ class HealthServer:
         except OSError as exc:
             raise UserError(f"health server cannot listen on {host}:{port} ({exc.strerror or exc}); stop what "
                             "uses it or set health.port (and health.host) to a free one") from None
-        self.thread = threading.Thread(target=self.server.run, name="health-server", daemon=True)
+        self.thread = threading.Thread(target=self._serve, name="health-server", daemon=True)
+        self._stopping = threading.Event()
 
     @property
     def port(self) -> int:
@@ -143,6 +144,25 @@ class HealthServer:
         self.thread.start()
         log.info("health server on http://%s:%d (/health, /metrics)", self.server.effective_host, self.port)
 
+    def _serve(self) -> None:
+        try:
+            self.server.run()
+        except OSError:  # a socket closed under the loop's select() while stopping: nothing is lost
+            if not self._stopping.is_set():
+                raise
+
     def stop(self) -> None:
+        """Close the server from its own loop thread (closing it from here races that thread's select())."""
+        self._stopping.set()
+        if self.thread.is_alive():
+            self.server.trigger.pull_trigger(self._close_all)
+            self.thread.join(timeout=5)
+        else:
+            self._close_all()
+
+    def _close_all(self) -> None:
+        """The listening socket and every open connection (a kept-alive one would keep the loop running)."""
+        for channel in list(self.server._map.values()):  # noqa: SLF001 (waitress keeps its channels there)
+            if channel is not self.server:
+                channel.close()
         self.server.close()
-        self.thread.join(timeout=5)

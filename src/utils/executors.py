@@ -17,7 +17,6 @@ import functools
 import logging
 import os
 import shutil
-import socket
 import tempfile
 import traceback
 import uuid
@@ -142,13 +141,6 @@ class LocalExecutor:
             self._folder = None
 
 
-def _check_listening(address: str) -> None:
-    """Raise OSError when nothing listens at a tcp://HOST:PORT (or tls://) scheduler address."""
-    host, _, port = address.split("://", 1)[-1].rpartition(":")
-    if host and port.isdigit():
-        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
-
-
 class DaskExecutor:
     """An existing Dask distributed cluster."""
 
@@ -156,7 +148,6 @@ class DaskExecutor:
         from distributed import Client
         self.address = address
         try:
-            _check_listening(address)  # a refused port is known at once; Dask's client retries for its timeout
             self.client = Client(address, timeout="20s", set_as_default=False)
         except OSError as exc:
             raise UserError(f"ml.executor: no Dask scheduler answers at {address} ({exc}); start one with "
