@@ -101,6 +101,27 @@ def db(pg_admin_url, migrated_template) -> DatabaseConnection:
     conn.dispose()
 
 
+@pytest.fixture(scope="session")
+def btc_year_template(pg_admin_url, migrated_template) -> str:
+    """A database with BTC's real candles of 2022-01-01 .. 2023-01-31: written once a run."""
+    from tests.shared_data import load_candles
+    name = "template_btc_year"
+    conn = DatabaseConnection(copy_database(pg_admin_url, migrated_template, name))
+    DatabaseOperations(conn).save_ohlcv_data("BTC/USDT", "1h", load_candles("BTC_USDT", "2022-01-01",
+                                                                           "2023-01-31 23:00"))
+    conn.dispose()
+    _seal_template(pg_admin_url, name)
+    return name
+
+
+@pytest.fixture
+def btc_year(pg_admin_url, btc_year_template) -> DatabaseOperations:
+    """This test's own database with a year of BTC candles (2022-01-01 .. 2023-01-31)."""
+    conn = DatabaseConnection(copy_database(pg_admin_url, btc_year_template))
+    yield DatabaseOperations(conn)
+    conn.dispose()
+
+
 TRAINED_TARGETS = [0.01, 0.05]
 TRAINED_CUT = "2023-01-15"  # models trained on BTC and ETH candles of 2022-03-01 .. 2023-02-28, labels known by then
 

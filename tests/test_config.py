@@ -67,6 +67,7 @@ def test_dotenv_file_and_config_env_var(tmp_path, monkeypatch):
     ({"health": {"port": 70000}}, "health.port", "out of range"),
     ({"telegram": {"base_url": "not a url"}}, "telegram.base_url", "not an http(s) URL"),
     ({"exchange": {"options": "fast"}}, "exchange.options", "expected dict"),
+    ({"scheduler": {"catch_up_hours": 500}}, "scheduler.catch_up_hours", "models are pruned"),
 ])
 def test_bad_config_names_the_key(tmp_path, tree, key, words):
     with pytest.raises(ConfigError) as err:

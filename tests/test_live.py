@@ -146,7 +146,7 @@ def test_retraining_deploys_a_fresh_fit_chosen_on_equal_footing(trained):
     never = history[~history["is_champion"] & history["promoted_at"].isna()]
     assert never.groupby("model_name").size().max() <= 3
     assert history["promoted_at"].notna().sum() == 6  # every champion, past and present (fixture, planted, 4 days)
-    assert all(registry.folder(p).exists() for p in history["path"].iloc[-7:])
+    assert all(registry.model_folder(v).exists() for v in history["version"].iloc[-7:])
     # a group that cannot be retrained keeps its champion and says why
     eth = registry.current("ETH/USDT", "1h", 0.01)["champion"]
     failed = retrainer.retrain(["ETH/USDT"], [0.01], pd.Timestamp("2022-03-20", tz="UTC"))[0]
@@ -294,7 +294,8 @@ def test_alert_is_explained_by_the_model_that_made_it_and_sent_once(trained, cap
                                                  "live", FEATURE_VERSION))
     service = ReportService(records, registry, TelegramNotifier("", "", records), threshold=0.75)
     capsys.readouterr()
-    assert len(service.alerts()) == 1
+    now = hour + pd.Timedelta(hours=1, minutes=3)  # the cycle of that hour
+    assert len(service.alerts(now)) == 1
     text = capsys.readouterr().out
     cached = records.cached_features("BTC/USDT", "1h", logistic["feature_version"], hour)
     row = with_barrier(pd.DataFrame([cached], index=[hour]).astype(float), target)
@@ -305,13 +306,13 @@ def test_alert_is_explained_by_the_model_that_made_it_and_sent_once(trained, cap
         assert f"{PLAIN_WORDS.get(name, name)} {effect} P(up)" in text
     assert "(logistic)" in text
     # the next cycles bring no new prediction: nothing is sent again
-    assert service.alerts() == [] and service.alerts() == []
+    assert service.alerts(now) == [] and service.alerts(now) == []
     # a climatology champion never alerts
     with ops.db.engine.begin() as conn:
         conn.exec_driver_sql("UPDATE predictions SET model_name = 'climatology'")
     with ops.db.engine.begin() as conn:
         conn.exec_driver_sql("DELETE FROM alerts")
-    assert service.alerts() == []
+    assert service.alerts(now) == []
 
 
 def test_an_asset_is_not_predicted_from_a_stand_in_for_btc(trained):

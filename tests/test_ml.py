@@ -96,13 +96,6 @@ def test_purging_drops_exactly_the_unknown_labels():
     assert len(purged.y) + len(dropped) == len(data.y)
 
 
-@pytest.fixture
-def btc_year(ops):
-    frame = shared_candles("BTC_USDT", "2022-01-01", "2023-01-31 23:00")
-    ops.save_ohlcv_data("BTC/USDT", "1h", frame)
-    return ops
-
-
 def test_registry_round_trip_and_feature_version_guard(btc_year, tmp_path):
     records = RecordStore(btc_year.db)
     registry = ModelRegistry(records, tmp_path / "models")

@@ -93,3 +93,11 @@ def test_the_health_server_stops_at_once_even_with_a_kept_alive_connection():
     server.stop()
     assert not server.thread.is_alive() and time.perf_counter() - started < 3
     client.close()
+
+
+def test_a_job_error_is_shown_redacted():
+    from src.monitoring.health import JobBoard
+    board = JobBoard()
+    board.record("hourly", 0.0, "OperationalError: could not connect to postgresql://bob:S3cretPw@db:5432/x")
+    shown = json.dumps(board.snapshot())
+    assert "S3cretPw" not in shown and "postgresql://bob:***@db" in shown

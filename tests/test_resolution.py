@@ -24,7 +24,6 @@ from src.models.evaluation.time_metrics import interval_coverage, pinball, time_
 from src.models.offline.backtest import run_backtest
 from src.models.offline.training import TrainSettings
 from tests.reference_labels import reference_outcome
-from tests.shared_data import load_candles as shared_candles
 
 T0 = pd.Timestamp("2024-01-01 00:00", tz="UTC")
 
@@ -163,15 +162,9 @@ def test_pinball_and_coverage_by_hand():
     assert pinball(forecast[:1], hours[:1])[0] == pytest.approx(expected)
 
 
-@pytest.fixture
-def btc_and_time(ops):
-    ops.save_ohlcv_data("BTC/USDT", "1h", shared_candles("BTC_USDT", "2022-01-01", "2023-01-31 23:00"))
-    return ops
-
-
-def test_short_backtest_stores_how_soon_forecasts_resolved_like_the_reference(btc_and_time):
-    records = RecordStore(btc_and_time.db)
-    candles = load_candles(btc_and_time, ["BTC/USDT"], "1h")
+def test_short_backtest_stores_how_soon_forecasts_resolved_like_the_reference(btc_year):
+    records = RecordStore(btc_year.db)
+    candles = load_candles(btc_year, ["BTC/USDT"], "1h")
     start, end = pd.Timestamp("2022-12-01", tz="UTC"), pd.Timestamp("2022-12-15", tz="UTC")
     _, table = run_backtest(candles, ["BTC/USDT"], [0.02], start, end, records, TrainSettings(),
                             retrain_every_days=7)

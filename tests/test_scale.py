@@ -24,12 +24,6 @@ START, END = pd.Timestamp("2022-12-01", tz="UTC"), pd.Timestamp("2022-12-15", tz
 KEY = ["timestamp", "target_pct", "model_name"]
 
 
-@pytest.fixture
-def btc_year(ops):
-    ops.save_ohlcv_data("BTC/USDT", "1h", shared_candles("BTC_USDT", "2022-01-01", "2023-01-31 23:00"))
-    return ops
-
-
 def _backtest(ops, executor, progress=None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Run the short backtest and return what it stored: predictions and how-soon forecasts."""
     records = RecordStore(ops.db)

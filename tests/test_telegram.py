@@ -240,3 +240,36 @@ def test_daily_chart_of_a_month_of_backtest_forecasts_draws_every_panel(ops):
     assert not any(text.get_text().startswith("too few") for ax in figure.axes for text in ax.texts)
     import matplotlib.pyplot as plt
     plt.close(figure)
+
+
+def test_an_alert_telegram_did_not_take_is_sent_again_once_then_expires(bot_api, ops, tmp_path):
+    """At least once, recorded once: a claim stays pending/failed until the Bot API says ok, is retried on
+    the next cycles while its hour is under 6 h old, and is marked expired with the reason after that."""
+    import numpy as np
+
+    from src.database.records.rows import prediction_rows
+    from src.models.live.registry import ModelRegistry
+    from src.notifications.service import ReportService
+    records = RecordStore(ops.db)
+    hour = pd.Timestamp("2023-06-01 09:00", tz="UTC")
+    for when, p in ((hour - pd.Timedelta(hours=1), 0.55), (hour, 0.80)):  # BTC 2 % crosses 0.75 at `hour`
+        records.save_predictions(prediction_rows("BTC/USDT", "1h", 0.02, "xgboost", "v", pd.DatetimeIndex([when]),
+                                                 np.array([p]), np.array([1.0]), True, "live", "v"))
+    service = ReportService(records, ModelRegistry(records, tmp_path / "models"), _notifier(bot_api, ops), 0.75)
+    bot_api.state.faults.extend(["500"] * 50)  # Telegram is down
+    [failed] = service.alerts(hour + pd.Timedelta(hours=1, minutes=2))
+    claim = records.alerts().iloc[0]
+    assert not failed.success and claim["state"] == "failed" and claim["attempts"] == 1 and claim["error_message"]
+    assert bot_api.sent("sendMessage") == []
+    bot_api.state.faults.clear()  # back
+    [sent] = service.alerts(hour + pd.Timedelta(hours=2, minutes=2))
+    assert sent.success and records.alerts().iloc[0]["state"] == "sent"
+    assert service.alerts(hour + pd.Timedelta(hours=3, minutes=2)) == []  # never twice
+    assert len([m for m in bot_api.sent("sendMessage") if "BTC/USDT" in m["fields"]["text"]]) == 1
+    # a claim whose send never happened (a crash right after the claim) is tried while young, then expires
+    records.claim_alert({"symbol": "ETH/USDT", "timeframe": "1h", "target_pct": 0.05, "timestamp": hour,
+                         "side": "up", "probability": 0.8, "model_name": "xgboost", "message": "ETH alert"})
+    assert service.alerts(hour + pd.Timedelta(hours=7)) == []
+    eth = records.alerts().set_index("symbol").loc["ETH/USDT"]
+    assert eth["state"] == "expired" and "not sent within 6 h" in eth["error_message"]
+    assert records.alerts().set_index("symbol").loc["BTC/USDT", "state"] == "sent"

@@ -18,11 +18,14 @@ TIME_NAMES = {
 MARK = "host_tz"
 
 
+CLOCK_CALLS = {"now", "today"}  # read the clock as methods (datetime.now()); a variable named `now` does not
+
+
 def _names(node: ast.AST) -> set[str]:
     """Names, attributes and string constants used in a function (a string like "TZ" counts)."""
     found = set()
     for child in ast.walk(node):
-        if isinstance(child, ast.Name):
+        if isinstance(child, ast.Name) and child.id not in CLOCK_CALLS:
             found.add(child.id)
         elif isinstance(child, ast.Attribute):
             found.add(child.attr)

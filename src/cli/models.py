@@ -14,6 +14,7 @@ def cmd_train(args: argparse.Namespace, ctx: Context) -> int:
     symbols = args.symbol or ctx.config.assets
     targets = args.target or ctx.config.target_percentages
     records = ctx.records
+    ctx.registry(records).remove_orphans()  # the folders of an earlier run killed before its rows were written
     with ctx.executor() as executor, TerminalProgress("train", "model set") as bar:
         _say_executor(executor)
         trainer = Trainer(ctx.ops, records, ctx.registry(records), ctx.train_settings(), executor)
@@ -74,6 +75,7 @@ def cmd_retrain(args: argparse.Namespace, ctx: Context) -> int:
 
     from src.models.offline.retraining import Retrainer
     records = ctx.records
+    ctx.registry(records).remove_orphans()
     with ctx.executor() as executor, TerminalProgress("retrain", "model set") as bar:
         _say_executor(executor)
         retrainer = Retrainer(ctx.ops, records, ctx.registry(records), ctx.train_settings(), executor)

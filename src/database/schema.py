@@ -235,7 +235,7 @@ group_status = Table(  # why an asset x target has no model or no forecast; a ro
     Column("updated_at", _tz(), server_default=func.now(), nullable=False),
 )
 
-alerts = Table(  # one alert per crossing per prediction hour, claimed before it is sent
+alerts = Table(  # one alert per crossing per prediction hour, claimed before it is sent, sent until Telegram took it
     "alerts", metadata,
     Column("symbol", String(20), primary_key=True),
     Column("timeframe", String(10), primary_key=True),
@@ -245,7 +245,13 @@ alerts = Table(  # one alert per crossing per prediction hour, claimed before it
     Column("probability", PROB, nullable=False),
     Column("model_name", String(50), nullable=False),
     Column("created_at", _tz(), server_default=func.now(), nullable=False),
+    Column("state", String(10), nullable=False, server_default="pending"),  # pending | sent | failed | expired
+    Column("message", Text),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("error_message", Text),
+    Column("updated_at", _tz(), server_default=func.now(), nullable=False),
 )
+Index("idx_alerts_unsent", alerts.c.timestamp, postgresql_where=alerts.c.state.in_(["pending", "failed"]))
 
 system_health = Table(
     "system_health", metadata,

@@ -16,6 +16,7 @@ from src.database.records import RecordStore
 from src.database.schema import system_health
 from src.models.evaluation.scoring import CHAMPION
 from src.utils.config import group_key
+from src.utils.secrets import redact
 
 FAILURES_UNHEALTHY = 3  # a job failing this many times in a row makes the service unhealthy
 FORECAST_STALE_HOURS = 2  # a group whose newest forecast's candle closed longer ago has no current forecast
@@ -50,7 +51,7 @@ class JobBoard:
             state.last_finished = datetime.now(UTC).isoformat(timespec="seconds")
             state.last_duration_s = round(time.time() - started, 3)
             state.last_result = "failed" if error else "ok"
-            state.last_error = error
+            state.last_error = redact(error) if error else None  # /health shows it: no secret in an answer
             state.last_counts = counts or {}
             state.failures += bool(error)
             state.consecutive_failures = state.consecutive_failures + 1 if error else 0

@@ -15,6 +15,7 @@ from src.notifications.telegram import SendResult, TelegramNotifier
 from src.utils.config import group_key
 
 log = logging.getLogger(__name__)
+ALERT_RETRY_HOURS = 6  # an alert Telegram did not take is sent again while its hour is this young
 
 
 def crossings(champions: pd.DataFrame, threshold: float) -> pd.DataFrame:
@@ -76,22 +77,31 @@ class ReportService:
                    for k, text in enumerate(messages)]
         return next((r for r in results if not r.success), results[-1])
 
-    def alerts(self) -> list[SendResult]:
+    def alerts(self, now: pd.Timestamp | None = None) -> list[SendResult]:
         """One alert per champion forecast that crossed the threshold, with the reasons of the model that made
-        it; claimed in the alerts table first, so a prediction hour is alerted once however often this runs."""
-        champions = self.records.recent_champions(hours=2)
-        results = []
-        for row in crossings(champions, self.threshold).itertuples():
-            claim = {"symbol": row.symbol, "timeframe": row.timeframe, "target_pct": row.target_pct,
-                     "timestamp": row.timestamp, "side": "up" if row.probability >= self.threshold else "down",
-                     "probability": row.probability, "model_name": row.model_name}
-            if not self.records.claim_alert(claim):
-                continue
-            reasons = self._reasons(row)
-            record = self._record(row.symbol, row.target_pct, row.model_name)
+        it. Each is claimed first (recorded once however often this runs), then sent; a claim Telegram did
+        not take (an outage, a crash before the send) is sent again on the next cycles while its prediction
+        hour is under ALERT_RETRY_HOURS old, then marked expired with the reason."""
+        now = now if now is not None else pd.Timestamp.now(tz="UTC")
+        for row in crossings(self.records.recent_champions(hours=2), self.threshold).itertuples():
             text = reports.alert_text(row.symbol, row.target_pct, row.probability, self.threshold, row.model_name,
-                                      reasons, record)
-            results.append(self.notifier.send("alert", text))
+                                      self._reasons(row), self._record(row.symbol, row.target_pct, row.model_name))
+            self.records.claim_alert({
+                "symbol": row.symbol, "timeframe": row.timeframe, "target_pct": row.target_pct,
+                "timestamp": row.timestamp, "side": "up" if row.probability >= self.threshold else "down",
+                "probability": row.probability, "model_name": row.model_name, "message": text})
+        results = []
+        for claim in self.records.unsent_alerts().to_dict("records"):
+            if pd.Timestamp(claim["timestamp"]) < now - pd.Timedelta(hours=ALERT_RETRY_HOURS):
+                reason = f"not sent within {ALERT_RETRY_HOURS} h of its hour ({claim['error_message'] or 'no try'})"
+                self.records.mark_alert(claim, "expired", reason)
+                log.warning("alert %s %g %s expired: %s", claim["symbol"], float(claim["target_pct"]),
+                            claim["timestamp"], reason)
+                continue
+            result = self.notifier.send("alert", claim["message"])
+            delivered = result.success or result.dry_run  # a dry run's alert went to the console
+            self.records.mark_alert(claim, "sent" if delivered else "failed", None if delivered else result.error)
+            results.append(result)
         return results
 
     def _reasons(self, row) -> list[tuple[str, float]]:

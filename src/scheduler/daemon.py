@@ -48,6 +48,7 @@ class Daemon:
         self.stop_event = ctx.stop_event
         self.jobs: queue.Queue = queue.Queue()
         self.queued: set[str] = set()
+        self.queue_lock = threading.Lock()
         self.server: HealthServer | None = None
 
     # ---- plumbing ----------------------------------------------------------------------------
@@ -56,10 +57,12 @@ class Daemon:
             raise Stopping
 
     def submit(self, name: str, func: Callable[[], dict]) -> None:
-        """Queue a job unless the same job is already waiting (a slow job never piles up runs)."""
-        if name not in self.queued:
-            self.queued.add(name)
-            self.jobs.put((name, func))
+        """Queue a job unless the same job is already waiting (a slow job never piles up runs). Called from the
+        schedule loop and from jobs (repair queues the hourly cycle): the check and the add are one step."""
+        with self.queue_lock:
+            if name not in self.queued:
+                self.queued.add(name)
+                self.jobs.put((name, func))
 
     def _worker(self) -> None:
         while not self.stop_event.is_set():
@@ -67,7 +70,8 @@ class Daemon:
                 name, func = self.jobs.get(timeout=0.5)
             except queue.Empty:
                 continue
-            self.queued.discard(name)
+            with self.queue_lock:
+                self.queued.discard(name)
             self.run_job(name, func)
 
     def run_job(self, name: str, func: Callable[[], dict]) -> None:
@@ -199,10 +203,10 @@ class Daemon:
         return [s for s in self.config.assets if s not in newest or pd.Timestamp(newest[s]) < newest_closed]
 
     def _missed_hours(self, now: pd.Timestamp) -> list[pd.Timestamp]:
-        newest = self.ctx.records.recent_champions(hours=1)
-        if newest.empty:
+        """The hours since the newest one forecast whole (in both tables), within scheduler.catch_up_hours."""
+        last = self.ctx.records.newest_whole_hour()
+        if last is None:
             return []
-        last = newest["timestamp"].max()
         current = now.floor("h") - pd.Timedelta(hours=1)
         window = pd.Timedelta(hours=self.config.get("scheduler.catch_up_hours"))
         start = max(last + pd.Timedelta(hours=1), current - window)
@@ -250,7 +254,7 @@ class Daemon:
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, self._on_signal)
         self.ctx.migrated_ops()  # open (or start) the database and migrate before anything shares it
-        self.ctx.registry()
+        self.ctx.registry().remove_orphans()  # the folders of fits killed before their rows were written
         health = self.config.config["health"]
         self.server = HealthServer(create_app(self.snapshot, self.live_skills, self.board), health["host"],
                                    health["port"])

@@ -137,7 +137,10 @@ SCHEMA: dict[str, tuple[type | tuple[type, ...], Check | None, str]] = {
     "scheduler.daily_time": (str, lambda v: None if _is_hhmm(v) else "is not HH:MM", 'e.g. "00:15"'),
     "scheduler.health_minutes": (int, lambda v: None if v >= 1 else "must be at least 1", "e.g. 5"),
     "scheduler.run_at_start": (bool, None, "true or false"),
-    "scheduler.catch_up_hours": (int, lambda v: None if 0 <= v <= 720 else "must be 0..720", "e.g. 48"),
+    # a missed hour is predicted with the models of its own time: the files of the newest 7 retired champions of
+    # each group are kept (a week of daily retrains), so catch-up reaches at most a week back
+    "scheduler.catch_up_hours": (int, lambda v: None if 0 <= v <= 168 else "must be 0..168 (older hours' models "
+                                 "are pruned: a week of retired champions is kept)", "e.g. 48"),
     "scheduler.repair_minutes": (int, lambda v: None if 1 <= v <= 60 else "must be 1..60", "e.g. 5"),
     "health.host": (str, None, 'e.g. "127.0.0.1"'),
     "health.port": (int, lambda v: None if 1 <= v <= 65535 else "is out of range 1..65535", "e.g. 8080"),

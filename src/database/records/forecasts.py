@@ -30,28 +30,36 @@ def _copy_text(frame: pd.DataFrame) -> io.StringIO:
                                     date_format="%Y-%m-%d %H:%M:%S%z"))
 
 
+def _insert_new(cur, frame: pd.DataFrame | None, table: str, columns: list[str], key: str) -> int:
+    """COPY into a staging table, then one INSERT ... ON CONFLICT DO NOTHING: never twice."""
+    if frame is None or frame.empty:
+        return 0
+    cols = ", ".join(columns)
+    cur.execute(f"CREATE TEMP TABLE {table}_stage ON COMMIT DROP AS SELECT {cols} FROM {table} WITH NO DATA")
+    cur.copy_expert(f"COPY {table}_stage ({cols}) FROM STDIN", _copy_text(frame[columns]))
+    cur.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {table}_stage "
+                f"ON CONFLICT ON CONSTRAINT {key} DO NOTHING")
+    return cur.rowcount
+
+
 class ForecastRecords(Records):
     def save_predictions(self, frame: pd.DataFrame) -> int:
         """Insert predictions; an existing (run, symbol, timeframe, time, target, model) is left alone."""
-        return self._insert_new(frame, predictions.name, PREDICTION_COLUMNS,
-                                "uq_predictions_run_symbol_tf_time_target_model")
+        return self.save_forecasts(frame, None)[0]
 
     def save_resolution_forecasts(self, frame: pd.DataFrame) -> int:
         """Insert how-soon forecasts; an existing (run, symbol, timeframe, time, target, model) is left alone."""
-        return self._insert_new(frame, resolution_forecasts.name, RESOLUTION_COLUMNS, "uq_resolution_forecasts_key")
+        return self.save_forecasts(None, frame)[1]
 
-    def _insert_new(self, frame: pd.DataFrame, table: str, columns: list[str], key: str) -> int:
-        """COPY into a staging table, then one INSERT ... ON CONFLICT DO NOTHING: all or nothing, never twice."""
-        if frame.empty:
-            return 0
+    def save_forecasts(self, direction: pd.DataFrame | None, timing: pd.DataFrame | None) -> tuple[int, int]:
+        """Insert an hour's direction and how-soon forecasts in one transaction: both land or neither (a kill
+        between them cannot leave an hour half-forecast). Existing rows are left alone. Returns rows written."""
         with self.db.engine.begin() as conn:
             cur = conn.connection.driver_connection.cursor()
-            cols = ", ".join(columns)
-            cur.execute(f"CREATE TEMP TABLE {table}_stage ON COMMIT DROP AS SELECT {cols} FROM {table} WITH NO DATA")
-            cur.copy_expert(f"COPY {table}_stage ({cols}) FROM STDIN", _copy_text(frame[columns]))
-            cur.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {table}_stage "
-                        f"ON CONFLICT ON CONSTRAINT {key} DO NOTHING")
-            return cur.rowcount
+            return (_insert_new(cur, direction, predictions.name, PREDICTION_COLUMNS,
+                                "uq_predictions_run_symbol_tf_time_target_model"),
+                    _insert_new(cur, timing, resolution_forecasts.name, RESOLUTION_COLUMNS,
+                                "uq_resolution_forecasts_key"))
 
     def delete_predictions(self, run_type: str, start: datetime, end: datetime,
                            symbols: list[str] | None = None) -> int:
@@ -199,6 +207,17 @@ class ForecastRecords(Records):
         for column in columns[4:] + ["target_pct"]:
             frame[column] = frame[column].astype(float)
         return frame
+
+    def newest_whole_hour(self, run_type: str = "live") -> pd.Timestamp | None:
+        """The newest hour forecast whole: with champion direction forecasts and, where any how-soon forecast was
+        ever made, how-soon ones too (an hour missing from either table is not whole)."""
+        p, r = predictions.c, resolution_forecasts.c
+        with self.db.engine.connect() as conn:
+            direction, timing = (conn.execute(select(func.max(t.timestamp)).where(t.run_type == run_type,
+                                                                                  t.is_champion)).scalar()
+                                 for t in (p, r))
+        known = [pd.Timestamp(t) for t in (direction, timing) if t is not None]
+        return min(known) if direction is not None else None
 
     def newest_champion_times(self, run_type: str = "live") -> pd.DataFrame:
         """Per (symbol, target): the hour of the newest champion prediction."""

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import pandas as pd
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from src.database.records.base import Records
@@ -11,10 +11,32 @@ from src.database.schema import alerts, telegram_attempts, telegram_reports
 
 class NotificationRecords(Records):
     def claim_alert(self, row: dict) -> bool:
-        """Record an alert for (symbol, timeframe, target, hour); False when one was already claimed, so a
-        crossing is alerted once however often the cycle runs."""
+        """Record an alert (state pending) for (symbol, timeframe, target, hour) with its message; False when
+        one was already claimed, so a crossing is recorded once however often the cycle runs."""
         with self.db.engine.begin() as conn:
-            return conn.execute(insert(alerts).values(**row).on_conflict_do_nothing()).rowcount == 1
+            return conn.execute(insert(alerts).values(**row, state="pending").on_conflict_do_nothing()).rowcount == 1
+
+    def unsent_alerts(self) -> pd.DataFrame:
+        """Claimed alerts not yet taken by Telegram (pending or failed), oldest first."""
+        c = alerts.c
+        query = select(alerts).where(c.state.in_(["pending", "failed"])).order_by(c.timestamp, c.symbol, c.target_pct)
+        with self.db.engine.connect() as conn:
+            return pd.DataFrame(conn.execute(query).mappings().all(), columns=[col.name for col in c])
+
+    def mark_alert(self, key: dict, state: str, error: str | None = None) -> None:
+        """An alert's new state after a try to send it (sent, failed with the error, expired with the reason)."""
+        c = alerts.c
+        condition = [c.symbol == key["symbol"], c.timeframe == key["timeframe"], c.target_pct == key["target_pct"],
+                     c.timestamp == key["timestamp"]]
+        with self.db.engine.begin() as conn:
+            conn.execute(update(alerts).where(*condition).values(
+                state=state, error_message=error, updated_at=func.now(),
+                attempts=c.attempts + (1 if state in ("sent", "failed") else 0)))
+
+    def alerts(self) -> pd.DataFrame:
+        with self.db.engine.connect() as conn:
+            return pd.DataFrame(conn.execute(select(alerts).order_by(alerts.c.timestamp)).mappings().all(),
+                                columns=[col.name for col in alerts.c])
 
     def log_report(self, report_type: str, content: str, success: bool, error: str | None) -> int:
         """Record a report (its final state may be set later by finish_report); returns its id."""

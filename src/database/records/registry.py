@@ -50,6 +50,11 @@ class RegistryRecords(Records):
             rows = [*conn.execute(newest).mappings().all(), *conn.execute(champions).mappings().all()]
         return _registry_frame(rows)
 
+    def model_versions(self) -> set[str]:
+        """Every version the registry names (any asset, task or timeframe)."""
+        with self.db.engine.connect() as conn:
+            return set(conn.execute(select(model_registry.c.version)).scalars())
+
     def delete_models(self, versions: list[str]) -> None:
         if versions:
             with self.db.engine.begin() as conn:

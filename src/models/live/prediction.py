@@ -121,15 +121,10 @@ class Predictor:
                     log.warning("%s %g: no how-soon forecast, %s: %s", symbol, target, type(exc).__name__, exc)
             result.predicted.append(symbol)
         self.records.save_features(self.timeframe, FEATURE_VERSION, feature_rows)
-        if rows:  # one frame for the whole cycle (hundreds of one-row frames cost more than the models)
-            assets, targets, names, versions, hours, p, entries, champions = (np.array(v) for v in zip(*rows))
-            result.written = self.records.save_predictions(prediction_rows(
-                assets, self.timeframe, targets, names, versions, pd.DatetimeIndex(hours), p, entries, champions, RUN,
-                FEATURE_VERSION))
-        if time_rows:
-            assets, targets, names, versions, hours, forecasts, champions = (np.array(v) for v in zip(*time_rows))
-            result.time_written = self.records.save_resolution_forecasts(resolution_rows(
-                assets, self.timeframe, targets, names, versions, pd.DatetimeIndex(hours), forecasts, champions, RUN))
+        # one frame per table for the whole cycle (hundreds of one-row frames cost more than the models), both
+        # written in one transaction: an hour is stored whole or not at all
+        result.written, result.time_written = self.records.save_forecasts(self._direction_frame(rows),
+                                                                          self._timing_frame(time_rows))
         if not registry_as_of_at:  # the current forecast: its problems are the groups' state now
             self._record_problems(symbols, result)
         result.seconds = time.perf_counter() - started
@@ -137,6 +132,20 @@ class Predictor:
                  "%d groups skipped, %.0f ms", candle_time, len(result.predicted), result.written, result.time_written,
                  len(result.stale), len(result.skipped), result.seconds * 1000)
         return result
+
+    def _direction_frame(self, rows: list[tuple]) -> pd.DataFrame | None:
+        if not rows:
+            return None
+        assets, targets, names, versions, hours, p, entries, champions = (np.array(v) for v in zip(*rows))
+        return prediction_rows(assets, self.timeframe, targets, names, versions, pd.DatetimeIndex(hours), p, entries,
+                               champions, RUN, FEATURE_VERSION)
+
+    def _timing_frame(self, rows: list[tuple]) -> pd.DataFrame | None:
+        if not rows:
+            return None
+        assets, targets, names, versions, hours, forecasts, champions = (np.array(v) for v in zip(*rows))
+        return resolution_rows(assets, self.timeframe, targets, names, versions, pd.DatetimeIndex(hours), forecasts,
+                               champions, RUN)
 
     def _record_problems(self, symbols: list[str], result: CycleResult) -> None:
         problems = {(s, t): why for s, why in result.stale.items() for t in self.targets}

@@ -1,17 +1,28 @@
-"""Model registry: model files under data/models/<version>/ plus a metadata row per model (model_registry).
+"""Model registry: model files under <models folder>/<version>/ plus a metadata row per model (model_registry).
 
 Each model is saved with joblib (the calibrated scikit-learn estimator); xgboost's boosters are also
-written in xgboost's own format (booster-k.ubj), readable by any xgboost. A checksum guards the file,
-and a model whose feature version differs from the running code refuses to load.
+written in xgboost's own format (booster-k.ubj), readable by any xgboost.
+
+Nothing is lost and nothing is trusted blindly: a model's files are written into a temporary folder inside
+the models folder, synced to disk and renamed into place before its row is inserted, so a crash leaves either
+a whole model with its row or a folder no row names (removed at the next start). A row is trusted only for
+what it is: the folder is the models folder / the row's version (checked against the version's pattern, never
+a path from the row), the file is read once and its bytes are both hashed and loaded, and a model whose feature
+version, or xgboost or scikit-learn major.minor, differs from the running code is refused with the reason.
 """
 from __future__ import annotations
 
 import hashlib
 import importlib
+import io
 import json
+import logging
+import os
 import platform
+import re
 import shutil
 import sys
+import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -46,8 +57,25 @@ class LoadedModel:
     meta: dict
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+log = logging.getLogger(__name__)
+# <symbol>-<target>-[time-]<model>-<train end, YYYYMMDDHH>-<6 hex>: no path separator can pass
+VERSION = re.compile(r"[A-Za-z0-9_.]{1,40}-[0-9.e+-]{1,16}-(?:time-)?[a-z_]{1,40}-[0-9]{10}-[0-9a-f]{6}")
+WRITING = ".writing-"  # a model folder being written: .writing-<pid>-<version>
+ORPHAN_AFTER_S = 60  # a whole folder no row names is an orphan once this old (its row follows in milliseconds)
+CHECKED_LIBRARIES = {"xgboost": xgboost.__version__, "scikit-learn": sklearn.__version__}
+
+
+def _major_minor(version: str) -> str:
+    return ".".join(str(version).split(".")[:2])
+
+
+def _fsync(path: Path) -> None:
+    """Push a file's (or a folder's entries') data to the disk, so a power cut cannot undo a rename."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 class ModelRegistry:
@@ -68,45 +96,109 @@ class ModelRegistry:
         or 'resolution' (how soon; its versions say 'time')."""
         kind = model_name if task == "direction" else f"time-{model_name}"
         version = f"{symbol.replace('/', '')}-{target:g}-{kind}-{train_end:%Y%m%d%H}-{uuid.uuid4().hex[:6]}"
-        folder = self.models_dir / version
-        folder.mkdir(parents=True, exist_ok=False)
-        joblib.dump(estimator, folder / "model.joblib")
-        if task == "direction" and model_name == "xgboost":
-            for k, calibrated in enumerate(estimator.calibrated_classifiers_):
-                calibrated.estimator.get_booster().save_model(str(folder / f"booster-{k}.ubj"))
         libraries = {"python": platform.python_version(), "xgboost": xgboost.__version__,
                      "scikit-learn": sklearn.__version__, "pandas": pd.__version__}
+        buffer = io.BytesIO()
+        joblib.dump(estimator, buffer)
         row = {"symbol": symbol, "timeframe": timeframe, "target_pct": target, "model_name": model_name, "task": task,
                "version": version, "feature_version": FEATURE_VERSION, "path": version,
-               "checksum": _sha256(folder / "model.joblib"), "train_start": train_start, "train_end": train_end,
-               "n_samples": n_samples, "metrics": metrics, "library_versions": libraries}
-        (folder / "meta.json").write_text(json.dumps(row, default=str, indent=2))
-        self.records.add_model(row)
+               "checksum": hashlib.sha256(buffer.getvalue()).hexdigest(), "train_start": train_start,
+               "train_end": train_end, "n_samples": n_samples, "metrics": metrics, "library_versions": libraries}
+        folder = self._write_folder(version, buffer.getvalue(), estimator if model_name == "xgboost" and
+                                    task == "direction" else None, row)
+        try:
+            self.records.add_model(row)
+        except BaseException:  # no folder without its row
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
         return version
 
-    def folder(self, path: str) -> Path:
-        """A registry row's model folder: its path is relative to the models folder (so the data folder can
-        move, and a database copied with its models folder finds its own files)."""
-        return self.models_dir / path
+    def _write_folder(self, version: str, model: bytes, xgboost_model, row: dict) -> Path:
+        """Write a model's files into a temporary folder, sync them, and rename it into place."""
+        self.models_dir.mkdir(parents=True, exist_ok=True)
+        writing, folder = self.models_dir / f"{WRITING}{os.getpid()}-{version}", self.model_folder(version)
+        writing.mkdir()
+        try:
+            (writing / "model.joblib").write_bytes(model)
+            if xgboost_model is not None:  # the boosters in xgboost's own format, readable without our code
+                for k, calibrated in enumerate(xgboost_model.calibrated_classifiers_):
+                    calibrated.estimator.get_booster().save_model(str(writing / f"booster-{k}.ubj"))
+            (writing / "meta.json").write_text(json.dumps(row, default=str, indent=2))
+            for path in writing.iterdir():
+                _fsync(path)
+            _fsync(writing)
+            os.rename(writing, folder)
+            _fsync(self.models_dir)
+        except BaseException:
+            shutil.rmtree(writing, ignore_errors=True)
+            raise
+        return folder
+
+    def model_folder(self, version: str) -> Path:
+        """models folder / version, for a version of the registry's own form only: a row can name no other
+        file (a path in a row, or '..' in a version, is never followed)."""
+        if not isinstance(version, str) or not VERSION.fullmatch(version):
+            raise UserError(f"model version {str(version)[:80]!r} is not one this registry writes; refused (retrain "
+                            "with: python -m src.main train)")
+        return self.models_dir / version
+
+    def remove_orphans(self) -> int:
+        """Delete model folders that no registry row names: a fit killed before its row was written, or while
+        its files were being written (by a process no longer running). Only folders of the registry's own
+        naming inside the models folder are touched. Returns how many were removed."""
+        if not self.models_dir.is_dir():
+            return 0
+        named, removed = self.records.model_versions(), 0
+        for entry in self.models_dir.iterdir():
+            if entry.is_dir() and not entry.is_symlink() and self._is_orphan(entry, named):
+                shutil.rmtree(entry, ignore_errors=True)
+                removed += 1
+        if removed:
+            log.info("removed %d model folders that no registry row names (fits stopped before they finished)",
+                     removed)
+        return removed
+
+    @staticmethod
+    def _is_orphan(entry: Path, named: set[str]) -> bool:
+        if entry.name.startswith(WRITING):
+            pid, _, version = entry.name.removeprefix(WRITING).partition("-")
+            return bool(VERSION.fullmatch(version)) and pid.isdigit() and not _alive(int(pid))
+        return (bool(VERSION.fullmatch(entry.name)) and entry.name not in named
+                and time.time() - entry.stat().st_mtime > ORPHAN_AFTER_S)
 
     def load(self, row: pd.Series | dict) -> LoadedModel:
-        """Load a registry row's model, checking its feature version and checksum."""
+        """Load a registry row's model: from models folder / version, the file read once, its bytes checked
+        against the row's checksum and loaded; refused (UserError, with the reason) when anything differs."""
         version = row["version"]
         if version in self._cache:
             self._cache.move_to_end(version)
             return self._cache[version]
+        folder = self.model_folder(version)
         if row["feature_version"] != FEATURE_VERSION:
             raise UserError(f"model {version} was trained on features {row['feature_version']}, this code computes "
                             f"{FEATURE_VERSION}; retrain with: python -m src.main train")
-        path = self.folder(row["path"]) / "model.joblib"
-        if not path.exists() or _sha256(path) != row["checksum"]:
-            raise UserError(f"model file {path} is missing or altered; retrain with: python -m src.main train")
+        self._check_libraries(version, row.get("library_versions") or {})
+        try:
+            data = (folder / "model.joblib").read_bytes()
+        except OSError:
+            raise UserError(f"model file of {version} is missing; retrain with: python -m src.main train") from None
+        if hashlib.sha256(data).hexdigest() != row["checksum"]:
+            raise UserError(f"model file of {version} does not match its checksum (altered); refused, retrain with: "
+                            "python -m src.main train")
         _alias_legacy_modules()
-        loaded = LoadedModel(version, row["model_name"], joblib.load(path), dict(row))
+        loaded = LoadedModel(version, row["model_name"], joblib.load(io.BytesIO(data)), dict(row))
         self._cache[version] = loaded
         while len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
         return loaded
+
+    @staticmethod
+    def _check_libraries(version: str, recorded: dict) -> None:
+        """A pickle from another xgboost or scikit-learn major.minor may load wrong or not at all: refuse it."""
+        for name, running in CHECKED_LIBRARIES.items():
+            if name in recorded and _major_minor(recorded[name]) != _major_minor(running):
+                raise UserError(f"model {version} was saved with {name} {recorded[name]}, this is {running}; "
+                                "retrain with: python -m src.main train")
 
     def prune(self, symbol: str, timeframe: str, target: float, keep: int = 3, keep_retired_files: int = 7,
               task: str = "direction") -> int:
@@ -117,9 +209,9 @@ class ModelRegistry:
         never = rows[~rows["is_champion"] & rows["promoted_at"].isna()]
         doomed = never.groupby("model_name", group_keys=False).apply(lambda g: g.iloc[:-keep] if keep else g)
         retired = rows[~rows["is_champion"] & rows["promoted_at"].notna()]
-        old_files = retired["path"].iloc[:-keep_retired_files] if keep_retired_files else retired["path"]
-        for path in [*doomed["path"], *old_files]:
-            shutil.rmtree(self.folder(path), ignore_errors=True)
+        old_files = retired["version"].iloc[:-keep_retired_files] if keep_retired_files else retired["version"]
+        for version in [*doomed["version"], *old_files]:
+            shutil.rmtree(self.model_folder(version), ignore_errors=True)
         for version in [*doomed["version"], *retired["version"].iloc[:len(old_files)]]:
             self._cache.pop(version, None)
         self.records.delete_models(list(doomed["version"]))
@@ -156,3 +248,13 @@ class ModelRegistry:
             latest[champion["model_name"]] = champion  # predict with the champion itself
             latest["champion"] = champion
         return latest
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True

@@ -147,8 +147,8 @@ def _finish(plan: BacktestPlan, outputs: list, start: pd.Timestamp, end: pd.Time
                                            settings.timeframe))
             evidence[task.name] = evidence[task.name] + _labelled_forecasts(own, hours, forecasts)
     if frames[DIRECTION.name]:
-        records.save_predictions(pd.concat(frames[DIRECTION.name], ignore_index=True))
-        records.save_resolution_forecasts(pd.concat(frames[RESOLUTION.name], ignore_index=True))
+        records.save_forecasts(pd.concat(frames[DIRECTION.name], ignore_index=True),
+                               pd.concat(frames[RESOLUTION.name], ignore_index=True))
     outcomes = plan.samples[DIRECTION.name].outcomes  # the label function's, with the exchange's gaps
     in_range = outcomes[(outcomes.index >= start) & (outcomes.index < end)]
     records.save_outcomes(outcome_rows(plan.symbol, settings.timeframe, plan.target, in_range), RUN)
