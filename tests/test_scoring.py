@@ -77,3 +77,13 @@ def test_timing_scores_use_the_same_alignment():
     # within 24 h: the first window yes (10 h), the second no (expired)
     assert table.loc["vol_logistic", "brier_skill_24h"] == pytest.approx(1 - (0.2 ** 2 + 0.8 ** 2) / (2 * 0.25))
     assert table.loc["vol_logistic", "within_24h"] == 0.5 and table.loc[CHAMPION, "n"] == 2
+
+
+def test_an_undefined_figure_is_stored_as_null_never_nan():
+    """One outcome only: AUC is undefined; the live row holds None (NULL), as before the scoring moved."""
+    status = ["up"] * 4
+    rows = pd.concat([_direction("climatology", [0.5] * 4, [False] * 4, status),
+                      _direction("xgboost", [0.8, 0.4, 0.6, 0.7], [True] * 4, status)])
+    live = {r["model_name"]: r for r in window_rows(DIRECTION_ROWS, "direction", rows, HOURS[-1], 168)}
+    assert live["xgboost"]["auc"] is None
+    assert not any(isinstance(v, float) and v != v for row in live.values() for v in row.values())
