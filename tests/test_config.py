@@ -136,3 +136,11 @@ def test_a_section_that_is_not_a_mapping_is_named(tmp_path):
 def test_a_target_finer_than_the_database_stores_is_refused(tmp_path):
     with pytest.raises(ConfigError, match=r"0\.00125\] with more than 4 decimals"):
         _config(tmp_path, {"trading": {"target_percentages": [0.00125]}})
+
+
+def test_the_old_horizon_key_still_works_with_a_deprecation_line(tmp_path):
+    config = _config(tmp_path, {"ml": {"max_lookback_hours": 72}})
+    assert config.horizon == 72 and config.get("ml.horizon_hours") == 72
+    assert any("ml.max_lookback_hours" in line and "ml.horizon_hours" in line for line in config.deprecations)
+    with pytest.raises(ConfigError, match="both given; keep only ml.horizon_hours"):
+        _config(tmp_path, {"ml": {"max_lookback_hours": 72, "horizon_hours": 168}})

@@ -103,3 +103,12 @@ def test_pruning_deletes_only_inside_the_models_folder(registry, tmp_path):
     assert registry.prune("BTC/USDT", "1h", 0.02, keep=3) == 2
     assert keep.exists()
     assert sorted(p.name for p in registry.models_dir.iterdir()) == sorted(versions[2:])
+
+
+def test_a_model_that_learned_over_another_horizon_is_refused(registry):
+    version = _save(registry)
+    row = _row(registry, version)
+    row = {**row, "metrics": {**(row["metrics"] or {}), "horizon_hours": 168}}
+    assert ModelRegistry(registry.records, registry.models_dir, horizon=168).load(row)
+    with pytest.raises(UserError, match=r"learned labels over 168 h, ml.horizon_hours is 72; retrain"):
+        ModelRegistry(registry.records, registry.models_dir, horizon=72).load(row)

@@ -37,7 +37,7 @@ def cmd_predict(args: argparse.Namespace, ctx: Context) -> int:
     _fill_latest(ctx, at)
     records = ctx.records
     predictor = Predictor(ctx.ops, records, ctx.registry(records), ctx.config.target_percentages,
-                          ctx.config.timeframe, ctx.config.get("ml.max_lookback_hours"))
+                          ctx.config.timeframe, ctx.config.horizon)
     result = predictor.predict(ctx.config.assets, at)
     for (symbol, target), (model, p) in sorted(result.champions.items()):
         timing = result.timings.get((symbol, target))
@@ -53,7 +53,7 @@ def cmd_predict(args: argparse.Namespace, ctx: Context) -> int:
 def cmd_outcomes(args: argparse.Namespace, ctx: Context) -> int:
     from src.models.live.outcomes import resolve_outcomes
     written = resolve_outcomes(ctx.migrated_ops(), ctx.records, _now_or(args.at),
-                               ctx.config.get("ml.max_lookback_hours"))
+                               ctx.config.horizon)
     print(f"{written} outcomes written")
     return 0
 
@@ -62,7 +62,7 @@ def cmd_performance(args: argparse.Namespace, ctx: Context) -> int:
     from src.models.live.performance import daily_performance
     day = args.date.date() if args.date else (datetime.now(UTC) - timedelta(days=1)).date()
     records = ctx.records
-    stored = daily_performance(records, day, horizon=ctx.config.get("ml.max_lookback_hours"))
+    stored = daily_performance(records, day, horizon=ctx.config.horizon)
     table = records.performance("live", day)
     print(f"{stored} metric rows for {day}")
     for r in table.sort_values(["symbol", "target_pct", "model_name", "window_days"]).itertuples():

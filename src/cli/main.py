@@ -64,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         config = Config(args.config)
         SecretFilter.register(str(config.get("telegram.bot_token", "")))
         setup_logging(config.get("app.log_level"), config.logs_dir)
+        for line in config.deprecations:
+            log.warning(line)
         handler = cmd_run if args.command is None else args.handler
         return handler(args, Context(config))
     except UserError as exc:

@@ -146,7 +146,7 @@ class Daemon:
 
     def _predictor(self) -> Predictor:
         return Predictor(self.ctx.ops, self.ctx.records, self.ctx.registry(), self.config.target_percentages,
-                         self.config.timeframe, self.config.get("ml.max_lookback_hours"))
+                         self.config.timeframe, self.config.horizon)
 
     def hourly(self) -> dict:
         now = pd.Timestamp.now(tz="UTC")
@@ -165,7 +165,7 @@ class Daemon:
         result = predictor.predict(self.config.assets, now)
         self.board.stale = dict(result.stale)
         self.checkpoint()
-        outcomes = resolve_outcomes(ops, records, now, self.config.get("ml.max_lookback_hours"))
+        outcomes = resolve_outcomes(ops, records, now, self.config.horizon)
         self.checkpoint()
         service = self.ctx.report_service()
         reasons = {group_key(s, t): why for (s, t), why in records.group_problems(self.config.timeframe).items()}
@@ -215,7 +215,7 @@ class Daemon:
     def daily(self) -> dict:
         now = pd.Timestamp.now(tz="UTC")
         records = self.ctx.records
-        days = refresh_performance(records, now, self.config.get("ml.max_lookback_hours"))
+        days = refresh_performance(records, now, self.config.horizon)
         self.checkpoint()
         with self.ctx.executor() as executor:
             decisions = Retrainer(self.ctx.ops, records, self.ctx.registry(), self.ctx.train_settings(),

@@ -66,13 +66,13 @@ class Context:
         if self._registry is None:
             per_cycle = len(self.config.groups) * sum(len(task.models) for task in TASKS)
             self._registry = ModelRegistry(records or self.records, self.config.data_dir / "models",
-                                           cache_size=2 * per_cycle)
+                                           cache_size=2 * per_cycle, horizon=self.config.horizon)
         return self._registry
 
     def train_settings(self) -> TrainSettings:
         from src.models.offline.training import TrainSettings
         ml = self.config.config["ml"]
-        return TrainSettings(timeframe=self.config.timeframe, horizon=ml["max_lookback_hours"],
+        return TrainSettings(timeframe=self.config.timeframe, horizon=ml["horizon_hours"],
                              embargo_hours=ml["embargo_hours"], min_samples=ml["min_samples_for_training"],
                              training_days=ml["training_days"], significance=ml["champion_significance"])
 
@@ -102,4 +102,4 @@ class Context:
         records = self.records
         notifier = TelegramNotifier("" if dry_run else tg["bot_token"], tg["chat_id"], records, tg["base_url"])
         return ReportService(records, self.registry(records), notifier, tg["alert_threshold"],
-                             self.config.get("ml.max_lookback_hours"))
+                             self.config.horizon)

@@ -118,7 +118,7 @@ SCHEMA: dict[str, tuple[type | tuple[type, ...], Check | None, str]] = {
     "ml.retrain_frequency": (str, lambda v: None if v in ("daily", "weekly") else "is not daily/weekly",
                              "use daily or weekly"),
     "ml.min_samples_for_training": (int, lambda v: None if v >= 50 else "must be at least 50", "e.g. 500"),
-    "ml.max_lookback_hours": (int, lambda v: None if 1 <= v <= 24 * 60 else "must be 1..1440", "e.g. 168"),
+    "ml.horizon_hours": (int, lambda v: None if 1 <= v <= 24 * 60 else "must be 1..1440", "e.g. 168"),
     "ml.embargo_hours": (int, lambda v: None if v >= 0 else "must not be negative", "e.g. 24"),
     "ml.training_days": (int, lambda v: None if v >= 7 else "must be at least 7", "e.g. 1460 (four years)"),
     "ml.champion_significance": ((int, float), lambda v: None if 0 < v < 0.5 else "must lie in (0, 0.5)",
@@ -181,6 +181,9 @@ def _merge(base: dict, over: dict) -> dict:
     return merged
 
 
+DEPRECATED_KEYS = {"ml.max_lookback_hours": "ml.horizon_hours"}  # old name -> new name (still accepted)
+
+
 def _leaf_keys(tree: dict, prefix: str = "") -> list[str]:
     keys = []
     for key, value in tree.items():
@@ -210,6 +213,27 @@ def file_problems(tree: dict, path: Path) -> list[str]:
             problems.append(f"config key {key} in {path}: is empty (null); give a value ({SCHEMA[key][2]}) or "
                             "remove the line to keep the default")
     return problems
+
+
+def _rename_deprecated(tree: dict, path: Path) -> list[str]:
+    """Move renamed keys to their new names (in place); one line per old name for the log. Both names at once
+    is an error: which one is meant cannot be told."""
+    lines = []
+    for old, new in DEPRECATED_KEYS.items():
+        try:
+            value = _get(tree, old)
+        except KeyError:
+            continue
+        try:
+            _get(tree, new)
+            raise ConfigError([f"config keys {old} and {new} in {path}: both given; keep only {new} (the new name)"])
+        except KeyError:
+            pass
+        _set(tree, new, value)
+        section, _, leaf = old.partition(".")
+        del tree[section][leaf]
+        lines.append(f"config key {old} in {path} is deprecated: it is now {new} (same meaning); rename it")
+    return lines
 
 
 def _read_yaml(path: Path) -> dict:
@@ -256,8 +280,10 @@ class Config:
     def load_config(self) -> dict:
         """Load configuration from YAML and environment variables, then validate it."""
         tree = _read_yaml(DEFAULT_CONFIG_PATH)
+        self.deprecations: list[str] = []  # lines for the log: renamed keys still accepted
         if self.path.resolve() != DEFAULT_CONFIG_PATH:
             override = _read_yaml(self.path)
+            self.deprecations = _rename_deprecated(override, self.path)
             problems = file_problems(override, self.path)
             if problems:
                 raise ConfigError(problems)
@@ -296,6 +322,11 @@ class Config:
     def groups(self) -> list[tuple[str, float]]:
         """Every (asset, target) the product forecasts."""
         return [(symbol, target) for symbol in self.assets for target in self.target_percentages]
+
+    @property
+    def horizon(self) -> int:
+        """H, the label horizon in hours (ml.horizon_hours)."""
+        return self.config["ml"]["horizon_hours"]
 
     @property
     def history_days(self) -> int:

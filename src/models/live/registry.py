@@ -83,8 +83,9 @@ class ModelRegistry:
     models one cycle uses, twice over (the day's fresh fits beside the ones they replace): a daily refit
     makes new versions every day, and an unbounded cache would grow with each."""
 
-    def __init__(self, records: RecordStore, models_dir: Path, cache_size: int = 64):
+    def __init__(self, records: RecordStore, models_dir: Path, cache_size: int = 64, horizon: int | None = None):
         self.records = records
+        self.horizon = horizon  # ml.horizon_hours: a model that learned labels over another horizon is refused
         self.models_dir = models_dir
         self.cache_size = cache_size
         self._cache: OrderedDict[str, LoadedModel] = OrderedDict()
@@ -178,6 +179,10 @@ class ModelRegistry:
             raise UserError(f"model {version} was trained on features {row['feature_version']}, this code computes "
                             f"{FEATURE_VERSION}; retrain with: python -m src.main train")
         self._check_libraries(version, row.get("library_versions") or {})
+        learned = (row.get("metrics") or {}).get("horizon_hours")
+        if self.horizon is not None and learned is not None and int(learned) != self.horizon:
+            raise UserError(f"model {version} learned labels over {learned} h, ml.horizon_hours is {self.horizon}; "
+                            "retrain with: python -m src.main train")
         try:
             data = (folder / "model.joblib").read_bytes()
         except OSError:

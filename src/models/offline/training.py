@@ -273,7 +273,8 @@ class Trainer:
             result.versions[name] = self.registry.save(
                 fitted[name], symbol=symbol, timeframe=s.timeframe, target=target, model_name=name, task=task.name,
                 train_start=known.X.index[0], train_end=as_of, n_samples=len(known.y),
-                metrics=result.metrics.get(name, {}) | selection | {"feature_version": FEATURE_VERSION})
+                metrics=result.metrics.get(name, {}) | selection | {"feature_version": FEATURE_VERSION,
+                                                                    "horizon_hours": s.horizon})
         self.records.promote(result.versions[result.champion])
         self.registry.prune(symbol, s.timeframe, target, task=task.name)
         self._store_validation(symbol, target, result, as_of)
