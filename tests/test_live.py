@@ -12,6 +12,7 @@ from src.models.estimators.direction import ClimatologyModel, prob_up
 from src.models.live.outcomes import resolve_outcomes
 from src.models.live.performance import daily_performance
 from src.models.live.prediction import Predictor
+from src.models.live.registry import ModelRegistry
 from src.models.offline.retraining import Retrainer
 from src.models.offline.training import TrainSettings
 from tests.conftest import TRAINED_TARGETS
@@ -322,3 +323,57 @@ def test_an_asset_is_not_predicted_from_a_stand_in_for_btc(trained):
     result = Predictor(ops, records, registry, TARGETS).predict(["ETH/USDT"], AT)
     assert result.written == 0 and "no BTC/USDT candles" in result.stale["ETH/USDT"]
     assert records.group_problems()[("ETH/USDT", 0.05)].startswith("no BTC/USDT candles")
+
+
+def test_a_champion_that_cannot_be_loaded_falls_back_to_an_earlier_one_and_the_others_predict(trained):
+    """One byte changed in the champion's file, or a row whose version points outside the models folder: the
+    load is refused with its reason, the group serves its newest earlier champion that loads (said in
+    group_status and /health), and every other group predicts as usual."""
+    from src.monitoring.health import health_snapshot
+    ops, records, registry = trained
+    earlier = registry.current("BTC/USDT", "1h", 0.01)["champion"]
+    newer = registry.save(ClimatologyModel().fit(np.zeros((4, 1)), np.array([1, 1, 1, 0])), symbol="BTC/USDT",
+                          timeframe="1h", target=0.01, model_name="climatology", train_start=AT, train_end=AT,
+                          n_samples=4, metrics={})
+    records.promote(newer)
+    model_file = registry.model_folder(newer) / "model.joblib"
+    data = bytearray(model_file.read_bytes())
+    data[-10] ^= 0xFF
+    model_file.write_bytes(bytes(data))
+    result = Predictor(ops, records, ModelRegistry(records, registry.models_dir), TARGETS).predict(
+        ["BTC/USDT", "ETH/USDT"], AT)
+    left_out = 0 if earlier["model_name"] == "climatology" else 1  # the broken model, unless the fallback is its kind
+    assert result.written == 2 * 2 * 3 - left_out  # every group predicted
+    assert "does not match its checksum" in result.fallbacks[("BTC/USDT", 0.01)]
+    stored = pd.read_sql("SELECT symbol, target_pct, model_version FROM predictions WHERE is_champion",
+                         ops.db.engine)
+    btc = stored[(stored.symbol == "BTC/USDT") & (stored.target_pct.astype(float) == 0.01)]
+    assert btc["model_version"].tolist() == [earlier["version"]]  # the earlier champion served
+    assert len(stored) == 4 and set(result.fallbacks) == {("BTC/USDT", 0.01)}
+    why = records.group_problems("1h", "model")[("BTC/USDT", 0.01)]
+    assert earlier["version"] in why and "retrained" in why
+    report, healthy = health_snapshot(ops, records, ["BTC/USDT", "ETH/USDT"], TARGETS, "1h", 1e9, "test")
+    assert not healthy and any("BTC/USDT 0.01" in p and "cannot be loaded" in p for p in report["problems"])
+    # a row whose version would lead out of the models folder: refused the same way, never followed
+    with ops.db.engine.begin() as conn:
+        conn.exec_driver_sql("DELETE FROM predictions")
+        conn.exec_driver_sql("UPDATE model_registry SET version = '../../outside' WHERE version = %s", (newer,))
+    result = Predictor(ops, records, ModelRegistry(records, registry.models_dir), TARGETS).predict(
+        ["BTC/USDT", "ETH/USDT"], AT)
+    assert "not one this registry writes" in result.fallbacks[("BTC/USDT", 0.01)]
+    assert result.written == 2 * 2 * 3 - left_out
+
+
+@pytest.mark.host_tz
+def test_the_daemon_retrains_a_group_whose_champion_could_not_be_loaded(trained, write_config, tmp_path):
+    from src.scheduler.daemon import Daemon
+    from src.scheduler.services import Context
+    from src.utils.config import Config
+    ops, records, registry = trained
+    before = registry.current("BTC/USDT", "1h", 0.05)["champion"]["version"]
+    config = Config(write_config({"database": {"url": ops.db.database_url}, "paths": {"data_dir": str(tmp_path)},
+                                  "trading": {"assets": ["BTC/USDT", "ETH/USDT"]}, "ml": {"n_workers": 1}}))
+    daemon = Daemon(Context(config))
+    assert daemon.heal([("BTC/USDT", 0.05)]) == {"groups_retrained": 1, "groups_failed": 0}
+    after = registry.current("BTC/USDT", "1h", 0.05)["champion"]
+    assert after["version"] != before and registry.load(after)

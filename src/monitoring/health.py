@@ -93,6 +93,8 @@ def health_snapshot(ops: DatabaseOperations, records: RecordStore, assets: list[
                      for group in report["forecasts"] if group not in report["models"]["groups"]]
         problems += [f"{group}: {f['problem']}" for group, f in report["forecasts"].items()
                      if f["problem"] and group in report["models"]["groups"]]
+        problems += [f"{group_key(s, t)}: {why}" for (s, t), why in records.group_problems(timeframe, "model").items()
+                     if s in assets]  # a champion that cannot be loaded: an earlier one serves until retrained
     jobs = board.snapshot() if board else {}
     report["jobs"] = jobs
     report["skipped_assets"] = dict(board.stale) if board else {}

@@ -164,6 +164,9 @@ class Daemon:
             predictor.predict(self.config.assets, hour + pd.Timedelta(hours=1, minutes=1), registry_as_of_at=True)
         result = predictor.predict(self.config.assets, now)
         self.board.stale = dict(result.stale)
+        if result.fallbacks:  # champions that cannot be loaded: retrain those groups next, within the hour
+            groups = sorted(result.fallbacks)
+            self.submit("heal", lambda: self.heal(groups))
         self.checkpoint()
         outcomes = resolve_outcomes(ops, records, now, self.config.horizon)
         self.checkpoint()
@@ -173,6 +176,16 @@ class Daemon:
         alerts = service.alerts()
         return {"predictions": result.written, "caught_up_hours": len(missed), "stale": len(result.stale),
                 "groups_skipped": len(result.skipped), "outcomes": outcomes, "alerts": len(alerts)}
+
+    def heal(self, groups: list[tuple[str, float]]) -> dict:
+        """Retrain the groups whose champion could not be loaded (an earlier champion served meanwhile)."""
+        healed = 0
+        with self.ctx.executor() as executor:
+            trainer = Trainer(self.ctx.ops, self.ctx.records, self.ctx.registry(), self.ctx.train_settings(), executor)
+            for symbol, target in groups:
+                self.checkpoint()
+                healed += not trainer.train([symbol], [target])[0].skipped
+        return {"groups_retrained": healed, "groups_failed": len(groups) - healed}
 
     def repair(self, now: pd.Timestamp | None = None) -> dict:
         """While an asset's candles are behind the last closed hour, try to fetch them (every few minutes,

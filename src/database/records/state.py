@@ -47,10 +47,13 @@ class StateRecords(Records):
                     index_elements=["symbol", "timeframe", "target_pct", "stage"],
                     set_={"reason": stmt.excluded.reason, "updated_at": func.now()}))
 
-    def group_problems(self, timeframe: str = "1h") -> dict[tuple[str, float], str]:
-        """(symbol, target) -> why it has no model or forecast; the training reason first."""
+    def group_problems(self, timeframe: str = "1h", stage: str | None = None) -> dict[tuple[str, float], str]:
+        """(symbol, target) -> why it has no model or forecast ('train', 'predict'), or serves an earlier model
+        ('model'); the training reason first. `stage`: one stage's only."""
         c = group_status.c
         query = select(c.symbol, c.target_pct, c.stage, c.reason).where(c.timeframe == timeframe)
+        if stage is not None:
+            query = query.where(c.stage == stage)
         with self.db.engine.connect() as conn:
             rows = conn.execute(query.order_by(c.stage)).all()  # 'train' after 'predict': its reason wins
         out: dict[tuple[str, float], str] = {}

@@ -21,7 +21,7 @@ from src.database.records import RecordStore
 from src.database.records.rows import prediction_rows, resolution_rows
 from src.models.estimators.direction import MODEL_NAMES, prob_up
 from src.models.estimators.time_models import TIME_MODEL_NAMES, forecast_array
-from src.models.live.registry import ModelRegistry
+from src.models.live.registry import LoadedModel, ModelRegistry
 from src.utils.candles import last_closed_before
 from src.utils.errors import UserError, failure_reason
 
@@ -39,6 +39,7 @@ class CycleResult:
     skipped: dict[tuple[str, float], str] = field(default_factory=dict)  # (symbol, target) -> why
     champions: dict[tuple[str, float], tuple[str, float]] = field(default_factory=dict)  # -> (model, p)
     timings: dict[tuple[str, float], tuple[str, float, float]] = field(default_factory=dict)  # -> (model, p24, q50)
+    fallbacks: dict[tuple[str, float], str] = field(default_factory=dict)  # -> why an earlier champion serves
     time_written: int = 0
     seconds: float = 0.0
 
@@ -152,6 +153,50 @@ class Predictor:
         problems |= result.skipped
         fine = [(s, t) for s in symbols for t in self.targets if (s, t) not in problems]
         self.records.record_group_problems("predict", self.timeframe, problems, fine)
+        loaded = [(s, t) for s, t in fine if (s, t) not in result.fallbacks]
+        self.records.record_group_problems("model", self.timeframe, result.fallbacks, loaded)
+
+    def _load_champion(self, symbol: str, target: float, models: dict, task: str, result: CycleResult,
+                       as_of: pd.Timestamp | None) -> LoadedModel:
+        """The group's champion; when its file cannot be loaded (missing, altered, refused), the newest earlier
+        champion of the group that loads, with the reason kept in `result.fallbacks` (the daemon retrains the
+        group, /health and group_status say why)."""
+        current = models["champion"]
+        try:
+            return self.registry.load(current)
+        except UserError as exc:
+            reason = str(exc)
+        for row in self._earlier_champions(symbol, target, task, current["version"], as_of):
+            try:
+                loaded = self.registry.load(row)
+            except UserError:
+                continue
+            why = (f"{task} champion {current['version']} cannot be loaded ({reason}); serving the earlier champion "
+                   f"{loaded.version} until the group is retrained")
+            result.fallbacks.setdefault((symbol, target), why)
+            log.warning("%s %g: %s", symbol, target, why)
+            return loaded
+        raise UserError(f"{task} champion {current['version']} cannot be loaded ({reason}) and no earlier champion "
+                        "loads; retrain with: python -m src.main train")
+
+    def _earlier_champions(self, symbol: str, target: float, task: str, failing: str,
+                           as_of: pd.Timestamp | None) -> list[pd.Series]:
+        """The group's earlier champions (those of `as_of`'s time and before), newest first."""
+        rows = self.records.models(symbol, self.timeframe, target, task=task)
+        rows = rows[rows["promoted_at"].notna() & (rows["version"] != failing)]
+        if as_of is not None:
+            rows = rows[rows["promoted_at"] <= as_of]
+        return [row for _, row in rows.sort_values("promoted_at", ascending=False).iterrows()]
+
+    def _load_other(self, models: dict, name: str, symbol: str, target: float) -> LoadedModel | None:
+        """A model tracked beside the champion; one that cannot be loaded is left out of this hour (logged)."""
+        if name not in models:
+            return None
+        try:
+            return self.registry.load(models[name])
+        except UserError as exc:
+            log.warning("%s %g: %s not forecast this hour: %s", symbol, target, name, exc)
+            return None
 
     def _models(self, symbol: str, target: float, as_of: pd.Timestamp | None, task: str) -> dict[str, pd.Series]:
         if as_of is None and self._current is not None:
@@ -165,13 +210,14 @@ class Predictor:
             if as_of is not None:
                 raise UserError(f"no champion model existed at {as_of:%Y-%m-%d %H:%M} UTC")
             raise UserError(f"no model for {symbol} {target:g} yet; train first: python -m src.main train")
-        champion = models["champion"]["model_name"]
+        serving = self._load_champion(symbol, target, models, "direction", result, as_of)
+        champion = serving.model_name
         matrix = with_barrier(row, target)
         rows = []
         for name in MODEL_NAMES:
-            if name not in models:
+            loaded = serving if name == champion else self._load_other(models, name, symbol, target)
+            if loaded is None:
                 continue
-            loaded = self.registry.load(models[name])
             p = prob_up(loaded.estimator, matrix)
             rows.append((symbol, target, name, loaded.version, row.index[0], p[0], entry[0], name == champion))
             if name == champion:
@@ -186,13 +232,14 @@ class Predictor:
         if "champion" not in models:
             log.info("%s %g: no how-soon model yet (train creates it)", symbol, target)
             return []
-        champion = models["champion"]["model_name"]
+        serving = self._load_champion(symbol, target, models, "resolution", result, as_of)
+        champion = serving.model_name
         matrix = with_barrier(row, target)
         rows = []
         for name in TIME_MODEL_NAMES:
-            if name not in models:
+            loaded = serving if name == champion else self._load_other(models, name, symbol, target)
+            if loaded is None:
                 continue
-            loaded = self.registry.load(models[name])
             forecast = forecast_array(loaded.estimator, matrix, self.horizon)
             rows.append((symbol, target, name, loaded.version, row.index[0], forecast[0], name == champion))
             if name == champion:
