@@ -17,7 +17,7 @@ import pandas as pd
 
 from src.utils.candles import CANDLE_COLUMNS, candle_problems
 from src.utils.config import TIMEFRAME_MS, Config
-from src.utils.errors import UserError
+from src.utils.errors import StopRequested, UserError
 from src.utils.secrets import redact
 
 log = logging.getLogger(__name__)
@@ -79,9 +79,8 @@ class ExchangeDataFetcher:
                 # the first retry says why; the rest are routine until the last one fails
                 log.log(logging.WARNING if attempt == 0 else logging.INFO, "%s: %s failed (%s), retry %d/%d in %.1fs",
                         self.exchange.id, what, redact(_cause(exc)), attempt + 1, self.max_retries, wait)
-                if self.stop_event.wait(wait):
-                    raise FetchError(f"{self.exchange.id}: {what} abandoned: the service is stopping",
-                                     unreachable=True) from None  # no other asset should be tried either
+                if self.stop_event.wait(wait):  # a stop, not a failure: nothing else should be tried either
+                    raise StopRequested(f"{self.exchange.id}: {what} not retried: the service is stopping") from None
             except ccxt.BadSymbol:
                 raise FetchError(f"{self.exchange.id} has no market {args[0]!r}; "
                                  "check trading.assets (e.g. BTC/USDT)") from None

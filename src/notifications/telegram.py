@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -37,9 +38,11 @@ class SendResult:
 
 class TelegramNotifier:
     def __init__(self, token: str, chat_id: str | int, records: RecordStore | None = None,
-                 base_url: str = "https://api.telegram.org/bot", timeout: float = 10.0, backoff: float = 2.0):
+                 base_url: str = "https://api.telegram.org/bot", timeout: float = 10.0, backoff: float = 2.0,
+                 stop_event: threading.Event | None = None):
         self.token, self.chat_id, self.records = str(token or ""), str(chat_id or ""), records
         self.base_url, self.timeout, self.backoff = base_url, timeout, backoff
+        self.stop_event = stop_event or threading.Event()  # set by the daemon's stop: ends a backoff wait
         SecretFilter.register(self.token)
 
     @property
@@ -106,7 +109,8 @@ class TelegramNotifier:
                 return f"{error} after {attempt} tries"
             log.warning("telegram %s failed (%s), retry %d/%d in %.0f s", method, error, attempt, MAX_TRIES - 1,
                         wait)
-            time.sleep(min(wait, MAX_WAIT_SECONDS))
+            if self.stop_event.wait(min(wait, MAX_WAIT_SECONDS)):
+                return f"{error}; not retried: the service is stopping"
         raise AssertionError("unreachable")
 
     def _attempt(self, call: str, kwargs: dict, attempt: int) -> tuple[str | None, float | None]:

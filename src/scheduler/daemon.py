@@ -28,16 +28,12 @@ from src.monitoring.health import JobBoard, health_snapshot, live_skills, record
 from src.scheduler.services import Context
 from src.utils.candles import last_closed_before
 from src.utils.config import group_key
-from src.utils.errors import UserError
+from src.utils.errors import StopRequested, UserError, check_stop
 from src.utils.memory import release_free_memory
 from src.utils.progress import LogProgress
 
 log = logging.getLogger(__name__)
 STOP_GRACE_SECONDS = 12
-
-
-class Stopping(Exception):
-    """Raised at a safe point when a stop was asked for."""
 
 
 class Daemon:
@@ -50,11 +46,11 @@ class Daemon:
         self.queued: set[str] = set()
         self.queue_lock = threading.Lock()
         self.server: HealthServer | None = None
+        self.running: str | None = None  # the job the worker thread is running
 
     # ---- plumbing ----------------------------------------------------------------------------
     def checkpoint(self) -> None:
-        if self.stop_event.is_set():
-            raise Stopping
+        check_stop(self.stop_event, "the job")
 
     def submit(self, name: str, func: Callable[[], dict]) -> None:
         """Queue a job unless the same job is already waiting (a slow job never piles up runs). Called from the
@@ -75,12 +71,15 @@ class Daemon:
             self.run_job(name, func)
 
     def run_job(self, name: str, func: Callable[[], dict]) -> None:
-        """Run one job; one log line with its counts and duration; a failure is recorded, never raised."""
+        """Run one job; one log line with its counts and duration; a failure is recorded, never raised. A stop
+        is not a failure: the job ends at its next safe point and says so."""
         started = time.time()
+        self.running = name
         try:
             counts, error = func() or {}, None
-        except Stopping:
-            counts, error = {}, "stopped at a safe point"
+        except StopRequested:
+            log.info("job %s stopped at a safe point after %.1fs: the service is stopping", name, time.time() - started)
+            return
         except UserError as exc:
             counts, error = {}, (str(exc).splitlines() or [type(exc).__name__])[0][:300]
         except Exception as exc:  # a bug or an unforeseen fault: where it happened goes to the log, once
@@ -88,6 +87,7 @@ class Daemon:
             counts, error = {}, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
         state = self.board.record(name, started, error, counts)
         shown = " ".join(f"{k}={v}" for k, v in counts.items())
+        self.running = None
         if error:
             log.error("job %s FAILED in %.1fs (%d in a row): %s", name, state.last_duration_s,
                       state.consecutive_failures, error)
@@ -136,7 +136,8 @@ class Daemon:
                 "train", self.config.timeframe, {(s, t): "no candles stored yet" for s, t in missing if s in empty}, [])
         trained = 0
         with self.ctx.executor() as executor:
-            trainer = Trainer(self.ctx.ops, self.ctx.records, self.ctx.registry(), self.ctx.train_settings(), executor)
+            trainer = Trainer(self.ctx.ops, self.ctx.records, self.ctx.registry(), self.ctx.train_settings(), executor,
+                              self.stop_event)
             for symbol, target in missing:
                 if symbol in empty:
                     continue
@@ -181,7 +182,8 @@ class Daemon:
         """Retrain the groups whose champion could not be loaded (an earlier champion served meanwhile)."""
         healed = 0
         with self.ctx.executor() as executor:
-            trainer = Trainer(self.ctx.ops, self.ctx.records, self.ctx.registry(), self.ctx.train_settings(), executor)
+            trainer = Trainer(self.ctx.ops, self.ctx.records, self.ctx.registry(), self.ctx.train_settings(), executor,
+                              self.stop_event)
             for symbol, target in groups:
                 self.checkpoint()
                 healed += not trainer.train([symbol], [target])[0].skipped
@@ -231,9 +233,10 @@ class Daemon:
         days = refresh_performance(records, now, self.config.horizon)
         self.checkpoint()
         with self.ctx.executor() as executor:
-            decisions = Retrainer(self.ctx.ops, records, self.ctx.registry(), self.ctx.train_settings(),
-                                  executor).retrain(self.config.assets, self.config.target_percentages, now,
-                                                    progress=LogProgress("retrain", unit="groups"))
+            retrainer = Retrainer(self.ctx.ops, records, self.ctx.registry(), self.ctx.train_settings(), executor,
+                                  self.stop_event)
+            decisions = retrainer.retrain(self.config.assets, self.config.target_percentages, now,
+                                          progress=LogProgress("retrain", unit="groups"))
         self.checkpoint()
         trained, skipped = self._train_missing()
         self.checkpoint()
@@ -295,5 +298,9 @@ class Daemon:
             self.server.stop()
             schedule.clear()
             self.ctx.ops.db.dispose()
-            log.info("daemon stopped%s", "" if not worker.is_alive() else " (a job was cut at a transaction boundary)")
+            if worker.is_alive():
+                log.warning("job %s had not reached a safe point %d s after the stop; stopping without it (the "
+                            "database rolls back its open transaction; a model folder it was writing is removed at "
+                            "the next start)", self.running, STOP_GRACE_SECONDS)
+            log.info("daemon stopped")
         return 0

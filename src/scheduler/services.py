@@ -100,6 +100,7 @@ class Context:
         from src.notifications.telegram import TelegramNotifier
         tg = self.config.config["telegram"]
         records = self.records
-        notifier = TelegramNotifier("" if dry_run else tg["bot_token"], tg["chat_id"], records, tg["base_url"])
+        notifier = TelegramNotifier("" if dry_run else tg["bot_token"], tg["chat_id"], records, tg["base_url"],
+                                    stop_event=self.stop_event)
         return ReportService(records, self.registry(records), notifier, tg["alert_threshold"],
                              self.config.horizon)

@@ -17,6 +17,17 @@ class ConfigError(UserError):
         super().__init__("\n".join(problems))
 
 
+class StopRequested(BaseException):
+    """The service is stopping: raised at a safe point (between work units, groups, retries). Not a failure, and
+    a BaseException so that the handlers that keep one group's failure from stopping the others let it pass."""
+
+
+def check_stop(stop, what: str) -> None:
+    """Raise StopRequested when `stop` (a threading.Event, or None) is set."""
+    if stop is not None and stop.is_set():
+        raise StopRequested(f"{what} stopped at a safe point: the service is stopping")
+
+
 def failure_reason(exc: BaseException) -> str:
     """One line for a failure of one group: a UserError's own message, else the error's type and message."""
     return str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"

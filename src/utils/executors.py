@@ -27,7 +27,7 @@ import joblib
 from threadpoolctl import threadpool_limits
 
 from src.utils.config import DASK_PREFIX, LOCAL, check_executor_spec
-from src.utils.errors import UserError
+from src.utils.errors import UserError, check_stop
 
 log = logging.getLogger(__name__)
 RETRIES = 2  # times a unit whose worker died is run again
@@ -195,12 +195,18 @@ def batches(executor: Executor, keys: list) -> Iterator[list]:
         yield keys[first:first + size]
 
 
-def map_groups(executor: Executor, groups: dict, progress: Callable[[int], None] | None = None) -> Iterator[tuple]:
+def map_groups(executor: Executor, groups: dict, progress: Callable[[int], None] | None = None,
+               stop=None) -> Iterator[tuple]:
     """Run every group's units (a dict: key -> list of units) and yield (key, its results) as each group
-    completes, groups in the dict's order, so a caller can write one group while the next runs."""
+    completes, groups in the dict's order, so a caller can write one group while the next runs. With `stop` (a
+    threading.Event), StopRequested is raised after the unit that finds it set: nothing of the group is written."""
     results = executor.map([unit for units in groups.values() for unit in units], progress)
     for key, units in groups.items():
-        yield key, [next(results) for _ in units]
+        outputs = []
+        for _ in units:
+            outputs.append(next(results))
+            check_stop(stop, "the fits")
+        yield key, outputs
 
 
 def make_executor(spec: str = LOCAL, n_workers: int = 0) -> Executor:

@@ -31,7 +31,7 @@ from src.models.estimators.units import forecast_unit
 from src.models.evaluation.scoring import DIRECTION_ROWS, TIMING_ROWS, score_rows
 from src.models.evaluation.selection import Evidence
 from src.models.offline.training import Fold, TrainSettings, choose, fold_evidence, fold_plan, fold_units, unwrap
-from src.utils.errors import UserError, failure_reason
+from src.utils.errors import UserError, check_stop, failure_reason
 from src.utils.executors import Executor, LocalExecutor, batches, map_groups
 from src.utils.progress import Progress
 
@@ -56,13 +56,14 @@ def run_backtest(candles: dict[str, pd.DataFrame], symbols: list[str], targets: 
                  start: pd.Timestamp, end: pd.Timestamp, records: RecordStore, settings: TrainSettings,
                  retrain_every_days: int = 7, progress: Progress | None = None,
                  unfillable: dict[str, pd.DatetimeIndex] | None = None, executor: Executor | None = None,
-                 failures: dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+                 failures: dict | None = None, stop=None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Run the backtest over [start, end) and return its direction and how-soon tables (backtest_tables).
     `unfillable`: per symbol, the hours recorded as never published by the exchange (training's and live
     outcomes' rule: only those are missing for good; any other missing hour leaves its windows undecided).
     The fits run on `executor` (default: this process); each group is written as soon as its units are done.
     A group that fails is left out with its reason in `failures` (when given; else
-    a UserError names them after the others are stored)."""
+    a UserError names them after the others are stored). `stop` (a threading.Event): set, the backtest ends
+    at the next unit or group (StopRequested), every group already written whole."""
     executor = executor or LocalExecutor()
     points = pd.date_range(start, end, freq=f"{retrain_every_days}D", inclusive="left")
     records.delete_predictions(RUN, start, end, symbols)
@@ -74,6 +75,7 @@ def run_backtest(candles: dict[str, pd.DataFrame], symbols: list[str], targets: 
     for batch in batches(executor, keys):  # a few groups' data in memory at a time
         plans = {}
         for key in batch:
+            check_stop(stop, "the backtest")
             try:
                 plans[key] = _plan(candles, *key, points, start, end, settings, retrain_every_days, executor,
                                    unfillable)
@@ -81,7 +83,7 @@ def run_backtest(candles: dict[str, pd.DataFrame], symbols: list[str], targets: 
                 failed[key] = _failure(*key, exc)
             if progress is not None:  # the units a group will not run count as done
                 progress(expected - (len(plans[key].units) if key in plans else 0))
-        for key, outputs in map_groups(executor, {key: plan.units for key, plan in plans.items()}, progress):
+        for key, outputs in map_groups(executor, {key: plan.units for key, plan in plans.items()}, progress, stop):
             try:
                 _finish(plans[key], outputs, start, end, records, settings)
             except Exception as exc:

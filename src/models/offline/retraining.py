@@ -37,9 +37,9 @@ class RetrainDecision:
 
 class Retrainer:
     def __init__(self, ops: DatabaseOperations, records: RecordStore, registry: ModelRegistry,
-                 settings: TrainSettings, executor: Executor | None = None):
+                 settings: TrainSettings, executor: Executor | None = None, stop=None):
         self.registry, self.settings = registry, settings
-        self.trainer = Trainer(ops, records, registry, settings, executor)
+        self.trainer = Trainer(ops, records, registry, settings, executor, stop)
 
     def retrain(self, symbols: list[str], targets: list[float], now: pd.Timestamp,
                 progress: Progress | None = None) -> list[RetrainDecision]:

@@ -27,7 +27,7 @@ from src.models.estimators.tasks import DIRECTION, TASKS, Task
 from src.models.estimators.units import fit_unit, forecast_unit
 from src.models.evaluation.selection import ChampionChoice, Evidence, choose_champion
 from src.models.live.registry import ModelRegistry
-from src.utils.errors import UserError, failure_reason
+from src.utils.errors import UserError, check_stop, failure_reason
 from src.utils.executors import Executor, LocalExecutor, UnitFailure, batches, map_groups
 from src.utils.progress import Progress
 
@@ -179,9 +179,10 @@ class GroupPlan:
 
 class Trainer:
     def __init__(self, ops: DatabaseOperations, records: RecordStore, registry: ModelRegistry,
-                 settings: TrainSettings, executor: Executor | None = None):
+                 settings: TrainSettings, executor: Executor | None = None, stop=None):
         self.ops, self.records, self.registry, self.settings = ops, records, registry, settings
         self.executor = executor or LocalExecutor()
+        self.stop = stop  # a threading.Event: set, training ends at the next unit or group (StopRequested)
 
     def train(self, symbols: list[str], targets: list[float], cut: pd.Timestamp | None = None,
               progress: Progress | None = None) -> list[GroupResult]:
@@ -197,11 +198,13 @@ class Trainer:
         for batch in batches(self.executor, keys):  # a few groups' data in memory at a time
             plans: dict[tuple[str, float], GroupPlan] = {}
             for key in batch:
+                check_stop(self.stop, "training")
                 try:
                     plans[key] = self._plan(candles, *key, cut)
                 except Exception as exc:  # one group failing must not stop the others
                     results[key] = self._skipped(*key, exc, progress)
-            for key, outputs in map_groups(self.executor, {key: plan.units for key, plan in plans.items()}):
+            for key, outputs in map_groups(self.executor, {key: plan.units for key, plan in plans.items()},
+                                           stop=self.stop):
                 try:
                     results[key] = self._finish(plans[key], outputs)
                 except Exception as exc:
