@@ -212,3 +212,29 @@ def test_stored_backtest_champion_copies_become_the_flag_and_back(empty_db_url):
     with conn.engine.connect() as c:
         assert c.execute(text("SELECT count(*) FROM prediction_outcomes")).scalar() == 3
     conn.dispose()
+
+
+@pytest.mark.host_tz
+@needs_timescaledb
+def test_timescaledb_installed_but_not_preloaded_builds_plain_and_says_how(run_cli, write_config, tmp_path):
+    """The state right after installing the package without its tuning step: CREATE EXTENSION would end the
+    connection there (init-db failed with PendingRollbackError). Told from the settings before trying: the
+    schema is built on plain PostgreSQL with one line on how to preload; with timescaledb: on, a clear error."""
+    from src.database.embedded import start_embedded
+    from tests.conftest import pg_ctl
+    admin = start_embedded(tmp_path / "pg", database="postgres", timescaledb=False)
+    try:
+        create_database(admin.replace("+psycopg2", ""), "unloaded")
+        url = admin.replace("/postgres?", "/unloaded?", 1)
+        result = run_cli("init-db", "--config", str(write_config({"database": {"url": url}})))
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "on plain PostgreSQL" in result.stdout and "shared_preload_libraries" in result.stdout
+        assert DatabaseConnection(url).schema_revision() == "0007" and not DatabaseConnection(url).has_timescaledb()
+        create_database(admin.replace("+psycopg2", ""), "required")
+        required = write_config({"database": {"url": admin.replace("/postgres?", "/required?", 1),
+                                              "timescaledb": "on"}}, name="on.yaml")
+        result = run_cli("init-db", "--config", str(required))
+        assert result.returncode != 0 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert "shared_preload_libraries" in result.stderr and "PendingRollback" not in result.stderr
+    finally:
+        pg_ctl(tmp_path / "pg" / "postgres", "-m", "immediate", "-w", "stop")

@@ -23,6 +23,9 @@ def cmd_init_db(args: argparse.Namespace, ctx: Context) -> int:
     if conversion == "converted":
         print("TimescaleDB is now available: ohlcv_data and feature_cache were converted to hypertables "
               "(rows kept), older candles will be compressed")
+    elif conversion == "not preloaded":
+        from src.database.migrations.timescale import NOT_PRELOADED
+        print(NOT_PRELOADED)
     elif conversion == "unavailable":
         print("TimescaleDB is not installed in this server; to use it (faster history, compression): "
               "bash ../shared/timescaledb/build.sh .venv/bin/python (embedded server) or a TimescaleDB "

@@ -86,8 +86,9 @@ class DatabaseConnection:
     def convert_to_hypertables(self) -> str:
         """Make a schema built on plain PostgreSQL use TimescaleDB now that it is available (existing rows
         are moved into chunks, in one transaction). Returns what happened: 'converted', 'already',
-        'unavailable' (the extension is not installed) or 'off' (database.timescaledb: off)."""
-        from src.database.migrations.timescale import hypertable_statements
+        'unavailable' (the extension is not installed), 'not preloaded' (installed, its library not loaded: see
+        NOT_PRELOADED) or 'off' (database.timescaledb: off)."""
+        from src.database.migrations.timescale import hypertable_statements, not_preloaded
         if self.timescaledb == "off":
             return "off"
         with self.engine.begin() as conn:
@@ -98,6 +99,8 @@ class DatabaseConnection:
                 return "already"
             if not conn.execute(text("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'")).scalar():
                 return "unavailable"
+            if not_preloaded(conn):
+                return "not preloaded"
             for statement in hypertable_statements(self.compress_after_days):
                 conn.execute(text(statement))
         return "converted"

@@ -8,8 +8,23 @@ from alembic import context, op
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
+from src.utils.errors import UserError
+
 log = logging.getLogger("src.database.migrations")
 CHUNK_INTERVAL = "30 days"  # ~720 hourly candles per asset per chunk: small chunks, few of them
+NOT_PRELOADED = ("TimescaleDB is installed in this server but not preloaded: add timescaledb to "
+                 "shared_preload_libraries in postgresql.conf (timescaledb-tune does it) and restart the server; "
+                 "init-db then converts the tables")
+
+
+def not_preloaded(bind) -> bool:
+    """True when the timescaledb extension is installed but its library is not preloaded: CREATE EXTENSION
+    would end the connection there. Told from the settings when this role may read them (a plain role on a
+    managed server may not: False, and the extension is tried as before)."""
+    if not bind.execute(text("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'")).scalar():
+        return False
+    setting = bind.execute(text("SELECT setting FROM pg_settings WHERE name = 'shared_preload_libraries'")).scalar()
+    return setting is not None and "timescaledb" not in setting
 
 
 def timescaledb_usable(bind) -> bool:
@@ -22,17 +37,22 @@ def timescaledb_usable(bind) -> bool:
     if bind.execute(text("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'")).scalar():
         return True
     reason = "the server has no timescaledb extension"
-    if bind.execute(text("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'")).scalar():
+    if not_preloaded(bind):
+        reason = NOT_PRELOADED
+    elif bind.execute(text("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'")).scalar():
         try:
             with bind.begin_nested():  # a savepoint: a refusal leaves the migration's transaction usable
                 bind.execute(text("CREATE EXTENSION IF NOT EXISTS timescaledb"))
             return True
         except DBAPIError as exc:
             reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+    if mode == "on" and reason == NOT_PRELOADED:
+        raise UserError(f"database.timescaledb is 'on' but {reason[0].lower()}{reason[1:]}; or set "
+                        "database.timescaledb: auto to build on plain PostgreSQL meanwhile")
     if mode == "on":
-        raise RuntimeError(f"database.timescaledb is 'on' but TimescaleDB cannot be used ({reason}); have a "
-                           "superuser run CREATE EXTENSION timescaledb, or set database.timescaledb: auto")
-    log.info("TimescaleDB not used: %s", reason)
+        raise UserError(f"database.timescaledb is 'on' but TimescaleDB cannot be used ({reason}); have a "
+                        "superuser run CREATE EXTENSION timescaledb, or set database.timescaledb: auto")
+    log.log(logging.WARNING if reason == NOT_PRELOADED else logging.INFO, "TimescaleDB not used: %s", reason)
     return False
 
 
