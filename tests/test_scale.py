@@ -282,3 +282,27 @@ def test_a_cluster_started_from_the_command_line_runs_the_units(tmp_path):
                 process.kill()
         for log in logs:
             log.close()
+
+
+def test_a_cluster_over_tls_is_reached_with_dasks_own_certificate_settings():
+    """ml.executor: dask+tls://HOST:PORT speaks TLS, with the certificates Dask's configuration names
+    (distributed.comm.tls.*); plain dask:// to that scheduler does not get in."""
+    import dask
+    distributed = pytest.importorskip("distributed")
+    security = distributed.Security.temporary()
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0",
+                                  host="127.0.0.1", protocol="tls://", security=security) as cluster:
+        address = cluster.scheduler_address.removeprefix("tls://")
+        settings = {"distributed.comm.tls.ca-file": security.tls_ca_file,
+                    "distributed.comm.tls.client.cert": security.tls_client_cert,
+                    "distributed.comm.tls.client.key": security.tls_client_key,
+                    "distributed.comm.timeouts.connect": "3s"}
+        with dask.config.set(settings):
+            executor = make_executor(f"dask+tls://{address}")
+            try:
+                assert list(executor.map([(_fails_on_odd, 2)])) == [20]
+            finally:
+                executor.close()
+        from src.utils.errors import UserError
+        with pytest.raises(UserError, match="no Dask scheduler answers"):
+            make_executor(f"dask://{address}")

@@ -79,17 +79,19 @@ def _targets_ok(value: list) -> str | None:
 
 LOCAL = "local"
 DASK_PREFIX = "dask://"
+DASK_TLS_PREFIX = "dask+tls://"  # the cluster over TLS: certificates from Dask's own configuration
 
 
 def check_executor_spec(spec: str) -> str | None:
     """None when `spec` names an executor, else what is wrong with it (for the config check)."""
     if spec == LOCAL:
         return None
-    if spec.startswith(DASK_PREFIX):
-        host, _, port = spec[len(DASK_PREFIX):].rpartition(":")
-        if host and port.isdigit():
-            return None
-    return "is neither 'local' nor 'dask://HOST:PORT'"
+    for prefix in (DASK_PREFIX, DASK_TLS_PREFIX):
+        if spec.startswith(prefix):
+            host, _, port = spec[len(prefix):].rpartition(":")
+            if host and port.isdigit():
+                return None
+    return "is neither 'local' nor 'dask://HOST:PORT' (or 'dask+tls://HOST:PORT')"
 
 
 Check = Callable[[Any], "str | None"]

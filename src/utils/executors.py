@@ -26,7 +26,7 @@ from pathlib import Path
 import joblib
 from threadpoolctl import threadpool_limits
 
-from src.utils.config import DASK_PREFIX, LOCAL, check_executor_spec
+from src.utils.config import DASK_PREFIX, DASK_TLS_PREFIX, LOCAL, check_executor_spec
 from src.utils.errors import UserError, check_stop
 
 log = logging.getLogger(__name__)
@@ -210,12 +210,16 @@ def map_groups(executor: Executor, groups: dict, progress: Callable[[int], None]
 
 
 def make_executor(spec: str = LOCAL, n_workers: int = 0) -> Executor:
-    """`local` with n_workers processes (0: one per core), or the Dask cluster at dask://HOST:PORT."""
+    """`local` with n_workers processes (0: one per core), or the Dask cluster at dask://HOST:PORT (over TLS:
+    dask+tls://HOST:PORT)."""
     problem = check_executor_spec(spec)
     if problem:
         raise UserError(f"ml.executor {spec!r} {problem}")
     if spec == LOCAL:
         return LocalExecutor(n_workers or available_cores())
-    executor = DaskExecutor("tcp://" + spec[len(DASK_PREFIX):])
+    if spec.startswith(DASK_TLS_PREFIX):  # certificates: Dask's config (distributed.comm.tls.*, README "Scale")
+        executor = DaskExecutor("tls://" + spec[len(DASK_TLS_PREFIX):])
+    else:
+        executor = DaskExecutor("tcp://" + spec[len(DASK_PREFIX):])
     log.info("executor: %s, dashboard %s", executor.name, executor.dashboard)
     return executor
