@@ -1,4 +1,7 @@
 """Errors a user can act on: the CLI prints their message as one line, never a traceback."""
+from __future__ import annotations
+
+import threading
 
 
 class UserError(Exception):
@@ -22,8 +25,8 @@ class StopRequested(BaseException):
     a BaseException so that the handlers that keep one group's failure from stopping the others let it pass."""
 
 
-def check_stop(stop, what: str) -> None:
-    """Raise StopRequested when `stop` (a threading.Event, or None) is set."""
+def check_stop(stop: threading.Event | None, what: str) -> None:
+    """Raise StopRequested when `stop` is set."""
     if stop is not None and stop.is_set():
         raise StopRequested(f"{what} stopped at a safe point: the service is stopping")
 

@@ -18,6 +18,7 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 import traceback
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -196,7 +197,7 @@ def batches(executor: Executor, keys: list) -> Iterator[list]:
 
 
 def map_groups(executor: Executor, groups: dict, progress: Callable[[int], None] | None = None,
-               stop=None) -> Iterator[tuple]:
+               stop: threading.Event | None = None) -> Iterator[tuple]:
     """Run every group's units (a dict: key -> list of units) and yield (key, its results) as each group
     completes, groups in the dict's order, so a caller can write one group while the next runs. With `stop` (a
     threading.Event), StopRequested is raised after the unit that finds it set: nothing of the group is written."""

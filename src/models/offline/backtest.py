@@ -16,6 +16,7 @@ ml.training_days before it (TrainSettings.training_days), not all stored history
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -56,7 +57,8 @@ def run_backtest(candles: dict[str, pd.DataFrame], symbols: list[str], targets: 
                  start: pd.Timestamp, end: pd.Timestamp, records: RecordStore, settings: TrainSettings,
                  retrain_every_days: int = 7, progress: Progress | None = None,
                  unfillable: dict[str, pd.DatetimeIndex] | None = None, executor: Executor | None = None,
-                 failures: dict | None = None, stop=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+                 failures: dict | None = None,
+                 stop: threading.Event | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Run the backtest over [start, end) and return its direction and how-soon tables (backtest_tables).
     `unfillable`: per symbol, the hours recorded as never published by the exchange (training's and live
     outcomes' rule: only those are missing for good; any other missing hour leaves its windows undecided).

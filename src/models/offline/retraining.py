@@ -7,6 +7,7 @@ says why; the others go on. The champion history stays in model_registry.
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 
 import pandas as pd
@@ -37,7 +38,7 @@ class RetrainDecision:
 
 class Retrainer:
     def __init__(self, ops: DatabaseOperations, records: RecordStore, registry: ModelRegistry,
-                 settings: TrainSettings, executor: Executor | None = None, stop=None):
+                 settings: TrainSettings, executor: Executor | None = None, stop: threading.Event | None = None):
         self.registry, self.settings = registry, settings
         self.trainer = Trainer(ops, records, registry, settings, executor, stop)
 

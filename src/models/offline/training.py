@@ -13,6 +13,7 @@ candles) is skipped with its reason; the others still train.
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -179,7 +180,7 @@ class GroupPlan:
 
 class Trainer:
     def __init__(self, ops: DatabaseOperations, records: RecordStore, registry: ModelRegistry,
-                 settings: TrainSettings, executor: Executor | None = None, stop=None):
+                 settings: TrainSettings, executor: Executor | None = None, stop: threading.Event | None = None):
         self.ops, self.records, self.registry, self.settings = ops, records, registry, settings
         self.executor = executor or LocalExecutor()
         self.stop = stop  # a threading.Event: set, training ends at the next unit or group (StopRequested)
