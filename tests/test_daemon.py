@@ -338,3 +338,24 @@ def test_a_job_submitted_from_two_threads_at_once_is_queued_once(write_config):
     for thread in threads:
         thread.join()
     assert daemon.jobs.qsize() == 1
+
+
+@pytest.mark.host_tz
+def test_sigterm_while_the_daemon_trains_stops_it_within_15_s_and_is_no_failure(daemon_setup):
+    """The first start trains group after group: a stop ends it at the next unit or group, logged as a stop (not
+    "job startup FAILED", not an exchange error), and the process is gone within 15 s."""
+    path, port, bot, tmp_path = daemon_setup
+    log_file = tmp_path / "logs" / "crypto_ml.log"
+    process = _start_daemon(path)
+    try:
+        _wait(lambda: log_file.exists() and "trained on" in log_file.read_text(), 600, "the first group trained")
+        process.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        assert process.wait(timeout=15) == 0
+        assert time.monotonic() - started < 15
+    finally:
+        if process.poll() is None:
+            process.kill()
+    text = log_file.read_text()
+    assert "job startup stopped at a safe point" in text and "daemon stopped" in text
+    assert "FAILED" not in text and "abandoned" not in text and "ERROR" not in text, text[-2000:]
