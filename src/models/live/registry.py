@@ -105,13 +105,11 @@ class ModelRegistry:
                "version": version, "feature_version": FEATURE_VERSION, "path": version,
                "checksum": hashlib.sha256(buffer.getvalue()).hexdigest(), "train_start": train_start,
                "train_end": train_end, "n_samples": n_samples, "metrics": metrics, "library_versions": libraries}
-        folder = self._write_folder(version, buffer.getvalue(), estimator if model_name == "xgboost" and
-                                    task == "direction" else None, row)
-        try:
-            self.records.add_model(row)
-        except BaseException:  # no folder without its row
-            shutil.rmtree(folder, ignore_errors=True)
-            raise
+        self._write_folder(version, buffer.getvalue(), estimator if model_name == "xgboost" and
+                           task == "direction" else None, row)
+        # no clean-up here when the insert fails: a stop can land after its commit, and a row must never lose its
+        # files; a folder whose row was not written is removed by remove_orphans at the next start
+        self.records.add_model(row)
         return version
 
     def _write_folder(self, version: str, model: bytes, xgboost_model, row: dict) -> Path:
