@@ -4,6 +4,10 @@ the scaling on paper from the measured cost per unit.
 
     python bench/backtest.py                                  # 2022-07-01 .. 2024-01-01, serial, local, dask
     python bench/backtest.py --start 2023-10-01 --executors local,dask
+    python bench/backtest.py --start 2022-01-01 --end 2023-12-24 --retrain-every 30 --executors local  # 2 years
+
+Each run prints the share of its time spent in the database (the record store's calls: writes of forecasts and
+outcomes, the reads that score them): a backtest's time should be the fits'.
 
 `dask` starts a LocalCluster of `--workers` worker processes (one thread each) for the run. A throwaway
 embedded database is used; the shared candles (../shared/data) are imported into it first.
@@ -44,7 +48,28 @@ def stored(db: DatabaseConnection) -> tuple[pd.DataFrame, pd.DataFrame]:
     return predictions, timing
 
 
-def run(name: str, ops: DatabaseOperations, start: pd.Timestamp, end: pd.Timestamp, workers: int) -> tuple:
+class TimedRecords:
+    """The record store, with the wall time spent in its calls added up (database work and its frames)."""
+
+    def __init__(self, records: RecordStore):
+        self.records, self.seconds = records, 0.0
+
+    def __getattr__(self, name: str):
+        attr = getattr(self.records, name)
+        if not callable(attr):
+            return attr
+
+        def timed(*args, **kwargs):
+            began = time.perf_counter()
+            try:
+                return attr(*args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - began
+        return timed
+
+
+def run(name: str, ops: DatabaseOperations, start: pd.Timestamp, end: pd.Timestamp, workers: int,
+        retrain_every: int) -> tuple:
     cluster = None
     if name == "serial":
         executor = LocalExecutor(1)
@@ -57,17 +82,18 @@ def run(name: str, ops: DatabaseOperations, start: pd.Timestamp, end: pd.Timesta
         executor = make_executor("dask://" + cluster.scheduler_address.removeprefix("tcp://"))
         print(f"dask dashboard: {executor.dashboard}")
     candles = load_candles(ops, list(SYMBOLS), "1h")
+    records = TimedRecords(RecordStore(ops.db))
     began = time.perf_counter()
     try:
         with TerminalProgress(f"backtest ({executor.name})", "fit") as bar:
-            run_backtest(candles, list(SYMBOLS), TARGETS, start, end, RecordStore(ops.db), TrainSettings(),
-                         retrain_every_days=7, progress=bar, executor=executor)
+            run_backtest(candles, list(SYMBOLS), TARGETS, start, end, records, TrainSettings(),
+                         retrain_every_days=retrain_every, progress=bar, executor=executor)
             units = bar.bar.total
     finally:
         executor.close()
         if cluster is not None:
             cluster.close()
-    return time.perf_counter() - began, units, stored(ops.db)
+    return time.perf_counter() - began, units, records.seconds, stored(ops.db)
 
 
 def main() -> None:
@@ -76,6 +102,7 @@ def main() -> None:
     parser.add_argument("--end", default="2024-01-01")
     parser.add_argument("--executors", default="serial,local,dask")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--retrain-every", type=int, default=7, help="days between retrain points")
     args = parser.parse_args()
     start, end = pd.Timestamp(args.start, tz="UTC"), pd.Timestamp(args.end, tz="UTC")
     with tempfile.TemporaryDirectory() as tmp:
@@ -86,13 +113,14 @@ def main() -> None:
             ops.save_ohlcv_data(symbol, "1h", shared_candles(name))
         first, results = None, []
         for name in args.executors.split(","):
-            seconds, units, forecasts = run(name, ops, start, end, args.workers)
+            seconds, units, database, forecasts = run(name, ops, start, end, args.workers, args.retrain_every)
             same = "reference" if first is None else (
                 "identical" if all(a.equals(b) for a, b in zip(forecasts, first)) else "DIFFERENT")
             first = first or forecasts
             results.append((name, seconds, units))
             print(f"{name:<7} {seconds:8.1f} s  {units} units  {len(forecasts[0]):,} predictions, "
-                  f"{len(forecasts[1]):,} how-soon forecasts: {same}")
+                  f"{len(forecasts[1]):,} how-soon forecasts: {same}; database {database:.1f} s "
+                  f"({database / seconds:.0%} of the run)")
         db.dispose()
     name, seconds, units = results[0]
     per_unit = seconds * (1 if name == "serial" else args.workers) / units

@@ -110,7 +110,7 @@ def test_outcomes_agree_with_the_label_function_and_are_idempotent(trained):
     # /metrics exports the champions' live figures
     from src.monitoring.app import Metrics
     from src.monitoring.health import live_skills
-    skills = live_skills(records)
+    skills = live_skills(records, pd.Timestamp("2023-01-21 00:15", tz="UTC"))  # the daily job of that day
     # (P(within H) of a 1 % move is 1 for every model here: its skill is undefined, so not exported)
     assert {("BTC/USDT", "0.01", name) for name in ("direction", "6h", "24h", "coverage")} <= set(skills)
     exported = Metrics().refresh({"database": {"reachable": True}}, True, skills).decode()

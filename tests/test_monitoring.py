@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from src.monitoring.app import Metrics
 
 ROOT = Path(__file__).resolve().parents[1]
-REPORT = {"database": {"reachable": True}, "data": {"BTC/USDT": {"candles": 10, "age_hours": 1.0}},
+REPORT = {"database": {"reachable": True}, "data": {"BTC/USDT": {"candles_last_7_days": 10, "age_hours": 1.0}},
           "jobs": {"hourly": {"runs": 5, "failures": 1, "last_duration_s": 0.3, "consecutive_failures": 0,
                               "last_counts": {"predictions": 27}}},
           "models": {"champions": 9}, "forecasts": {}}

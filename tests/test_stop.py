@@ -1,6 +1,7 @@
 """The stop stops: training, retraining and the backtest end at the next unit or group once the stop is set,
 with every group already written whole; Telegram's backoff ends on the stop; a clean stop is no job failure;
-SIGTERM to `train` ends the process within 15 s with nothing half-written."""
+SIGTERM to `train`, `retrain` or `backtest` ends the process within 15 s with nothing half-written, and so does
+a stop during the daemon's daily retrain."""
 from __future__ import annotations
 
 import os
@@ -94,32 +95,107 @@ def test_a_stop_is_not_a_job_failure(write_config, caplog):
     assert "job startup stopped at a safe point" in caplog.text and "FAILED" not in caplog.text
 
 
-@pytest.mark.host_tz
-def test_sigterm_to_train_ends_it_within_15_s_with_nothing_half_written(btc_year, write_config, tmp_path):
-    config = write_config({"database": {"url": btc_year.db.database_url}, "trading": {"assets": ["BTC/USDT"]},
-                           "ml": {"min_samples_for_training": 500}})
+def _sigterm_mid_run(config: Path, args: list[str], wrote) -> subprocess.CompletedProcess:
+    """Start the command, SIGTERM it once `wrote()` (something is written: mid-run), and require its end within 15 s
+    with the exit code of a stop."""
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CRYPTO_ML_CONFIG")}
-    process = subprocess.Popen([sys.executable, "-m", "src.main", "train", "--config", str(config)], cwd=ROOT,
+    process = subprocess.Popen([sys.executable, "-m", "src.main", *args, "--config", str(config)], cwd=ROOT,
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        records = RecordStore(btc_year.db)
-        deadline = time.time() + 240
-        while records.count("model_registry") == 0 and time.time() < deadline:  # mid-run: a group is written
+        deadline = time.time() + 300
+        while not wrote() and process.poll() is None and time.time() < deadline:
             time.sleep(0.2)
-        assert records.count("model_registry") > 0, "train wrote nothing in 240 s"
+        assert process.poll() is None and wrote(), f"{args[0]} wrote nothing while running"
         process.send_signal(signal.SIGTERM)
         started = time.perf_counter()
-        process.wait(timeout=15)
+        out, err = process.communicate(timeout=15)
         assert time.perf_counter() - started < 15
     finally:
         if process.poll() is None:
             process.kill()
-    assert process.returncode == 128 + signal.SIGTERM, process.stderr.read()
-    registry = ModelRegistry(RecordStore(btc_year.db), tmp_path / "data" / "models")
-    rows = pd.concat([registry.records.models(task=task) for task in ("direction", "resolution")])
-    for _, row in rows.iterrows():  # every row's files exist, match their checksum and load
+    assert process.returncode == 128 + signal.SIGTERM, err
+    return subprocess.CompletedProcess(args, process.returncode, out, err)
+
+
+def _models_whole(records: RecordStore, models_dir: Path) -> pd.DataFrame:
+    """Every row's files exist, match their checksum and load; after the next start's clean-up, no folder is
+    left without its row (a folder the stopped process was writing belongs to a PID that is gone)."""
+    registry = ModelRegistry(records, models_dir)
+    rows = pd.concat([records.models(task=task) for task in ("direction", "resolution")])
+    for _, row in rows.iterrows():
         assert registry.load(row)
-    folders = {p.name for p in registry.models_dir.iterdir() if not p.name.startswith(".writing")}
-    assert folders == set(rows["version"])  # no folder without its row
-    registry.remove_orphans()  # a folder the stopped process was writing (its PID is gone) is removed
-    assert {p.name for p in registry.models_dir.iterdir()} == set(rows["version"])
+    assert {p.name for p in models_dir.iterdir() if not p.name.startswith(".writing")} == set(rows["version"])
+    registry.remove_orphans()
+    assert {p.name for p in models_dir.iterdir()} == set(rows["version"])
+    return rows
+
+
+@pytest.mark.host_tz
+def test_sigterm_to_train_ends_it_within_15_s_with_nothing_half_written(btc_year, write_config, tmp_path):
+    config = write_config({"database": {"url": btc_year.db.database_url}, "trading": {"assets": ["BTC/USDT"]},
+                           "ml": {"min_samples_for_training": 500}})
+    records = RecordStore(btc_year.db)
+    _sigterm_mid_run(config, ["train"], lambda: records.count("model_registry") > 0)
+    _models_whole(records, tmp_path / "data" / "models")
+
+
+@pytest.mark.host_tz
+def test_sigterm_to_retrain_ends_it_within_15_s_with_the_champions_whole(trained, write_config, tmp_path):
+    ops, records, _ = trained
+    config = write_config({"database": {"url": ops.db.database_url}, "trading": {"assets": ["BTC/USDT", "ETH/USDT"],
+                           "target_percentages": [0.01, 0.05]}, "paths": {"data_dir": str(tmp_path)},
+                           "ml": {"min_samples_for_training": 500, "n_workers": 1}})
+    before = records.count("model_registry")
+    _sigterm_mid_run(config, ["retrain", "--at", "2023-02-20T00:30"], lambda: records.count("model_registry") > before)
+    rows = _models_whole(records, tmp_path / "models")
+    champions = rows[rows["is_champion"]].groupby(["symbol", "target_pct", "task"]).size()
+    assert len(champions) == 2 * 2 * 2 and (champions == 1).all()  # every group still served, once
+
+
+@pytest.mark.host_tz
+def test_sigterm_to_backtest_ends_it_within_15_s_with_whole_groups_only(btc_year, write_config):
+    config = write_config({"database": {"url": btc_year.db.database_url}, "trading": {"assets": ["BTC/USDT"],
+                           "target_percentages": [0.01, 0.02, 0.05]}, "ml": {"min_samples_for_training": 500}})
+    records = RecordStore(btc_year.db)
+    result = _sigterm_mid_run(config, ["backtest", "--start", "2022-11-01", "--end", "2023-01-01",
+                                       "--retrain-every", "30"], lambda: records.count("predictions") > 0)
+    assert "Traceback" not in result.stderr
+    with btc_year.db.engine.connect() as conn:
+        direction = pd.read_sql("SELECT target_pct, model_name, count(*) AS n FROM predictions GROUP BY 1, 2", conn)
+        timing = pd.read_sql("SELECT target_pct, model_name, count(*) AS n FROM resolution_forecasts GROUP BY 1, 2",
+                             conn)
+    groups = set(direction["target_pct"].astype(float))
+    assert groups and groups < {0.01, 0.02, 0.05}, "stopped after some groups, before all"
+    assert set(timing["target_pct"].astype(float)) == groups  # a group's how-soon forecasts came with it
+    hours = direction["n"].max()
+    assert hours > 55 * 24 and (direction["n"] == hours).all() and (timing["n"] == hours).all(), (direction, timing)
+
+
+@pytest.mark.host_tz
+def test_a_stop_during_the_daemons_daily_retrain_ends_it_within_15_s(trained, write_config, tmp_path, caplog):
+    from src.scheduler.daemon import Daemon
+    from src.scheduler.services import Context
+    from src.utils.config import Config
+    ops, records, _ = trained
+    config = Config(write_config({"database": {"url": ops.db.database_url}, "paths": {"data_dir": str(tmp_path)},
+                                  "trading": {"assets": ["BTC/USDT", "ETH/USDT"], "target_percentages": [0.01, 0.05]},
+                                  "ml": {"n_workers": 1, "min_samples_for_training": 500}}))
+    daemon = Daemon(Context(config))
+    before = records.count("model_registry")
+    at = pd.Timestamp("2023-02-20 00:30", tz="UTC")  # within the stored candles (they end 2023-02-28)
+    job = threading.Thread(target=daemon.run_job, args=("daily", lambda: daemon.daily(at)))
+    with caplog.at_level("INFO"):
+        job.start()
+        deadline = time.time() + 300
+        while records.count("model_registry") == before and job.is_alive() and time.time() < deadline:
+            time.sleep(0.2)
+        assert job.is_alive(), "the daily job ended before retraining wrote a model"
+        daemon.stop_event.set()
+        started = time.perf_counter()
+        job.join(timeout=15)
+        assert not job.is_alive() and time.perf_counter() - started < 15
+    assert "job daily stopped at a safe point" in caplog.text and "FAILED" not in caplog.text
+    assert "daily" not in daemon.board.snapshot()
+    rows = _models_whole(records, tmp_path / "models")
+    champions = rows[rows["is_champion"]].groupby(["symbol", "target_pct", "task"]).size()
+    assert len(champions) == 2 * 2 * 2 and (champions == 1).all()

@@ -77,10 +77,10 @@ def cmd_performance(args: argparse.Namespace, ctx: Context) -> int:
 def cmd_report(args: argparse.Namespace, ctx: Context) -> int:
     import pandas as pd
     service = ctx.report_service(args.dry_run)
-    now = pd.Timestamp.now(tz="UTC")
+    now = _now_or(args.at)
     if args.type == "hourly":
         result = service.hourly(now, ctx.config.groups)
-        service.alerts()
+        service.alerts(now)
     else:
         day = now - pd.Timedelta(days=1)  # the report is yesterday's (UTC), and so is its chart's name
         chart = ctx.config.data_dir / "reports" / f"daily-{day:%Y%m%d}.png"

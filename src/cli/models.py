@@ -79,8 +79,8 @@ def cmd_retrain(args: argparse.Namespace, ctx: Context) -> int:
     with ctx.executor() as executor, TerminalProgress("retrain", "model set") as bar:
         _say_executor(executor)
         retrainer = Retrainer(ctx.ops, records, ctx.registry(records), ctx.train_settings(), executor)
-        decisions = retrainer.retrain(ctx.config.assets, ctx.config.target_percentages, pd.Timestamp.now(tz="UTC"),
-                                      progress=bar)
+        at = pd.Timestamp(args.at) if args.at else pd.Timestamp.now(tz="UTC")
+        decisions = retrainer.retrain(ctx.config.assets, ctx.config.target_percentages, at, progress=bar)
     for d in decisions:
         change = f"{d.previous} -> {d.champion}" if d.changed else f"{d.champion} (fresh fit)" if d.version else "kept"
         print(f"{d.symbol:<10} {d.target:>5.0%} {change}: {d.reason}")

@@ -102,8 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     outcomes.add_argument("--at", type=parse_time, help="as of this time (UTC)")
     performance = add("performance", cmd_performance, "daily metrics per asset x target x model")
     performance.add_argument("--date", type=parse_time, help="the day (default: yesterday, UTC)")
-    add("retrain", cmd_retrain, "champion/challenger retraining")
+    retrain = add("retrain", cmd_retrain, "champion/challenger retraining (as of now or of --at)")
+    retrain.add_argument("--at", type=parse_time, help="as of this time (UTC): the candles closed by then")
     report = add("report", cmd_report, "build and send (or print) a report")
+    report.add_argument("--at", type=parse_time, help="as of this time (UTC; default now)")
     report.add_argument("--type", choices=("hourly", "daily"), default="hourly")
     report.add_argument("--dry-run", action="store_true", help="print instead of sending")
     return parser

@@ -13,7 +13,7 @@ from typing import Protocol
 
 import pandas as pd
 import psycopg2
-from sqlalchemy import Float, cast, func, select, text
+from sqlalchemy import Float, String, cast, func, literal, select, text, union_all
 
 from src.database.connection import DatabaseConnection
 from src.database.schema import exchange_gaps, ohlcv_data
@@ -204,12 +204,25 @@ class DatabaseOperations:
         return self.get_last_complete_timestamps([symbol], timeframe).get(symbol)
 
     def get_last_complete_timestamps(self, symbols: list[str], timeframe: str = "1h") -> dict[str, datetime]:
-        """The newest stored candle's open time per symbol, in one query (symbols without candles absent)."""
+        """The newest stored candle's open time per symbol, in one query (symbols without candles absent). One
+        index lookup per symbol: a GROUP BY would read every candle stored."""
+        if not symbols:
+            return {}
         c = ohlcv_data.c
-        query = (select(c.symbol, func.max(c.timestamp)).where(c.symbol.in_(symbols), c.timeframe == timeframe)
-                 .group_by(c.symbol))
+        query = union_all(*(select(literal(symbol, String).label("symbol"),
+                                   select(func.max(c.timestamp)).where(c.symbol == symbol, c.timeframe == timeframe)
+                                   .scalar_subquery().label("newest")) for symbol in symbols))
         with self.db.engine.connect() as conn:
-            return dict(conn.execute(query).all())
+            return {symbol: newest for symbol, newest in conn.execute(query).all() if newest is not None}
+
+    def recent_candles(self, symbols: list[str], timeframe: str, since: datetime) -> dict[str, tuple[int, datetime]]:
+        """Per symbol with candles from `since`: how many, and the newest open time (one bounded range of the
+        primary key; on TimescaleDB only the recent chunks are planned and read)."""
+        c = ohlcv_data.c
+        query = (select(c.symbol, func.count(), func.max(c.timestamp))
+                 .where(c.symbol.in_(symbols), c.timeframe == timeframe, c.timestamp >= since).group_by(c.symbol))
+        with self.db.engine.connect() as conn:
+            return {symbol: (count, newest) for symbol, count, newest in conn.execute(query).all()}
 
     def get_latest_candles(self, symbol: str, timeframe: str = "1h", limit: int = 100) -> pd.DataFrame:
         """The newest `limit` candles, oldest first, prices as floats."""

@@ -94,6 +94,10 @@ predictions = Table(
 )
 Index("idx_predictions_symbol_target_time", predictions.c.symbol, predictions.c.target_pct,
       predictions.c.timestamp.desc())
+# the hourly cycle's reads by time: the open windows, the newest hour, each group's newest champion forecast
+Index("idx_predictions_run_time", predictions.c.run_type, predictions.c.timestamp)
+Index("idx_predictions_live_champions", predictions.c.symbol, predictions.c.target_pct, predictions.c.timestamp,
+      postgresql_where=(predictions.c.run_type == "live") & predictions.c.is_champion)
 
 prediction_outcomes = Table(
     "prediction_outcomes", metadata,
@@ -149,6 +153,7 @@ model_performance = Table(
     UniqueConstraint("run_type", "symbol", "timeframe", "target_pct", "task", "model_name", "evaluation_date",
                      "window_days", name="uq_model_performance_key"),
 )
+Index("idx_model_performance_run_date", model_performance.c.run_type, model_performance.c.evaluation_date)
 
 model_registry = Table(
     "model_registry", metadata,
@@ -202,6 +207,7 @@ resolution_forecasts = Table(
 )
 Index("idx_resolution_forecasts_symbol_target_time", resolution_forecasts.c.symbol,
       resolution_forecasts.c.target_pct, resolution_forecasts.c.timestamp.desc())
+Index("idx_resolution_forecasts_run_time", resolution_forecasts.c.run_type, resolution_forecasts.c.timestamp)
 
 telegram_reports = Table(
     "telegram_reports", metadata,

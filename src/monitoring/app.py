@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable
 
 import psutil
+from cachetools.func import ttl_cache
 from flask import Flask, Response, jsonify
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 from prometheus_client.core import CounterMetricFamily
@@ -17,6 +18,7 @@ from src.utils.errors import UserError
 
 log = logging.getLogger(__name__)
 Snapshot = Callable[[], tuple[dict, bool]]
+SNAPSHOT_CACHE_SECONDS = 5.0
 
 
 # The scheduled job's label: not `job`, which Prometheus itself sets on every scraped series.
@@ -48,7 +50,8 @@ class Metrics:
         self.db_up = Gauge("crypto_ml_database_up", "1 when the database answers", registry=r)
         self.candle_age = Gauge("crypto_ml_newest_candle_age_hours", "hours since the newest candle closed",
                                 ["symbol"], registry=r)
-        self.candles = Gauge("crypto_ml_candles_stored", "candles stored", ["symbol"], registry=r)
+        self.candles = Gauge("crypto_ml_candles_last_7_days", "candles stored for the last 168 hours (168 when none "
+                             "is missing)", ["symbol"], registry=r)
         self.job_runs = JobRunsCollector()
         r.register(self.job_runs)
         self.job_duration = Gauge("crypto_ml_job_last_duration_seconds", "duration of the last run", [JOB_LABEL],
@@ -73,7 +76,7 @@ class Metrics:
         self.up.set(int(healthy))
         self.db_up.set(int(report["database"]["reachable"]))
         for symbol, data in report.get("data", {}).items():
-            self.candles.labels(symbol).set(data["candles"])
+            self.candles.labels(symbol).set(data["candles_last_7_days"])
             if data["age_hours"] is not None:
                 self.candle_age.labels(symbol).set(data["age_hours"])
         self.job_runs.jobs = report.get("jobs", {})
@@ -95,9 +98,15 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-def create_app(snapshot: Snapshot, skills: Callable[[], dict], board: JobBoard | None = None) -> Flask:
+def create_app(snapshot: Snapshot, skills: Callable[[], dict], board: JobBoard | None = None,
+               cache_seconds: float = SNAPSHOT_CACHE_SECONDS) -> Flask:
+    """/health and /metrics. Both answer from one snapshot kept for `cache_seconds`, so scrapers polling every
+    second cost the database one snapshot per interval."""
     app = Flask("crypto_ml_health")
     metrics = Metrics()
+    if cache_seconds > 0:
+        snapshot = ttl_cache(maxsize=1, ttl=cache_seconds)(snapshot)
+        skills = ttl_cache(maxsize=1, ttl=cache_seconds)(skills)
 
     def safe_snapshot() -> tuple[dict, bool]:
         try:
@@ -129,7 +138,8 @@ class HealthServer:
 
     def __init__(self, app: Flask, host: str, port: int):
         try:
-            self.server = create_server(app, host=host, port=port, threads=2, ident="crypto-ml")
+            # its own socket map: stopping it must not close another server's channels
+            self.server = create_server(app, map={}, host=host, port=port, threads=2, ident="crypto-ml")
         except OSError as exc:
             raise UserError(f"health server cannot listen on {host}:{port} ({exc.strerror or exc}); stop what "
                             "uses it or set health.port (and health.host) to a free one") from None

@@ -20,6 +20,7 @@ from src.utils.secrets import redact
 
 FAILURES_UNHEALTHY = 3  # a job failing this many times in a row makes the service unhealthy
 FORECAST_STALE_HOURS = 2  # a group whose newest forecast's candle closed longer ago has no current forecast
+RECENT_CANDLE_HOURS = 168  # /health counts the candles of the last week (a full count grows with the history)
 
 
 @dataclass
@@ -110,31 +111,35 @@ def health_snapshot(ops: DatabaseOperations, records: RecordStore, assets: list[
 
 def _forecasts(records: RecordStore, assets: list[str], targets: list[float], now: pd.Timestamp) -> dict:
     """Per configured group: its newest champion forecast, how old its candle is, and what is wrong."""
-    newest = {(r.symbol, round(r.target_pct, 6)): pd.Timestamp(r.timestamp)
-              for r in records.newest_champion_times().itertuples()}
+    groups = [(symbol, target) for symbol in assets for target in targets]
+    newest = records.newest_champion_times(groups)
     out = {}
-    for symbol in assets:
-        for target in targets:
-            hour = newest.get((symbol, round(target, 6)))
-            age = None if hour is None else (now - hour).total_seconds() / 3600 - 1  # since the candle closed
-            problem = "no forecast yet" if hour is None else (
-                f"newest forecast is from the candle of {hour:%Y-%m-%d %H:%M} UTC, {age:.1f} h old"
-                if age > FORECAST_STALE_HOURS else None)
-            out[group_key(symbol, target)] = {"newest_forecast": None if hour is None else hour.isoformat(),
-                                              "age_hours": None if age is None else round(age, 2),
-                                              "problem": problem}
+    for symbol, target in groups:
+        hour = newest.get((symbol, target))
+        age = None if hour is None else (now - hour).total_seconds() / 3600 - 1  # since the candle closed
+        problem = "no forecast yet" if hour is None else (
+            f"newest forecast is from the candle of {hour:%Y-%m-%d %H:%M} UTC, {age:.1f} h old"
+            if age > FORECAST_STALE_HOURS else None)
+        out[group_key(symbol, target)] = {"newest_forecast": None if hour is None else hour.isoformat(),
+                                          "age_hours": None if age is None else round(age, 2),
+                                          "problem": problem}
     return out
 
 
 def _freshness(ops: DatabaseOperations, assets: list[str], timeframe: str, now: pd.Timestamp,
                stale_after_hours: float) -> dict:
-    stored = {row["symbol"]: row for row in ops.candle_summary() if row["timeframe"] == timeframe}
+    """Per asset: the newest candle and how old it is, and how many of the last week's candles are stored (a
+    bounded count: 168 when none is missing, on day 700 as on day 1)."""
+    recent = ops.recent_candles(assets, timeframe, now.floor("h") - pd.Timedelta(hours=RECENT_CANDLE_HOURS))
+    older = [symbol for symbol in assets if symbol not in recent]  # no candle this week: look further back
+    newest_stored = {s: newest for s, (_, newest) in recent.items()} | (
+        ops.get_last_complete_timestamps(older, timeframe) if older else {})
     out = {}
     for symbol in assets:
-        row = stored.get(symbol)
-        newest = None if row is None else pd.Timestamp(row["last"])
+        newest = newest_stored.get(symbol)
+        newest = None if newest is None else pd.Timestamp(newest)
         age = None if newest is None else (now - newest).total_seconds() / 3600 - 1  # complete 1 h after open
-        out[symbol] = {"candles": 0 if row is None else row["candles"],
+        out[symbol] = {"candles_last_7_days": recent.get(symbol, (0, None))[0],
                        "newest_candle": None if newest is None else newest.isoformat(),
                        "age_hours": None if age is None else round(age, 2),
                        "stale": age is None or age > stale_after_hours}
@@ -142,14 +147,15 @@ def _freshness(ops: DatabaseOperations, assets: list[str], timeframe: str, now: 
 
 
 def _models(records: RecordStore, now: pd.Timestamp) -> dict:
-    champions = records.models(champions_only=True)
-    timing = {group_key(r.symbol, r.target_pct): r.model_name
-              for r in records.models(champions_only=True, task="resolution").itertuples()}
-    return {"champions": len(champions), "groups": {
-        group_key(r.symbol, r.target_pct): {
-            "model": r.model_name, "version": r.version, "time_model": timing.get(group_key(r.symbol, r.target_pct)),
-            "age_days": round((now - pd.Timestamp(r.train_end)).total_seconds() / 86400, 1)}
-        for r in champions.itertuples()}}
+    champions = records.champion_rows()
+    timing = {group_key(r["symbol"], r["target_pct"]): r["model_name"] for r in champions if r["task"] == "resolution"}
+    direction = [r for r in champions if r["task"] == "direction"]
+    return {"champions": len(direction), "groups": {
+        group_key(r["symbol"], r["target_pct"]): {
+            "model": r["model_name"], "version": r["version"], "time_model": timing.get(group_key(r["symbol"],
+                                                                                                  r["target_pct"])),
+            "age_days": round((now - pd.Timestamp(r["train_end"])).total_seconds() / 86400, 1)}
+        for r in direction}}
 
 
 def record_system_health(ops: DatabaseOperations, data_dir, active_models: int, freshness_minutes: int | None,
@@ -168,23 +174,22 @@ def record_system_health(ops: DatabaseOperations, data_dir, active_models: int, 
 
 
 LIVE_WINDOW_DAYS = 30
+LIVE_SKILL_MAX_AGE_DAYS = 7  # the daily job computes them; a week without it shows as no figure, not an old one
 RESOLUTION_GAUGES = {"brier_skill_6h": "6h", "brier_skill_24h": "24h", "brier_skill_horizon": "horizon"}
 
 
-def live_skills(records: RecordStore) -> dict[tuple[str, str, str], float]:
+def live_skills(records: RecordStore, now: pd.Timestamp | None = None) -> dict[tuple[str, str, str], float]:
     """The newest 30-day live figures of what each group's users got (the 'champion' series, whichever models
-    served): (symbol, target, metric) -> value, metric 'direction' (Brier skill), '6h' / '24h' / 'horizon'
-    (how-soon Brier skill) or 'coverage'."""
+    served), computed within the last LIVE_SKILL_MAX_AGE_DAYS (older figures are not current): (symbol, target,
+    metric) -> value, metric 'direction' (Brier skill), '6h' / '24h' / 'horizon' (how-soon Brier skill) or
+    'coverage'. One bounded read."""
+    now = now if now is not None else pd.Timestamp.now(tz="UTC")
+    since = (now - pd.Timedelta(days=LIVE_SKILL_MAX_AGE_DAYS)).date()
     out: dict[tuple[str, str, str], float] = {}
-    for task in ("direction", "resolution"):
-        performance = records.performance("live", task=task)
-        performance = performance[(performance["model_name"] == CHAMPION)
-                                  & (performance["window_days"] == LIVE_WINDOW_DAYS)]
-        latest = performance.sort_values("evaluation_date").groupby(["symbol", "target_pct"]).tail(1)
-        for r in latest.itertuples():
-            target = f"{float(r.target_pct):g}"
-            figures = ({"direction": r.brier_skill} if task == "direction" else
-                       {**{label: getattr(r, column) for column, label in RESOLUTION_GAUGES.items()},
-                        "coverage": r.interval_coverage})
-            out |= {(r.symbol, target, name): float(v) for name, v in figures.items() if v is not None and v == v}
+    for r in records.newest_performance("live", CHAMPION, LIVE_WINDOW_DAYS, since).itertuples():
+        target = f"{float(r.target_pct):g}"
+        figures = ({"direction": r.brier_skill} if r.task == "direction" else
+                   {**{label: getattr(r, column) for column, label in RESOLUTION_GAUGES.items()},
+                    "coverage": r.interval_coverage})
+        out |= {(r.symbol, target, name): float(v) for name, v in figures.items() if v is not None and v == v}
     return out

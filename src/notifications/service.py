@@ -16,6 +16,7 @@ from src.utils.config import group_key
 
 log = logging.getLogger(__name__)
 ALERT_RETRY_HOURS = 6  # an alert Telegram did not take is sent again while its hour is this young
+RECORD_MAX_AGE_DAYS = 7  # an alert quotes its model's 30-day live record if the daily job computed it this recently
 
 
 def crossings(champions: pd.DataFrame, threshold: float) -> pd.DataFrame:
@@ -85,7 +86,7 @@ class ReportService:
         now = now if now is not None else pd.Timestamp.now(tz="UTC")
         for row in crossings(self.records.recent_champions(hours=2), self.threshold).itertuples():
             text = reports.alert_text(row.symbol, row.target_pct, row.probability, self.threshold, row.model_name,
-                                      self._reasons(row), self._record(row.symbol, row.target_pct, row.model_name))
+                                      self._reasons(row), self._record(row.symbol, row.target_pct, row.model_name, now))
             self.records.claim_alert({
                 "symbol": row.symbol, "timeframe": row.timeframe, "target_pct": row.target_pct,
                 "timestamp": row.timestamp, "side": "up" if row.probability >= self.threshold else "down",
@@ -125,10 +126,8 @@ class ReportService:
             log.warning("no reasons for %s %g alert: %s", row.symbol, row.target_pct, exc)
             return []
 
-    def _record(self, symbol: str, target: float, model: str) -> dict | None:
-        performance = self.records.performance("live")
-        if performance.empty:
-            return None
-        mine = performance[(performance["symbol"] == symbol) & (performance["target_pct"].astype(float) == target)
-                           & (performance["model_name"] == model) & (performance["window_days"] == 30)]
-        return mine.sort_values("evaluation_date").iloc[-1].to_dict() if len(mine) else None
+    def _record(self, symbol: str, target: float, model: str, now: pd.Timestamp) -> dict | None:
+        """The model's newest 30-day live record, if computed within the last week."""
+        since = (now - pd.Timedelta(days=RECORD_MAX_AGE_DAYS)).date()
+        mine = self.records.newest_performance("live", model, 30, since, symbol, target)
+        return mine.iloc[0].to_dict() if len(mine) else None

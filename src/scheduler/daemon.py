@@ -34,6 +34,7 @@ from src.utils.progress import LogProgress
 
 log = logging.getLogger(__name__)
 STOP_GRACE_SECONDS = 12
+OPEN_WINDOW_SLACK_HOURS = 24  # the hourly outcome check reads entries of the last horizon + this many hours
 
 
 class Daemon:
@@ -47,6 +48,7 @@ class Daemon:
         self.queue_lock = threading.Lock()
         self.server: HealthServer | None = None
         self.running: str | None = None  # the job the worker thread is running
+        self.last_full_resolve: pd.Timestamp | None = None  # when every pending entry was last checked
 
     # ---- plumbing ----------------------------------------------------------------------------
     def checkpoint(self) -> None:
@@ -151,7 +153,8 @@ class Daemon:
 
     def hourly(self) -> dict:
         now = pd.Timestamp.now(tz="UTC")
-        ops, records = self.ctx.migrated_ops(), self.ctx.records
+        self.ctx.migrated_ops()
+        records = self.ctx.records
         try:
             self.ctx.recovery().check_and_recover_all_symbols(self.config.assets,
                                                               self.config.get("scheduler.catch_up_hours") + 24)
@@ -169,7 +172,7 @@ class Daemon:
             groups = sorted(result.fallbacks)
             self.submit("heal", lambda: self.heal(groups))
         self.checkpoint()
-        outcomes = resolve_outcomes(ops, records, now, self.config.horizon)
+        outcomes = self._resolve_outcomes(now)
         self.checkpoint()
         service = self.ctx.report_service()
         reasons = {group_key(s, t): why for (s, t), why in records.group_problems(self.config.timeframe).items()}
@@ -177,6 +180,16 @@ class Daemon:
         alerts = service.alerts()
         return {"predictions": result.written, "caught_up_hours": len(missed), "stale": len(result.stale),
                 "groups_skipped": len(result.skipped), "outcomes": outcomes, "alerts": len(alerts)}
+
+    def _resolve_outcomes(self, now: pd.Timestamp) -> int:
+        """Hourly, the open windows only (a bounded read on day 700 as on day 1); at start and once a day, every
+        pending entry (one kept open by a missing candle, or older than the windows after an outage)."""
+        full = self.last_full_resolve is None or now - self.last_full_resolve >= pd.Timedelta(days=1)
+        since = None if full else now.floor("h") - pd.Timedelta(hours=self.config.horizon + OPEN_WINDOW_SLACK_HOURS)
+        written = resolve_outcomes(self.ctx.migrated_ops(), self.ctx.records, now, self.config.horizon, since=since)
+        if full:
+            self.last_full_resolve = now
+        return written
 
     def heal(self, groups: list[tuple[str, float]]) -> dict:
         """Retrain the groups whose champion could not be loaded (an earlier champion served meanwhile)."""
@@ -227,10 +240,11 @@ class Daemon:
         start = max(last + pd.Timedelta(hours=1), current - window)
         return list(pd.date_range(start, current - pd.Timedelta(hours=1), freq="h"))
 
-    def daily(self) -> dict:
-        now = pd.Timestamp.now(tz="UTC")
+    def daily(self, now: pd.Timestamp | None = None) -> dict:
+        now = now if now is not None else pd.Timestamp.now(tz="UTC")
         records = self.ctx.records
         days = refresh_performance(records, now, self.config.horizon)
+        self.ctx.registry().remove_orphans()  # folders of fits a crash cut short since the last start
         self.checkpoint()
         with self.ctx.executor() as executor:
             retrainer = Retrainer(self.ctx.ops, records, self.ctx.registry(), self.ctx.train_settings(), executor,

@@ -9,7 +9,7 @@ import io
 from datetime import datetime
 
 import pandas as pd
-from sqlalchemy import and_, delete, func, select, text
+from sqlalchemy import Float, String, and_, delete, func, literal, select, text, union_all
 
 from src.database.records.base import Records
 from src.database.schema import prediction_outcomes, predictions, resolution_forecasts
@@ -23,6 +23,30 @@ RESOLUTION_COLUMNS = ["run_type", "symbol", "timeframe", "target_pct", "timestam
                       "is_champion", *FORECAST_COLUMNS]
 OUTCOME_COLUMNS = ["symbol", "timeframe", "target_pct", "timestamp", "status", "actual_outcome",
                    "target_hit_timestamp", "time_to_target_hours", "max_favorable_move", "max_adverse_move"]
+
+
+OUTCOME_STAGE = """CREATE TEMP TABLE outcome_stage (symbol text, timeframe text, target_pct numeric,
+    timestamp timestamptz, status text, actual_outcome int, target_hit_timestamp timestamptz,
+    time_to_target_hours numeric, max_favorable_move numeric, max_adverse_move numeric) ON COMMIT DROP"""
+# Both driven from the staged outcomes, each looking up its forecasts through the unique key (LATERAL; OFFSET 0
+# keeps the planner from flattening it back into a join whose order it would choose from stale statistics).
+OUTCOMES_INSERT = """
+    INSERT INTO prediction_outcomes (prediction_id, status, actual_outcome, target_hit_timestamp,
+        time_to_target_hours, max_favorable_move, max_adverse_move)
+    SELECT p.id, s.status, s.actual_outcome, s.target_hit_timestamp, round(s.time_to_target_hours, 2),
+           round(s.max_favorable_move, 6), round(s.max_adverse_move, 6)
+    FROM outcome_stage s CROSS JOIN LATERAL (
+        SELECT id FROM predictions
+        WHERE run_type = %(run_type)s AND symbol = s.symbol AND timeframe = s.timeframe
+          AND timestamp = s.timestamp AND target_pct = s.target_pct OFFSET 0) p
+    ON CONFLICT (prediction_id) DO NOTHING"""
+TIMING_OUTCOMES_UPDATE = """
+    UPDATE resolution_forecasts r SET status = s.status, hours_to_resolution = round(s.time_to_target_hours, 2)
+    FROM outcome_stage s CROSS JOIN LATERAL (
+        SELECT id FROM resolution_forecasts
+        WHERE run_type = %(run_type)s AND symbol = s.symbol AND timeframe = s.timeframe
+          AND timestamp = s.timestamp AND target_pct = s.target_pct AND status IS NULL OFFSET 0) f
+    WHERE r.id = f.id"""
 
 
 def _copy_text(frame: pd.DataFrame) -> io.StringIO:
@@ -75,14 +99,17 @@ class ForecastRecords(Records):
             conn.execute(delete(resolution_forecasts).where(time_condition))
             return conn.execute(delete(predictions).where(condition)).rowcount
 
-    def pending_entries(self, run_type: str = "live") -> pd.DataFrame:
-        """(symbol, timeframe, target, timestamp) of predictions and how-soon forecasts with no outcome yet."""
+    def pending_entries(self, run_type: str = "live", since: datetime | None = None) -> pd.DataFrame:
+        """(symbol, timeframe, target, timestamp) of predictions and how-soon forecasts with no outcome yet;
+        with `since`, only those of hours from then (the open windows: a bounded read however long the record)."""
         p, o, r = predictions.c, prediction_outcomes.c, resolution_forecasts.c
-        direction = (select(p.symbol, p.timeframe, p.target_pct, p.timestamp)
-                     .select_from(predictions.outerjoin(prediction_outcomes, o.prediction_id == p.id))
-                     .where(p.run_type == run_type, o.id.is_(None)))
+        # probed per prediction (OFFSET keeps the planner from turning it into a join that reads every outcome)
+        no_outcome = ~select(o.id).where(o.prediction_id == p.id).offset(0).exists()
+        direction = select(p.symbol, p.timeframe, p.target_pct, p.timestamp).where(p.run_type == run_type, no_outcome)
         timing = (select(r.symbol, r.timeframe, r.target_pct, r.timestamp)
                   .where(r.run_type == run_type, r.status.is_(None)))
+        if since is not None:
+            direction, timing = direction.where(p.timestamp >= since), timing.where(r.timestamp >= since)
         query = direction.union(timing)
         with self.db.engine.connect() as conn:
             frame = pd.DataFrame(conn.execute(query).all(), columns=["symbol", "timeframe", "target_pct", "timestamp"])
@@ -91,33 +118,22 @@ class ForecastRecords(Records):
 
     def save_outcomes(self, frame: pd.DataFrame, run_type: str) -> int:
         """Attach outcomes (one row per symbol x timeframe x target x entry time) to every matching
-        prediction of `run_type` that has none yet. Returns outcome rows written."""
+        prediction of `run_type` that has none yet. Returns outcome rows written.
+
+        Both statements are driven from the staged rows, each looking up its forecasts through the table's
+        unique key (LATERAL): the cost follows the staged rows whatever the planner's statistics say. (With
+        statistics taken before a backtest group's rows arrived, a plain join scanned the staged table once
+        per forecast row: minutes per group.)"""
         if frame.empty:
             return 0
         with self.db.engine.begin() as conn:
             cur = conn.connection.driver_connection.cursor()
-            cur.execute("""CREATE TEMP TABLE outcome_stage (symbol text, timeframe text, target_pct numeric,
-                timestamp timestamptz, status text, actual_outcome int, target_hit_timestamp timestamptz,
-                time_to_target_hours numeric, max_favorable_move numeric, max_adverse_move numeric)
-                ON COMMIT DROP""")
+            cur.execute(OUTCOME_STAGE)
             cur.copy_expert("COPY outcome_stage FROM STDIN", _copy_text(frame[OUTCOME_COLUMNS]))
-            cur.execute("""
-                INSERT INTO prediction_outcomes (prediction_id, status, actual_outcome, target_hit_timestamp,
-                    time_to_target_hours, max_favorable_move, max_adverse_move)
-                SELECT p.id, s.status, s.actual_outcome, s.target_hit_timestamp, round(s.time_to_target_hours, 2),
-                       round(s.max_favorable_move, 6), round(s.max_adverse_move, 6)
-                FROM outcome_stage s JOIN predictions p
-                  ON p.symbol = s.symbol AND p.timeframe = s.timeframe AND p.target_pct = s.target_pct
-                 AND p.timestamp = s.timestamp AND p.run_type = %(run_type)s
-                ON CONFLICT (prediction_id) DO NOTHING""", {"run_type": run_type})
+            cur.execute("ANALYZE outcome_stage")
+            cur.execute(OUTCOMES_INSERT, {"run_type": run_type})
             written = cur.rowcount
-            cur.execute("""
-                UPDATE resolution_forecasts r SET status = s.status,
-                       hours_to_resolution = round(s.time_to_target_hours, 2)
-                FROM outcome_stage s
-                WHERE r.symbol = s.symbol AND r.timeframe = s.timeframe AND r.target_pct = s.target_pct
-                  AND r.timestamp = s.timestamp AND r.run_type = %(run_type)s AND r.status IS NULL""",
-                        {"run_type": run_type})
+            cur.execute(TIMING_OUTCOMES_UPDATE, {"run_type": run_type})
             return written
 
     def resolved(self, run_type: str, start: datetime | None = None, end: datetime | None = None,
@@ -179,16 +195,16 @@ class ForecastRecords(Records):
     def recent_champions(self, hours: int = 2, run_type: str = "live") -> pd.DataFrame:
         """Champion predictions of the newest `hours` prediction hours (per asset), newest first."""
         p = predictions.c
-        newest = select(func.max(p.timestamp)).where(p.run_type == run_type).scalar_subquery()
-        query = (select(p.symbol, p.timeframe, p.target_pct, p.timestamp, p.model_name, p.model_version,
-                        p.probability, p.confidence, p.entry_price)
-                 .where(p.run_type == run_type, p.is_champion,
-                        p.timestamp > newest - func.make_interval(0, 0, 0, 0, hours))
-                 .order_by(p.timestamp.desc(), p.symbol, p.target_pct))
+        columns = ["symbol", "timeframe", "target_pct", "timestamp", "model_name", "model_version", "probability",
+                   "confidence", "entry_price"]
         with self.db.engine.connect() as conn:
-            frame = pd.DataFrame(conn.execute(query).all(), columns=[
-                "symbol", "timeframe", "target_pct", "timestamp", "model_name", "model_version", "probability",
-                "confidence", "entry_price"])
+            newest = conn.execute(select(func.max(p.timestamp)).where(p.run_type == run_type)).scalar()
+            # the newest hour first, as a value: the planner then reads only these hours' rows
+            rows = [] if newest is None else conn.execute(
+                select(*(p[c] for c in columns))
+                .where(p.run_type == run_type, p.is_champion, p.timestamp > newest - pd.Timedelta(hours=hours))
+                .order_by(p.timestamp.desc(), p.symbol, p.target_pct)).all()
+        frame = pd.DataFrame(rows, columns=columns)
         for column in ("target_pct", "probability", "confidence", "entry_price"):
             frame[column] = frame[column].astype(float)
         return frame
@@ -196,14 +212,14 @@ class ForecastRecords(Records):
     def recent_timings(self, hours: int = 2, run_type: str = "live") -> pd.DataFrame:
         """Champion how-soon forecasts of the newest `hours` forecast hours."""
         r = resolution_forecasts.c
-        newest = select(func.max(r.timestamp)).where(r.run_type == run_type).scalar_subquery()
         columns = ["symbol", "target_pct", "timestamp", "model_name", "p_6h", "p_24h", "p_horizon", "q10_hours",
                    "q50_hours", "q90_hours"]
-        query = (select(*(r[c] for c in columns))
-                 .where(r.run_type == run_type, r.is_champion,
-                        r.timestamp > newest - func.make_interval(0, 0, 0, 0, hours)))
         with self.db.engine.connect() as conn:
-            frame = pd.DataFrame(conn.execute(query).all(), columns=columns)
+            newest = conn.execute(select(func.max(r.timestamp)).where(r.run_type == run_type)).scalar()
+            rows = [] if newest is None else conn.execute(
+                select(*(r[c] for c in columns))
+                .where(r.run_type == run_type, r.is_champion, r.timestamp > newest - pd.Timedelta(hours=hours))).all()
+        frame = pd.DataFrame(rows, columns=columns)
         for column in columns[4:] + ["target_pct"]:
             frame[column] = frame[column].astype(float)
         return frame
@@ -219,12 +235,15 @@ class ForecastRecords(Records):
         known = [pd.Timestamp(t) for t in (direction, timing) if t is not None]
         return min(known) if direction is not None else None
 
-    def newest_champion_times(self, run_type: str = "live") -> pd.DataFrame:
-        """Per (symbol, target): the hour of the newest champion prediction."""
+    def newest_champion_times(self, groups: list[tuple[str, float]], run_type: str = "live"
+                              ) -> dict[tuple[str, float], pd.Timestamp]:
+        """(symbol, target) -> the hour of its newest champion prediction, for the groups of `groups` that have
+        one (one index lookup each, however many hours are stored)."""
         p = predictions.c
-        query = (select(p.symbol, p.target_pct, func.max(p.timestamp).label("timestamp"))
-                 .where(p.run_type == run_type, p.is_champion).group_by(p.symbol, p.target_pct))
+        newest = [select(literal(symbol, String), literal(target, Float),
+                         select(func.max(p.timestamp)).where(p.run_type == run_type, p.is_champion,
+                                                             p.symbol == symbol, p.target_pct == target)
+                         .scalar_subquery()) for symbol, target in groups]
         with self.db.engine.connect() as conn:
-            frame = pd.DataFrame(conn.execute(query).all(), columns=["symbol", "target_pct", "timestamp"])
-        frame["target_pct"] = frame["target_pct"].astype(float)
-        return frame
+            rows = conn.execute(union_all(*newest)).all() if newest else []
+        return {(symbol, target): pd.Timestamp(hour) for symbol, target, hour in rows if hour is not None}

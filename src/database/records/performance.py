@@ -5,7 +5,7 @@ from datetime import date
 
 import pandas as pd
 from sqlalchemy import func, select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import distinct_on, insert
 
 from src.database.records.base import Records
 from src.database.schema import model_performance
@@ -33,6 +33,23 @@ class PerformanceRecords(Records):
                  .order_by(c.evaluation_date))
         with self.db.engine.connect() as conn:
             return list(conn.execute(query).scalars())
+
+    def newest_performance(self, run_type: str, model_name: str, window_days: int, since: date,
+                           symbol: str | None = None, target: float | None = None) -> pd.DataFrame:
+        """Per task, symbol and target: the newest stored metrics row of `model_name` over `window_days`, evaluated
+        from `since` (a bounded read: the days since then, through the run-date index)."""
+        c = model_performance.c
+        query = (select(model_performance)
+                 .where(c.run_type == run_type, c.evaluation_date >= since, c.model_name == model_name,
+                        c.window_days == window_days)
+                 .ext(distinct_on(c.task, c.symbol, c.target_pct))
+                 .order_by(c.task, c.symbol, c.target_pct, c.evaluation_date.desc()))
+        if symbol is not None:
+            query = query.where(c.symbol == symbol)
+        if target is not None:
+            query = query.where(c.target_pct == target)
+        with self.db.engine.connect() as conn:
+            return pd.DataFrame(conn.execute(query).mappings().all(), columns=[c.name for c in model_performance.c])
 
     def performance(self, run_type: str, evaluation_date: date | None = None, task: str = "direction") -> pd.DataFrame:
         """Stored metrics of one run type and task ('direction' or 'resolution')."""

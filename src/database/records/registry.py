@@ -38,6 +38,15 @@ class RegistryRecords(Records):
             rows = conn.execute(query.order_by(c.created_at, c.id)).mappings().all()
         return _registry_frame(rows)
 
+    def champion_rows(self, timeframe: str = "1h") -> list[dict]:
+        """The champion of every asset x target x task (symbol, target_pct as float, task, model_name, version,
+        train_end): plain rows, for the health check that runs on every scrape."""
+        c = model_registry.c
+        query = (select(c.symbol, c.target_pct, c.task, c.model_name, c.version, c.train_end)
+                 .where(c.timeframe == timeframe, c.is_champion).order_by(c.symbol, c.target_pct, c.task))
+        with self.db.engine.connect() as conn:
+            return [{**row, "target_pct": float(row["target_pct"])} for row in conn.execute(query).mappings()]
+
     def current_models(self, timeframe: str = "1h") -> pd.DataFrame:
         """Of every asset x target x task: the newest row of each model name, and the champion row (one
         query for a whole cycle, however long the champion history has grown)."""

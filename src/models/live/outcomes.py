@@ -19,10 +19,11 @@ log = logging.getLogger(__name__)
 
 
 def resolve_outcomes(ops: DatabaseOperations, records: RecordStore, at: pd.Timestamp, horizon: int = 168,
-                     run_type: str = "live") -> int:
-    """Write outcomes for the pending predictions decided by candles closed by `at`; returns rows written."""
+                     run_type: str = "live", since: pd.Timestamp | None = None) -> int:
+    """Write outcomes for the pending predictions decided by candles closed by `at`; returns rows written.
+    `since`: only entries from that hour (the open windows; the hourly cycle's bounded read), else all."""
     started = time.perf_counter()
-    pending = records.pending_entries(run_type)
+    pending = records.pending_entries(run_type, since)
     newest = last_closed_before(at)
     written = 0
     for (symbol, timeframe), group in pending.groupby(["symbol", "timeframe"]):
@@ -35,6 +36,7 @@ def resolve_outcomes(ops: DatabaseOperations, records: RecordStore, at: pd.Times
                                         entries=pd.DatetimeIndex(entries["timestamp"]))
             written += records.save_outcomes(outcome_rows(symbol, timeframe, float(target), outcomes.dropna(
                 subset=["status"])), run_type)
-    log.info("outcomes as of %s: %d pending entries, %d outcome rows written, %.0f ms", newest, len(pending),
+    log.info("outcomes as of %s (%s): %d pending entries, %d outcome rows written, %.0f ms", newest,
+             "all entries" if since is None else f"entries from {since:%Y-%m-%d %H:%M}", len(pending),
              written, (time.perf_counter() - started) * 1000)
     return written

@@ -1,0 +1,64 @@
+"""A long live record written in SQL: hourly forecasts of three direction and three how-soon models per asset x
+target, outcomes for every window past its horizon, daily performance rows and monthly registry rows, as a
+daemon that ran from `start` to `end` would have left them. For the bounded-reads tests and bench/health.py."""
+from __future__ import annotations
+
+import pandas as pd
+from sqlalchemy import Engine, text
+
+DIRECTION_MODELS = ("climatology", "logistic", "xgboost")  # the champion last
+TIMING_MODELS = ("climatology", "recent_vol", "survival")
+
+
+def fill_statements(symbols: list[str], targets: list[float], start: pd.Timestamp, end: pd.Timestamp,
+                    horizon: int) -> list[str]:
+    groups = (f"unnest(ARRAY[{', '.join(repr(s) for s in symbols)}]) s, "
+              f"unnest(ARRAY[{', '.join(str(t) for t in targets)}]::numeric[]) t")
+    hours = f"generate_series('{start.isoformat()}'::timestamptz, '{end.isoformat()}'::timestamptz, '1 hour') h"
+    pending_from = f"'{(end - pd.Timedelta(hours=horizon)).isoformat()}'::timestamptz"
+    direction = ", ".join(f"'{m}'" for m in DIRECTION_MODELS)
+    timing = ", ".join(f"'{m}'" for m in TIMING_MODELS)
+    scored = ", ".join(f"'{m}'" for m in dict.fromkeys(DIRECTION_MODELS + TIMING_MODELS + ("champion",)))
+    models = ", ".join([f"('direction', '{m}')" for m in DIRECTION_MODELS] + [f"('resolution', '{m}')" for m in TIMING_MODELS])
+    return [
+        f"""INSERT INTO predictions (run_type, symbol, timeframe, target_pct, timestamp, model_name, model_version,
+              feature_version, is_champion, prediction_class, probability, confidence, entry_price)
+            SELECT 'live', s, '1h', t, h, m, m || '-' || to_char(h, 'YYYYMM'), 'f1', m = '{DIRECTION_MODELS[-1]}',
+                   (p > 0.5)::int, p, abs(p - 0.5) * 2, 30000
+            FROM {groups}, {hours}, unnest(ARRAY[{direction}]) m, LATERAL (SELECT random() p) r""",
+        f"""INSERT INTO prediction_outcomes (prediction_id, status, actual_outcome, time_to_target_hours)
+            SELECT id, CASE WHEN probability > 0.5 THEN 'up' ELSE 'down' END, (probability > 0.5)::int, 12.5
+            FROM predictions WHERE timestamp < {pending_from}""",
+        f"""INSERT INTO resolution_forecasts (run_type, symbol, timeframe, target_pct, timestamp, model_name,
+              model_version, is_champion, p_6h, p_24h, p_horizon, q10_hours, q50_hours, q90_hours, status,
+              hours_to_resolution)
+            SELECT 'live', s, '1h', t, h, m, m || '-' || to_char(h, 'YYYYMM'), m = '{TIMING_MODELS[-1]}', 0.2, 0.5,
+                   0.9, 2, 20, 120, CASE WHEN h < {pending_from} THEN 'up' END,
+                   CASE WHEN h < {pending_from} THEN 12.5 END
+            FROM {groups}, {hours}, unnest(ARRAY[{timing}]) m""",
+        f"""INSERT INTO model_performance (run_type, symbol, timeframe, target_pct, model_name, task,
+              evaluation_date, window_days, total_predictions, brier, brier_skill, brier_skill_6h, brier_skill_24h,
+              brier_skill_horizon, interval_coverage, resolved_predictions, pending_predictions)
+            SELECT 'live', s, '1h', t, m, task, d::date, w, 24 * w, 0.24, 0.01, 0.1, 0.2, 0.05, 0.8, 24 * w, 0
+            FROM {groups}, generate_series('{start.date()}'::date, '{end.date()}'::date, '1 day') d,
+                 unnest(ARRAY[1, 7, 30]) w, unnest(ARRAY['direction', 'resolution']) task,
+                 unnest(ARRAY[{scored}]) m""",
+        f"""INSERT INTO model_registry (symbol, timeframe, target_pct, model_name, task, version, feature_version,
+              path, checksum, train_start, train_end, n_samples, metrics, library_versions, is_champion, promoted_at)
+            SELECT s, '1h', t, m, task, task || '-' || m || '-' || replace(s, '/', '') || '-' || t || '-'
+                   || to_char(d, 'YYYYMM'), 'f1', 'x', repeat('0', 64), d - interval '4 years', d, 30000, '{{}}',
+                   '{{}}', d = date_trunc('month', '{end.isoformat()}'::timestamptz)
+                   AND m = CASE task WHEN 'direction' THEN '{DIRECTION_MODELS[-1]}' ELSE '{TIMING_MODELS[-1]}' END, d
+            FROM {groups}, generate_series('{start.isoformat()}'::timestamptz, '{end.isoformat()}'::timestamptz,
+                 '1 month') d, (VALUES {models}) AS k (task, m)""",
+        "ANALYZE",  # as autovacuum would have by then
+    ]
+
+
+def fill_long_record(engine: Engine, symbols: list[str], targets: list[float], start: pd.Timestamp,
+                     end: pd.Timestamp, horizon: int = 168) -> None:
+    with engine.begin() as conn:
+        for statement in fill_statements(symbols, targets, start, end, horizon)[:-1]:
+            conn.execute(text(statement))
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("ANALYZE"))
