@@ -52,7 +52,15 @@ class TimedRecords:
     """The record store, with the wall time spent in its calls added up (database work and its frames)."""
 
     def __init__(self, records: RecordStore):
-        self.records, self.seconds = records, 0.0
+        self.records, self.by_call = records, {}
+
+    @property
+    def seconds(self) -> float:
+        return sum(self.by_call.values())
+
+    def breakdown(self) -> str:
+        return ", ".join(f"{name} {seconds:.1f} s" for name, seconds in
+                         sorted(self.by_call.items(), key=lambda item: -item[1]))
 
     def __getattr__(self, name: str):
         attr = getattr(self.records, name)
@@ -64,7 +72,7 @@ class TimedRecords:
             try:
                 return attr(*args, **kwargs)
             finally:
-                self.seconds += time.perf_counter() - began
+                self.by_call[name] = self.by_call.get(name, 0.0) + time.perf_counter() - began
         return timed
 
 
@@ -93,6 +101,7 @@ def run(name: str, ops: DatabaseOperations, start: pd.Timestamp, end: pd.Timesta
         executor.close()
         if cluster is not None:
             cluster.close()
+    print(f"database calls: {records.breakdown()}")
     return time.perf_counter() - began, units, records.seconds, stored(ops.db)
 
 

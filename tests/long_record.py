@@ -49,8 +49,8 @@ def fill_statements(symbols: list[str], targets: list[float], start: pd.Timestam
                    || to_char(d, 'YYYYMM'), 'f1', 'x', repeat('0', 64), d - interval '4 years', d, 30000, '{{}}',
                    '{{}}', d = date_trunc('month', '{end.isoformat()}'::timestamptz)
                    AND m = CASE task WHEN 'direction' THEN '{DIRECTION_MODELS[-1]}' ELSE '{TIMING_MODELS[-1]}' END, d
-            FROM {groups}, generate_series('{start.isoformat()}'::timestamptz, '{end.isoformat()}'::timestamptz,
-                 '1 month') d, (VALUES {models}) AS k (task, m)""",
+            FROM {groups}, generate_series(date_trunc('month', '{start.isoformat()}'::timestamptz),
+                 '{end.isoformat()}'::timestamptz, '1 month') d, (VALUES {models}) AS k (task, m)""",
         "ANALYZE",  # as autovacuum would have by then
     ]
 

@@ -40,12 +40,26 @@ class JobRunsCollector:
         yield family
 
 
+class RejectedCollector:
+    """crypto_ml_telegram_rejected_total: commands from chats or users not allowed, since the service started."""
+
+    def __init__(self, count: Callable[[], int]) -> None:
+        self.count = count
+
+    def collect(self):
+        family = CounterMetricFamily("crypto_ml_telegram_rejected", "Telegram commands ignored: from a chat or user "
+                                     "not allowed")
+        family.add_metric([], self.count())
+        yield family
+
+
 class Metrics:
     """Prometheus metrics, refreshed from the health snapshot and the job board at each scrape."""
 
-    def __init__(self) -> None:
+    def __init__(self, rejected: Callable[[], int] | None = None) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        r.register(RejectedCollector(rejected or (lambda: 0)))
         self.up = Gauge("crypto_ml_healthy", "1 when /health is healthy", registry=r)
         self.db_up = Gauge("crypto_ml_database_up", "1 when the database answers", registry=r)
         self.candle_age = Gauge("crypto_ml_newest_candle_age_hours", "hours since the newest candle closed",
@@ -99,11 +113,11 @@ class Metrics:
 
 
 def create_app(snapshot: Snapshot, skills: Callable[[], dict], board: JobBoard | None = None,
-               cache_seconds: float = SNAPSHOT_CACHE_SECONDS) -> Flask:
+               cache_seconds: float = SNAPSHOT_CACHE_SECONDS, rejected: Callable[[], int] | None = None) -> Flask:
     """/health and /metrics. Both answer from one snapshot kept for `cache_seconds`, so scrapers polling every
     second cost the database one snapshot per interval."""
     app = Flask("crypto_ml_health")
-    metrics = Metrics()
+    metrics = Metrics(rejected)
     if cache_seconds > 0:
         snapshot = ttl_cache(maxsize=1, ttl=cache_seconds)(snapshot)
         skills = ttl_cache(maxsize=1, ttl=cache_seconds)(skills)

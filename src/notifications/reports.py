@@ -42,16 +42,35 @@ def fit_limit(lines: list[str], limit: int = TELEGRAM_LIMIT) -> str:
     return text[:limit]
 
 
+def _pieces(block: str, first_room: int, room: int) -> list[str]:
+    """A block longer than the room left, cut between whole lines: the first piece fills the `first_room` left in
+    the current message, the others a message each (a <pre> table reopened in each piece)."""
+    if len(block) <= first_room:
+        return [block]
+    pre = block.startswith("<pre>") and block.endswith("</pre>")
+    wrap = len("<pre></pre>") if pre else 0
+    pieces, current, limit = [], [], first_room
+    for line in (block[5:-6] if pre else block).split("\n"):
+        if len("\n".join([*current, line])) + wrap > limit and (current or limit < room):
+            pieces.append(current)
+            current, limit = [], room
+        current.append(line[:room - wrap])  # a single line longer than a whole message (none of ours) is cut
+    pieces.append(current)
+    return [f"<pre>{chr(10).join(p)}</pre>" if pre else "\n".join(p) for p in pieces if p]
+
+
 def split_messages(blocks: list[str], title: str, limit: int = TELEGRAM_LIMIT) -> list[str]:
-    """Pack whole blocks (an asset's lines, a table) into as few messages as fit Telegram's limit; every
-    message after the first starts with `title (k/n)`, so a chat with many assets gets them all."""
+    """Pack whole blocks (an asset's lines, a table) into as few messages as fit Telegram's limit, a block longer
+    than a message split between its lines: nothing is cut. Every message after the first starts with
+    `title (k/n)`, so a chat with many assets gets them all."""
     messages: list[list[str]] = [[]]
     room = limit - len(title) - 12  # the continuation title
-    for block in blocks:
-        block = fit_limit(block.split("\n"), room) if len(block) > room else block
-        if messages[-1] and len("\n".join([*messages[-1], block])) > room:
-            messages.append([])
-        messages[-1].append(block)
+    for whole in blocks:  # a block that fits a message stays whole; a longer one fills what is left, then more
+        left = room - len("\n".join(messages[-1])) - 1
+        for block in _pieces(whole, left if len(whole) > room and left > room // 4 else room, room):
+            if messages[-1] and len("\n".join([*messages[-1], block])) > room:
+                messages.append([])
+            messages[-1].append(block)
     if len(messages) == 1:
         return ["\n".join(messages[0])]
     return ["\n".join(([] if k == 0 else [f"{title} ({k + 1}/{len(messages)})"]) + blocks)

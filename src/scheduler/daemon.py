@@ -47,6 +47,7 @@ class Daemon:
         self.queued: set[str] = set()
         self.queue_lock = threading.Lock()
         self.server: HealthServer | None = None
+        self.bot = None  # the Telegram command listener, when a token is set and telegram.commands is on
         self.running: str | None = None  # the job the worker thread is running
         self.last_full_resolve: pd.Timestamp | None = None  # when every pending entry was last checked
 
@@ -286,9 +287,13 @@ class Daemon:
         self.ctx.migrated_ops()  # open (or start) the database and migrate before anything shares it
         self.ctx.registry().remove_orphans()  # the folders of fits killed before their rows were written
         health = self.config.config["health"]
-        self.server = HealthServer(create_app(self.snapshot, self.live_skills, self.board), health["host"],
-                                   health["port"])
+        self.bot = self.ctx.command_bot(self.snapshot)
+        self.server = HealthServer(create_app(self.snapshot, self.live_skills, self.board,
+                                              rejected=lambda: self.bot.rejected_total if self.bot else 0),
+                                   health["host"], health["port"])
         self.server.start()
+        if self.bot is not None:
+            self.bot.start()
         worker = threading.Thread(target=self._worker, name="jobs", daemon=True)
         worker.start()
         sched = self.config.config["scheduler"]
@@ -308,7 +313,11 @@ class Daemon:
                 schedule.run_pending()
                 self.stop_event.wait(1)
         finally:
+            if self.bot is not None:
+                self.bot.request_stop()  # ends its long poll while the job reaches a safe point
             worker.join(timeout=STOP_GRACE_SECONDS)
+            if self.bot is not None:
+                self.bot.stop(timeout=2)
             self.server.stop()
             schedule.clear()
             self.ctx.ops.db.dispose()

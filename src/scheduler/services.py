@@ -4,7 +4,7 @@ Shared by the CLI commands and the daemon. Imports are made where a part is firs
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from src.database.records import RecordStore
     from src.models.live.registry import ModelRegistry
     from src.models.offline.training import TrainSettings
+    from src.notifications.bot import CommandBot
     from src.notifications.service import ReportService
     from src.utils.executors import Executor
 
@@ -94,6 +95,18 @@ class Context:
             fetcher = ExchangeDataFetcher(config=self.config, stop_event=self.stop_event)
             self._recovery = DataRecoveryManager(self.migrated_ops(), fetcher, self.config.timeframe)
         return self._recovery
+
+    def command_bot(self, health: Callable[[], tuple[dict, bool]] | None = None) -> CommandBot | None:
+        """The Telegram command listener, when a bot token is set and telegram.commands is on."""
+        tg = self.config.config["telegram"]
+        if not (tg["bot_token"] and tg["commands"] and self.config.allowed_chats):
+            return None
+        from src.notifications.answers import Answers
+        from src.notifications.bot import CommandBot
+        answers = Answers(self.records, self.config.assets, self.config.target_percentages, self.config.timeframe,
+                          self.config.horizon, health)
+        return CommandBot(tg["bot_token"], answers, self.records, self.config.allowed_chats,
+                          {str(u) for u in tg["allowed_user_ids"]}, tg["base_url"])
 
     def report_service(self, dry_run: bool = False) -> ReportService:
         from src.notifications.service import ReportService

@@ -82,6 +82,12 @@ DASK_PREFIX = "dask://"
 DASK_TLS_PREFIX = "dask+tls://"  # the cluster over TLS: certificates from Dask's own configuration
 
 
+def _ids_ok(value: list) -> str | None:
+    """Telegram ids: whole numbers (a group's is negative), as numbers or strings."""
+    bad = [v for v in value if isinstance(v, bool) or not str(v).lstrip("-").isdigit()]
+    return f"holds {bad}, not whole-number ids" if bad else None
+
+
 def check_executor_spec(spec: str) -> str | None:
     """None when `spec` names an executor, else what is wrong with it (for the config check)."""
     if spec == LOCAL:
@@ -135,6 +141,10 @@ SCHEMA: dict[str, tuple[type | tuple[type, ...], Check | None, str]] = {
                                   "use hourly or daily"),
     "telegram.alert_threshold": ((int, float), lambda v: None if 0.5 < v < 1 else "must be in (0.5, 1)",
                                  "e.g. 0.75"),
+    "telegram.commands": (bool, None, "true (answer commands from the allowed chats) or false"),
+    "telegram.allowed_chat_ids": (list, _ids_ok, "chat ids, e.g. [123456789, -1001234567890]; [] means chat_id only"),
+    "telegram.allowed_user_ids": (list, _ids_ok, "user ids, e.g. [123456789]; [] lets every member of an allowed "
+                                                 "group ask"),
     "scheduler.hourly_minute": (int, lambda v: None if 0 <= v <= 59 else "must be 0..59", "e.g. 2"),
     "scheduler.daily_time": (str, lambda v: None if _is_hhmm(v) else "is not HH:MM", 'e.g. "00:15"'),
     "scheduler.health_minutes": (int, lambda v: None if v >= 1 else "must be at least 1", "e.g. 5"),
@@ -319,6 +329,12 @@ class Config:
     @property
     def timeframe(self) -> str:
         return self.config["trading"]["timeframe"]
+
+    @property
+    def allowed_chats(self) -> set[str]:
+        """Chats whose commands are answered: telegram.allowed_chat_ids, else the configured chat."""
+        ids = self.config["telegram"]["allowed_chat_ids"] or [self.config["telegram"]["chat_id"]]
+        return {str(i) for i in ids if str(i)}
 
     @property
     def groups(self) -> list[tuple[str, float]]:

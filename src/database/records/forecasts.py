@@ -8,8 +8,9 @@ from __future__ import annotations
 import io
 from datetime import datetime
 
+import numpy as np
 import pandas as pd
-from sqlalchemy import Float, String, and_, delete, func, literal, select, text, union_all
+from sqlalchemy import Float, String, and_, delete, func, literal, or_, select, text, tuple_, union_all
 
 from src.database.records.base import Records
 from src.database.schema import prediction_outcomes, predictions, resolution_forecasts
@@ -21,6 +22,7 @@ PREDICTION_COLUMNS = ["run_type", "symbol", "timeframe", "target_pct", "timestam
 FORECAST_COLUMNS = ("p_6h", "p_24h", "p_horizon", "q10_hours", "q50_hours", "q90_hours")
 RESOLUTION_COLUMNS = ["run_type", "symbol", "timeframe", "target_pct", "timestamp", "model_name", "model_version",
                       "is_champion", *FORECAST_COLUMNS]
+TIMING_OUTCOME_COLUMNS = ["status", "hours_to_resolution"]  # written with the forecast when already known
 OUTCOME_COLUMNS = ["symbol", "timeframe", "target_pct", "timestamp", "status", "actual_outcome",
                    "target_hit_timestamp", "time_to_target_hours", "max_favorable_move", "max_adverse_move"]
 
@@ -28,7 +30,7 @@ OUTCOME_COLUMNS = ["symbol", "timeframe", "target_pct", "timestamp", "status", "
 OUTCOME_STAGE = """CREATE TEMP TABLE outcome_stage (symbol text, timeframe text, target_pct numeric,
     timestamp timestamptz, status text, actual_outcome int, target_hit_timestamp timestamptz,
     time_to_target_hours numeric, max_favorable_move numeric, max_adverse_move numeric) ON COMMIT DROP"""
-# Both driven from the staged outcomes, each looking up its forecasts through the unique key (LATERAL; OFFSET 0
+# Both driven from the staged outcomes, each looking up its forecasts through an index (LATERAL; OFFSET 0
 # keeps the planner from flattening it back into a join whose order it would choose from stale statistics).
 OUTCOMES_INSERT = """
     INSERT INTO prediction_outcomes (prediction_id, status, actual_outcome, target_hit_timestamp,
@@ -49,9 +51,20 @@ TIMING_OUTCOMES_UPDATE = """
     WHERE r.id = f.id"""
 
 
+def _iso_utc(times: pd.Series) -> pd.Series:
+    """Times as ISO 8601 UTC text (NaT as missing), formatted by numpy: pandas' date_format is 20x slower."""
+    values = pd.to_datetime(times, utc=True).dt.tz_localize(None).to_numpy(dtype="datetime64[us]")
+    text = np.char.add(np.datetime_as_string(values, unit="us"), "Z").astype(object)
+    text[pd.isna(values)] = None
+    return pd.Series(text, index=times.index)
+
+
 def _copy_text(frame: pd.DataFrame) -> io.StringIO:
-    return io.StringIO(frame.to_csv(sep="\t", header=False, index=False, na_rep="\\N",
-                                    date_format="%Y-%m-%d %H:%M:%S%z"))
+    """The rows as COPY text (tab-separated, \\N for missing)."""
+    times = [c for c in frame.columns if isinstance(frame[c].dtype, pd.DatetimeTZDtype)
+             or pd.api.types.is_datetime64_any_dtype(frame[c])]
+    frame = frame.assign(**{c: _iso_utc(frame[c]) for c in times})
+    return io.StringIO(frame.to_csv(sep="\t", header=False, index=False, na_rep="\\N"))
 
 
 def _insert_new(cur, frame: pd.DataFrame | None, table: str, columns: list[str], key: str) -> int:
@@ -66,6 +79,20 @@ def _insert_new(cur, frame: pd.DataFrame | None, table: str, columns: list[str],
     return cur.rowcount
 
 
+def _narrowed(query, c, start: datetime | None, end: datetime | None, symbol: str | None,
+              champion_and_reference: bool):
+    """The query limited to [start, end), one asset, and the champion's and climatology's forecasts."""
+    if start is not None:
+        query = query.where(c.timestamp >= start)
+    if end is not None:
+        query = query.where(c.timestamp < end)
+    if symbol is not None:
+        query = query.where(c.symbol == symbol)
+    if champion_and_reference:
+        query = query.where(or_(c.is_champion, c.model_name == "climatology"))
+    return query
+
+
 class ForecastRecords(Records):
     def save_predictions(self, frame: pd.DataFrame) -> int:
         """Insert predictions; an existing (run, symbol, timeframe, time, target, model) is left alone."""
@@ -77,13 +104,14 @@ class ForecastRecords(Records):
 
     def save_forecasts(self, direction: pd.DataFrame | None, timing: pd.DataFrame | None) -> tuple[int, int]:
         """Insert an hour's direction and how-soon forecasts in one transaction: both land or neither (a kill
-        between them cannot leave an hour half-forecast). Existing rows are left alone. Returns rows written."""
+        between them cannot leave an hour half-forecast). How-soon rows may carry their outcome when it is known
+        (TIMING_OUTCOME_COLUMNS: a backtest's). Existing rows are left alone. Returns rows written."""
+        timing_columns = RESOLUTION_COLUMNS + [c for c in TIMING_OUTCOME_COLUMNS if timing is not None and c in timing]
         with self.db.engine.begin() as conn:
             cur = conn.connection.driver_connection.cursor()
             return (_insert_new(cur, direction, predictions.name, PREDICTION_COLUMNS,
                                 "uq_predictions_run_symbol_tf_time_target_model"),
-                    _insert_new(cur, timing, resolution_forecasts.name, RESOLUTION_COLUMNS,
-                                "uq_resolution_forecasts_key"))
+                    _insert_new(cur, timing, resolution_forecasts.name, timing_columns, "uq_resolution_forecasts_key"))
 
     def delete_predictions(self, run_type: str, start: datetime, end: datetime,
                            symbols: list[str] | None = None) -> int:
@@ -120,8 +148,8 @@ class ForecastRecords(Records):
         """Attach outcomes (one row per symbol x timeframe x target x entry time) to every matching
         prediction of `run_type` that has none yet. Returns outcome rows written.
 
-        Both statements are driven from the staged rows, each looking up its forecasts through the table's
-        unique key (LATERAL): the cost follows the staged rows whatever the planner's statistics say. (With
+        Both statements are driven from the staged rows, each looking up its forecasts through an index
+        (LATERAL): the cost follows the staged rows whatever the planner's statistics say. (With
         statistics taken before a backtest group's rows arrived, a plain join scanned the staged table once
         per forecast row: minutes per group.)"""
         if frame.empty:
@@ -137,18 +165,17 @@ class ForecastRecords(Records):
             return written
 
     def resolved(self, run_type: str, start: datetime | None = None, end: datetime | None = None,
-                 include_pending: bool = False) -> pd.DataFrame:
+                 include_pending: bool = False, symbol: str | None = None,
+                 champion_and_reference: bool = False) -> pd.DataFrame:
         """Predictions joined with their outcomes (entry time in [start, end)); with `include_pending`, also
-        the predictions without an outcome yet (status NaN)."""
+        the predictions without an outcome yet (status NaN); `symbol`: one asset's; `champion_and_reference`:
+        only the forecasts users got and climatology's (all that scoring the champion series needs)."""
         p, o = predictions.c, prediction_outcomes.c
         joined = predictions.join(prediction_outcomes, o.prediction_id == p.id, isouter=include_pending)
         query = (select(p.symbol, p.timeframe, p.target_pct, p.timestamp, p.model_name, p.is_champion,
                         p.probability, o.status, o.actual_outcome, o.time_to_target_hours)
                  .select_from(joined).where(p.run_type == run_type))
-        if start is not None:
-            query = query.where(p.timestamp >= start)
-        if end is not None:
-            query = query.where(p.timestamp < end)
+        query = _narrowed(query, p, start, end, symbol, champion_and_reference)
         with self.db.engine.connect() as conn:
             frame = pd.DataFrame(conn.execute(query).all(), columns=[
                 "symbol", "timeframe", "target_pct", "timestamp", "model_name", "is_champion", "probability",
@@ -158,18 +185,17 @@ class ForecastRecords(Records):
         return frame
 
     def resolved_time(self, run_type: str, start: datetime | None = None, end: datetime | None = None,
-                      include_pending: bool = False) -> pd.DataFrame:
-        """How-soon forecasts with their outcomes (status NaN while pending, unless left out)."""
+                      include_pending: bool = False, symbol: str | None = None,
+                      champion_and_reference: bool = False) -> pd.DataFrame:
+        """How-soon forecasts with their outcomes (status NaN while pending, unless left out); the filters as
+        in `resolved`."""
         r = resolution_forecasts.c
         columns = ["symbol", "timeframe", "target_pct", "timestamp", "model_name", "is_champion", "p_6h", "p_24h",
                    "p_horizon", "q10_hours", "q50_hours", "q90_hours", "status", "hours_to_resolution"]
         query = select(*(r[c] for c in columns)).where(r.run_type == run_type)
         if not include_pending:
             query = query.where(r.status.is_not(None))
-        if start is not None:
-            query = query.where(r.timestamp >= start)
-        if end is not None:
-            query = query.where(r.timestamp < end)
+        query = _narrowed(query, r, start, end, symbol, champion_and_reference)
         with self.db.engine.connect() as conn:
             frame = pd.DataFrame(conn.execute(query).all(), columns=columns)
         for column in ("target_pct", "p_6h", "p_24h", "p_horizon", "q10_hours", "q50_hours", "q90_hours",
@@ -247,3 +273,26 @@ class ForecastRecords(Records):
         with self.db.engine.connect() as conn:
             rows = conn.execute(union_all(*newest)).all() if newest else []
         return {(symbol, target): pd.Timestamp(hour) for symbol, target, hour in rows if hour is not None}
+
+    def newest_forecasts(self, groups: list[tuple[str, float]], run_type: str = "live"
+                         ) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Each group's newest champion forecast: the direction row (symbol, target_pct, timestamp, model_name,
+        probability, confidence, entry_price) and the how-soon row of the same hour, if any (one index lookup
+        per group)."""
+        p, r = predictions.c, resolution_forecasts.c
+        direction = ["symbol", "target_pct", "timestamp", "model_name", "probability", "confidence", "entry_price"]
+        timing = ["symbol", "target_pct", "timestamp", "model_name", *FORECAST_COLUMNS]
+        newest = [select(*(p[c] for c in direction))
+                  .where(p.run_type == run_type, p.is_champion, p.symbol == symbol, p.target_pct == target)
+                  .order_by(p.timestamp.desc()).limit(1).subquery() for symbol, target in groups]
+        with self.db.engine.connect() as conn:
+            rows = conn.execute(union_all(*(select(q) for q in newest))).all() if newest else []
+            keys = [(row.symbol, row.target_pct, row.timestamp) for row in rows]
+            timed = conn.execute(select(*(r[c] for c in timing)).where(
+                r.run_type == run_type, r.is_champion, tuple_(r.symbol, r.target_pct, r.timestamp).in_(keys))
+            ).all() if keys else []
+        frames = pd.DataFrame(rows, columns=direction), pd.DataFrame(timed, columns=timing)
+        for frame in frames:
+            for column in frame.columns.drop(["symbol", "timestamp", "model_name"]):
+                frame[column] = frame[column].astype(float)
+        return frames

@@ -47,6 +47,13 @@ class RegistryRecords(Records):
         with self.db.engine.connect() as conn:
             return [{**row, "target_pct": float(row["target_pct"])} for row in conn.execute(query).mappings()]
 
+    def newest_model_time(self, timeframe: str = "1h") -> pd.Timestamp | None:
+        """When the newest model was registered (the last training or retrain)."""
+        with self.db.engine.connect() as conn:
+            newest = conn.execute(select(func.max(model_registry.c.created_at))
+                                  .where(model_registry.c.timeframe == timeframe)).scalar()
+        return None if newest is None else pd.Timestamp(newest)
+
     def current_models(self, timeframe: str = "1h") -> pd.DataFrame:
         """Of every asset x target x task: the newest row of each model name, and the champion row (one
         query for a whole cycle, however long the champion history has grown)."""

@@ -44,3 +44,11 @@ def outcome_rows(symbol: str, timeframe: str, target: float, outcomes: pd.DataFr
         "time_to_target_hours": decided["hours_to_hit"].to_numpy(),
         "max_favorable_move": decided["max_favorable_move"].to_numpy(),
         "max_adverse_move": decided["max_adverse_move"].to_numpy()})
+
+
+def with_outcomes(timing: pd.DataFrame, decided: pd.DataFrame) -> pd.DataFrame:
+    """How-soon rows of one group with their outcomes (status, hours_to_resolution) where `decided` (outcome_rows)
+    has them: a backtest knows them when it writes."""
+    by_hour = decided.set_index("timestamp")
+    return timing.assign(status=timing["timestamp"].map(by_hour["status"]),
+                         hours_to_resolution=timing["timestamp"].map(by_hour["time_to_target_hours"]).round(2))

@@ -25,7 +25,7 @@ import pandas as pd
 from src.data.features import FEATURE_VERSION, with_barrier
 from src.database.records import RecordStore
 from src.database.records.forecasts import FORECAST_COLUMNS
-from src.database.records.rows import outcome_rows, prediction_rows, resolution_rows
+from src.database.records.rows import outcome_rows, prediction_rows, resolution_rows, with_outcomes
 from src.models.estimators.dataset import Dataset, asset_features, build_dataset
 from src.models.estimators.tasks import DIRECTION, RESOLUTION, TASKS, Task
 from src.models.estimators.units import forecast_unit
@@ -150,12 +150,13 @@ def _finish(plan: BacktestPlan, outputs: list, start: pd.Timestamp, end: pd.Time
             frames[task.name].extend(_rows(task, plan.symbol, plan.target, point, hours, forecasts, champion, entry,
                                            settings.timeframe))
             evidence[task.name] = evidence[task.name] + _labelled_forecasts(own, hours, forecasts)
-    if frames[DIRECTION.name]:
-        records.save_forecasts(pd.concat(frames[DIRECTION.name], ignore_index=True),
-                               pd.concat(frames[RESOLUTION.name], ignore_index=True))
     outcomes = plan.samples[DIRECTION.name].outcomes  # the label function's, with the exchange's gaps
-    in_range = outcomes[(outcomes.index >= start) & (outcomes.index < end)]
-    records.save_outcomes(outcome_rows(plan.symbol, settings.timeframe, plan.target, in_range), RUN)
+    decided = outcome_rows(plan.symbol, settings.timeframe, plan.target,
+                           outcomes[(outcomes.index >= start) & (outcomes.index < end)])
+    if frames[DIRECTION.name]:  # how-soon rows written with their outcomes: no second pass over them
+        records.save_forecasts(pd.concat(frames[DIRECTION.name], ignore_index=True),
+                               with_outcomes(pd.concat(frames[RESOLUTION.name], ignore_index=True), decided))
+    records.save_outcomes(decided, RUN)
     log.info("backtest %s %g: %d retrain points stored", plan.symbol, plan.target, len(plan.points))
 
 

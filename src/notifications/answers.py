@@ -1,0 +1,278 @@
+"""What the bot answers: each Telegram command's reply, read from the live record (read-only), as Telegram HTML
+messages split on whole lines. Parsing of what a person types (`btc`, `BTC/USDT`; `2`, `2%`, `0.02`) and the
+one-line answer to bad input live here too; receiving and sending are bot.py's job."""
+from __future__ import annotations
+
+import html
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from src.database.records import RecordStore
+from src.models.evaluation.scoring import CHAMPION, DIRECTION_ROWS, TIMING_ROWS, score_rows
+from src.notifications.reports import daily_chart, split_messages
+from src.utils.candles import last_closed_before
+from src.utils.config import group_key
+
+COMMANDS = {  # name -> (arguments, what it answers): /help lists them in this order
+    "now": ("[ASSET]", "the newest forecast per asset: P(up), P(resolved within 24 h), how soon"),
+    "soon": ("ASSET [TARGET]", "the how-soon forecast in full, and how such forecasts did over 30 days"),
+    "record": ("[ASSET] [DAYS]", "the champion's record: resolved forecasts, skill vs climatology, the last 5"),
+    "models": ("", "the champion of each group and task, since when, its validation skill"),
+    "health": ("", "the service's health verdict and its problems"),
+    "chart": ("[ASSET]", "the reliability and running-skill chart of the daily report"),
+    "help": ("", "this list"),
+}
+RECORD_DAYS, MAX_RECORD_DAYS = 30, 365
+SOON_HOURS = (6, 24)  # and the horizon
+
+
+class BadInput(ValueError):
+    """A command's argument that is not one of the valid choices: its message says which are."""
+
+
+@dataclass
+class Answer:
+    messages: list[str]
+    photo: bytes | None = None
+    refresh: str | None = None  # the command a Refresh button re-runs, e.g. "now BTC/USDT"
+
+
+def parse_asset(text: str, assets: list[str]) -> str:
+    """`btc`, `BTC` or `BTC/USDT` -> the configured asset."""
+    wanted = text.strip().upper()
+    for asset in assets:
+        if wanted in (asset.upper(), asset.split("/")[0].upper()):
+            return asset
+    raise BadInput(f"unknown asset {html.escape(text.strip())}: {', '.join(a.split('/')[0] for a in assets)}")
+
+
+def parse_target(text: str, targets: list[float]) -> float:
+    """`2`, `2%` or `0.02` -> the configured target 0.02."""
+    choices = ", ".join(f"{t * 100:g} %" for t in targets)
+    try:
+        value = float(text.strip().rstrip("%").strip())
+    except ValueError:
+        raise BadInput(f"target {html.escape(text.strip())}: {choices}") from None
+    for target in targets:
+        if np.isclose(value, target) or np.isclose(value, target * 100):
+            return target
+    raise BadInput(f"target {html.escape(text.strip())}{'' if '%' in text else ' %'}: {choices}")
+
+
+def parse_days(text: str) -> int:
+    try:
+        days = int(text.strip())
+    except ValueError:
+        days = 0
+    if not 1 <= days <= MAX_RECORD_DAYS:
+        raise BadInput(f"days must be a whole number from 1 to {MAX_RECORD_DAYS}")
+    return days
+
+
+def _pct(value: float | None, digits: int = 0) -> str:
+    return "n/a" if value is None or pd.isna(value) else f"{value:.{digits}%}"
+
+
+def _skill(value: float | None) -> str:
+    return "n/a" if value is None or pd.isna(value) else f"{value:+.3f}"
+
+
+def _hours(value: float) -> str:
+    return f"{value:.0f}" if value >= 10 else f"{value:.1f}".rstrip("0").rstrip(".")
+
+
+class Answers:
+    """The replies, from the live record. `health`: the service's health snapshot (the one /health serves)."""
+
+    def __init__(self, records: RecordStore, assets: list[str], targets: list[float], timeframe: str = "1h",
+                 horizon: int = 168, health: Callable[[], tuple[dict, bool]] | None = None):
+        self.records, self.assets, self.targets = records, assets, targets
+        self.timeframe, self.horizon, self.health_snapshot = timeframe, horizon, health
+
+    def answer(self, command: str, args: list[str], now: pd.Timestamp) -> Answer:
+        """The reply to `/command args` (BadInput for an argument that is not a valid choice)."""
+        handlers = {"now": self.now, "soon": self.soon, "record": self.record, "models": self.models,
+                    "health": self.health, "chart": self.chart, "help": self.help, "start": self.help}
+        if command not in handlers:
+            raise BadInput(f"unknown command /{html.escape(command)}: " + ", ".join(f"/{c}" for c in COMMANDS))
+        return handlers[command](args, now)
+
+    # ---- the commands ----------------------------------------------------------------------------
+    def help(self, args: list[str], now: pd.Timestamp) -> Answer:
+        lines = ["<b>Commands</b> (assets as BTC or BTC/USDT, targets as 2, 2% or 0.02)"]
+        lines += [f"/{name} {html.escape(arguments)}".rstrip() + f": {what}"
+                  for name, (arguments, what) in COMMANDS.items()]
+        lines.append(f"Assets: {', '.join(a.split('/')[0] for a in self.assets)}; targets: "
+                     f"{', '.join(f'{t * 100:g} %' for t in self.targets)}.")
+        return Answer(["\n".join(lines)])
+
+    def now(self, args: list[str], now: pd.Timestamp) -> Answer:
+        assets = [parse_asset(args[0], self.assets)] if args else self.assets
+        direction, timing = self.records.newest_forecasts([(a, t) for a in assets for t in self.targets])
+        closed = last_closed_before(now)
+        title = f"<b>Now</b> · {now:%Y-%m-%d %H:%M} UTC"
+        blocks = [title + f"\n<i>P(up): the price rises X % before it falls X % (within {self.horizon} h). "
+                  "P(24h): either happens within 24 h.</i>"]
+        for asset in assets:
+            mine = direction[direction["symbol"] == asset]
+            if mine.empty:
+                blocks.append(f"\n<b>{html.escape(asset)}</b>: no forecast yet")
+                continue
+            hour = pd.Timestamp(mine["timestamp"].max())
+            age = int((closed - hour) / pd.Timedelta(hours=1))
+            stale = f" · ⚠️ STALE: {age} h old" if age > 0 else ""
+            lines = [f"\n<b>{html.escape(asset)}</b> · candle {hour:%Y-%m-%d %H:%M} UTC{stale}"]
+            for r in mine.sort_values("target_pct").itertuples():
+                lines.append(f"{r.target_pct * 100:g} %: P(up) {r.probability:.0%} ({html.escape(r.model_name)})"
+                             + self._timing_words(timing, asset, r.target_pct, r.timestamp))
+            blocks.append("\n".join(lines))
+        return Answer(split_messages(blocks, title), refresh="now " + " ".join(args[:1]))
+
+    def soon(self, args: list[str], now: pd.Timestamp) -> Answer:
+        if not args:
+            raise BadInput(f"which asset? /soon ASSET [TARGET], e.g. /soon {self.assets[0].split('/')[0]} 2")
+        asset = parse_asset(args[0], self.assets)
+        targets = [parse_target(args[1], self.targets)] if len(args) > 1 else self.targets
+        _, timing = self.records.newest_forecasts([(asset, t) for t in targets])
+        month = self._scored(TIMING_ROWS, self.records.resolved_time, asset, now, 30)
+        title = f"<b>How soon</b> · {html.escape(asset)} · {now:%Y-%m-%d %H:%M} UTC"
+        blocks = [title]
+        for target in targets:
+            row = timing[np.isclose(timing["target_pct"], target)]
+            if row.empty:
+                blocks.append(f"\n<b>{target * 100:g} %</b>: no how-soon forecast yet")
+                continue
+            r = row.iloc[0]
+            lines = [f"\n<b>{target * 100:g} %</b> · candle {pd.Timestamp(r.timestamp):%Y-%m-%d %H:%M} UTC "
+                     f"({html.escape(r.model_name)})",
+                     f"P(either move within 6 h) {r.p_6h:.0%} · 24 h {r.p_24h:.0%} · {self.horizon} h "
+                     f"{r.p_horizon:.0%}",
+                     f"hours until it resolves: 10 % {_hours(r.q10_hours)} · median {_hours(r.q50_hours)} · "
+                     f"90 % {_hours(r.q90_hours)}"]
+            lines.append(self._month_line(month, target))
+            blocks.append("\n".join(lines))
+        return Answer(split_messages(blocks, title))
+
+    def record(self, args: list[str], now: pd.Timestamp) -> Answer:
+        asset, days = self._record_args(args)
+        assets = [asset] if asset else self.assets
+        direction = self.records.resolved("live", now - pd.Timedelta(days=days), now, symbol=asset,
+                                          champion_and_reference=True)
+        scores = score_rows(DIRECTION_ROWS, direction, self.horizon)
+        timing = self._scored(TIMING_ROWS, self.records.resolved_time, asset, now, days)
+        title = f"<b>Record</b> · last {days} days to {now:%Y-%m-%d %H:%M} UTC"
+        blocks = [title + "\n<i>The champion's forecasts (what users got). BSS: Brier skill vs climatology for the "
+                          "same hours, above 0 beats it; hit: share of windows that hit either move.</i>"]
+        for symbol in assets:
+            for target in self.targets:
+                blocks.append(self._record_block(symbol, target, scores, timing, direction))
+        return Answer(split_messages(blocks, title))
+
+    def models(self, args: list[str], now: pd.Timestamp) -> Answer:
+        title = "<b>Models</b>"
+        blocks = [title + " (champion per asset × target; validation skill on the held-out fold)"]
+        problems = self.records.group_problems(self.timeframe)
+        for task, skill_key, label in (("direction", "brier_skill", "P(up)"),
+                                       ("resolution", "brier_skill_24h", "how soon")):
+            rows = self.records.models(champions_only=True, task=task)
+            lines = [f"\n<b>{label}</b>"]
+            for symbol in self.assets:
+                for target in self.targets:
+                    mine = rows[(rows["symbol"] == symbol) & np.isclose(rows["target_pct"], target)]
+                    if mine.empty:
+                        why = problems.get((symbol, target), "not trained yet")
+                        lines.append(f"{html.escape(group_key(symbol, target))}: no model ({html.escape(why)})")
+                        continue
+                    r = mine.iloc[0]
+                    since = r.promoted_at if pd.notna(r.promoted_at) else r.created_at
+                    lines.append(f"{html.escape(group_key(symbol, target))}: {html.escape(r.model_name)} since "
+                                 f"{since:%Y-%m-%d}, skill {_skill((r.metrics or {}).get(skill_key))}, "
+                                 f"trained to {r.train_end:%Y-%m-%d %H:%M}")
+            blocks.append("\n".join(lines))
+        newest = self.records.newest_model_time(self.timeframe)
+        blocks.append(f"\nLast retrain: {'never' if newest is None else f'{newest:%Y-%m-%d %H:%M} UTC'}")
+        return Answer(split_messages(blocks, title))
+
+    def health(self, args: list[str], now: pd.Timestamp) -> Answer:
+        if self.health_snapshot is None:
+            return Answer(["Health is checked by the daemon; it is not running here."])
+        report, healthy = self.health_snapshot()
+        lines = [f"<b>Health</b>: {'✅ healthy' if healthy else '❌ unhealthy'}"]
+        lines += [f"• {html.escape(problem)}" for problem in report.get("problems", [])]
+        data = report.get("data", {})
+        if data:
+            lines.append("Newest candles: " + ", ".join(
+                f"{html.escape(s.split('/')[0])} {d['age_hours']:.1f} h old" if d.get("age_hours") is not None
+                else f"{html.escape(s.split('/')[0])} none" for s, d in data.items()))
+        return Answer(split_messages(lines, "<b>Health</b>"))
+
+    def chart(self, args: list[str], now: pd.Timestamp) -> Answer:
+        asset = parse_asset(args[0], self.assets) if args else None
+        start = now - pd.Timedelta(days=30)
+        resolved = self.records.resolved("live", start, now, symbol=asset)
+        timing = self.records.resolved_time("live", start, now, symbol=asset)
+        if resolved.empty:
+            return Answer([f"No resolved forecast{' of ' + html.escape(asset) if asset else ''} in the last 30 days "
+                           "yet: the chart needs some."])
+        caption = f"Reliability and running skill, last 30 days{' · ' + html.escape(asset) if asset else ''}"
+        return Answer([caption], photo=daily_chart(resolved, timing, self.records.backtest_champion_skill()))
+
+    # ---- pieces ----------------------------------------------------------------------------------
+    def _record_args(self, args: list[str]) -> tuple[str | None, int]:
+        if len(args) > 2:
+            raise BadInput("use /record [ASSET] [DAYS], e.g. /record BTC 30")
+        if not args:
+            return None, RECORD_DAYS
+        if len(args) == 1 and args[0].lstrip("+-").replace(".", "", 1).isdigit():
+            return None, parse_days(args[0])
+        return parse_asset(args[0], self.assets), parse_days(args[1]) if len(args) > 1 else RECORD_DAYS
+
+    def _scored(self, kind, read, asset: str | None, now: pd.Timestamp, days: int) -> pd.DataFrame:
+        rows = read("live", now - pd.Timedelta(days=days), now, include_pending=True, symbol=asset,
+                    champion_and_reference=True)
+        return score_rows(kind, rows, self.horizon, as_of=now) if len(rows) else pd.DataFrame()
+
+    def _timing_words(self, timing: pd.DataFrame, asset: str, target: float, hour) -> str:
+        row = timing[(timing["symbol"] == asset) & np.isclose(timing["target_pct"], target)
+                     & (timing["timestamp"] == hour)]
+        if row.empty:
+            return ""
+        r = row.iloc[0]
+        return (f" · P(24h) {r.p_24h:.0%} · resolves in ~{_hours(r.q50_hours)} h "
+                f"(80 %: {_hours(r.q10_hours)}-{_hours(r.q90_hours)} h)")
+
+    @staticmethod
+    def _month_line(month: pd.DataFrame, target: float) -> str:
+        mine = month[(month["model_name"] == CHAMPION) & np.isclose(month["target_pct"], target)] \
+            if len(month) else month
+        if mine.empty or not mine.iloc[0]["n"]:
+            return "last 30 days: no resolved forecast yet"
+        r = mine.iloc[0]
+        return (f"last 30 days: P(24h) Brier skill {_skill(r.get('brier_skill_24h'))} vs climatology (n {int(r['n'])}), "
+                f"80 % interval covered {_pct(r.get('interval_coverage'))}")
+
+    def _record_block(self, symbol: str, target: float, scores: pd.DataFrame, timing: pd.DataFrame,
+                      rows: pd.DataFrame) -> str:
+        header = f"\n<b>{html.escape(group_key(symbol, target))}</b>"
+
+        def champion(table: pd.DataFrame) -> pd.Series | None:
+            if table.empty:
+                return None
+            mine = table[(table["symbol"] == symbol) & np.isclose(table["target_pct"], target)
+                         & (table["model_name"] == CHAMPION)]
+            return None if mine.empty else mine.iloc[0]
+        direction, soon = champion(scores), champion(timing)
+        if direction is None:
+            return header + ": no resolved forecast in this period"
+        lines = [header + f": {int(direction['resolved_predictions'])} resolved, hit {_pct(direction['hit_rate'])}",
+                 f"P(up) BSS {_skill(direction['brier_skill'])} (n {int(direction['n'])})"
+                 + ("" if soon is None else f" · P(24h) BSS {_skill(soon['brier_skill_24h'])} (n {int(soon['n'])})")]
+        mine = rows[(rows["symbol"] == symbol) & np.isclose(rows["target_pct"], target)
+                    & rows["is_champion"].astype(bool) & rows["status"].notna()]
+        for r in mine.sort_values("timestamp").tail(5).iloc[::-1].itertuples():
+            took = "" if pd.isna(r.time_to_target_hours) else f" after {_hours(r.time_to_target_hours)} h"
+            lines.append(f"  {pd.Timestamp(r.timestamp):%m-%d %H:%M} P(up) {r.probability:.0%} → {r.status}{took}")
+        return "\n".join(lines)
