@@ -240,3 +240,33 @@ def test_commands_older_than_10_minutes_at_start_are_skipped(record, caplog):
         finally:
             bot.stop()
     assert len(answered) == 1 and set(records.reports()["report_type"]) == {"command:/help"}
+
+
+def test_a_command_that_fails_inside_is_answered_and_logged(talk, caplog):
+    api, records, _ = talk
+    caplog.set_level(logging.ERROR, logger="src.notifications.bot")
+    with records.db.engine.begin() as conn:  # the registry gone: /models cannot be answered
+        conn.exec_driver_sql("ALTER TABLE model_registry RENAME TO model_registry_moved")
+    answer = _text(_ask(api, records, "/models"))
+    assert answer.startswith("could not answer: ProgrammingError") and "model_registry" in answer
+    assert "/models failed" in caplog.text and "Traceback" in caplog.text
+    assert _text(_ask(api, records, "/help")).startswith("<b>Commands</b>")  # and the bot answers on
+
+
+def test_the_records_figures_in_sql_are_the_scorings(record):
+    """/record aggregates in the database (fast over a year); its figures equal scoring.py's on the same rows."""
+    from src.models.evaluation.scoring import CHAMPION, DIRECTION_ROWS, TIMING_ROWS, score_rows
+    records, end = record
+    start, now = end - pd.Timedelta(days=40), end + pd.Timedelta(minutes=30)
+    fast = records.champion_record(start, now, now - pd.Timedelta(hours=169)).set_index(["symbol", "target_pct"])
+    direction = score_rows(DIRECTION_ROWS, records.resolved("live", start, now, include_pending=True), 168, now,
+                           series=CHAMPION).set_index(["symbol", "target_pct"])
+    timing = score_rows(TIMING_ROWS, records.resolved_time("live", start, now, include_pending=True), 168, now,
+                        series=CHAMPION).set_index(["symbol", "target_pct"])
+    assert len(fast) == len(direction) == 4
+    for key, r in fast.iterrows():
+        assert r.resolved == direction.loc[key, "resolved_predictions"] and r.n == direction.loc[key, "n"]
+        assert r.hit_rate == pytest.approx(direction.loc[key, "hit_rate"])
+        assert 1 - r.loss / r.reference_loss == pytest.approx(direction.loc[key, "brier_skill"])
+        assert r.n_24h == timing.loc[key, "n"]
+        assert 1 - r.loss_24h / r.reference_loss_24h == pytest.approx(timing.loc[key, "brier_skill_24h"])

@@ -126,6 +126,12 @@ def test_daemon_cycle_health_outage_and_sigterm(daemon_setup):
         stored = DatabaseOperations(db).recent_candles(["ETH/USDT"], "1h", week)["ETH/USDT"][0]
         assert abs(float(recent.group(1)) - stored) <= 1, (recent.group(1), stored)  # an hour may close meanwhile
         assert records.reports()["success"].any()
+
+        bot.command("/now btc")  # the daemon listens for commands from the configured chat
+        _wait(lambda: (records.reports()["report_type"] == "command:/now").any(), 60, "the answer to /now")
+        answer = [r for r in bot.sent("sendMessage") if "BTC/USDT" in r["fields"]["text"]][-1]["fields"]["text"]
+        assert answer.startswith("<b>Now</b>") and "P(up)" in answer and "ETH" not in answer
+        assert 'crypto_ml_telegram_rejected_total 0.0' in _get(f"{base}/metrics")[1]
         db.dispose()
 
         _pg_ctl(tmp_path / "data", "stop")  # the database goes away under the daemon
@@ -136,7 +142,7 @@ def test_daemon_cycle_health_outage_and_sigterm(daemon_setup):
         _wait(lambda: _get(f"{base}/health")[0] == 200, 30, "health back to 200")
 
         started = time.monotonic()
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(signal.SIGTERM)  # while the bot long-polls the Bot API for commands
         assert process.wait(timeout=15) == 0
         assert time.monotonic() - started < 15
     finally:

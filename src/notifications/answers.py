@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from src.database.records import RecordStore
-from src.models.evaluation.scoring import CHAMPION, DIRECTION_ROWS, TIMING_ROWS, score_rows
+from src.models.evaluation.scoring import CHAMPION, TIMING_ROWS, score_rows
 from src.notifications.reports import daily_chart, split_messages
 from src.utils.candles import last_closed_before
 from src.utils.config import group_key
@@ -158,17 +158,16 @@ class Answers:
 
     def record(self, args: list[str], now: pd.Timestamp) -> Answer:
         asset, days = self._record_args(args)
+        start = now - pd.Timedelta(days=days)
+        record = self.records.champion_record(start, now, now - pd.Timedelta(hours=self.horizon + 1), asset)
         assets = [asset] if asset else self.assets
-        direction = self.records.resolved("live", now - pd.Timedelta(days=days), now, symbol=asset,
-                                          champion_and_reference=True)
-        scores = score_rows(DIRECTION_ROWS, direction, self.horizon)
-        timing = self._scored(TIMING_ROWS, self.records.resolved_time, asset, now, days)
+        last = self.records.last_resolved([(a, t) for a in assets for t in self.targets], start, now, 5)
         title = f"<b>Record</b> · last {days} days to {now:%Y-%m-%d %H:%M} UTC"
         blocks = [title + "\n<i>The champion's forecasts (what users got). BSS: Brier skill vs climatology for the "
-                          "same hours, above 0 beats it; hit: share of windows that hit either move.</i>"]
+                          "same hours, above 0 beats it; hit: share of complete windows that hit either move.</i>"]
         for symbol in assets:
             for target in self.targets:
-                blocks.append(self._record_block(symbol, target, scores, timing, direction))
+                blocks.append(self._record_block(symbol, target, record, last))
         return Answer(split_messages(blocks, title))
 
     def models(self, args: list[str], now: pd.Timestamp) -> Answer:
@@ -233,7 +232,7 @@ class Answers:
     def _scored(self, kind, read, asset: str | None, now: pd.Timestamp, days: int) -> pd.DataFrame:
         rows = read("live", now - pd.Timedelta(days=days), now, include_pending=True, symbol=asset,
                     champion_and_reference=True)
-        return score_rows(kind, rows, self.horizon, as_of=now) if len(rows) else pd.DataFrame()
+        return score_rows(kind, rows, self.horizon, as_of=now, series=CHAMPION) if len(rows) else pd.DataFrame()
 
     def _timing_words(self, timing: pd.DataFrame, asset: str, target: float, hour) -> str:
         row = timing[(timing["symbol"] == asset) & np.isclose(timing["target_pct"], target)
@@ -254,25 +253,24 @@ class Answers:
         return (f"last 30 days: P(24h) Brier skill {_skill(r.get('brier_skill_24h'))} vs climatology (n {int(r['n'])}), "
                 f"80 % interval covered {_pct(r.get('interval_coverage'))}")
 
-    def _record_block(self, symbol: str, target: float, scores: pd.DataFrame, timing: pd.DataFrame,
-                      rows: pd.DataFrame) -> str:
+    @staticmethod
+    def _record_block(symbol: str, target: float, record: pd.DataFrame, last: pd.DataFrame) -> str:
         header = f"\n<b>{html.escape(group_key(symbol, target))}</b>"
-
-        def champion(table: pd.DataFrame) -> pd.Series | None:
-            if table.empty:
-                return None
-            mine = table[(table["symbol"] == symbol) & np.isclose(table["target_pct"], target)
-                         & (table["model_name"] == CHAMPION)]
-            return None if mine.empty else mine.iloc[0]
-        direction, soon = champion(scores), champion(timing)
-        if direction is None:
+        mine = record[(record["symbol"] == symbol) & np.isclose(record["target_pct"], target)]
+        if mine.empty or not mine.iloc[0]["resolved"] > 0:
             return header + ": no resolved forecast in this period"
-        lines = [header + f": {int(direction['resolved_predictions'])} resolved, hit {_pct(direction['hit_rate'])}",
-                 f"P(up) BSS {_skill(direction['brier_skill'])} (n {int(direction['n'])})"
-                 + ("" if soon is None else f" · P(24h) BSS {_skill(soon['brier_skill_24h'])} (n {int(soon['n'])})")]
-        mine = rows[(rows["symbol"] == symbol) & np.isclose(rows["target_pct"], target)
-                    & rows["is_champion"].astype(bool) & rows["status"].notna()]
-        for r in mine.sort_values("timestamp").tail(5).iloc[::-1].itertuples():
-            took = "" if pd.isna(r.time_to_target_hours) else f" after {_hours(r.time_to_target_hours)} h"
-            lines.append(f"  {pd.Timestamp(r.timestamp):%m-%d %H:%M} P(up) {r.probability:.0%} → {r.status}{took}")
+        r = mine.iloc[0]
+        lines = [header + f": {int(r.resolved)} resolved, hit {_pct(r.hit_rate)}",
+                 f"P(up) BSS {_skill(_bss(r.loss, r.reference_loss))} (n {int(r.n)})"
+                 + ("" if pd.isna(r.n_24h) else
+                    f" · P(24h) BSS {_skill(_bss(r.loss_24h, r.reference_loss_24h))} (n {int(r.n_24h)})")]
+        shown = last[(last["symbol"] == symbol) & np.isclose(last["target_pct"], target)]
+        for f in shown.itertuples():
+            took = "" if pd.isna(f.time_to_target_hours) else f" after {_hours(f.time_to_target_hours)} h"
+            lines.append(f"  {pd.Timestamp(f.timestamp):%m-%d %H:%M} P(up) {f.probability:.0%} → {f.status}{took}")
         return "\n".join(lines)
+
+
+def _bss(loss: float, reference: float) -> float | None:
+    """Brier skill from summed losses (scoring.py's definition)."""
+    return None if pd.isna(reference) or not reference > 0 else 1 - loss / reference

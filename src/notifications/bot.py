@@ -20,7 +20,7 @@ from collections import defaultdict
 import pandas as pd
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.constants import ParseMode
-from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError
+from telegram.error import BadRequest, InvalidToken, NetworkError, RetryAfter, TelegramError
 from telegram.ext import Application, ContextTypes, TypeHandler
 
 from src.database.records import RecordStore
@@ -102,6 +102,10 @@ class CommandBot:
             try:
                 await app.initialize()
                 break
+            except InvalidToken:
+                log.error("telegram commands: the Bot API refuses the token; fix telegram.bot_token "
+                          "(TELEGRAM_BOT_TOKEN). Not listening for commands; reports still try to send")
+                return
             except TelegramError as exc:
                 self._outage(exc)
                 await asyncio.sleep(wait)
@@ -148,6 +152,10 @@ class CommandBot:
             await self._on_refresh(update)
         elif update.message is not None and (update.message.text or "").startswith("/"):
             await self._on_command(update)
+        elif update.message is not None and update.effective_chat.type == "private" \
+                and self._allowed(update.effective_chat, update.effective_user):  # words, not a command
+            await self._deliver(update.get_bot(), update.effective_chat.id, "text",
+                                Answer(["I answer commands: /help lists them."]))
 
     def _allowed(self, chat, user) -> bool:
         if str(chat.id) not in self.allowed_chats:
@@ -204,7 +212,7 @@ class CommandBot:
         except BadInput as exc:
             answer = Answer([str(exc)])
         except Exception as exc:
-            log.exception("telegram commands: /%s %s failed", command, " ".join(args))
+            log.exception("telegram commands: /%s failed", " ".join([command, *args]))
             answer = Answer([f"could not answer: {html.escape(type(exc).__name__)}: "
                              f"{html.escape(redact(str(exc))[:300])}"])
         log.info("telegram commands: /%s answered in %.0f ms (%d messages)", command,

@@ -10,7 +10,7 @@ from datetime import datetime
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Float, String, and_, delete, func, literal, or_, select, text, tuple_, union_all
+from sqlalchemy import Float, Numeric, String, and_, cast, delete, func, literal, or_, select, text, tuple_, union_all
 
 from src.database.records.base import Records
 from src.database.schema import prediction_outcomes, predictions, resolution_forecasts
@@ -77,6 +77,11 @@ def _insert_new(cur, frame: pd.DataFrame | None, table: str, columns: list[str],
     cur.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {table}_stage "
                 f"ON CONFLICT ON CONSTRAINT {key} DO NOTHING")
     return cur.rowcount
+
+
+def _float(column):
+    """A NUMERIC column read as float: psycopg2 then makes floats, not Decimals (several times faster)."""
+    return cast(column, Float).label(column.name)
 
 
 def _narrowed(query, c, start: datetime | None, end: datetime | None, symbol: str | None,
@@ -172,14 +177,13 @@ class ForecastRecords(Records):
         only the forecasts users got and climatology's (all that scoring the champion series needs)."""
         p, o = predictions.c, prediction_outcomes.c
         joined = predictions.join(prediction_outcomes, o.prediction_id == p.id, isouter=include_pending)
-        query = (select(p.symbol, p.timeframe, p.target_pct, p.timestamp, p.model_name, p.is_champion,
-                        p.probability, o.status, o.actual_outcome, o.time_to_target_hours)
+        query = (select(p.symbol, p.timeframe, _float(p.target_pct), p.timestamp, p.model_name, p.is_champion,
+                        _float(p.probability), o.status, o.actual_outcome, _float(o.time_to_target_hours))
                  .select_from(joined).where(p.run_type == run_type))
         query = _narrowed(query, p, start, end, symbol, champion_and_reference)
-        with self.db.engine.connect() as conn:
-            frame = pd.DataFrame(conn.execute(query).all(), columns=[
-                "symbol", "timeframe", "target_pct", "timestamp", "model_name", "is_champion", "probability",
-                "status", "actual_outcome", "time_to_target_hours"])
+        frame = self.read_frame(query, ["symbol", "timeframe", "target_pct", "timestamp", "model_name", "is_champion",
+                                        "probability", "status", "actual_outcome", "time_to_target_hours"],
+                                times=("timestamp",), flags=("is_champion",))
         for column in ("target_pct", "probability", "time_to_target_hours"):
             frame[column] = frame[column].astype(float)
         return frame
@@ -192,12 +196,12 @@ class ForecastRecords(Records):
         r = resolution_forecasts.c
         columns = ["symbol", "timeframe", "target_pct", "timestamp", "model_name", "is_champion", "p_6h", "p_24h",
                    "p_horizon", "q10_hours", "q50_hours", "q90_hours", "status", "hours_to_resolution"]
-        query = select(*(r[c] for c in columns)).where(r.run_type == run_type)
+        query = select(*(_float(r[c]) if isinstance(r[c].type, Numeric) else r[c] for c in columns)).where(
+            r.run_type == run_type)
         if not include_pending:
             query = query.where(r.status.is_not(None))
         query = _narrowed(query, r, start, end, symbol, champion_and_reference)
-        with self.db.engine.connect() as conn:
-            frame = pd.DataFrame(conn.execute(query).all(), columns=columns)
+        frame = self.read_frame(query, columns, times=("timestamp",), flags=("is_champion",))
         for column in ("target_pct", "p_6h", "p_24h", "p_horizon", "q10_hours", "q50_hours", "q90_hours",
                        "hours_to_resolution"):
             frame[column] = frame[column].astype(float)
@@ -296,3 +300,66 @@ class ForecastRecords(Records):
             for column in frame.columns.drop(["symbol", "timestamp", "model_name"]):
                 frame[column] = frame[column].astype(float)
         return frames
+
+    def champion_record(self, start: datetime, end: datetime, complete_before: datetime, symbol: str | None = None,
+                        run_type: str = "live") -> pd.DataFrame:
+        """Per (symbol, target_pct), the record of the forecasts users got with entry in [start, end), aggregated in
+        the database (a year of hours in milliseconds): `resolved`; `hit_rate`, the share of complete windows
+        (entry before `complete_before`) that hit either move; direction `n`, `loss` and `reference_loss` (summed
+        Brier loss of P(up) and of climatology's forecast for the same hours, decided up/down only); and for
+        P(within 24 h) `n_24h`, `loss_24h`, `reference_loss_24h`. The definitions are scoring.py's (a test holds
+        them equal)."""
+        query = text("""
+            WITH direction AS (
+                SELECT c.symbol, c.target_pct, count(*) AS resolved,
+                       avg((o.status <> 'expired')::int) FILTER (WHERE c.timestamp <= :complete) AS hit_rate,
+                       count(k.probability) FILTER (WHERE o.status IN ('up', 'down')) AS n,
+                       sum((c.probability - o.actual_outcome) ^ 2)
+                           FILTER (WHERE o.status IN ('up', 'down') AND k.probability IS NOT NULL) AS loss,
+                       sum((k.probability - o.actual_outcome) ^ 2) FILTER (WHERE o.status IN ('up', 'down')) AS
+                           reference_loss
+                FROM predictions c JOIN prediction_outcomes o ON o.prediction_id = c.id
+                LEFT JOIN predictions k ON k.run_type = c.run_type AND k.symbol = c.symbol
+                     AND k.timeframe = c.timeframe AND k.timestamp = c.timestamp AND k.target_pct = c.target_pct
+                     AND k.model_name = 'climatology' AND k.timestamp >= :start AND k.timestamp < :end
+                WHERE c.run_type = :run_type AND c.is_champion AND c.timestamp >= :start AND c.timestamp < :end
+                  AND (CAST(:symbol AS text) IS NULL OR c.symbol = :symbol)
+                GROUP BY 1, 2),
+            timing AS (
+                SELECT c.symbol, c.target_pct, count(k.p_24h) AS n_24h,
+                       sum((c.p_24h - w.y) ^ 2) FILTER (WHERE k.p_24h IS NOT NULL) AS loss_24h,
+                       sum((k.p_24h - w.y) ^ 2) AS reference_loss_24h
+                FROM resolution_forecasts c
+                CROSS JOIN LATERAL (SELECT (c.status <> 'expired' AND c.hours_to_resolution <= 24)::int AS y) w
+                LEFT JOIN resolution_forecasts k ON k.run_type = c.run_type AND k.symbol = c.symbol
+                     AND k.timeframe = c.timeframe AND k.timestamp = c.timestamp AND k.target_pct = c.target_pct
+                     AND k.model_name = 'climatology' AND k.timestamp >= :start AND k.timestamp < :end
+                WHERE c.run_type = :run_type AND c.is_champion AND c.status IS NOT NULL
+                  AND c.timestamp >= :start AND c.timestamp < :end
+                  AND (CAST(:symbol AS text) IS NULL OR c.symbol = :symbol)
+                GROUP BY 1, 2)
+            SELECT * FROM direction FULL JOIN timing USING (symbol, target_pct) ORDER BY 1, 2""")
+        with self.db.engine.connect() as conn:
+            frame = pd.DataFrame(conn.execute(query, {"run_type": run_type, "start": start, "end": end,
+                                                      "complete": complete_before, "symbol": symbol}).mappings().all())
+        columns = ["symbol", "target_pct", "resolved", "hit_rate", "n", "loss", "reference_loss", "n_24h", "loss_24h",
+                   "reference_loss_24h"]
+        frame = frame.reindex(columns=columns)
+        frame[columns[1:]] = frame[columns[1:]].astype(float)
+        return frame
+
+    def last_resolved(self, groups: list[tuple[str, float]], start: datetime, end: datetime, per_group: int = 5,
+                      run_type: str = "live") -> pd.DataFrame:
+        """The newest `per_group` resolved forecasts users got per (symbol, target) of `groups`, entry in
+        [start, end) (each group's newest rows through an index, however long the record)."""
+        p, o = predictions.c, prediction_outcomes.c
+        newest = [select(p.symbol, _float(p.target_pct), p.timestamp, _float(p.probability), o.status,
+                         _float(o.time_to_target_hours))
+                  .select_from(predictions.join(prediction_outcomes, o.prediction_id == p.id))
+                  .where(p.run_type == run_type, p.is_champion, p.symbol == symbol, p.target_pct == target,
+                         p.timestamp >= start, p.timestamp < end)
+                  .order_by(p.timestamp.desc()).limit(per_group).subquery() for symbol, target in groups]
+        columns = ["symbol", "target_pct", "timestamp", "probability", "status", "time_to_target_hours"]
+        with self.db.engine.connect() as conn:
+            rows = conn.execute(union_all(*(select(q) for q in newest))).all() if newest else []
+        return pd.DataFrame(rows, columns=columns)

@@ -62,17 +62,19 @@ TIMING_ROWS = RowKind(  # the interval is on P(resolved within 24 h)
 
 
 def score_rows(kind: RowKind, rows: pd.DataFrame, horizon: int, as_of: pd.Timestamp | None = None,
-               interval: bool = False) -> pd.DataFrame:
+               interval: bool = False, series: str | None = None) -> pd.DataFrame:
     """Per asset x timeframe x target x series (each model, then CHAMPION): n scored against the reference,
     the kind's figures, the counts of resolved and pending forecasts, the hit rate (share not expired) over
     complete windows (whose last candle closed by `as_of`; every resolved window when None), the mean hours
     to resolution, and with `interval` the share of the event and the 95 % interval of its skill (Brier skill
-    of P(up) or of P(within 24 h))."""
+    of P(up) or of P(within 24 h)). `series`: that one only (e.g. CHAMPION)."""
     out = []
     for (symbol, timeframe, target), group in rows.groupby(GROUP, sort=True):
         scored = group[kind.scored(group)]
         reference = scored[scored["model_name"] == REFERENCE].set_index("timestamp")
         for name, own in _series(group):
+            if series is not None and name != series:
+                continue
             row = {"symbol": symbol, "timeframe": timeframe, "target_pct": float(target), "model_name": name,
                    **_counts(own, horizon, as_of)}
             mine = own[kind.scored(own)].set_index("timestamp").sort_index()
