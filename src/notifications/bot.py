@@ -65,8 +65,9 @@ class CommandBot:
 
     def request_stop(self) -> None:
         """Ask the polling loop to end (returns at once)."""
-        if self._loop is not None and self._stopping is not None:
-            self._loop.call_soon_threadsafe(self._stopping.set)
+        if self._loop is not None and self._stopping is not None and not self._loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop closing meanwhile: it has stopped already
+                self._loop.call_soon_threadsafe(self._stopping.set)
 
     def stop(self, timeout: float = 10.0) -> None:
         self.request_stop()
