@@ -25,10 +25,11 @@ def fill_statements(symbols: list[str], targets: list[float], start: pd.Timestam
               feature_version, is_champion, prediction_class, probability, confidence, entry_price)
             SELECT 'live', s, '1h', t, h, m, m || '-' || to_char(h, 'YYYYMM'), 'f1', m = '{DIRECTION_MODELS[-1]}',
                    (p > 0.5)::int, p, abs(p - 0.5) * 2, 30000
-            FROM {groups}, {hours}, unnest(ARRAY[{direction}]) m, LATERAL (SELECT random() p) r""",
+            FROM (SELECT s, t, h, m, round(random()::numeric, 6) AS p
+                  FROM {groups}, {hours}, unnest(ARRAY[{direction}]) m) r""",
         f"""INSERT INTO prediction_outcomes (prediction_id, status, actual_outcome, time_to_target_hours)
-            SELECT id, CASE WHEN probability > 0.5 THEN 'up' ELSE 'down' END, (probability > 0.5)::int, 12.5
-            FROM predictions WHERE timestamp < {pending_from}""",
+            SELECT id, CASE WHEN y THEN 'up' ELSE 'down' END, y::int, 12.5
+            FROM (SELECT id, random() < 0.5 AS y FROM predictions WHERE timestamp < {pending_from}) o""",
         f"""INSERT INTO resolution_forecasts (run_type, symbol, timeframe, target_pct, timestamp, model_name,
               model_version, is_champion, p_6h, p_24h, p_horizon, q10_hours, q50_hours, q90_hours, status,
               hours_to_resolution)

@@ -116,13 +116,13 @@ def test_each_command_answers_from_the_record(talk, record):
         last = conn.exec_driver_sql("""SELECT c.timestamp FROM predictions c JOIN prediction_outcomes o
             ON o.prediction_id = c.id WHERE c.is_champion AND c.symbol = 'BTC/USDT' AND c.target_pct = 0.01
             ORDER BY c.timestamp DESC LIMIT 5""").scalars().all()
-    block = record_text.split("BTC/USDT 0.01</b>")[1].split("<b>")[0]
+    block = record_text.split("BTC/USDT 1 %</b>")[1].split("<b>")[0]
     assert f"P(up) BSS {float(expected[1]):+.3f} (n {expected[0]})" in block
     shown = [" ".join(line.split()[:2]) for line in block.splitlines() if line.startswith("  ")]
     assert shown == [f"{pd.Timestamp(t):%m-%d %H:%M}" for t in last], block
 
     models = _text(_ask(api, records, "/models"))
-    assert models.count("BTC/USDT 0.01: xgboost since") == 1 and "BTC/USDT 0.01: survival since" in models
+    assert models.count("BTC/USDT 1 %: xgboost since") == 1 and "BTC/USDT 1 %: survival since" in models
     assert "Last retrain:" in models
     health = _text(_ask(api, records, "/health"))
     assert "unhealthy" in health and "ETH/USDT data stale" in health  # no candles in this database
@@ -182,7 +182,7 @@ def test_a_long_answer_arrives_whole_in_several_messages(record):
     whole = "\n".join(texts)
     for asset in assets:  # nothing cut: every group's line, for both tasks
         for target in TARGETS:
-            assert whole.count(f"{asset} {target:g}:") == 2, asset
+            assert whole.count(f"{asset} {target * 100:g} %:") == 2, asset
 
 
 def test_refresh_edits_the_message_in_place(talk):

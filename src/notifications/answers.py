@@ -14,7 +14,6 @@ from src.database.records import RecordStore
 from src.models.evaluation.scoring import CHAMPION, TIMING_ROWS, score_rows
 from src.notifications.reports import daily_chart, split_messages
 from src.utils.candles import last_closed_before
-from src.utils.config import group_key
 
 COMMANDS = {  # name -> (arguments, what it answers): /help lists them in this order
     "now": ("[ASSET]", "the newest forecast per asset: P(up), P(resolved within 24 h), how soon"),
@@ -78,6 +77,10 @@ def _pct(value: float | None, digits: int = 0) -> str:
 
 def _skill(value: float | None) -> str:
     return "n/a" if value is None or pd.isna(value) else f"{value:+.3f}"
+
+
+def _group(symbol: str, target: float) -> str:
+    return f"{symbol} {target * 100:g} %"
 
 
 def _hours(value: float) -> str:
@@ -183,11 +186,11 @@ class Answers:
                     mine = rows[(rows["symbol"] == symbol) & np.isclose(rows["target_pct"], target)]
                     if mine.empty:
                         why = problems.get((symbol, target), "not trained yet")
-                        lines.append(f"{html.escape(group_key(symbol, target))}: no model ({html.escape(why)})")
+                        lines.append(f"{html.escape(_group(symbol, target))}: no model ({html.escape(why)})")
                         continue
                     r = mine.iloc[0]
                     since = r.promoted_at if pd.notna(r.promoted_at) else r.created_at
-                    lines.append(f"{html.escape(group_key(symbol, target))}: {html.escape(r.model_name)} since "
+                    lines.append(f"{html.escape(_group(symbol, target))}: {html.escape(r.model_name)} since "
                                  f"{since:%Y-%m-%d}, skill {_skill((r.metrics or {}).get(skill_key))}, "
                                  f"trained to {r.train_end:%Y-%m-%d %H:%M}")
             blocks.append("\n".join(lines))
@@ -255,7 +258,7 @@ class Answers:
 
     @staticmethod
     def _record_block(symbol: str, target: float, record: pd.DataFrame, last: pd.DataFrame) -> str:
-        header = f"\n<b>{html.escape(group_key(symbol, target))}</b>"
+        header = f"\n<b>{html.escape(_group(symbol, target))}</b>"
         mine = record[(record["symbol"] == symbol) & np.isclose(record["target_pct"], target)]
         if mine.empty or not mine.iloc[0]["resolved"] > 0:
             return header + ": no resolved forecast in this period"
