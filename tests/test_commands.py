@@ -140,8 +140,11 @@ def test_anyone_not_allowed_gets_no_answer_at_all(talk, caplog):
     for _ in range(3):
         api.command("/now", chat_id=STRANGER, user_id=STRANGER)
     api.command("/now", chat_id=GROUP, user_id=STRANGER, chat_type="supergroup")  # allowed group, user not
-    answered = _ask(api, records, "/now", chat_id=GROUP, user_id=MEMBER, chat_type="supergroup")
-    assert answered and {r["fields"]["chat_id"] for r in answered} == {str(GROUP)}
+    api.command("/now@another_bot", chat_id=GROUP, user_id=MEMBER, chat_type="supergroup")  # not for us
+    answered = _ask(api, records, "/now@loopback_bot", chat_id=GROUP, user_id=MEMBER, chat_type="supergroup")
+    time.sleep(1)
+    to_group = [r for r in api.sent("sendMessage") if r["fields"]["chat_id"] == str(GROUP)]
+    assert answered and len(to_group) == 1, "answered once: /now@another_bot was not for us"
     assert str(STRANGER) not in api.named_chats()
     assert bot.rejected_total == 4
     assert caplog.text.count(f"chat {STRANGER} (not allowed") == 1  # logged once an hour per chat

@@ -194,7 +194,10 @@ class CommandBot:
             self._skipped_old += 1
             return None
         words = message.text.split()
-        command, args = words[0][1:].split("@")[0].lower(), words[1:]
+        command, _, addressee = words[0][1:].lower().partition("@")
+        if addressee and addressee != (update.get_bot().username or "").lower():
+            return None  # /now@another_bot in a group: not for us
+        args = words[1:]
         throttle = self._throttled(str(chat.id))
         if throttle == "drop":
             return None
