@@ -220,7 +220,8 @@ class Answers:
             return Answer([f"No resolved forecast{' of ' + html.escape(asset) if asset else ''} in the last 30 days "
                            "yet: the chart needs some."])
         caption = f"Reliability and running skill, last 30 days{' · ' + html.escape(asset) if asset else ''}"
-        return Answer([caption], photo=daily_chart(resolved, timing, self.records.backtest_champion_skill()))
+        return Answer([caption], photo=daily_chart(resolved, timing, self.records.backtest_champion_skill(),
+                                                   source=f"live, {asset}" if asset else "live"))
 
     # ---- pieces ----------------------------------------------------------------------------------
     def _record_args(self, args: list[str]) -> tuple[str | None, int]:
