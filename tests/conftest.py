@@ -101,17 +101,23 @@ def db(pg_admin_url, migrated_template) -> DatabaseConnection:
     conn.dispose()
 
 
+def build_template(admin_url: str, base: str, name: str, fill) -> str:
+    """A template database `name`: a copy of `base`, filled by `fill(connection)`, sealed; returns its name."""
+    conn = DatabaseConnection(copy_database(admin_url, base, name))
+    try:
+        fill(conn)
+    finally:
+        conn.dispose()
+    _seal_template(admin_url, name)
+    return name
+
+
 @pytest.fixture(scope="session")
 def btc_year_template(pg_admin_url, migrated_template) -> str:
     """A database with BTC's real candles of 2022-01-01 .. 2023-01-31: written once a run."""
     from tests.shared_data import load_candles
-    name = "template_btc_year"
-    conn = DatabaseConnection(copy_database(pg_admin_url, migrated_template, name))
-    DatabaseOperations(conn).save_ohlcv_data("BTC/USDT", "1h", load_candles("BTC_USDT", "2022-01-01",
-                                                                           "2023-01-31 23:00"))
-    conn.dispose()
-    _seal_template(pg_admin_url, name)
-    return name
+    return build_template(pg_admin_url, migrated_template, "template_btc_year", lambda conn: DatabaseOperations(
+        conn).save_ohlcv_data("BTC/USDT", "1h", load_candles("BTC_USDT", "2022-01-01", "2023-01-31 23:00")))
 
 
 @pytest.fixture
@@ -136,17 +142,16 @@ def trained_template(pg_admin_url, migrated_template, tmp_path_factory) -> tuple
     from src.models.live.registry import ModelRegistry
     from src.models.offline.training import Trainer, TrainSettings
     from tests.shared_data import load_candles
-    name, models = "template_trained", tmp_path_factory.mktemp("trained") / "models"
-    conn = DatabaseConnection(copy_database(pg_admin_url, migrated_template, name))
-    ops = DatabaseOperations(conn)
-    for asset in ("BTC_USDT", "ETH_USDT"):
-        ops.save_ohlcv_data(asset.replace("_", "/"), "1h", load_candles(asset, "2022-03-01", "2023-02-28 23:00"))
-    records = RecordStore(conn)
-    Trainer(ops, records, ModelRegistry(records, models), TrainSettings(n_folds=1, fold_days=60)).train(
-        ["BTC/USDT", "ETH/USDT"], TRAINED_TARGETS, cut=pd.Timestamp(TRAINED_CUT, tz="UTC"))
-    conn.dispose()
-    _seal_template(pg_admin_url, name)
-    return name, models
+    models = tmp_path_factory.mktemp("trained") / "models"
+
+    def fill(conn: DatabaseConnection) -> None:
+        ops = DatabaseOperations(conn)
+        for asset in ("BTC_USDT", "ETH_USDT"):
+            ops.save_ohlcv_data(asset.replace("_", "/"), "1h", load_candles(asset, "2022-03-01", "2023-02-28 23:00"))
+        records = RecordStore(conn)
+        Trainer(ops, records, ModelRegistry(records, models), TrainSettings(n_folds=1, fold_days=60)).train(
+            ["BTC/USDT", "ETH/USDT"], TRAINED_TARGETS, cut=pd.Timestamp(TRAINED_CUT, tz="UTC"))
+    return build_template(pg_admin_url, migrated_template, "template_trained", fill), models
 
 
 @pytest.fixture

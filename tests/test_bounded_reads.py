@@ -19,7 +19,7 @@ from src.database.records.forecasts import OUTCOME_STAGE, OUTCOMES_INSERT, TIMIN
 from src.models.live.outcomes import resolve_outcomes
 from src.monitoring.app import create_app
 from src.monitoring.health import JobBoard, health_snapshot, live_skills
-from tests.conftest import _seal_template, copy_database
+from tests.conftest import build_template, copy_database
 from tests.long_record import fill_long_record
 
 SYMBOL, TARGETS = "BTC/USDT", [0.01, 0.05]
@@ -31,12 +31,8 @@ HISTORY_TABLES = {"predictions", "prediction_outcomes", "resolution_forecasts", 
 @pytest.fixture(scope="module")
 def long_record_template(pg_admin_url, btc_year_template) -> str:
     """13 months of BTC candles and of hourly live forecasts for two targets (about 57,000 rows a table)."""
-    name = "template_long_record"
-    conn = DatabaseConnection(copy_database(pg_admin_url, btc_year_template, name))
-    fill_long_record(conn.engine, [SYMBOL], TARGETS, START, END)
-    conn.dispose()
-    _seal_template(pg_admin_url, name)
-    return name
+    return build_template(pg_admin_url, btc_year_template, "template_long_record",
+                          lambda conn: fill_long_record(conn.engine, [SYMBOL], TARGETS, START, END))
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -188,6 +189,16 @@ class Predictor:
             rows = rows[rows["promoted_at"] <= as_of]
         return [row for _, row in rows.sort_values("promoted_at", ascending=False).iterrows()]
 
+    def _each_model(self, symbol: str, target: float, models: dict, task: str, result: CycleResult,
+                    as_of: pd.Timestamp | None) -> Iterator[tuple[str, LoadedModel, bool]]:
+        """(name, loaded model, is it the one serving) of every model of the task that loads this hour: the champion,
+        or its fallback, and those tracked beside it."""
+        serving = self._load_champion(symbol, target, models, task, result, as_of)
+        for name in MODEL_NAMES if task == "direction" else TIME_MODEL_NAMES:
+            loaded = serving if name == serving.model_name else self._load_other(models, name, symbol, target)
+            if loaded is not None:
+                yield name, loaded, name == serving.model_name
+
     def _load_other(self, models: dict, name: str, symbol: str, target: float) -> LoadedModel | None:
         """A model tracked beside the champion; one that cannot be loaded is left out of this hour (logged)."""
         if name not in models:
@@ -210,17 +221,12 @@ class Predictor:
             if as_of is not None:
                 raise UserError(f"no champion model existed at {as_of:%Y-%m-%d %H:%M} UTC")
             raise UserError(f"no model for {symbol} {target:g} yet; train first: python -m src.main train")
-        serving = self._load_champion(symbol, target, models, "direction", result, as_of)
-        champion = serving.model_name
         matrix = with_barrier(row, target)
         rows = []
-        for name in MODEL_NAMES:
-            loaded = serving if name == champion else self._load_other(models, name, symbol, target)
-            if loaded is None:
-                continue
+        for name, loaded, is_champion in self._each_model(symbol, target, models, "direction", result, as_of):
             p = prob_up(loaded.estimator, matrix)
-            rows.append((symbol, target, name, loaded.version, row.index[0], p[0], entry[0], name == champion))
-            if name == champion:
+            rows.append((symbol, target, name, loaded.version, row.index[0], p[0], entry[0], is_champion))
+            if is_champion:
                 result.champions[(symbol, target)] = (name, float(p[0]))
         return rows
 
@@ -232,16 +238,11 @@ class Predictor:
         if "champion" not in models:
             log.info("%s %g: no how-soon model yet (train creates it)", symbol, target)
             return []
-        serving = self._load_champion(symbol, target, models, "resolution", result, as_of)
-        champion = serving.model_name
         matrix = with_barrier(row, target)
         rows = []
-        for name in TIME_MODEL_NAMES:
-            loaded = serving if name == champion else self._load_other(models, name, symbol, target)
-            if loaded is None:
-                continue
+        for name, loaded, is_champion in self._each_model(symbol, target, models, "resolution", result, as_of):
             forecast = forecast_array(loaded.estimator, matrix, self.horizon)
-            rows.append((symbol, target, name, loaded.version, row.index[0], forecast[0], name == champion))
-            if name == champion:
+            rows.append((symbol, target, name, loaded.version, row.index[0], forecast[0], is_champion))
+            if is_champion:
                 result.timings[(symbol, target)] = (name, float(forecast[0, 1]), float(forecast[0, 4]))
         return rows
