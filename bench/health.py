@@ -83,7 +83,8 @@ def cycle_reads(ops: DatabaseOperations, records: RecordStore) -> dict[str, Call
                                                                    records.recent_timings(1)),
         "why groups have no forecast": records.group_problems,
         "unsent alerts": records.unsent_alerts,
-        "an alert's 30-day record": lambda: records.newest_performance("live", "xgboost", 30, (NOW - pd.Timedelta(days=7)).date(),
+        "an alert's 30-day record": lambda: records.newest_performance("live", "xgboost", 30,
+                                                                       (NOW - pd.Timedelta(days=7)).date(),
                                                                        "BTC/USDT", 0.01),
         "current models": records.current_models,
     }
@@ -134,7 +135,7 @@ def http(snapshot: Callable, skills: Callable, cache_seconds: float, repeat: int
         base = f"http://127.0.0.1:{server.port}"
         print(f"\n{f'over HTTP, snapshot kept {cache_seconds:g} s':<52} {'median ms':>9}")
         for path in ("/health", "/metrics"):
-            print(f"{path:<52} {median_ms(lambda: get(base + path), repeat):9.1f}")
+            print(f"{path:<52} {median_ms(lambda url=base + path: get(url), repeat):9.1f}")
     finally:
         server.stop()
 

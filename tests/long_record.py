@@ -19,7 +19,8 @@ def fill_statements(symbols: list[str], targets: list[float], start: pd.Timestam
     direction = ", ".join(f"'{m}'" for m in DIRECTION_MODELS)
     timing = ", ".join(f"'{m}'" for m in TIMING_MODELS)
     scored = ", ".join(f"'{m}'" for m in dict.fromkeys(DIRECTION_MODELS + TIMING_MODELS + ("champion",)))
-    models = ", ".join([f"('direction', '{m}')" for m in DIRECTION_MODELS] + [f"('resolution', '{m}')" for m in TIMING_MODELS])
+    models = ", ".join([f"('direction', '{m}')" for m in DIRECTION_MODELS]
+                       + [f"('resolution', '{m}')" for m in TIMING_MODELS])
     return [
         f"""INSERT INTO predictions (run_type, symbol, timeframe, target_pct, timestamp, model_name, model_version,
               feature_version, is_champion, prediction_class, probability, confidence, entry_price)

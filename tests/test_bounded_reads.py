@@ -16,7 +16,6 @@ from src.database.connection import DatabaseConnection
 from src.database.operations import DatabaseOperations
 from src.database.records import RecordStore
 from src.database.records.forecasts import OUTCOME_STAGE, OUTCOMES_INSERT, TIMING_OUTCOMES_UPDATE
-from src.models.live.outcomes import resolve_outcomes
 from src.monitoring.app import create_app
 from src.monitoring.health import JobBoard, health_snapshot, live_skills
 from tests.conftest import build_template, copy_database
@@ -164,7 +163,8 @@ def test_the_hourly_outcome_check_reads_the_open_windows_and_all_at_start_and_da
     daemon = Daemon(Context(Config(write_config({"database": {"url": ops.db.database_url},
                                                  "trading": {"assets": [SYMBOL]}}))))
     caplog.set_level(logging.INFO, logger="src.models.live.outcomes")
-    open_windows = f"entries from {NOW.floor('h') + pd.Timedelta(hours=1) - pd.Timedelta(hours=168 + 24):%Y-%m-%d %H:%M}"
+    first_open = NOW.floor("h") + pd.Timedelta(hours=1) - pd.Timedelta(hours=168 + 24)
+    open_windows = f"entries from {first_open:%Y-%m-%d %H:%M}"
     for hours_later, expected in ((0, "all entries"), (1, open_windows), (23, "entries from"), (24, "all entries"),
                                   (25, "entries from")):
         caplog.clear()

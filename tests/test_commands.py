@@ -107,7 +107,8 @@ def test_each_command_answers_from_the_record(talk, record):
     record_text = _text(_ask(api, records, "/record BTC 30"))
     with records.db.engine.connect() as conn:
         expected = conn.exec_driver_sql("""
-            SELECT count(*), 1 - sum((c.probability - o.actual_outcome) ^ 2) / sum((k.probability - o.actual_outcome) ^ 2)
+            SELECT count(*),
+                   1 - sum((c.probability - o.actual_outcome) ^ 2) / sum((k.probability - o.actual_outcome) ^ 2)
             FROM predictions c JOIN prediction_outcomes o ON o.prediction_id = c.id
             JOIN predictions k ON k.symbol = c.symbol AND k.target_pct = c.target_pct AND k.timestamp = c.timestamp
              AND k.model_name = 'climatology'
@@ -192,10 +193,10 @@ def test_refresh_edits_the_message_in_place(talk):
     api, records, _ = talk
     answer = _ask(api, records, "/now BTC")[-1]
     message_id = api.state.requests.index(answer) + 1  # the loopback numbers messages by request
-    for press in range(2):  # the second edit changes nothing: "not modified" is no error
+    for _ in range(2):  # the second edit changes nothing: "not modified" is no error
         answered = records.count("telegram_reports")
         api.press("now BTC", message_id)
-        _wait(lambda: records.count("telegram_reports") > answered, what="the refresh")
+        _wait(lambda seen=answered: records.count("telegram_reports") > seen, what="the refresh")
     edits = api.sent("editMessageText")
     assert len(edits) == 2 and {e["fields"]["message_id"] for e in edits} == {str(message_id)}
     assert "BTC/USDT" in edits[0]["fields"]["text"] and len(api.sent("answerCallbackQuery")) == 2

@@ -254,7 +254,8 @@ class Answers:
         if mine.empty or not mine.iloc[0]["n"]:
             return "last 30 days: no resolved forecast yet"
         r = mine.iloc[0]
-        return (f"last 30 days: P(24h) Brier skill {_skill(r.get('brier_skill_24h'))} vs climatology (n {int(r['n'])}), "
+        return (f"last 30 days: P(24h) Brier skill {_skill(r.get('brier_skill_24h'))} vs climatology "
+                f"(n {int(r['n'])}), "
                 f"80 % interval covered {_pct(r.get('interval_coverage'))}")
 
     @staticmethod
