@@ -59,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     for signum in (signal.SIGTERM, signal.SIGHUP):  # the daemon installs its own graceful handlers
         signal.signal(signum, _raise_stopped)
+    # Ctrl-C (SIGINT) stops a command even when started from a script in the background, where the shell hands it
+    # on ignored and Python would never raise KeyboardInterrupt
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     sys.unraisablehook = _resend_swallowed_stop
     try:
         config = Config(args.config)

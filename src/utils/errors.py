@@ -1,7 +1,10 @@
 """Errors a user can act on: the CLI prints their message as one line, never a traceback."""
 from __future__ import annotations
 
+import contextlib
+import signal
 import threading
+from collections.abc import Iterator
 
 
 class UserError(Exception):
@@ -34,3 +37,17 @@ def check_stop(stop: threading.Event | None, what: str) -> None:
 def failure_reason(exc: BaseException) -> str:
     """One line for a failure of one group: a UserError's own message, else the error's type and message."""
     return str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
+
+
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+
+
+@contextlib.contextmanager
+def stop_signals_held() -> Iterator[None]:
+    """Hold SIGTERM, SIGINT and SIGHUP for the few milliseconds of a write that must finish once begun (a model's
+    files and its registry row): a stop arriving meanwhile is delivered right after, not in between."""
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)

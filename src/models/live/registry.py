@@ -36,7 +36,7 @@ import xgboost
 
 from src.data.features import FEATURE_VERSION
 from src.database.records import RecordStore
-from src.utils.errors import UserError
+from src.utils.errors import UserError, stop_signals_held
 
 # Model files written before the models were grouped by role name their classes by these modules (pickle
 # stores a class by module and name); they load from the modules the classes live in now.
@@ -105,11 +105,12 @@ class ModelRegistry:
                "version": version, "feature_version": FEATURE_VERSION, "path": version,
                "checksum": hashlib.sha256(buffer.getvalue()).hexdigest(), "train_start": train_start,
                "train_end": train_end, "n_samples": n_samples, "metrics": metrics, "library_versions": libraries}
-        self._write_folder(version, buffer.getvalue(), estimator if model_name == "xgboost" and
-                           task == "direction" else None, row)
-        # no clean-up here when the insert fails: a stop can land after its commit, and a row must never lose its
-        # files; a folder whose row was not written is removed by remove_orphans at the next start
-        self.records.add_model(row)
+        with stop_signals_held():  # a stop waits the milliseconds until files and row are both written
+            self._write_folder(version, buffer.getvalue(), estimator if model_name == "xgboost" and
+                               task == "direction" else None, row)
+            # no clean-up when the insert fails: a row must never lose its files; a folder whose row was not
+            # written (a crash, the database gone) is removed by remove_orphans at the next start
+            self.records.add_model(row)
         return version
 
     def _write_folder(self, version: str, model: bytes, xgboost_model, row: dict) -> Path:
