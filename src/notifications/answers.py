@@ -12,7 +12,7 @@ import pandas as pd
 
 from src.database.records import RecordStore
 from src.models.evaluation.scoring import CHAMPION, TIMING_ROWS, score_rows
-from src.notifications.reports import daily_chart, split_messages
+from src.notifications.reports import daily_chart, hours_text, split_messages
 from src.utils.candles import last_closed_before
 
 COMMANDS = {  # name -> (arguments, what it answers): /help lists them in this order
@@ -83,10 +83,6 @@ def _group(symbol: str, target: float) -> str:
     return f"{symbol} {target * 100:g} %"
 
 
-def _hours(value: float) -> str:
-    return f"{value:.0f}" if value >= 10 else f"{value:.1f}".rstrip("0").rstrip(".")
-
-
 class Answers:
     """The replies, from the live record. `health`: the service's health snapshot (the one /health serves)."""
 
@@ -153,8 +149,8 @@ class Answers:
                      f"({html.escape(r.model_name)})",
                      f"P(either move within 6 h) {r.p_6h:.0%} · 24 h {r.p_24h:.0%} · {self.horizon} h "
                      f"{r.p_horizon:.0%}",
-                     f"hours until it resolves: 10 % {_hours(r.q10_hours)} · median {_hours(r.q50_hours)} · "
-                     f"90 % {_hours(r.q90_hours)}"]
+                     f"hours until it resolves: 10 % {hours_text(r.q10_hours)} · median {hours_text(r.q50_hours)} · "
+                     f"90 % {hours_text(r.q90_hours)}"]
             lines.append(self._month_line(month, target))
             blocks.append("\n".join(lines))
         return Answer(split_messages(blocks, title))
@@ -244,8 +240,8 @@ class Answers:
         if row.empty:
             return ""
         r = row.iloc[0]
-        return (f" · P(24h) {r.p_24h:.0%} · resolves in ~{_hours(r.q50_hours)} h "
-                f"(80 %: {_hours(r.q10_hours)}-{_hours(r.q90_hours)} h)")
+        return (f" · P(24h) {r.p_24h:.0%} · resolves in ~{hours_text(r.q50_hours)} h "
+                f"(80 %: {hours_text(r.q10_hours)}-{hours_text(r.q90_hours)} h)")
 
     @staticmethod
     def _month_line(month: pd.DataFrame, target: float) -> str:
@@ -271,7 +267,7 @@ class Answers:
                     f" · P(24h) BSS {_skill(_bss(r.loss_24h, r.reference_loss_24h))} (n {int(r.n_24h)})")]
         shown = last[(last["symbol"] == symbol) & np.isclose(last["target_pct"], target)]
         for f in shown.itertuples():
-            took = "" if pd.isna(f.time_to_target_hours) else f" after {_hours(f.time_to_target_hours)} h"
+            took = "" if pd.isna(f.time_to_target_hours) else f" after {hours_text(f.time_to_target_hours)} h"
             lines.append(f"  {pd.Timestamp(f.timestamp):%m-%d %H:%M} P(up) {f.probability:.0%} → {f.status}{took}")
         return "\n".join(lines)
 

@@ -20,11 +20,12 @@ from collections import defaultdict
 import pandas as pd
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.constants import ParseMode
-from telegram.error import BadRequest, InvalidToken, NetworkError, RetryAfter, TelegramError
+from telegram.error import BadRequest, InvalidToken, TelegramError
 from telegram.ext import Application, ContextTypes, TypeHandler
 
 from src.database.records import RecordStore
 from src.notifications.answers import Answer, Answers, BadInput
+from src.notifications.telegram import send_failure
 from src.utils.logging_setup import SecretFilter
 from src.utils.secrets import redact
 
@@ -247,22 +248,17 @@ class CommandBot:
 
     @staticmethod
     async def _with_retries(call) -> str | None:
-        """One Bot API call (`call()` makes it), retried on rate limits and network errors; the final error, or
-        None."""
+        """One Bot API call (`call()` makes it), retried as the reports are (telegram.send_failure); the final
+        error, or None."""
         for attempt in range(1, SEND_TRIES + 1):
             try:
                 await call()
                 return None
-            except RetryAfter as exc:
-                wait = exc.retry_after.total_seconds() if hasattr(exc.retry_after, "total_seconds") else exc.retry_after
-                error = f"rate limited (retry after {wait} s)"
-            except NetworkError as exc:
-                wait, error = 2.0 ** attempt, f"{type(exc).__name__}: {redact(str(exc))}"
             except TelegramError as exc:
-                return f"{type(exc).__name__}: {redact(str(exc))}"
-            if attempt == SEND_TRIES:
+                error, wait = send_failure(exc, attempt, 1.0)
+            if wait is None or attempt == SEND_TRIES:
                 return error
-            await asyncio.sleep(min(float(wait), 30.0))
+            await asyncio.sleep(min(wait, 30.0))
         return None
 
     def _record(self, report_type: str, content: str, error: str | None) -> None:

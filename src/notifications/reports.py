@@ -100,10 +100,10 @@ def _how_soon(timings: pd.DataFrame | None, symbol: str, target: float, at: pd.T
     if row.empty:
         return "-"
     r = row.iloc[0]
-    return f"~{_hours(r.q50_hours)}h ({_hours(r.q10_hours)}-{_hours(r.q90_hours)}h)"
+    return f"~{hours_text(r.q50_hours)}h ({hours_text(r.q10_hours)}-{hours_text(r.q90_hours)}h)"
 
 
-def _hours(value: float) -> str:
+def hours_text(value: float) -> str:
     """Whole hours, or tenths below 10 h (a 1 % move can come within the hour)."""
     return f"{value:.0f}" if value >= 10 else f"{value:.1f}".rstrip("0").rstrip(".")
 

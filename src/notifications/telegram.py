@@ -36,6 +36,21 @@ class SendResult:
     dry_run: bool = False
 
 
+def send_failure(exc: TelegramError, attempt: int, backoff: float) -> tuple[str, float | None]:
+    """A failed Bot API call's error text (token redacted) and the seconds to wait before trying again, or None
+    when a retry cannot help (a bad request, token or chat): Telegram's retry_after, else exponential backoff."""
+    if isinstance(exc, RetryAfter):
+        retry = exc.retry_after  # int or timedelta, depending on python-telegram-bot's settings
+        wait = retry.total_seconds() if hasattr(retry, "total_seconds") else float(retry)
+        return f"rate limited by Telegram (retry after {wait:g} s)", wait
+    if isinstance(exc, BadRequest | InvalidToken | Forbidden):
+        return (f"{type(exc).__name__}: {redact(str(exc))}; fix the message or the telegram.bot_token / "
+                "chat_id settings"), None
+    if isinstance(exc, NetworkError):  # timeouts, connection errors and 5xx
+        return f"{type(exc).__name__}: {redact(str(exc))}", min(backoff * 2 ** (attempt - 1), MAX_WAIT_SECONDS)
+    return f"{type(exc).__name__}: {redact(str(exc))}", None
+
+
 class TelegramNotifier:
     def __init__(self, token: str, chat_id: str | int, records: RecordStore | None = None,
                  base_url: str = "https://api.telegram.org/bot", timeout: float = 10.0, backoff: float = 2.0,
@@ -118,18 +133,8 @@ class TelegramNotifier:
         try:
             asyncio.run(self._call(call, kwargs))
             return None, None
-        except RetryAfter as exc:
-            retry = exc.retry_after  # int or timedelta, depending on python-telegram-bot's settings
-            wait = retry.total_seconds() if hasattr(retry, "total_seconds") else float(retry)
-            return f"rate limited by Telegram (retry after {wait:g} s)", wait
-        except (BadRequest, InvalidToken, Forbidden) as exc:
-            return (f"{type(exc).__name__}: {redact(str(exc))}; fix the message or the telegram.bot_token / "
-                    "chat_id settings"), None
-        except NetworkError as exc:  # timeouts, connection errors and 5xx
-            return f"{type(exc).__name__}: {redact(str(exc))}", min(self.backoff * 2 ** (attempt - 1),
-                                                                      MAX_WAIT_SECONDS)
         except TelegramError as exc:
-            return f"{type(exc).__name__}: {redact(str(exc))}", None
+            return send_failure(exc, attempt, self.backoff)
 
     async def _call(self, call: str, kwargs: dict) -> None:
         bot = Bot(self.token, base_url=self.base_url)
