@@ -10,7 +10,7 @@ from datetime import datetime
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Float, Numeric, String, and_, cast, delete, func, literal, or_, select, text, tuple_, union_all
+from sqlalchemy import Float, Numeric, and_, cast, delete, func, or_, select, text, tuple_, union_all
 
 from src.database.records.base import Records
 from src.database.schema import prediction_outcomes, predictions, resolution_forecasts
@@ -82,6 +82,15 @@ def _insert_new(cur, frame: pd.DataFrame | None, table: str, columns: list[str],
 def _float(column):
     """A NUMERIC column read as float: psycopg2 then makes floats, not Decimals (several times faster)."""
     return cast(column, Float).label(column.name)
+
+
+def _newest_champions(conn, columns: list[str], groups: list[tuple[str, float]], run_type: str) -> list:
+    """`columns` of each group's newest champion prediction (the live-champions index, newest first, one row)."""
+    p = predictions.c
+    newest = [select(*(p[c] for c in columns))
+              .where(p.run_type == run_type, p.is_champion, p.symbol == symbol, p.target_pct == target)
+              .order_by(p.timestamp.desc()).limit(1).subquery() for symbol, target in groups]
+    return conn.execute(union_all(*(select(q) for q in newest))).all() if newest else []
 
 
 def _narrowed(query, c, start: datetime | None, end: datetime | None, symbol: str | None,
@@ -269,28 +278,20 @@ class ForecastRecords(Records):
                               ) -> dict[tuple[str, float], pd.Timestamp]:
         """(symbol, target) -> the hour of its newest champion prediction, for the groups of `groups` that have
         one (one index lookup each, however many hours are stored)."""
-        p = predictions.c
-        newest = [select(literal(symbol, String), literal(target, Float),
-                         select(func.max(p.timestamp)).where(p.run_type == run_type, p.is_champion,
-                                                             p.symbol == symbol, p.target_pct == target)
-                         .scalar_subquery()) for symbol, target in groups]
         with self.db.engine.connect() as conn:
-            rows = conn.execute(union_all(*newest)).all() if newest else []
-        return {(symbol, target): pd.Timestamp(hour) for symbol, target, hour in rows if hour is not None}
+            rows = _newest_champions(conn, ["symbol", "target_pct", "timestamp"], groups, run_type)
+        return {(symbol, float(target)): pd.Timestamp(hour) for symbol, target, hour in rows}
 
     def newest_forecasts(self, groups: list[tuple[str, float]], run_type: str = "live"
                          ) -> tuple[pd.DataFrame, pd.DataFrame]:
         """Each group's newest champion forecast: the direction row (symbol, target_pct, timestamp, model_name,
         probability, confidence, entry_price) and the how-soon row of the same hour, if any (one index lookup
         per group)."""
-        p, r = predictions.c, resolution_forecasts.c
+        r = resolution_forecasts.c
         direction = ["symbol", "target_pct", "timestamp", "model_name", "probability", "confidence", "entry_price"]
         timing = ["symbol", "target_pct", "timestamp", "model_name", *FORECAST_COLUMNS]
-        newest = [select(*(p[c] for c in direction))
-                  .where(p.run_type == run_type, p.is_champion, p.symbol == symbol, p.target_pct == target)
-                  .order_by(p.timestamp.desc()).limit(1).subquery() for symbol, target in groups]
         with self.db.engine.connect() as conn:
-            rows = conn.execute(union_all(*(select(q) for q in newest))).all() if newest else []
+            rows = _newest_champions(conn, direction, groups, run_type)
             keys = [(row.symbol, row.target_pct, row.timestamp) for row in rows]
             timed = conn.execute(select(*(r[c] for c in timing)).where(
                 r.run_type == run_type, r.is_champion, tuple_(r.symbol, r.target_pct, r.timestamp).in_(keys))
