@@ -20,7 +20,7 @@ from src.database.records import RecordStore
 from src.models.live.registry import ModelRegistry
 from src.models.offline.backtest import run_backtest
 from src.models.offline.training import Trainer, TrainSettings
-from src.utils.errors import StopRequested
+from src.utils.errors import StopRequested, deferred_while_held, stop_signals_held
 from src.utils.executors import LocalExecutor
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,6 +93,33 @@ def test_a_stop_is_not_a_job_failure(write_config, caplog):
         daemon.run_job("startup", lambda: daemon.checkpoint())
     assert "startup" not in daemon.board.snapshot()  # no run recorded, so no failure counted
     assert "job startup stopped at a safe point" in caplog.text and "FAILED" not in caplog.text
+
+
+def test_a_stop_during_a_held_write_waits_for_its_end_even_when_another_thread_takes_the_signal():
+    """The kernel may hand the process's SIGTERM to any thread (xgboost's OpenMP workers); Python runs the handler
+    in the main thread all the same. A held write must still finish first (a thread mask alone let it through)."""
+    handled: list[int] = []
+    go, sent = threading.Event(), threading.Event()
+
+    def worker() -> None:  # started before the write, like OpenMP's threads: it does not share the write's mask
+        go.wait(30)
+        signal.raise_signal(signal.SIGUSR1)  # taken by this thread
+        sent.set()
+
+    previous = signal.signal(signal.SIGUSR1, deferred_while_held(lambda signum, _frame: handled.append(signum)))
+    thread = threading.Thread(target=worker)
+    thread.start()
+    try:
+        with stop_signals_held():
+            go.set()
+            assert sent.wait(30)
+            time.sleep(0.2)  # the handler runs in the main thread here, at the latest
+            assert handled == []
+        assert handled == [signal.SIGUSR1]  # delivered once, right after the write
+        signal.raise_signal(signal.SIGUSR1)
+        assert handled == [signal.SIGUSR1] * 2  # outside a held write, at once
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
 
 
 def _sigterm_mid_run(config: Path, args: list[str], wrote) -> subprocess.CompletedProcess:

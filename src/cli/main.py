@@ -15,7 +15,7 @@ from src.cli.parser import build_parser, check_options
 from src.cli.service import cmd_run
 from src.scheduler.services import Context
 from src.utils.config import Config
-from src.utils.errors import UserError
+from src.utils.errors import UserError, deferred_while_held
 from src.utils.logging_setup import SecretFilter, setup_logging
 from src.utils.secrets import redact
 
@@ -58,10 +58,10 @@ def main(argv: list[str] | None = None) -> int:
     check_options(parser, sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     for signum in (signal.SIGTERM, signal.SIGHUP):  # the daemon installs its own graceful handlers
-        signal.signal(signum, _raise_stopped)
+        signal.signal(signum, deferred_while_held(_raise_stopped))
     # Ctrl-C (SIGINT) stops a command even when started from a script in the background, where the shell hands it
     # on ignored and Python would never raise KeyboardInterrupt
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGINT, deferred_while_held(signal.default_int_handler))
     sys.unraisablehook = _resend_swallowed_stop
     try:
         config = Config(args.config)

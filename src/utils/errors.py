@@ -4,7 +4,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 
 class UserError(Exception):
@@ -39,15 +39,40 @@ def failure_reason(exc: BaseException) -> str:
     return str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
 
 
-STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+_held_depth = [0]  # how many writes that must finish once begun are under way (any thread)
+_held_signals: list[int] = []  # stops that arrived meanwhile, delivered when the last such write ends
+_held_lock = threading.Lock()
+
+
+def deferred_while_held(handler: Callable[[int, object], None]) -> Callable[[int, object], None]:
+    """Wrap a stop signal's handler so that a stop arriving during `stop_signals_held` waits for its end.
+    A signal mask cannot do this: the kernel hands a process signal to any thread that does not block it (an
+    OpenMP worker of xgboost), and Python then runs the handler in the main thread all the same."""
+
+    def handle(signum: int, frame: object) -> None:
+        if _held_depth[0] > 0:  # no lock here: the handler may interrupt the main thread while it holds the lock
+            _held_signals.append(signum)
+        else:
+            handler(signum, frame)
+
+    return handle
 
 
 @contextlib.contextmanager
 def stop_signals_held() -> Iterator[None]:
     """Hold SIGTERM, SIGINT and SIGHUP for the few milliseconds of a write that must finish once begun (a model's
-    files and its registry row): a stop arriving meanwhile is delivered right after, not in between."""
-    held = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    files and its registry row): a stop arriving meanwhile is delivered right after, not in between. Works with
+    handlers wrapped by `deferred_while_held` (the CLI's); the daemon's handlers only set its stop event."""
+    with _held_lock:
+        _held_depth[0] += 1
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        with _held_lock:
+            _held_depth[0] -= 1
+            pending = [] if _held_depth[0] else _held_signals[:]
+            if pending:
+                _held_signals.clear()
+        for signum in dict.fromkeys(pending):
+            signal.raise_signal(signum)  # its handler runs in the main thread at its next instruction
