@@ -237,6 +237,32 @@ CREATE TABLE resolution_forecasts (
 CREATE INDEX idx_resolution_forecasts_symbol_target_time ON resolution_forecasts (symbol, target_pct, timestamp DESC);
 CREATE INDEX idx_resolution_forecasts_run_time ON resolution_forecasts (run_type, timestamp);
 
+CREATE TABLE day_scores (
+	run_type VARCHAR(10) NOT NULL, 
+	symbol VARCHAR(20) NOT NULL, 
+	timeframe VARCHAR(10) NOT NULL, 
+	target_pct NUMERIC(6, 4) NOT NULL, 
+	day DATE NOT NULL, 
+	event VARCHAR(12) NOT NULL, 
+	bin INTEGER NOT NULL, 
+	n INTEGER NOT NULL, 
+	forecast_sum FLOAT NOT NULL, 
+	outcome_sum FLOAT NOT NULL, 
+	loss FLOAT NOT NULL, 
+	reference_loss FLOAT NOT NULL, 
+	covered FLOAT, 
+	PRIMARY KEY (run_type, symbol, timeframe, target_pct, day, event, bin)
+);
+
+CREATE INDEX idx_day_scores_run_day ON day_scores (run_type, day);
+CREATE INDEX idx_day_scores_totals ON day_scores (run_type, day) WHERE bin = -1;
+
+CREATE TABLE day_scores_through (
+	run_type VARCHAR(10) NOT NULL, 
+	day DATE NOT NULL, 
+	PRIMARY KEY (run_type)
+);
+
 -- Hypertables: 30-day chunks suit hourly candles; old candles are compressed.
 SELECT create_hypertable('ohlcv_data', by_range('timestamp', INTERVAL '30 days'));
 SELECT create_hypertable('feature_cache', by_range('timestamp', INTERVAL '30 days'));
@@ -251,4 +277,4 @@ WHERE timestamp >= NOW() - INTERVAL '7 days' WITH DATA;
 CREATE UNIQUE INDEX idx_recent_ohlcv_unique ON recent_ohlcv (symbol, timeframe, timestamp);
 
 CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL, CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num));
-INSERT INTO alembic_version (version_num) VALUES ('0008');
+INSERT INTO alembic_version (version_num) VALUES ('0009');

@@ -11,9 +11,10 @@ TIMING_MODELS = ("climatology", "recent_vol", "survival")
 
 
 def fill_statements(symbols: list[str], targets: list[float], start: pd.Timestamp, end: pd.Timestamp,
-                    horizon: int) -> list[str]:
+                    horizon: int, runs: tuple[str, ...] = ("live",)) -> list[str]:
     groups = (f"unnest(ARRAY[{', '.join(repr(s) for s in symbols)}]) s, "
               f"unnest(ARRAY[{', '.join(str(t) for t in targets)}]::numeric[]) t")
+    run_types = f"unnest(ARRAY[{', '.join(repr(r) for r in runs)}]) run"
     hours = f"generate_series('{start.isoformat()}'::timestamptz, '{end.isoformat()}'::timestamptz, '1 hour') h"
     pending_from = f"'{(end - pd.Timedelta(hours=horizon)).isoformat()}'::timestamptz"
     direction = ", ".join(f"'{m}'" for m in DIRECTION_MODELS)
@@ -24,20 +25,20 @@ def fill_statements(symbols: list[str], targets: list[float], start: pd.Timestam
     return [
         f"""INSERT INTO predictions (run_type, symbol, timeframe, target_pct, timestamp, model_name, model_version,
               feature_version, is_champion, prediction_class, probability, confidence, entry_price)
-            SELECT 'live', s, '1h', t, h, m, m || '-' || to_char(h, 'YYYYMM'), 'f1', m = '{DIRECTION_MODELS[-1]}',
+            SELECT run, s, '1h', t, h, m, m || '-' || to_char(h, 'YYYYMM'), 'f1', m = '{DIRECTION_MODELS[-1]}',
                    (p > 0.5)::int, p, abs(p - 0.5) * 2, 30000
-            FROM (SELECT s, t, h, m, round(random()::numeric, 6) AS p
-                  FROM {groups}, {hours}, unnest(ARRAY[{direction}]) m) r""",
+            FROM (SELECT run, s, t, h, m, round(random()::numeric, 6) AS p
+                  FROM {run_types}, {groups}, {hours}, unnest(ARRAY[{direction}]) m) r""",
         f"""INSERT INTO prediction_outcomes (prediction_id, status, actual_outcome, time_to_target_hours)
             SELECT id, CASE WHEN y THEN 'up' ELSE 'down' END, y::int, 12.5
             FROM (SELECT id, random() < 0.5 AS y FROM predictions WHERE timestamp < {pending_from}) o""",
         f"""INSERT INTO resolution_forecasts (run_type, symbol, timeframe, target_pct, timestamp, model_name,
               model_version, is_champion, p_6h, p_24h, p_horizon, q10_hours, q50_hours, q90_hours, status,
               hours_to_resolution)
-            SELECT 'live', s, '1h', t, h, m, m || '-' || to_char(h, 'YYYYMM'), m = '{TIMING_MODELS[-1]}', 0.2, 0.5,
-                   0.9, 2, 20, 120, CASE WHEN h < {pending_from} THEN 'up' END,
-                   CASE WHEN h < {pending_from} THEN 12.5 END
-            FROM {groups}, {hours}, unnest(ARRAY[{timing}]) m""",
+            SELECT run, s, '1h', t, h, m, m || '-' || to_char(h, 'YYYYMM'), m = '{TIMING_MODELS[-1]}', 0.2,
+                   round((0.3 + 0.4 * random())::numeric, 6), 0.9, 2, 20, 120,
+                   CASE WHEN h < {pending_from} THEN 'up' END, CASE WHEN h < {pending_from} THEN 12.5 END
+            FROM {run_types}, {groups}, {hours}, unnest(ARRAY[{timing}]) m""",
         f"""INSERT INTO model_performance (run_type, symbol, timeframe, target_pct, model_name, task,
               evaluation_date, window_days, total_predictions, brier, brier_skill, brier_skill_6h, brier_skill_24h,
               brier_skill_horizon, interval_coverage, resolved_predictions, pending_predictions)
@@ -58,9 +59,9 @@ def fill_statements(symbols: list[str], targets: list[float], start: pd.Timestam
 
 
 def fill_long_record(engine: Engine, symbols: list[str], targets: list[float], start: pd.Timestamp,
-                     end: pd.Timestamp, horizon: int = 168) -> None:
+                     end: pd.Timestamp, horizon: int = 168, runs: tuple[str, ...] = ("live",)) -> None:
     with engine.begin() as conn:
-        for statement in fill_statements(symbols, targets, start, end, horizon)[:-1]:
+        for statement in fill_statements(symbols, targets, start, end, horizon, runs)[:-1]:
             conn.execute(text(statement))
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(text("ANALYZE"))

@@ -10,7 +10,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 # each layer may import the ones before it (DESIGN.md: utils <- database <- data <- models <- ...)
-LAYERS = ["src.utils", "src.database", "src.data", "src.models", "src.notifications|src.monitoring",
+LAYERS = ["src.utils", "src.database", "src.data", "src.models", "src.notifications|src.monitoring|src.web",
           "src.scheduler", "src.cli|src.main"]
 MODEL_ROOMS = ["src.models.evaluation", "src.models.estimators", "src.models.live", "src.models.offline"]
 

@@ -13,7 +13,7 @@ import pytest
 from src.database.operations import DatabaseOperations
 from src.database.records import RecordStore
 from src.monitoring.health import JobBoard, health_snapshot
-from src.notifications.answers import Answers, BadInput, parse_asset, parse_days, parse_target
+from src.notifications.answers import Answers, BadInput, parse_asset, parse_days, parse_target  # noqa: F401
 from src.notifications.bot import CommandBot
 from src.utils.candles import last_closed_before
 from tests.long_record import fill_long_record

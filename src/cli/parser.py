@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from src.cli.data import cmd_backfill, cmd_gaps, cmd_import_csv, cmd_init_db, cmd_recover, cmd_status
 from src.cli.live import cmd_outcomes, cmd_performance, cmd_predict, cmd_report
 from src.cli.models import cmd_backtest, cmd_retrain, cmd_train
-from src.cli.service import cmd_demo, cmd_health, cmd_run
+from src.cli.service import cmd_demo, cmd_health, cmd_run, cmd_web
 from src.scheduler.services import Context
 from src.utils.config import TIMEFRAME_MS
 
@@ -69,6 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
         return command
 
     add("run", cmd_run, "the daemon: schedule loop and health server until SIGTERM/SIGINT (the default)")
+    web = add("web", cmd_web, "serve the track record pages (/, /record, /forecasts, /models) from the database "
+                              "alone, without the daemon; read-only")
+    web.add_argument("--host", help="address to listen on (default health.host, 127.0.0.1)")
+    web.add_argument("--port", type=positive_int, help="port (default health.port)")
     add("health", cmd_health, "print the health JSON; exit 3 when unhealthy")
     add("demo", cmd_demo, "offline end to end on shipped sample candles, in a throwaway database")
     add("init-db", cmd_init_db, "apply database migrations (safe to run again)")

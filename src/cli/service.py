@@ -36,3 +36,33 @@ def cmd_health(args: argparse.Namespace, ctx: Context) -> int:
 def cmd_demo(args: argparse.Namespace, ctx: Context) -> int:
     from src.scheduler.demo import run_demo
     return run_demo(ctx.config, ctx.config.data_dir / "demo")
+
+
+def cmd_web(args: argparse.Namespace, ctx: Context) -> int:
+    """The pages alone, from the database (a second machine, a read replica): nothing is written."""
+    import threading
+
+    from cachetools.func import ttl_cache
+    from flask import Flask
+
+    from src.monitoring.app import SNAPSHOT_CACHE_SECONDS, HealthServer
+    from src.monitoring.health import health_snapshot
+    records = ctx.read_records()
+    health = ctx.config.config["health"]
+
+    @ttl_cache(maxsize=1, ttl=SNAPSHOT_CACHE_SECONDS)
+    def snapshot() -> tuple[dict, bool]:
+        return health_snapshot(ctx.ops, records, ctx.config.assets, ctx.config.target_percentages,
+                               ctx.config.timeframe, health["stale_after_hours"], ctx.config.get("app.version"))
+
+    app = Flask("crypto_ml_web")
+    app.register_blueprint(ctx.pages(records, snapshot))
+    server = HealthServer(app, args.host or health["host"], args.port or health["port"])
+    server.start()
+    print(f"serving the track record on http://{server.server.effective_host}:{server.port}/ (Ctrl-C stops)",
+          flush=True)
+    try:
+        threading.Event().wait()  # until a stop signal unwinds this thread
+    finally:
+        server.stop()
+    return 0

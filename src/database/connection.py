@@ -79,6 +79,11 @@ class DatabaseConnection:
         cfg.attributes["compress_after_days"] = self.compress_after_days
         return cfg
 
+    def schema_is_current(self) -> bool:
+        """Whether the schema is at the newest revision this code knows (no write needed to read it)."""
+        from alembic.script import ScriptDirectory
+        return self.schema_revision() == ScriptDirectory.from_config(self.alembic_config()).get_current_head()
+
     def schema_revision(self) -> str | None:
         with self.engine.connect() as conn:
             return MigrationContext.configure(conn).get_current_revision()

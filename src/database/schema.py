@@ -274,4 +274,33 @@ system_health = Table(
 )
 Index("idx_health_timestamp", system_health.c.timestamp.desc())
 
+# The track record's daily sums (web /record): per run, asset x target, UTC day, event ('up': P(up) of decided
+# windows; 'within_24h': P(resolved within 24 h)) and forecast bin (50 bins of 0.02), the champion's forecasts
+# scored against climatology's for the same hours. Derived from the forecast tables, refreshed by the daily
+# job and the backtest for settled days; the days after `day_scores_through` are summed from the forecasts.
+day_scores = Table(
+    "day_scores", metadata,
+    Column("run_type", String(10), primary_key=True),
+    Column("symbol", String(20), primary_key=True),
+    Column("timeframe", String(10), primary_key=True),
+    Column("target_pct", TARGET, primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("event", String(12), primary_key=True),
+    Column("bin", Integer, primary_key=True),
+    Column("n", Integer, nullable=False),
+    Column("forecast_sum", Float, nullable=False),
+    Column("outcome_sum", Float, nullable=False),
+    Column("loss", Float, nullable=False),
+    Column("reference_loss", Float, nullable=False),
+    Column("covered", Float),  # 'within_24h': summed share of each outcome inside the 10-90 % interval
+)
+Index("idx_day_scores_run_day", day_scores.c.run_type, day_scores.c.day)
+Index("idx_day_scores_totals", day_scores.c.run_type, day_scores.c.day, postgresql_where=day_scores.c.bin == -1)
+
+day_scores_through = Table(
+    "day_scores_through", metadata,
+    Column("run_type", String(10), primary_key=True),
+    Column("day", Date, nullable=False),  # day_scores holds every day up to and including this one
+)
+
 HYPERTABLES = {"ohlcv_data": "timestamp", "feature_cache": "timestamp"}

@@ -151,6 +151,7 @@ class HealthServer:
     """waitress on a daemon thread; stop() closes it."""
 
     def __init__(self, app: Flask, host: str, port: int):
+        self.app = app
         try:
             # its own socket map: stopping it must not close another server's channels
             self.server = create_server(app, map={}, host=host, port=port, threads=2, ident="crypto-ml")
@@ -166,7 +167,8 @@ class HealthServer:
 
     def start(self) -> None:
         self.thread.start()
-        log.info("health server on http://%s:%d (/health, /metrics)", self.server.effective_host, self.port)
+        log.info("http server on http://%s:%d (/health, /metrics%s)", self.server.effective_host, self.port,
+                 ", pages: /, /record, /forecasts, /models" if "pages" in self.app.blueprints else "")
 
     def _serve(self) -> None:
         try:

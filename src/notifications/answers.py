@@ -13,7 +13,9 @@ import pandas as pd
 from src.database.records import RecordStore
 from src.models.evaluation.scoring import CHAMPION, TIMING_ROWS, score_rows
 from src.notifications.reports import daily_chart, hours_text, split_messages
+from src.utils import choices
 from src.utils.candles import last_closed_before
+from src.utils.choices import BadInput, parse_asset, parse_target
 
 COMMANDS = {  # name -> (arguments, what it answers): /help lists them in this order
     "now": ("[ASSET]", "the newest forecast per asset: P(up), P(resolved within 24 h), how soon"),
@@ -28,10 +30,6 @@ RECORD_DAYS, MAX_RECORD_DAYS = 30, 365
 SOON_HOURS = (6, 24)  # and the horizon
 
 
-class BadInput(ValueError):
-    """A command's argument that is not one of the valid choices: its message says which are."""
-
-
 @dataclass
 class Answer:
     messages: list[str]
@@ -39,36 +37,8 @@ class Answer:
     refresh: str | None = None  # the command a Refresh button re-runs, e.g. "now BTC/USDT"
 
 
-def parse_asset(text: str, assets: list[str]) -> str:
-    """`btc`, `BTC` or `BTC/USDT` -> the configured asset."""
-    wanted = text.strip().upper()
-    for asset in assets:
-        if wanted in (asset.upper(), asset.split("/")[0].upper()):
-            return asset
-    raise BadInput(f"unknown asset {html.escape(text.strip())}: {', '.join(a.split('/')[0] for a in assets)}")
-
-
-def parse_target(text: str, targets: list[float]) -> float:
-    """`2`, `2%` or `0.02` -> the configured target 0.02."""
-    choices = ", ".join(f"{t * 100:g} %" for t in targets)
-    try:
-        value = float(text.strip().rstrip("%").strip())
-    except ValueError:
-        raise BadInput(f"target {html.escape(text.strip())}: {choices}") from None
-    for target in targets:
-        if np.isclose(value, target) or np.isclose(value, target * 100):
-            return target
-    raise BadInput(f"target {html.escape(text.strip())}{'' if '%' in text else ' %'}: {choices}")
-
-
 def parse_days(text: str) -> int:
-    try:
-        days = int(text.strip())
-    except ValueError:
-        days = 0
-    if not 1 <= days <= MAX_RECORD_DAYS:
-        raise BadInput(f"days must be a whole number from 1 to {MAX_RECORD_DAYS}")
-    return days
+    return choices.parse_days(text, MAX_RECORD_DAYS)
 
 
 def _pct(value: float | None, digits: int = 0) -> str:
@@ -96,7 +66,7 @@ class Answers:
         handlers = {"now": self.now, "soon": self.soon, "record": self.record, "models": self.models,
                     "health": self.health, "chart": self.chart, "help": self.help, "start": self.help}
         if command not in handlers:
-            raise BadInput(f"unknown command /{html.escape(command)}: " + ", ".join(f"/{c}" for c in COMMANDS))
+            raise BadInput(f"unknown command /{command[:40]}: " + ", ".join(f"/{c}" for c in COMMANDS))
         return handlers[command](args, now)
 
     # ---- the commands ----------------------------------------------------------------------------

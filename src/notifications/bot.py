@@ -24,8 +24,9 @@ from telegram.error import BadRequest, InvalidToken, TelegramError
 from telegram.ext import Application, ContextTypes, TypeHandler
 
 from src.database.records import RecordStore
-from src.notifications.answers import Answer, Answers, BadInput
+from src.notifications.answers import Answer, Answers
 from src.notifications.telegram import send_failure
+from src.utils.choices import BadInput
 from src.utils.logging_setup import SecretFilter
 from src.utils.secrets import redact
 
@@ -215,7 +216,7 @@ class CommandBot:
         try:
             answer = await asyncio.to_thread(self.answers.answer, command, args, now)
         except BadInput as exc:
-            answer = Answer([str(exc)])
+            answer = Answer([html.escape(str(exc))])
         except Exception as exc:
             log.exception("telegram commands: /%s failed", " ".join([command, *args]))
             answer = Answer([f"could not answer: {html.escape(type(exc).__name__)}: "

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from src.data.labels import DOWN, UP
+from src.models.evaluation.record import MIN_PER_BIN  # one definition for the daily chart and the page
 
 TELEGRAM_LIMIT = 4096
 ARROWS = ((0.6, "⬆️"), (0.4, "↔️"), (0.0, "⬇️"))  # P(up) >= 0.6 up, <= 0.4 down, else sideways
@@ -210,7 +211,6 @@ def alert_text(symbol: str, target: float, probability: float, threshold: float,
 
 
 COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd")
-MIN_PER_BIN = 20  # a reliability point from fewer forecasts says nothing
 
 
 def reliability_points(p: np.ndarray, outcome: np.ndarray, max_bins: int = 10) -> tuple[np.ndarray, np.ndarray]:

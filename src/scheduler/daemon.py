@@ -16,14 +16,16 @@ from collections.abc import Callable
 
 import pandas as pd
 import schedule
+from cachetools.func import ttl_cache
 
 from src.data.fetcher import FetchError
+from src.database.records.scores import settled_through
 from src.models.live.outcomes import resolve_outcomes
 from src.models.live.performance import refresh_performance
 from src.models.live.prediction import Predictor
 from src.models.offline.retraining import Retrainer
 from src.models.offline.training import Trainer
-from src.monitoring.app import HealthServer, create_app
+from src.monitoring.app import SNAPSHOT_CACHE_SECONDS, HealthServer, create_app
 from src.monitoring.health import JobBoard, health_snapshot, live_skills, record_system_health
 from src.scheduler.services import Context
 from src.utils.candles import last_closed_before
@@ -123,6 +125,8 @@ class Daemon:
             written += ops.get_candle_count(symbol, self.config.timeframe) - before
         self.checkpoint()
         trained, skipped = self._train_missing()
+        # the web's track record: every settled day at the first start, the newest ones after
+        self.ctx.records.refresh_day_scores("live", settled_through(pd.Timestamp.now(tz="UTC"), self.config.horizon))
         return {"candles_written": written, "groups_trained": trained, "groups_skipped": skipped}
 
     def _train_missing(self) -> tuple[int, int]:
@@ -245,6 +249,7 @@ class Daemon:
         now = now if now is not None else pd.Timestamp.now(tz="UTC")
         records = self.ctx.records
         days = refresh_performance(records, now, self.config.horizon)
+        scored = records.refresh_day_scores("live", settled_through(now, self.config.horizon))  # the web's record
         self.ctx.registry().remove_orphans()  # folders of fits a crash cut short since the last start
         self.checkpoint()
         with self.ctx.executor() as executor:
@@ -258,8 +263,9 @@ class Daemon:
         day = now - pd.Timedelta(days=1)  # the report is yesterday's (UTC), and so is its chart's name
         self.ctx.report_service().daily(day, self.config.data_dir / "reports" / f"daily-{day:%Y%m%d}.png")
         release_free_memory()  # the day's retrain and fresh models: keep the daemon's memory flat
-        return {"performance_days": len(days), "champions_changed": sum(d.changed for d in decisions),
-                "groups_trained": trained, "groups_skipped": skipped}
+        return {"performance_days": len(days), "day_scores": scored,
+                "champions_changed": sum(d.changed for d in decisions), "groups_trained": trained,
+                "groups_skipped": skipped}
 
     def health_row(self) -> dict:
         report, _ = self.snapshot()
@@ -288,9 +294,11 @@ class Daemon:
         self.ctx.registry().remove_orphans()  # the folders of fits killed before their rows were written
         health = self.config.config["health"]
         self.bot = self.ctx.command_bot(self.snapshot)
-        self.server = HealthServer(create_app(self.snapshot, self.live_skills, self.board,
-                                              rejected=lambda: self.bot.rejected_total if self.bot else 0),
-                                   health["host"], health["port"])
+        snapshot = ttl_cache(maxsize=1, ttl=SNAPSHOT_CACHE_SECONDS)(self.snapshot)  # one for /health and pages
+        app = create_app(snapshot, self.live_skills, self.board,
+                         rejected=lambda: self.bot.rejected_total if self.bot else 0)
+        app.register_blueprint(self.ctx.pages(self.ctx.records, snapshot))  # the track record for people
+        self.server = HealthServer(app, health["host"], health["port"])
         self.server.start()
         if self.bot is not None:
             self.bot.start()

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 from src.utils.config import Config
 
 if TYPE_CHECKING:
+    from flask import Blueprint
+
     from src.data.recovery import DataRecoveryManager
     from src.database.operations import DatabaseOperations
     from src.database.records import RecordStore
@@ -58,6 +60,23 @@ class Context:
         if self._records is None:
             self._records = RecordStore(self.migrated_ops().db)
         return self._records
+
+    def read_records(self) -> RecordStore:
+        """The records of a database this process must not write (`web` on a read replica): no migration; the
+        schema must already be current."""
+        from src.database.records import RecordStore
+        from src.utils.errors import UserError
+        if not self.ops.db.schema_is_current():
+            raise UserError(f"the database schema is at revision {self.ops.db.schema_revision()}, not the newest: "
+                            "run `python -m src.main init-db` against the primary (or start the daemon) first")
+        return RecordStore(self.ops.db)
+
+    def pages(self, records: RecordStore, health: Callable[[], tuple[dict, bool]] | None = None) -> Blueprint:
+        """The web pages (the track record) over `records`."""
+        from src.web.pages import create_pages
+        from src.web.params import Site
+        return create_pages(records, Site(self.config.assets, self.config.target_percentages, self.config.horizon),
+                            health)
 
     def registry(self, records: RecordStore | None = None) -> ModelRegistry:
         """One registry per process, so loaded models stay in memory between cycles: every group's models of

@@ -4,7 +4,7 @@ from __future__ import annotations
 import io
 
 import pandas as pd
-from sqlalchemy import Select, text
+from sqlalchemy import Select, TextClause, text
 
 from src.database.connection import DatabaseConnection
 
@@ -17,7 +17,7 @@ class Records:
         with self.db.engine.connect() as conn:
             return conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()  # noqa: S608 (fixed names)
 
-    def read_frame(self, query: Select, columns: list[str], times: tuple[str, ...] = (),
+    def read_frame(self, query: Select | TextClause, columns: list[str], times: tuple[str, ...] = (),
                    flags: tuple[str, ...] = ()) -> pd.DataFrame:
         """A SELECT's rows as a frame, through COPY ... TO STDOUT as CSV parsed by pandas' C reader: several times
         faster than building the frame from row objects (tens of thousands of rows in a command's answer or a

@@ -115,14 +115,36 @@ def skill_interval(y: np.ndarray, p: np.ndarray, reference: np.ndarray, times: p
     frame = pd.DataFrame({"loss": (np.asarray(p, float) - y) ** 2, "ref": (np.asarray(reference, float) - y) ** 2},
                          index=times)
     daily = frame.groupby(times.floor("D")).sum()
-    if len(daily) < 2 or daily["ref"].sum() <= 0:
+    return daily_skill_interval(daily["loss"].to_numpy(), daily["ref"].to_numpy(), block_days, replicates, seed)
+
+
+def daily_skill_interval(loss: np.ndarray, ref: np.ndarray, block_days: int = 7, replicates: int = 2000,
+                         seed: int = 0) -> tuple[float, float]:
+    """95 % interval of 1 - sum(loss) / sum(ref) from per-day sums (consecutive days): overlapping windows make
+    neighbouring hours' outcomes alike, so whole blocks of days are resampled (circular block bootstrap)."""
+    if len(loss) < 2 or ref.sum() <= 0:
         return float("nan"), float("nan")
-    loss, ref = daily["loss"].to_numpy(), daily["ref"].to_numpy()
-    days = len(daily)
-    block = min(block_days, days)
-    rng = np.random.default_rng(seed)
-    starts = rng.integers(0, days, size=(replicates, -(-days // block)))
-    index = ((starts[:, :, None] + np.arange(block)) % days).reshape(replicates, -1)[:, :days]
-    skills = 1 - loss[index].sum(axis=1) / np.maximum(ref[index].sum(axis=1), 1e-12)
-    low, high = np.percentile(skills, [2.5, 97.5])
+    low, high = daily_skill_intervals(loss[None, :], ref[None, :], block_days, replicates, seed)[0]
     return float(low), float(high)
+
+
+def daily_skill_intervals(loss: np.ndarray, ref: np.ndarray, block_days: int = 7, replicates: int = 2000,
+                          seed: int = 0) -> np.ndarray:
+    """daily_skill_interval for many series at once: `loss` and `ref` are (series, days) on the same days, the
+    same resampled blocks for every series; returns (series, 2). Block sums come from prefix sums, so the cost
+    grows with the blocks drawn, not with the days."""
+    days = loss.shape[1]
+    block = min(block_days, days)
+    blocks = -(-days // block)
+    last = days - (blocks - 1) * block  # the last block is cut to make `days` days, as when resampling days
+    rng = np.random.default_rng(seed)
+    starts = rng.integers(0, days, size=(replicates, blocks))
+    totals = []
+    for values in (loss, ref):
+        prefix = np.concatenate([np.zeros((len(values), 1)), np.cumsum(np.concatenate([values, values], axis=1),
+                                                                        axis=1)], axis=1)
+        full = prefix[:, np.arange(days) + block] - prefix[:, :days]  # (series, start): a whole block's sum
+        cut = prefix[:, np.arange(days) + last] - prefix[:, :days]
+        totals.append(full[:, starts[:, :-1]].sum(axis=2) + cut[:, starts[:, -1]])  # (series, replicates)
+    skills = 1 - totals[0] / np.maximum(totals[1], 1e-12)
+    return np.percentile(skills, [2.5, 97.5], axis=1).T

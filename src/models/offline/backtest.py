@@ -26,6 +26,7 @@ from src.data.features import FEATURE_VERSION, with_barrier
 from src.database.records import RecordStore
 from src.database.records.forecasts import FORECAST_COLUMNS
 from src.database.records.rows import outcome_rows, prediction_rows, resolution_rows, with_outcomes
+from src.database.records.scores import settled_through
 from src.models.estimators.dataset import Dataset, asset_features, build_dataset
 from src.models.estimators.tasks import DIRECTION, RESOLUTION, TASKS, Task
 from src.models.estimators.units import forecast_unit
@@ -96,6 +97,8 @@ def run_backtest(candles: dict[str, pd.DataFrame], symbols: list[str], targets: 
     elif failed:
         raise UserError("backtest failed for " + "; ".join(f"{s} {t:g}: {why}" for (s, t), why in failed.items()))
     newest = max(frame["timestamp"].iloc[-1] for frame in candles.values()) + pd.Timedelta(hours=1)
+    records.refresh_day_scores(RUN, settled_through(min(newest, end + pd.Timedelta(hours=settings.horizon + 1)),
+                                                    settings.horizon), full=True)  # the web's track record
     return backtest_tables(records, start, end, settings.horizon,
                            min(newest, end + pd.Timedelta(hours=settings.horizon + 1)))
 

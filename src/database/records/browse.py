@@ -1,0 +1,89 @@
+"""Every forecast with its outcome, for people to browse (the web's /forecasts, its CSV and JSON): the direction
+forecast of a model (or the one users got), its outcome, and the how-soon forecast users got for the same hour.
+Filtered by bound parameters, newest first; a page is one index range, however long the record."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+
+import pandas as pd
+from sqlalchemy import and_, select
+
+from src.database.records.base import Records
+from src.database.schema import model_registry, prediction_outcomes, predictions, resolution_forecasts
+
+CHAMPION = "champion"  # the model filter meaning "the forecast users got, whichever model made it"
+STATUSES = ("up", "down", "expired", "pending")
+BROWSE_COLUMNS = ["timestamp", "symbol", "target_pct", "model_name", "probability", "status", "time_to_target_hours",
+                  "p_24h", "q10_hours", "q50_hours", "q90_hours", "time_model"]
+
+
+@dataclass(frozen=True)
+class ForecastFilter:
+    run_type: str = "live"
+    symbol: str | None = None
+    target: float | None = None
+    model: str = CHAMPION
+    status: str | None = None  # one of STATUSES
+    start: datetime | None = None  # entry hour >= start
+    end: datetime | None = None  # entry hour < end
+
+
+def _browse_query(f: ForecastFilter, limit: int | None = None, offset: int = 0):
+    """The page's forecasts are chosen (filtered, ordered, cut) on predictions alone, through its time index; only
+    they are joined with their outcome and how-soon forecast (joining first would join every skipped row too)."""
+    p, o, r = predictions.c, prediction_outcomes.c, resolution_forecasts.c
+    chosen = select(p.id, p.run_type, p.symbol, p.timeframe, p.target_pct, p.timestamp, p.model_name,
+                    p.probability).where(p.run_type == f.run_type)
+    chosen = chosen.where(p.is_champion) if f.model == CHAMPION else chosen.where(p.model_name == f.model)
+    if f.symbol is not None:
+        chosen = chosen.where(p.symbol == f.symbol)
+    if f.target is not None:
+        chosen = chosen.where(p.target_pct == f.target)
+    if f.status is not None:
+        outcome = select(o.prediction_id).where(o.prediction_id == p.id)
+        chosen = chosen.where(~outcome.exists() if f.status == "pending" else
+                              outcome.where(o.status == f.status).exists())
+    if f.start is not None:
+        chosen = chosen.where(p.timestamp >= f.start)
+    if f.end is not None:
+        chosen = chosen.where(p.timestamp < f.end)
+    page = chosen.order_by(p.timestamp.desc(), p.symbol, p.target_pct).limit(limit).offset(offset or None).subquery()
+    timing = and_(r.run_type == page.c.run_type, r.symbol == page.c.symbol, r.timeframe == page.c.timeframe,
+                  r.timestamp == page.c.timestamp, r.target_pct == page.c.target_pct, r.is_champion)
+    return (select(page.c.timestamp, page.c.symbol, page.c.target_pct, page.c.model_name, page.c.probability,
+                   o.status, o.time_to_target_hours, r.p_24h, r.q10_hours, r.q50_hours, r.q90_hours,
+                   r.model_name.label("time_model"))
+            .select_from(page.outerjoin(prediction_outcomes, o.prediction_id == page.c.id)
+                         .outerjoin(resolution_forecasts, timing))
+            .order_by(page.c.timestamp.desc(), page.c.symbol, page.c.target_pct))
+
+
+def _frame(rows) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=BROWSE_COLUMNS)
+    for column in ("target_pct", "probability", "time_to_target_hours", "p_24h", "q10_hours", "q50_hours",
+                   "q90_hours"):
+        frame[column] = frame[column].astype(float)
+    return frame
+
+
+class BrowseRecords(Records):
+    def model_names(self, task: str = "direction") -> list[str]:
+        """The models the registry has known for `task` (what the model filter may name besides CHAMPION)."""
+        with self.db.engine.connect() as conn:
+            return sorted(conn.execute(select(model_registry.c.model_name).distinct()
+                                       .where(model_registry.c.task == task)).scalars())
+
+    def browse(self, f: ForecastFilter, limit: int, offset: int = 0) -> pd.DataFrame:
+        """At most `limit` forecasts matching `f` from the `offset`-th, newest first (BROWSE_COLUMNS)."""
+        with self.db.engine.connect() as conn:
+            return _frame(conn.execute(_browse_query(f, limit, offset)).all())
+
+    def browse_all(self, f: ForecastFilter, batch: int = 5000) -> Iterator[pd.DataFrame]:
+        """Every forecast matching `f`, newest first, in frames of `batch` rows, streamed from a server-side
+        cursor (memory stays flat however many match)."""
+        with self.db.engine.connect() as conn:
+            result = conn.execution_options(stream_results=True, yield_per=batch).execute(_browse_query(f))
+            for rows in result.partitions():
+                yield _frame(rows)

@@ -1,0 +1,245 @@
+"""The pages, as a Flask blueprint: each view parses its parameters (params.py, 400 on bad input), asks the
+records for plain data, and renders a template; charts are SVG drawn here. No view writes anything."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+
+import numpy as np
+import pandas as pd
+from flask import Blueprint, Response, current_app, render_template, request, stream_with_context, url_for
+
+from src.database.records import RecordStore
+from src.database.records.browse import BROWSE_COLUMNS, CHAMPION, STATUSES
+from src.models.evaluation.record import EventRecord, running_skill, track_record
+from src.utils.candles import last_closed_before
+from src.utils.choices import BadInput, asset_names
+from src.web import charts, params
+from src.web.params import PAGE_SIZE, RUNS, Site
+
+log = logging.getLogger(__name__)
+Health = Callable[[], tuple[dict, bool]]
+SECURITY_HEADERS = {
+    # the charts are inline SVG styled by our stylesheet: nothing inline needs allowing
+    "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; form-action 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+EVENTS = {"within_24h": ("How soon", "P(resolved within 24 h)"), "up": ("Direction", "P(up first)")}
+
+
+def create_pages(records: RecordStore, site: Site, health: Health | None = None) -> Blueprint:
+    """The blueprint of every page; `health`: the service's health snapshot (None: judged from the database)."""
+    pages = Blueprint("pages", __name__, template_folder="templates", static_folder="static",
+                      static_url_path="/static")
+
+    _register_formatting(pages)
+
+    @pages.after_app_request
+    def secure(response: Response) -> Response:
+        response.headers.update(SECURITY_HEADERS)
+        return response
+
+    @pages.app_errorhandler(BadInput)
+    def bad_input(exc: BadInput):
+        if request.path.startswith("/api/"):
+            return Response(json.dumps({"error": str(exc)}), 400, mimetype="application/json")
+        return render_template("error.html", message=str(exc), site=site), 400
+
+    @pages.get("/")
+    def now_page():
+        return render_template("now.html", site=site, **_now(records, site, health))
+
+    @pages.get("/record")
+    def record_page():
+        return render_template("record.html", site=site, **_record(records, site, request.args))
+
+    @pages.get("/forecasts")
+    def forecasts_page():
+        chosen = params.forecast_filter(request.args, site, records.model_names())
+        page = params.page(request.args)
+        rows = records.browse(chosen, PAGE_SIZE + 1, (page - 1) * PAGE_SIZE)
+        query = {k: v for k, v in request.args.items() if k in params.KNOWN and k != "page" and v.strip()}
+        return render_template("forecasts.html", site=site, rows=rows.head(PAGE_SIZE), page=page,
+                               more=len(rows) > PAGE_SIZE, last_page=params.MAX_PAGE, query=query, chosen=chosen,
+                               models=[CHAMPION, *records.model_names()], statuses=STATUSES, runs=RUNS)
+
+    @pages.get("/forecasts.csv")
+    def forecasts_csv():
+        chosen = params.forecast_filter(request.args, site, records.model_names())
+        headers = {"Content-Disposition": "attachment; filename=forecasts.csv"}
+        return Response(stream_with_context(_csv(records, chosen)), mimetype="text/csv", headers=headers)
+
+    @pages.get("/api/forecasts")
+    def forecasts_api():
+        chosen = params.forecast_filter(request.args, site, records.model_names())
+        limit, offset = params.limit_offset(request.args)
+        rows = records.browse(chosen, limit, offset)
+        return current_app.response_class(json.dumps({"limit": limit, "offset": offset, "count": len(rows),
+                                                      "forecasts": _json_rows(rows)}), mimetype="application/json")
+
+    @pages.get("/models")
+    def models_page():
+        return render_template("models.html", site=site, tasks=_models(records, site))
+
+    return pages
+
+
+# ---- now -------------------------------------------------------------------------------------------
+def _now(records: RecordStore, site: Site, health: Health | None) -> dict:
+    groups = [(a, t) for a in site.assets for t in site.targets]
+    direction, timing = records.newest_forecasts(groups)
+    problems = records.group_problems()
+    closed = last_closed_before(pd.Timestamp.now(tz="UTC"))
+    newest = {(r.symbol, round(r.target_pct, 6)): r for r in direction.itertuples()}
+    timed = {(r.symbol, round(r.target_pct, 6), r.timestamp): r for r in timing.itertuples()}
+    rows = []
+    for symbol, target in groups:
+        r = newest.get((symbol, round(target, 6)))
+        if r is None:
+            rows.append({"symbol": symbol, "target": target, "missing": problems.get((symbol, target),
+                                                                                     "no forecast yet")})
+            continue
+        hour = pd.Timestamp(r.timestamp)
+        rows.append({"symbol": symbol, "target": target, "hour": hour, "p_up": r.probability, "model": r.model_name,
+                     "stale_hours": int((closed - hour) / pd.Timedelta(hours=1)),
+                     "timing": timed.get((symbol, round(target, 6), r.timestamp))})
+    report, healthy = (health() if health else (None, None))
+    return {"rows": rows, "healthy": healthy, "problems": [] if report is None else report.get("problems", []),
+            "now": pd.Timestamp.now(tz="UTC")}
+
+
+# ---- record ----------------------------------------------------------------------------------------
+def _record(records: RecordStore, site: Site, args) -> dict:
+    asset, target = params.asset(args, site), params.target(args, site)
+    run, days = params.run(args), params.days(args)
+    runs, tables = {}, {}
+    for kind in RUNS:
+        newest = records.newest_forecast_day(kind)
+        first = None if newest is None else newest - timedelta(days=(days or params.MAX_DAYS) - 1)
+        by_day, by_bin = (records.record_sums(kind, first, newest, asset, bins=kind == run) if newest
+                          else (pd.DataFrame(), None))
+        if target is not None and len(by_day):
+            by_day = by_day[np.isclose(by_day["target_pct"], target)]
+            by_bin = None if by_bin is None else by_bin[np.isclose(by_bin["target_pct"], target)]
+        runs[kind] = (by_day, by_bin)
+        tables[kind] = track_record(by_day, by_bin, site.horizon) if len(by_day) else {}
+    keys = sorted({k for table in tables.values() for k in table if k[0] != "all"}) + [("all", None)]
+    shown = runs[run][0]
+    periods = {k: (d["day"].min(), d["day"].max()) if len(d) else (None, None) for k, (d, _) in runs.items()}
+    return {"keys": keys, "tables": tables, "run": run, "runs": RUNS, "days": days, "asset": asset,
+            "target": target, "periods": periods,
+            "charts": _record_charts(shown, tables[run].get(("all", None)), run, asset),
+            "base_rate_only": _base_rate_only(tables[run]), "events": EVENTS}
+
+
+def _base_rate_only(table: dict) -> bool:
+    """True when the direction forecasts users got were climatology's throughout (skill exactly 0)."""
+    everything = table.get(("all", None), {}).get("up")
+    return bool(everything and everything.n and everything.skill is not None and abs(everything.skill) < 1e-12)
+
+
+def _record_charts(by_day: pd.DataFrame, scope: dict[str, EventRecord] | None, run: str, asset: str | None) -> dict:
+    """Per event: reliability, sharpness and running skill (one line per target) of the shown scope."""
+    if scope is None:
+        return {}
+    where = f"{run}, {asset.split('/')[0] if asset else 'all assets'}"
+    out = {}
+    for event, (label, forecast) in EVENTS.items():
+        mine = by_day[by_day["event"] == event]
+        lines = [(f"{t * 100:g} % target", running_skill(g)) for t, g in mine.groupby("target_pct")]
+        out[event] = {
+            "reliability": charts.reliability_chart(scope[event].reliability, f"{label}: reliability ({where})",
+                                                    f"forecast {forecast}"),
+            "sharpness": charts.sharpness_chart(scope[event].sharpness, f"{label}: how the forecasts spread",
+                                                f"forecast {forecast}"),
+            "running": charts.running_chart(lines, f"{label}: running skill ({where})")}
+    return out
+
+
+# ---- forecasts ---------------------------------------------------------------------------------------
+def _csv(records: RecordStore, chosen) -> Iterator[str]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(BROWSE_COLUMNS)
+    yield buffer.getvalue()
+    for frame in records.browse_all(chosen):
+        buffer.seek(0)
+        buffer.truncate()
+        frame = frame.assign(timestamp=frame["timestamp"].map(lambda t: pd.Timestamp(t).isoformat()))
+        writer.writerows(frame.astype(object).where(frame.notna(), "").itertuples(index=False))
+        yield buffer.getvalue()
+
+
+def _json_rows(rows: pd.DataFrame) -> list[dict]:
+    rows = rows.assign(timestamp=rows["timestamp"].map(lambda t: pd.Timestamp(t).isoformat()))
+    return [{k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in row.items()}
+            for row in rows.astype(object).to_dict("records")]
+
+
+# ---- models ------------------------------------------------------------------------------------------
+def _models(records: RecordStore, site: Site) -> list[dict]:
+    problems = records.group_problems()
+    out = []
+    for task, skill_key, label in (("resolution", "brier_skill_24h", "How soon (P within 24 h)"),
+                                   ("direction", "brier_skill", "Direction (P up first)")):
+        rows = records.models(task=task)
+        groups = []
+        for symbol in site.assets:
+            for target in site.targets:
+                mine = rows[(rows["symbol"] == symbol) & np.isclose(rows["target_pct"].astype(float), target)]
+                history = [{"name": r.model_name, "version": r.version, "trained_to": r.train_end,
+                            "created": r.created_at, "champion": bool(r.is_champion),
+                            "skill": (r.metrics or {}).get(skill_key)}
+                           for r in mine.sort_values("created_at", ascending=False).itertuples()]
+                champion = next((h for h in history if h["champion"]), None)
+                since = None
+                if champion is not None:
+                    row = mine[mine["version"] == champion["version"]].iloc[0]
+                    since = row.promoted_at if pd.notna(row.promoted_at) else row.created_at
+                groups.append({"symbol": symbol, "target": target, "champion": champion, "since": since,
+                               "history": history, "problem": problems.get((symbol, target), "not trained yet")})
+        out.append({"label": label, "groups": groups})
+    return out
+
+
+# ---- formatting for the templates -------------------------------------------------------------------
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and np.isnan(value))
+
+
+def pct(value, digits: int = 0) -> str:
+    return "–" if _missing(value) else f"{value:.{digits}%}"
+
+
+def skill(value) -> str:
+    return "–" if _missing(value) else f"{value:+.3f}"
+
+
+def hours(value) -> str:
+    return "–" if _missing(value) else f"{value:.0f}" if value >= 10 else f"{value:.1f}"
+
+
+def utc(value) -> str:
+    return "–" if value is None or pd.isna(value) else f"{pd.Timestamp(value):%Y-%m-%d %H:%M}"
+
+
+def target_text(value) -> str:
+    return "all" if value is None else f"{value * 100:g} %"
+
+
+def page_url(endpoint: str, query: dict, **changes) -> str:
+    """The URL of `endpoint` with the current filters, some changed."""
+    return url_for(endpoint, **{**query, **{k: v for k, v in changes.items()}})
+
+
+def _register_formatting(pages: Blueprint) -> None:
+    for name, function in {"pct": pct, "skill": skill, "hours": hours, "utc": utc, "target": target_text,
+                           "short": lambda asset: asset.split("/")[0]}.items():
+        pages.add_app_template_filter(function, name)
+    pages.add_app_template_global(page_url, "page_url")
+    pages.add_app_template_global(asset_names, "asset_names")
