@@ -128,6 +128,21 @@ def btc_year(pg_admin_url, btc_year_template) -> DatabaseOperations:
     conn.dispose()
 
 
+@pytest.fixture(scope="session")
+def site_template(pg_admin_url, migrated_template) -> str:
+    """The web tests' stored record (tests/stored_site.py): written once a run."""
+    from tests.stored_site import fill_site
+    return build_template(pg_admin_url, migrated_template, "template_web_site", fill_site)
+
+
+@pytest.fixture
+def site_db(pg_admin_url, site_template) -> DatabaseConnection:
+    """This test's own copy of the web tests' stored record."""
+    conn = DatabaseConnection(copy_database(pg_admin_url, site_template))
+    yield conn
+    conn.dispose()
+
+
 TRAINED_TARGETS = [0.01, 0.05]
 TRAINED_CUT = "2023-01-15"  # models trained on BTC and ETH candles of 2022-03-01 .. 2023-02-28, labels known by then
 

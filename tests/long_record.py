@@ -1,6 +1,8 @@
 """A long live record written in SQL: hourly forecasts of three direction and three how-soon models per asset x
-target, outcomes for every window past its horizon, daily performance rows and monthly registry rows, as a
-daemon that ran from `start` to `end` would have left them. For the bounded-reads tests and bench/health.py."""
+target, outcomes for every window past its horizon (how soon: 1-40 h or expired, by the hour, alike for every
+model), daily performance rows and monthly registry rows, as a daemon that ran from `start` to `end` would have
+left them; `runs` ("live", "backtest") says under which run types. For the bounded-reads, command and web tests
+and their benches."""
 from __future__ import annotations
 
 import pandas as pd
@@ -37,8 +39,10 @@ def fill_statements(symbols: list[str], targets: list[float], start: pd.Timestam
               hours_to_resolution)
             SELECT run, s, '1h', t, h, m, m || '-' || to_char(h, 'YYYYMM'), m = '{TIMING_MODELS[-1]}', 0.2,
                    round((0.3 + 0.4 * random())::numeric, 6), 0.9, 2, 20, 120,
-                   CASE WHEN h < {pending_from} THEN 'up' END, CASE WHEN h < {pending_from} THEN 12.5 END
-            FROM {run_types}, {groups}, {hours}, unnest(ARRAY[{timing}]) m""",
+                   CASE WHEN h >= {pending_from} THEN NULL WHEN k > 40 THEN 'expired' ELSE 'up' END,
+                   CASE WHEN h < {pending_from} AND k <= 40 THEN k END
+            FROM {run_types}, {groups}, {hours}, unnest(ARRAY[{timing}]) m,
+                 LATERAL (SELECT (extract(epoch FROM h)::bigint / 3600) % 47 + 1 AS k) o""",
         f"""INSERT INTO model_performance (run_type, symbol, timeframe, target_pct, model_name, task,
               evaluation_date, window_days, total_predictions, brier, brier_skill, brier_skill_6h, brier_skill_24h,
               brier_skill_horizon, interval_coverage, resolved_predictions, pending_predictions)

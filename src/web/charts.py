@@ -10,8 +10,8 @@ from markupsafe import Markup
 
 from src.models.evaluation.record import MIN_PER_BIN
 
-WIDTH, HEIGHT = 560, 340
-LEFT, RIGHT, TOP, BOTTOM = 62, 16, 34, 52
+WIDTH, HEIGHT = 500, 330
+LEFT, RIGHT, TOP, BOTTOM = 72, 18, 40, 60
 SERIES_CLASSES = ("s0", "s1", "s2", "s3", "s4")
 
 
@@ -33,7 +33,7 @@ def _svg(title: str, body: list[str], description: str) -> Markup:
     return Markup(
         f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{escape(title)}" '
         f'xmlns="http://www.w3.org/2000/svg"><title>{escape(title)}</title><desc>{escape(description)}</desc>'
-        f'<text class="chart-title" x="{WIDTH / 2}" y="20" text-anchor="middle">{escape(title)}</text>'
+        f'<text class="chart-title" x="{WIDTH / 2}" y="24" text-anchor="middle">{escape(title)}</text>'
         + "".join(body) + "</svg>")
 
 
@@ -47,15 +47,15 @@ def _axes(frame: Frame, x_ticks: Sequence[tuple[float, str]], y_ticks: Sequence[
     for value, label in x_ticks:
         x = frame.x(value)
         out.append(f'<line class="grid" x1="{x:.1f}" x2="{x:.1f}" y1="{TOP}" y2="{HEIGHT - BOTTOM}"/>'
-                   f'<text class="tick" x="{x:.1f}" y="{HEIGHT - BOTTOM + 16}" text-anchor="middle">'
+                   f'<text class="tick" x="{x:.1f}" y="{HEIGHT - BOTTOM + 19}" text-anchor="middle">'
                    f'{escape(label)}</text>')
     out.append(f'<rect class="plot" x="{LEFT}" y="{TOP}" width="{WIDTH - LEFT - RIGHT}" '
                f'height="{HEIGHT - TOP - BOTTOM}"/>')
-    out.append(f'<text class="axis-label" x="{(LEFT + WIDTH - RIGHT) / 2}" y="{HEIGHT - 12}" '
+    out.append(f'<text class="axis-label" x="{(LEFT + WIDTH - RIGHT) / 2}" y="{HEIGHT - 14}" '
                f'text-anchor="middle">{escape(x_label)}</text>')
     middle = (TOP + HEIGHT - BOTTOM) / 2
-    out.append(f'<text class="axis-label" x="16" y="{middle}" text-anchor="middle" '
-               f'transform="rotate(-90 16 {middle})">{escape(y_label)}</text>')
+    out.append(f'<text class="axis-label" x="18" y="{middle}" text-anchor="middle" '
+               f'transform="rotate(-90 18 {middle})">{escape(y_label)}</text>')
     return out
 
 
@@ -79,10 +79,16 @@ def reliability_chart(points: list[tuple[float, float, int]], title: str, x_labe
     else:
         path = " ".join(f"{frame.x(p):.1f},{frame.y(o):.1f}" for p, o, _ in points)
         body.append(f'<polyline class="line s0" points="{path}"/>')
+        labelled = -100.0
         for p, o, n in points:
-            body.append(f'<circle class="dot s0" cx="{frame.x(p):.1f}" cy="{frame.y(o):.1f}" r="4">'
-                        f'<title>forecast {p:.2f}, observed {o:.2f}, {n:,} forecasts</title></circle>'
-                        f'<text class="count" x="{frame.x(p) + 6:.1f}" y="{frame.y(o) - 6:.1f}">{n:,}</text>')
+            x, y = frame.x(p), frame.y(o)
+            body.append(f'<circle class="dot s0" cx="{x:.1f}" cy="{y:.1f}" r="4.5">'
+                        f'<title>forecast {p:.2f}, observed {o:.2f}, {n:,} forecasts</title></circle>')
+            if x - labelled >= 44:  # a count per point while they do not overlap (the tooltip has every one)
+                below = y < TOP + 24
+                body.append(f'<text class="count" x="{x:.1f}" y="{y + 18 if below else y - 9:.1f}" '
+                            f'text-anchor="middle">{_short_count(n)}</text>')
+                labelled = x
     return _svg(title, body, "Reliability: dots on the dashed diagonal mean the forecast probabilities came true "
                              "as often as they said; the number beside each dot is how many forecasts it holds.")
 
@@ -92,7 +98,7 @@ def sharpness_chart(counts: list[int], title: str, x_label: str) -> Markup:
     top = max(counts) if counts and max(counts) else 1
     frame = Frame((0, 1), (0, top * 1.1))
     step = _nice_step(top * 1.1)
-    y_ticks = [(v, f"{v:,.0f}") for v in _range(0, top * 1.1, step)]
+    y_ticks = [(v, _short_count(int(v))) for v in _range(0, top * 1.1, step)]
     body = _axes(frame, _unit_ticks(), y_ticks, x_label, "forecasts")
     width = frame.x(0.1) - frame.x(0)
     for k, count in enumerate(counts):
@@ -127,16 +133,22 @@ def running_chart(series: list[tuple[str, list[tuple[pd.Timestamp, float]]]], ti
     x_ticks = [(d.value, _day_label(d, last - first)) for d in _date_ticks(first, last)]
     body = _axes(frame, x_ticks, y_ticks, "day (UTC)", "Brier skill vs climatology")
     body.append(f'<line class="zero" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{frame.y(0):.1f}" y2="{frame.y(0):.1f}"/>')
+    legend = [f'<rect class="legend-box" x="{LEFT + 4}" y="{TOP + 4}" width="150" height="{19 * len(drawn) + 8}"/>']
     for k, (label, points) in enumerate(drawn):
         css = SERIES_CLASSES[k % len(SERIES_CLASSES)]
         path = " ".join(f"{frame.x(d.value):.1f},{frame.y(v):.1f}" for d, v in points)
         body.append(f'<polyline class="line {css}" points="{path}"><title>{escape(label)}: '
                     f'{points[-1][1]:+.3f} on {points[-1][0]:%Y-%m-%d}</title></polyline>')
-        y = TOP + 14 + 16 * k
-        body.append(f'<line class="line {css}" x1="{LEFT + 10}" x2="{LEFT + 30}" y1="{y - 4}" y2="{y - 4}"/>'
-                    f'<text class="legend" x="{LEFT + 36}" y="{y}">{escape(label)}</text>')
+        y = TOP + 18 + 19 * k
+        legend.append(f'<line class="line {css}" x1="{LEFT + 10}" x2="{LEFT + 30}" y1="{y - 4}" y2="{y - 4}"/>'
+                      f'<text class="legend" x="{LEFT + 36}" y="{y}">{escape(label)}</text>')
+    body += legend  # over the lines
     return _svg(title, body, "Running skill: the Brier skill of every forecast up to that day; above 0 beats "
                              "climatology (the base rate), below 0 is worse.")
+
+
+def _short_count(n: int) -> str:
+    return f"{n / 1000:.0f}k" if n >= 10_000 else f"{n:,}"
 
 
 def _nice_step(span: float) -> float:

@@ -35,7 +35,7 @@ EVENTS = {"within_24h": ("How soon", "P(resolved within 24 h)"), "up": ("Directi
 def create_pages(records: RecordStore, site: Site, health: Health | None = None) -> Blueprint:
     """The blueprint of every page; `health`: the service's health snapshot (None: judged from the database)."""
     pages = Blueprint("pages", __name__, template_folder="templates", static_folder="static",
-                      static_url_path="/static")
+                      static_url_path="/assets")
 
     _register_formatting(pages)
 

@@ -1,0 +1,281 @@
+"""The web pages over a stored record (60 days of hourly forecasts for 3 assets x 3 targets, live and backtest), through
+Flask's test client: numbers checked against the database and against scoring.py; every kind of bad input gets a
+400 naming the parameter; security headers; nothing is written (the pages run on a read-only connection); the
+`web` command serves them from the database alone. The real-browser checks are in test_browser.py."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from flask import Flask
+
+from src.database.connection import DatabaseConnection
+from src.database.records import RecordStore
+from src.database.records.browse import ForecastFilter
+from src.database.records.scores import settled_through
+from src.models.evaluation.record import track_record
+from src.models.evaluation.scoring import CHAMPION, DIRECTION_ROWS, TIMING_ROWS, score_rows
+from src.utils.candles import last_closed_before
+from src.web.pages import create_pages
+from tests.stored_site import ASSETS, SITE, TARGETS
+
+ROOT = Path(__file__).resolve().parents[1]
+READ_ONLY = "options=-c%20default_transaction_read_only%3Don"
+
+
+@pytest.fixture
+def client(site_db):
+    """The pages on a read-only connection to the stored record: any write would fail the request."""
+    read_only = DatabaseConnection(site_db.database_url + ("&" if "?" in site_db.database_url else "?") + READ_ONLY)
+    app = Flask("test_web")
+    app.register_blueprint(create_pages(RecordStore(read_only), SITE, lambda: ({"problems": ["BTC/USDT data stale"]},
+                                                                               False)))
+    yield app.test_client(), RecordStore(site_db)
+    read_only.dispose()
+
+
+def _scored(kind, rows):
+    return score_rows(kind, rows, 168, interval=True, series=CHAMPION).set_index(["symbol", "target_pct"])
+
+
+@pytest.mark.parametrize("stored", [True, False], ids=["stored-days", "summed-from-forecasts"])
+def test_the_track_records_figures_are_the_scorings(site_db, stored):
+    """/record's daily sums (stored, or summed from the forecasts) give scoring.py's figures on the same rows: n,
+    Brier skill, its 95 % interval, coverage; each reliability diagram counts every forecast once."""
+    records = RecordStore(site_db)
+    if not stored:
+        with site_db.engine.begin() as conn:
+            conn.exec_driver_sql("DELETE FROM day_scores; DELETE FROM day_scores_through")
+    newest = records.newest_forecast_day("live")
+    by_day, by_bin = records.record_sums("live", newest - timedelta(days=400), newest)
+    table = track_record(by_day, by_bin, 168)
+    direction = _scored(DIRECTION_ROWS, records.resolved("live"))
+    timing = _scored(TIMING_ROWS, records.resolved_time("live"))
+    assert len(direction) == len(timing) == 8 and set(table) == set(direction.index) | {("all", None)}
+    for key in direction.index:
+        up, soon = table[key]["up"], table[key]["within_24h"]
+        assert up.n == direction.loc[key, "n"] and soon.n == timing.loc[key, "n"]
+        assert up.skill == pytest.approx(direction.loc[key, "brier_skill"])
+        assert soon.skill == pytest.approx(timing.loc[key, "brier_skill_24h"])
+        assert soon.coverage == pytest.approx(timing.loc[key, "interval_coverage"])
+        assert (up.skill_low, up.skill_high) == pytest.approx((direction.loc[key, "skill_low"],
+                                                               direction.loc[key, "skill_high"]))
+        assert (soon.skill_low, soon.skill_high) == pytest.approx((timing.loc[key, "skill_low"],
+                                                                   timing.loc[key, "skill_high"]))
+        assert sum(n for _, _, n in up.reliability) == up.n == sum(up.sharpness)
+        assert all(n >= 20 for _, _, n in up.reliability) and len(up.reliability) <= 10
+    everything = table[("all", None)]["up"]
+    assert everything.n == direction["n"].sum()
+
+
+def test_day_scores_are_refreshed_idempotently_and_catch_late_outcomes(site_db):
+    records = RecordStore(site_db)
+    end = last_closed_before(pd.Timestamp.now(tz="UTC"))
+    through = settled_through(end, 168)
+    records.refresh_day_scores("live", through, full=True)
+    before = pd.read_sql("SELECT * FROM day_scores ORDER BY 1, 2, 3, 4, 5, 6, 7", site_db.engine)
+    assert records.refresh_day_scores("live", through) > 0  # the last days summed again: the same rows
+    pd.testing.assert_frame_equal(before, pd.read_sql("SELECT * FROM day_scores ORDER BY 1, 2, 3, 4, 5, 6, 7",
+                                                      site_db.engine))
+    late = pd.Timestamp(through, tz="UTC") + pd.Timedelta(hours=12)  # a settled day: an outcome that came late
+    with site_db.engine.begin() as conn:
+        conn.exec_driver_sql("""UPDATE prediction_outcomes SET actual_outcome = 1 - actual_outcome,
+                                    status = CASE status WHEN 'up' THEN 'down' ELSE 'up' END
+                                WHERE prediction_id IN (SELECT id FROM predictions WHERE run_type = 'live'
+                                    AND symbol = 'BTC/USDT' AND timestamp = %s)""", (late,))
+    records.refresh_day_scores("live", through)
+    after = pd.read_sql("SELECT * FROM day_scores ORDER BY 1, 2, 3, 4, 5, 6, 7", site_db.engine)
+    changed = before.round(6).merge(after.round(6), how="outer", indicator=True).query("_merge != 'both'")
+    assert len(changed) and set(changed["day"]) == {late.date()}
+
+
+def test_now_shows_each_groups_newest_forecast_from_the_database(client):
+    http, records = client
+    page = http.get("/")
+    assert page.status_code == 200 and page.mimetype == "text/html"
+    body = page.get_data(as_text=True)
+    direction, timing = records.newest_forecasts([(a, t) for a in ASSETS for t in TARGETS])
+    for r in direction.itertuples():
+        card = _card(body, r.symbol.split("/")[0], r.target_pct)
+        assert f"P(up) <b>{r.probability:.0%}</b>" in card and f"candle {r.timestamp:%Y-%m-%d %H:%M} UTC" in card
+        t = timing[(timing["symbol"] == r.symbol) & np.isclose(timing["target_pct"], r.target_pct)].iloc[0]
+        assert f"P(24 h) <b>{t.p_24h:.0%}</b>" in card
+    assert "STALE: 3 h old" in _card(body, "ETH", 0.01) and "STALE" not in _card(body, "BTC", 0.01)
+    assert "No forecast: not trained: only 200 samples, 500 needed" in _card(body, "SOL", 0.05)
+    assert "Unhealthy: BTC/USDT data stale" in body
+
+
+def _card(body: str, asset: str, target: float) -> str:
+    start = body.index(f"<h2>{asset} <span class=\"target\">{target * 100:g} %</span></h2>")
+    return body[start:body.index("</section>", start)]
+
+
+def test_record_shows_live_beside_backtest_with_intervals_and_charts(client):
+    http, records = client
+    body = http.get("/record").get_data(as_text=True)
+    newest = records.newest_forecast_day("backtest")
+    by_day, _ = records.record_sums("backtest", newest - timedelta(days=400), newest, bins=False)
+    btc = track_record(by_day, None, 168)[("BTC/USDT", 0.02)]["within_24h"]
+    row = body[body.index("BTC 2 %</th>"):]
+    row = row[:row.index("</tbody>")]
+    assert f"{btc.skill:+.3f}" in row and f"[{btc.skill_low:+.3f}, {btc.skill_high:+.3f}]" in row
+    assert ">live<" in row and ">backtest<" in row
+    assert "counted once" in body and "whole weeks of days" in body  # how overlapping windows are counted
+    assert body.count("<svg") == 6 and "reliability (live, all assets)" in body
+    one = http.get("/record?asset=eth&target=5%25&run=backtest&days=30").get_data(as_text=True)
+    assert "ETH 5 %</th>" in one and "BTC 1 %</th>" not in one and "reliability (backtest, ETH)" in one
+
+
+def test_record_says_plainly_when_direction_serves_the_base_rate(site_db, client):
+    http, _ = client
+    with site_db.engine.begin() as conn:  # climatology served every hour
+        conn.exec_driver_sql("UPDATE predictions SET is_champion = model_name = 'climatology'")
+        conn.exec_driver_sql("DELETE FROM day_scores; DELETE FROM day_scores_through")
+    body = http.get("/record").get_data(as_text=True)
+    assert "Direction serves the base rate here" in body and "Direction: running skill" not in body
+    assert "How soon: running skill" in body  # how soon leads, with its skill over time
+
+
+def test_forecasts_page_filters_and_paginates_newest_first(client):
+    http, records = client
+    first = http.get("/forecasts?asset=btc&target=0.01").get_data(as_text=True)
+    stamps = re.findall(r"<td>(\d{4}-\d\d-\d\d \d\d:\d\d)</td><td>BTC</td><td>1 %</td>", first)
+    newest = records.browse(ForecastFilter(symbol="BTC/USDT", target=0.01), 100)
+    assert stamps == [f"{t:%Y-%m-%d %H:%M}" for t in newest["timestamp"]] and len(stamps) == 100
+    assert 'rel="next"' in first and 'rel="prev"' not in first
+    second = http.get("/forecasts?asset=btc&target=0.01&page=2").get_data(as_text=True)
+    assert re.findall(r"<td>(\d{4}-\d\d-\d\d \d\d:\d\d)</td>", second)[0] < stamps[-1]
+    pending = http.get("/forecasts?status=pending&model=logistic").get_data(as_text=True)
+    assert set(re.findall(r'<td class="wide">(\w+)</td>\s*<td>\d+%</td>', pending)) == {"logistic"}
+    assert set(re.findall(r'<tr class="(\w+)">', pending)) == {"pending"}
+    window = http.get("/forecasts?start=2000-01-01&end=2000-01-31").get_data(as_text=True)
+    assert "No forecast matches these filters" in window
+
+
+def test_csv_and_api_hold_every_matching_forecast(client, site_db):
+    http, records = client
+    answer = http.get("/forecasts.csv?asset=ETH/USDT&target=2%25&status=up")
+    assert answer.mimetype == "text/csv" and "attachment" in answer.headers["Content-Disposition"]
+    rows = list(csv.DictReader(io.StringIO(answer.get_data(as_text=True))))
+    with site_db.engine.connect() as conn:
+        expected = conn.exec_driver_sql("""SELECT count(*) FROM predictions p JOIN prediction_outcomes o
+            ON o.prediction_id = p.id WHERE p.run_type = 'live' AND p.is_champion AND p.symbol = 'ETH/USDT'
+            AND p.target_pct = 0.02 AND o.status = 'up'""").scalar()
+    assert len(rows) == expected > 500 and {r["status"] for r in rows} == {"up"}
+    api = json.loads(http.get("/api/forecasts?asset=eth&target=2&status=up&limit=1000&offset=10").data)
+    assert api["count"] == min(1000, len(rows) - 10) and api["offset"] == 10
+    assert [f["timestamp"] for f in api["forecasts"][:3]] == [r["timestamp"] for r in rows[10:13]]
+    assert api["forecasts"][0]["probability"] == pytest.approx(float(rows[10]["probability"]))
+
+
+def test_models_page_lists_champions_and_their_history(client):
+    http, records = client
+    body = http.get("/models").get_data(as_text=True)
+    champions = records.models(champions_only=True, task="resolution")
+    how_soon = body[:body.index("<h2>Direction")]
+    served = dict(re.findall(r'<th scope="row">(\w+ \d %)</th>\s*<td>(\w+)</td>', how_soon))
+    assert len(champions) == 8 and served == {f"{r.symbol.split('/')[0]} {r.target_pct * 100:g} %": "survival"
+                                              for r in champions.itertuples()}
+    assert "no model: not trained: only 200 samples, 500 needed" in body  # SOL 5 %, no direction champion either
+    assert "fits</summary>" in body
+
+
+BAD = [
+    ("/forecasts?asset=DOGE", "asset: unknown asset DOGE: BTC, ETH, SOL"),
+    ("/forecasts?target=3", "target=3 %: 1 %, 2 %, 5 %"),
+    ("/forecasts?model=lstm", "model=lstm: champion, climatology, logistic, xgboost"),
+    ("/forecasts?status=won", "status=won: up, down, expired, pending"),
+    ("/forecasts?start=2023-13-45", "start=2023-13-45: a date as 2023-11-01"),
+    ("/forecasts?end=yesterday", "end=yesterday: a date"),
+    ("/forecasts?start=2023-02-01&end=2023-01-01", "start must be before end"),
+    ("/forecasts?page=0", "page=0: a whole number from 1 to 50"),
+    ("/forecasts?page=51", "narrow with start and end"),
+    ("/forecasts?run=paper", "run=paper: live, backtest"),
+    ("/record?days=abc", "days=abc: a whole number from 1 to 3,650"),
+    ("/record?asset=btc&target=0.03", "target=0.03 %"),
+    ("/forecasts.csv?asset=%3Cscript%3E", "unknown asset &lt;script&gt;"),
+    ("/api/forecasts?limit=-1", "limit=-1: a whole number from 1 to 1,000"),
+    ("/api/forecasts?limit=100000", "limit=100000: a whole number from 1 to 1,000"),
+    ("/api/forecasts?offset=x", "offset=x: a whole number from 0 to 5,000"),
+]
+
+
+@pytest.mark.parametrize("path, message", BAD, ids=[p for p, _ in BAD])
+def test_bad_parameters_get_400_naming_the_parameter_and_the_choices(client, path, message):
+    http, _ = client
+    answer = http.get(path)
+    assert answer.status_code == 400
+    body = answer.get_data(as_text=True)
+    if path.startswith("/api/"):
+        assert answer.mimetype == "application/json" and message in json.loads(body)["error"]
+    else:
+        assert answer.mimetype == "text/html" and message in body and "<script>" not in body
+    assert "Traceback" not in body
+
+
+def test_every_page_sends_the_security_headers(client):
+    http, _ = client
+    for path in ("/", "/record", "/forecasts", "/forecasts.csv?asset=btc", "/api/forecasts", "/models",
+                 "/forecasts?page=0", "/assets/style.css"):
+        answer = http.get(path)
+        assert answer.headers["Content-Security-Policy"].startswith("default-src 'self'"), path
+        assert answer.headers["X-Content-Type-Options"] == "nosniff"
+        assert answer.headers["Referrer-Policy"] == "no-referrer"
+    assert http.get("/assets/style.css").mimetype == "text/css"
+
+
+@pytest.mark.host_tz
+def test_web_command_serves_the_pages_from_the_database_alone(site_db, write_config):
+    """`python -m src.main web` on a read-only connection (as on a replica): the pages answer, times in UTC
+    whatever TZ says, and SIGTERM ends it."""
+    url = site_db.database_url + ("&" if "?" in site_db.database_url else "?") + READ_ONLY
+    free_port = _free_port()
+    config = write_config({"database": {"url": url}, "trading": {"assets": ASSETS}})
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CRYPTO_ML_CONFIG")}
+    process = subprocess.Popen([sys.executable, "-m", "src.main", "web", "--port", str(free_port), "--config",
+                                str(config)], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    try:
+        serving = f"serving the track record on http://127.0.0.1:{free_port}/"
+        lines = [process.stdout.readline()]
+        while serving not in lines[-1] and lines[-1] and len(lines) < 20:  # maybe after a log line or two
+            lines.append(process.stdout.readline())
+        assert serving in lines[-1], (lines, process.poll() is not None and process.stderr.read())
+        with urllib.request.urlopen(f"http://127.0.0.1:{free_port}/", timeout=60) as answer:
+            body = answer.read().decode()
+        newest = RecordStore(site_db).newest_forecasts([("BTC/USDT", 0.01)])[0]["timestamp"].iloc[0]
+        assert f"candle {newest:%Y-%m-%d %H:%M} UTC" in body
+        for path in ("/record", "/forecasts?asset=sol", "/models"):
+            with urllib.request.urlopen(f"http://127.0.0.1:{free_port}{path}", timeout=60) as answer:
+                assert answer.status == 200
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 128 + signal.SIGTERM
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_web_command_refuses_a_schema_that_is_not_current(empty_db_url, write_config, run_cli):
+    config = write_config({"database": {"url": empty_db_url}})
+    done = run_cli("web", "--port", "1", "--config", str(config))
+    assert done.returncode == 1 and "run `python -m src.main init-db`" in done.stderr
