@@ -132,6 +132,12 @@ def test_daemon_cycle_health_outage_and_sigterm(daemon_setup):
         answer = [r for r in bot.sent("sendMessage") if "BTC/USDT" in r["fields"]["text"]][-1]["fields"]["text"]
         assert answer.startswith("<b>Now</b>") and "P(up)" in answer and "ETH" not in answer
         assert 'crypto_ml_telegram_rejected_total 0.0' in _get(f"{base}/metrics")[1]
+
+        status, page = _get(f"{base}/")  # the track record for people, on the same server
+        newest = records.newest_forecasts([("BTC/USDT", 0.01)])[0].iloc[0]
+        assert status == 200 and page.count('<section class="card">') == 9 and "Healthy" in page
+        assert f"candle {newest.timestamp:%Y-%m-%d %H:%M} UTC" in page and f"P(up) <b>{newest.probability:.0%}" in page
+        assert _get(f"{base}/forecasts?asset=eth")[0] == 200 and _get(f"{base}/record")[0] == 200
         db.dispose()
 
         _pg_ctl(tmp_path / "data", "stop")  # the database goes away under the daemon

@@ -33,6 +33,7 @@ from src.web.pages import create_pages
 from tests.stored_site import ASSETS, SITE, TARGETS
 
 ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.host_tz  # pages show times: UTC whatever the host's zone
 READ_ONLY = "options=-c%20default_transaction_read_only%3Don"
 
 
@@ -237,7 +238,6 @@ def test_every_page_sends_the_security_headers(client):
     assert http.get("/assets/style.css").mimetype == "text/css"
 
 
-@pytest.mark.host_tz
 def test_web_command_serves_the_pages_from_the_database_alone(site_db, write_config):
     """`python -m src.main web` on a read-only connection (as on a replica): the pages answer, times in UTC
     whatever TZ says, and SIGTERM ends it."""
