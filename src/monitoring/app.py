@@ -150,14 +150,14 @@ def create_app(snapshot: Snapshot, skills: Callable[[], dict], board: JobBoard |
 class HealthServer:
     """waitress on a daemon thread; stop() closes it."""
 
-    def __init__(self, app: Flask, host: str, port: int):
+    def __init__(self, app: Flask, host: str, port: int, setting: str = "health.port (and health.host)"):
         self.app = app
         try:
             # its own socket map: stopping it must not close another server's channels
             self.server = create_server(app, map={}, host=host, port=port, threads=2, ident="crypto-ml")
         except OSError as exc:
-            raise UserError(f"health server cannot listen on {host}:{port} ({exc.strerror or exc}); stop what "
-                            "uses it or set health.port (and health.host) to a free one") from None
+            raise UserError(f"http server cannot listen on {host}:{port} ({exc.strerror or exc}); stop what "
+                            f"uses it or set {setting} to a free one") from None
         self.thread = threading.Thread(target=self._serve, name="health-server", daemon=True)
         self._stopping = threading.Event()
 

@@ -187,22 +187,21 @@ def _models(records: RecordStore, site: Site) -> list[dict]:
     out = []
     for task, skill_key, label in (("resolution", "brier_skill_24h", "How soon (P within 24 h)"),
                                    ("direction", "brier_skill", "Direction (P up first)")):
-        rows = records.models(task=task)
+        rows = records.models(task=task).sort_values("created_at", ascending=False)
+        fits: dict[tuple[str, float], list[dict]] = {}
+        for r in rows.itertuples():
+            fits.setdefault((r.symbol, round(float(r.target_pct), 6)), []).append({
+                "name": r.model_name, "version": r.version, "trained_to": r.train_end, "champion": bool(r.is_champion),
+                "skill": (r.metrics or {}).get(skill_key),
+                "since": r.promoted_at if pd.notna(r.promoted_at) else r.created_at})
         groups = []
         for symbol in site.assets:
             for target in site.targets:
-                mine = rows[(rows["symbol"] == symbol) & np.isclose(rows["target_pct"].astype(float), target)]
-                history = [{"name": r.model_name, "version": r.version, "trained_to": r.train_end,
-                            "created": r.created_at, "champion": bool(r.is_champion),
-                            "skill": (r.metrics or {}).get(skill_key)}
-                           for r in mine.sort_values("created_at", ascending=False).itertuples()]
+                history = fits.get((symbol, round(target, 6)), [])
                 champion = next((h for h in history if h["champion"]), None)
-                since = None
-                if champion is not None:
-                    row = mine[mine["version"] == champion["version"]].iloc[0]
-                    since = row.promoted_at if pd.notna(row.promoted_at) else row.created_at
-                groups.append({"symbol": symbol, "target": target, "champion": champion, "since": since,
-                               "history": history, "problem": problems.get((symbol, target), "not trained yet")})
+                groups.append({"symbol": symbol, "target": target, "champion": champion,
+                               "since": champion and champion["since"], "history": history,
+                               "problem": problems.get((symbol, target), "not trained yet")})
         out.append({"label": label, "groups": groups})
     return out
 
