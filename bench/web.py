@@ -38,9 +38,10 @@ from tests.long_record import fill_long_record  # noqa: E402
 SYMBOLS = ["BTC/USDT", "ETH/USDT", "SOL/USDT"]
 TARGETS = [0.01, 0.02, 0.05]
 PATHS = ["/", "/record", "/record?run=backtest", "/record?asset=btc&target=2", "/record?days=30",
-         "/forecasts", "/forecasts?page=150", "/forecasts?asset=eth&target=5&status=up",
-         "/forecasts?model=logistic&start=2025-06-01&end=2025-06-30", "/forecasts?status=pending",
-         "/api/forecasts?limit=1000", "/api/forecasts?asset=SOL&offset=20000&limit=1000", "/models"]
+         "/record?days=365&run=backtest", "/forecasts", "/forecasts?page=50", "/forecasts?status=up&page=50",
+         "/forecasts?asset=eth&target=5&status=down&page=50", "/forecasts?status=expired",
+         "/forecasts?model=logistic&start=2025-06-01&end=2025-06-30&page=7", "/forecasts?status=pending&page=10",
+         "/api/forecasts?limit=1000", "/api/forecasts?asset=SOL&status=up&offset=5000&limit=1000", "/models"]
 
 
 def _get(url: str) -> tuple[float, int]:

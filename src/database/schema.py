@@ -98,6 +98,12 @@ Index("idx_predictions_symbol_target_time", predictions.c.symbol, predictions.c.
 Index("idx_predictions_run_time", predictions.c.run_type, predictions.c.timestamp)
 Index("idx_predictions_live_champions", predictions.c.symbol, predictions.c.target_pct, predictions.c.timestamp,
       postgresql_where=(predictions.c.run_type == "live") & predictions.c.is_champion)
+# the web's /forecasts pages, newest first: the forecasts users got, by time or by group, read from the index alone
+# (the rows of one page are then fetched by id), however deep the page
+Index("idx_predictions_champions_time", predictions.c.run_type, predictions.c.timestamp,
+      postgresql_include=["id", "symbol", "target_pct"], postgresql_where=predictions.c.is_champion)
+Index("idx_predictions_champions_group", predictions.c.run_type, predictions.c.symbol, predictions.c.target_pct,
+      predictions.c.timestamp, postgresql_include=["id"], postgresql_where=predictions.c.is_champion)
 
 prediction_outcomes = Table(
     "prediction_outcomes", metadata,
@@ -112,6 +118,8 @@ prediction_outcomes = Table(
     Column("max_adverse_move", Numeric(10, 6)),
     Column("completed_at", _tz(), server_default=func.now(), nullable=False),
 )
+# a forecast's outcome status from the index alone (the web's status filter probes it per forecast)
+Index("idx_prediction_outcomes_status", prediction_outcomes.c.prediction_id, postgresql_include=["status"])
 
 model_performance = Table(
     "model_performance", metadata,

@@ -31,31 +31,32 @@ class ForecastFilter:
 
 
 def _browse_query(f: ForecastFilter, limit: int | None = None, offset: int = 0):
-    """The page's forecasts are chosen (filtered, ordered, cut) on predictions alone, through its time index; only
-    they are joined with their outcome and how-soon forecast (joining first would join every skipped row too)."""
+    """A page is chosen (filtered, ordered, cut) from indexes alone: the forecasts users got by time or by group,
+    each one's outcome status; only the page's rows are then read, with their outcome and how-soon forecast."""
     p, o, r = predictions.c, prediction_outcomes.c, resolution_forecasts.c
-    chosen = select(p.id, p.run_type, p.symbol, p.timeframe, p.target_pct, p.timestamp, p.model_name,
-                    p.probability).where(p.run_type == f.run_type)
+    chosen = select(p.id, p.timestamp, p.symbol, p.target_pct).where(p.run_type == f.run_type)
     chosen = chosen.where(p.is_champion) if f.model == CHAMPION else chosen.where(p.model_name == f.model)
     if f.symbol is not None:
         chosen = chosen.where(p.symbol == f.symbol)
     if f.target is not None:
         chosen = chosen.where(p.target_pct == f.target)
-    if f.status is not None:
-        outcome = select(o.prediction_id).where(o.prediction_id == p.id)
-        chosen = chosen.where(~outcome.exists() if f.status == "pending" else
-                              outcome.where(o.status == f.status).exists())
+    if f.status == "pending":  # probed newest first (OFFSET 0: not joined with every outcome ever stored)
+        chosen = chosen.where(~select(o.prediction_id).where(o.prediction_id == p.id).offset(0).exists())
+    elif f.status is not None:
+        chosen = chosen.where(select(o.prediction_id).where(o.prediction_id == p.id, o.status == f.status).exists())
     if f.start is not None:
         chosen = chosen.where(p.timestamp >= f.start)
     if f.end is not None:
         chosen = chosen.where(p.timestamp < f.end)
     page = chosen.order_by(p.timestamp.desc(), p.symbol, p.target_pct).limit(limit).offset(offset or None).subquery()
-    timing = and_(r.run_type == page.c.run_type, r.symbol == page.c.symbol, r.timeframe == page.c.timeframe,
-                  r.timestamp == page.c.timestamp, r.target_pct == page.c.target_pct, r.is_champion)
-    return (select(page.c.timestamp, page.c.symbol, page.c.target_pct, page.c.model_name, page.c.probability,
+    row = predictions.alias("row")
+    timing = and_(r.run_type == row.c.run_type, r.symbol == row.c.symbol, r.timeframe == row.c.timeframe,
+                  r.timestamp == row.c.timestamp, r.target_pct == row.c.target_pct, r.is_champion)
+    return (select(row.c.timestamp, row.c.symbol, row.c.target_pct, row.c.model_name, row.c.probability,
                    o.status, o.time_to_target_hours, r.p_24h, r.q10_hours, r.q50_hours, r.q90_hours,
                    r.model_name.label("time_model"))
-            .select_from(page.outerjoin(prediction_outcomes, o.prediction_id == page.c.id)
+            .select_from(page.join(row, row.c.id == page.c.id)
+                         .outerjoin(prediction_outcomes, o.prediction_id == row.c.id)
                          .outerjoin(resolution_forecasts, timing))
             .order_by(page.c.timestamp.desc(), page.c.symbol, page.c.target_pct))
 

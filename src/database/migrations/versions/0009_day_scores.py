@@ -1,5 +1,6 @@
-"""The track record's daily sums (web /record): a page over two years of forecasts reads a few thousand summed
-rows instead of a million forecasts.
+"""The web pages: the track record's daily sums (/record reads a few thousand summed rows instead of a million
+forecasts), and covering indexes that let /forecasts find any page of the forecasts users got, and filter them by
+outcome, from indexes alone.
 
 Revision ID: 0009
 Revises: 0008
@@ -32,6 +33,12 @@ def upgrade() -> None:
     )
     op.create_index('idx_day_scores_run_day', 'day_scores', ['run_type', 'day'])
     op.create_index('idx_day_scores_totals', 'day_scores', ['run_type', 'day'], postgresql_where=sa.text('bin = -1'))
+    op.create_index('idx_predictions_champions_time', 'predictions', ['run_type', 'timestamp'],
+                    postgresql_include=['id', 'symbol', 'target_pct'], postgresql_where=sa.text('is_champion'))
+    op.create_index('idx_predictions_champions_group', 'predictions', ['run_type', 'symbol', 'target_pct', 'timestamp'],
+                    postgresql_include=['id'], postgresql_where=sa.text('is_champion'))
+    op.create_index('idx_prediction_outcomes_status', 'prediction_outcomes', ['prediction_id'],
+                    postgresql_include=['status'])
     op.create_table(
         'day_scores_through',
         sa.Column('run_type', sa.String(10), primary_key=True),
@@ -41,6 +48,9 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table('day_scores_through')
+    op.drop_index('idx_prediction_outcomes_status', table_name='prediction_outcomes')
+    op.drop_index('idx_predictions_champions_group', table_name='predictions')
+    op.drop_index('idx_predictions_champions_time', table_name='predictions')
     op.drop_index('idx_day_scores_totals', table_name='day_scores')
     op.drop_index('idx_day_scores_run_day', table_name='day_scores')
     op.drop_table('day_scores')
