@@ -113,18 +113,19 @@ def sharpness_chart(counts: list[int], title: str, x_label: str) -> Markup:
                              "model rarely departs from the base rate.")
 
 
-def running_chart(series: list[tuple[str, list[tuple[pd.Timestamp, float]]]], title: str) -> Markup:
-    """Each series' cumulative Brier skill by day, with the zero line (no better than climatology)."""
-    drawn = [(label, points) for label, points in series if points]
+def running_chart(series: list[tuple[str, pd.Series]], title: str) -> Markup:
+    """Each series' cumulative Brier skill by day (a Series indexed by day), with the zero line (no better than
+    climatology)."""
+    drawn = [(label, points) for label, points in series if len(points)]
     if not drawn:
         frame = Frame((0, 1), (-0.1, 0.1))
         body = _axes(frame, [], [(0, "0")], "day (UTC)", "Brier skill vs climatology")
         body.append(_note(f"not enough scored forecasts yet (the line starts at {MIN_PER_BIN})"))
         return _svg(title, body, "")
-    days = [d for _, points in drawn for d, _ in points]
-    values = [v for _, points in drawn for _, v in points]
-    first, last = min(days), max(days)
-    low, high = min(min(values), 0.0), max(max(values), 0.0)
+    first = min(points.index[0] for _, points in drawn)
+    last = max(points.index[-1] for _, points in drawn)
+    low = min(min(points.min() for _, points in drawn), 0.0)
+    high = max(max(points.max() for _, points in drawn), 0.0)
     pad = max((high - low) * 0.08, 0.01)
     frame = Frame((first.value, (last if last > first else first + pd.Timedelta(days=1)).value),
                   (low - pad, high + pad))
@@ -136,9 +137,11 @@ def running_chart(series: list[tuple[str, list[tuple[pd.Timestamp, float]]]], ti
     legend = [f'<rect class="legend-box" x="{LEFT + 4}" y="{TOP + 4}" width="150" height="{19 * len(drawn) + 8}"/>']
     for k, (label, points) in enumerate(drawn):
         css = SERIES_CLASSES[k % len(SERIES_CLASSES)]
-        path = " ".join(f"{frame.x(d.value):.1f},{frame.y(v):.1f}" for d, v in points)
+        xs = LEFT + (points.index.asi8 - frame.x0) / ((frame.x1 - frame.x0) or 1) * (WIDTH - LEFT - RIGHT)
+        ys = [frame.y(v) for v in points.to_numpy()]
+        path = " ".join(f"{x:.1f},{y:.1f}" for x, y in zip(xs, ys))
         body.append(f'<polyline class="line {css}" points="{path}"><title>{escape(label)}: '
-                    f'{points[-1][1]:+.3f} on {points[-1][0]:%Y-%m-%d}</title></polyline>')
+                    f'{points.iloc[-1]:+.3f} on {points.index[-1]:%Y-%m-%d}</title></polyline>')
         y = TOP + 18 + 19 * k
         legend.append(f'<line class="line {css}" x1="{LEFT + 10}" x2="{LEFT + 30}" y1="{y - 4}" y2="{y - 4}"/>'
                       f'<text class="legend" x="{LEFT + 36}" y="{y}">{escape(label)}</text>')

@@ -66,14 +66,14 @@ def sharpness(by_bin: pd.DataFrame, fine_bins: int = 20) -> list[int]:
         :SHARPNESS_BINS].astype(int).tolist()
 
 
-def running_skill(by_day: pd.DataFrame) -> list[tuple[pd.Timestamp, float]]:
-    """Per day, the skill of every forecast up to the end of that day (from the MIN_PER_BIN-th on: the first
-    handful swing it wildly)."""
+def running_skill(by_day: pd.DataFrame) -> pd.Series:
+    """Per day (the index), the skill of every forecast up to the end of that day (from the MIN_PER_BIN-th on: the
+    first handful swing it wildly)."""
     day, days = pd.factorize(by_day["day"], sort=True)
     n, loss, reference = (np.cumsum(np.bincount(day, weights=by_day[c].to_numpy(dtype=float), minlength=len(days)))
                           for c in ("n", "loss", "reference_loss"))
     shown = (n >= MIN_PER_BIN) & (reference > 0)
-    return list(zip(days[shown], (1 - loss[shown] / reference[shown]).tolist()))
+    return pd.Series(1 - loss[shown] / reference[shown], index=pd.DatetimeIndex(days[shown]), dtype=float)
 
 
 def event_record(by_day: pd.DataFrame, by_bin: pd.DataFrame | None, interval: tuple[float, float]) -> EventRecord:
