@@ -257,6 +257,7 @@ CREATE TABLE day_scores (
 	loss FLOAT NOT NULL, 
 	reference_loss FLOAT NOT NULL, 
 	covered FLOAT, 
+	climatology_n INTEGER NOT NULL, 
 	PRIMARY KEY (run_type, symbol, timeframe, target_pct, day, event, bin)
 );
 

@@ -77,6 +77,7 @@ def test_the_track_records_figures_are_the_scorings(site_db, stored):
         assert (soon.skill_low, soon.skill_high) == pytest.approx((timing.loc[key, "skill_low"],
                                                                    timing.loc[key, "skill_high"]))
         assert sum(n for _, _, n in up.reliability) == up.n == sum(up.sharpness)
+        assert up.climatology_share == 0 and soon.climatology_share == 0  # xgboost and survival served
         assert all(n >= 20 for _, _, n in up.reliability) and len(up.reliability) <= 10
     everything = table[("all", None)]["up"]
     assert everything.n == direction["n"].sum()
@@ -146,7 +147,8 @@ def test_record_says_plainly_when_direction_serves_the_base_rate(site_db, client
         conn.exec_driver_sql("UPDATE predictions SET is_champion = model_name = 'climatology'")
         conn.exec_driver_sql("DELETE FROM day_scores; DELETE FROM day_scores_through")
     body = http.get("/record").get_data(as_text=True)
-    assert "Direction serves the base rate here" in body and "Direction: running skill" not in body
+    assert "Direction serves the base rate here: climatology made 100% of these forecasts" in body
+    assert "Direction: running skill" not in body and body.count('<span class="tag">base rate</span>') == 2 * 9 + 1
     assert "How soon: running skill" in body  # how soon leads, with its skill over time
 
 

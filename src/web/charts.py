@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from html import escape
 
+import numpy as np
 import pandas as pd
 from markupsafe import Markup
 
@@ -130,14 +131,15 @@ def running_chart(series: list[tuple[str, pd.Series]], title: str) -> Markup:
     frame = Frame((first.value, (last if last > first else first + pd.Timedelta(days=1)).value),
                   (low - pad, high + pad))
     step = _nice_step(high - low + 2 * pad)
-    y_ticks = [(v, f"{v:+.2f}" if v else "0") for v in _range(low - pad, high + pad, step)]
+    digits = max(0, -int(np.floor(np.log10(step))))  # enough to tell neighbouring ticks apart
+    y_ticks = [(v, f"{v:+.{digits}f}" if v else "0") for v in _range(low - pad, high + pad, step)]
     x_ticks = [(d.value, _day_label(d, last - first)) for d in _date_ticks(first, last)]
     body = _axes(frame, x_ticks, y_ticks, "day (UTC)", "Brier skill vs climatology")
     body.append(f'<line class="zero" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{frame.y(0):.1f}" y2="{frame.y(0):.1f}"/>')
     legend = [f'<rect class="legend-box" x="{LEFT + 4}" y="{TOP + 4}" width="150" height="{19 * len(drawn) + 8}"/>']
     for k, (label, points) in enumerate(drawn):
         css = SERIES_CLASSES[k % len(SERIES_CLASSES)]
-        xs = LEFT + (points.index.asi8 - frame.x0) / ((frame.x1 - frame.x0) or 1) * (WIDTH - LEFT - RIGHT)
+        xs = LEFT + (points.index.as_unit("ns").asi8 - frame.x0) / ((frame.x1 - frame.x0) or 1) * (WIDTH - LEFT - RIGHT)
         ys = [frame.y(v) for v in points.to_numpy()]
         path = " ".join(f"{x:.1f},{y:.1f}" for x, y in zip(xs, ys))
         body.append(f'<polyline class="line {css}" points="{path}"><title>{escape(label)}: '

@@ -132,15 +132,18 @@ def _record(records: RecordStore, site: Site, args) -> dict:
     shown = runs[run][0]
     periods = {k: (d["day"].min(), d["day"].max()) if len(d) else (None, None) for k, (d, _) in runs.items()}
     return {"keys": keys, "tables": tables, "run": run, "runs": RUNS, "days": days, "asset": asset,
-            "target": target, "periods": periods,
+            "target": target, "periods": periods, "base_rate_share": BASE_RATE_SHARE,
             "charts": _record_charts(shown, tables[run].get(("all", None)), run, asset),
             "base_rate_only": _base_rate_only(tables[run]), "events": EVENTS}
 
 
+BASE_RATE_SHARE = 0.95  # direction "serves the base rate" when climatology made at least this share
+
+
 def _base_rate_only(table: dict) -> bool:
-    """True when the direction forecasts users got were climatology's throughout (skill exactly 0)."""
+    """True when climatology made (nearly) all the direction forecasts users got: their skill is 0 by construction."""
     everything = table.get(("all", None), {}).get("up")
-    return bool(everything and everything.n and everything.skill is not None and abs(everything.skill) < 1e-12)
+    return bool(everything and everything.n and everything.climatology_share >= BASE_RATE_SHARE)
 
 
 def _record_charts(by_day: pd.DataFrame, scope: dict[str, EventRecord] | None, run: str, asset: str | None) -> dict:

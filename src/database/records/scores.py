@@ -1,7 +1,7 @@
 """The track record's daily sums (table day_scores): per run, asset x target, UTC day, event and forecast bin,
-the champion's forecasts scored against climatology's for the same hours. A page over two years reads a few
-thousand summed rows; the days not yet stored (the newest, whose windows are still open) are summed from the
-forecasts by the same SQL, so the page is always current.
+the champion's forecasts scored against climatology's for the same hours, and how many of them climatology made.
+A page over two years reads a few thousand summed rows; the days not yet stored (the newest, whose windows are
+still open) are summed from the forecasts by the same SQL, so the page is always current.
 
 Events: 'up', P(up) of windows decided up or down (expired ones have no direction outcome); 'within_24h',
 P(resolved within 24 h) of every resolved window, with the share of its outcome inside the 10-90 % interval.
@@ -19,14 +19,14 @@ from src.database.schema import day_scores, day_scores_through, predictions
 FORECAST_BINS = 20  # bins of 0.05, merged into ~20-forecast reliability points; two make a sharpness bar
 TOTAL = -1  # the bin of a day's totals (all forecasts of the day)
 SUM_COLUMNS = ["symbol", "timeframe", "target_pct", "day", "event", "bin", "n", "forecast_sum", "outcome_sum",
-               "loss", "reference_loss", "covered"]
+               "loss", "reference_loss", "covered", "climatology_n"]
 DAY_COLUMNS = ["symbol", "target_pct", "event", "day", "n", "forecast_sum", "outcome_sum", "loss", "reference_loss",
-               "covered"]
+               "covered", "climatology_n"]
 BIN_COLUMNS = ["symbol", "target_pct", "event", "bin", "n", "forecast_sum", "outcome_sum"]
 STORED = """run_type = :run_type AND day >= :first_day AND day <= :stored_last
             AND (CAST(:symbol AS text) IS NULL OR symbol = :symbol)"""
 DAY_TOTALS = f"""SELECT symbol, target_pct::float8, event, day, n, forecast_sum, outcome_sum, loss, reference_loss,
-                        covered
+                        covered, climatology_n
                  FROM day_scores WHERE bin = :total AND {STORED}"""
 BIN_TOTALS = f"""SELECT symbol, target_pct::float8, event, bin, sum(n)::int, sum(forecast_sum), sum(outcome_sum)
                  FROM day_scores WHERE bin <> :total AND {STORED} GROUP BY 1, 2, 3, 4"""
@@ -35,7 +35,8 @@ RESCORED_DAYS = 7  # settled days summed again at each refresh: outcomes that ca
 DAY_SUMS = f"""
     WITH direction AS (
         SELECT c.symbol, c.timeframe, c.target_pct, c.timestamp, 'up' AS event, c.probability::float8 AS p,
-               o.actual_outcome::float8 AS y, k.probability::float8 AS ref, NULL::float8 AS cov
+               o.actual_outcome::float8 AS y, k.probability::float8 AS ref, NULL::float8 AS cov,
+               (c.model_name = 'climatology')::int AS clim
         FROM predictions c
         JOIN prediction_outcomes o ON o.prediction_id = c.id AND o.status IN ('up', 'down')
         JOIN predictions k ON k.run_type = c.run_type AND k.symbol = c.symbol AND k.timeframe = c.timeframe
@@ -44,7 +45,7 @@ DAY_SUMS = f"""
           AND (CAST(:symbol AS text) IS NULL OR c.symbol = :symbol)),
     timing AS (
         SELECT c.symbol, c.timeframe, c.target_pct, c.timestamp, 'within_24h', c.p_24h::float8, w.y,
-               k.p_24h::float8, w.cov
+               k.p_24h::float8, w.cov, (c.model_name = 'climatology')::int
         FROM resolution_forecasts c
         CROSS JOIN LATERAL (SELECT
             (c.status <> 'expired' AND c.hours_to_resolution <= 24)::int::float8 AS y,
@@ -59,7 +60,7 @@ DAY_SUMS = f"""
           AND (CAST(:symbol AS text) IS NULL OR c.symbol = :symbol))
     SELECT symbol, timeframe, target_pct, day, event, coalesce(bin, {TOTAL}) AS bin, count(*) AS n,
            sum(p) AS forecast_sum, sum(y) AS outcome_sum, sum((p - y) ^ 2) AS loss,
-           sum((ref - y) ^ 2) AS reference_loss, sum(cov) AS covered
+           sum((ref - y) ^ 2) AS reference_loss, sum(cov) AS covered, sum(clim) AS climatology_n
     FROM (SELECT *, (timestamp AT TIME ZONE 'UTC')::date AS day,
                  least(floor(p * {FORECAST_BINS})::int, {FORECAST_BINS - 1}) AS bin
           FROM (SELECT * FROM direction UNION ALL SELECT * FROM timing) u) f
@@ -146,9 +147,9 @@ class ScoreRecords(Records):
             return [tuple(r) for r in conn.execute(_bound(query, params)).all()]
 
     def _fresh_sums(self, params: dict) -> list[tuple]:
-        """(symbol, target_pct, event, day, bin, n, forecast_sum, outcome_sum, loss, reference_loss, covered) of
-        the days not stored, summed from the forecasts."""
+        """(symbol, target_pct, event, day, bin, n, forecast_sum, outcome_sum, loss, reference_loss, covered,
+        climatology_n) of the days not stored, summed from the forecasts."""
         with self.db.engine.connect() as conn:
             return [tuple(r) for r in conn.execute(text(
                 f"SELECT symbol, target_pct::float8, event, day, bin, n, forecast_sum, outcome_sum, loss, "
-                f"reference_loss, covered FROM ({DAY_SUMS}) fresh"), params).all()]
+                f"reference_loss, covered, climatology_n FROM ({DAY_SUMS}) fresh"), params).all()]

@@ -27,6 +27,7 @@ class EventRecord:
     skill_high: float | None
     base_rate: float | None  # the observed share of the event
     coverage: float | None  # within_24h: the share of outcomes inside the 10-90 % interval
+    climatology_share: float | None  # the share of these forecasts that climatology made (the base rate)
     reliability: list[tuple[float, float, int]]  # (mean forecast, observed share, forecasts) per bin
     sharpness: list[int]  # forecasts per 0.1 bin of the forecast
 
@@ -81,7 +82,7 @@ def event_record(by_day: pd.DataFrame, by_bin: pd.DataFrame | None, interval: tu
     bins, no reliability or sharpness), with the 95 % interval of its skill."""
     n = int(by_day["n"].sum())
     if not n:
-        return EventRecord(0, None, None, None, None, None, [], [0] * SHARPNESS_BINS)
+        return EventRecord(0, None, None, None, None, None, None, [], [0] * SHARPNESS_BINS)
     covered = by_day["covered"].dropna()
     low, high = interval
     return EventRecord(
@@ -89,6 +90,7 @@ def event_record(by_day: pd.DataFrame, by_bin: pd.DataFrame | None, interval: tu
         skill_low=None if np.isnan(low) else float(low), skill_high=None if np.isnan(high) else float(high),
         base_rate=float(by_day["outcome_sum"].sum() / n),
         coverage=float(covered.sum() / n) if len(covered) else None,
+        climatology_share=float(by_day["climatology_n"].sum() / n),
         reliability=[] if by_bin is None else reliability_bins(by_bin),
         sharpness=[0] * SHARPNESS_BINS if by_bin is None else sharpness(by_bin))
 

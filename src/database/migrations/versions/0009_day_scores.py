@@ -30,6 +30,7 @@ def upgrade() -> None:
         sa.Column('loss', sa.Float, nullable=False),
         sa.Column('reference_loss', sa.Float, nullable=False),
         sa.Column('covered', sa.Float),
+        sa.Column('climatology_n', sa.Integer, nullable=False),
     )
     op.create_index('idx_day_scores_run_day', 'day_scores', ['run_type', 'day'])
     op.create_index('idx_day_scores_totals', 'day_scores', ['run_type', 'day'], postgresql_where=sa.text('bin = -1'))
