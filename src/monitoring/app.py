@@ -167,8 +167,8 @@ class HealthServer:
 
     def start(self) -> None:
         self.thread.start()
-        log.info("http server on http://%s:%d (/health, /metrics%s)", self.server.effective_host, self.port,
-                 ", pages: /, /record, /forecasts, /models" if "pages" in self.app.blueprints else "")
+        paths = [r.rule for r in self.app.url_map.iter_rules() if "<" not in r.rule]  # not the static files
+        log.info("http server on http://%s:%d (%s)", self.server.effective_host, self.port, ", ".join(paths))
 
     def _serve(self) -> None:
         try:

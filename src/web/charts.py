@@ -5,14 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from html import escape
 
-import numpy as np
 import pandas as pd
 from markupsafe import Markup
 
 from src.models.evaluation.record import MIN_PER_BIN
 
 WIDTH, HEIGHT = 500, 330
-LEFT, RIGHT, TOP, BOTTOM = 72, 18, 40, 60
+LEFT, RIGHT, TOP, BOTTOM = 84, 18, 40, 60
 SERIES_CLASSES = ("s0", "s1", "s2", "s3", "s4")
 
 
@@ -131,7 +130,7 @@ def running_chart(series: list[tuple[str, pd.Series]], title: str) -> Markup:
     frame = Frame((first.value, (last if last > first else first + pd.Timedelta(days=1)).value),
                   (low - pad, high + pad))
     step = _nice_step(high - low + 2 * pad)
-    digits = max(0, -int(np.floor(np.log10(step))))  # enough to tell neighbouring ticks apart
+    digits = len(f"{step:.10g}".partition(".")[2])  # as many as the step has: 0.25 -> 2
     y_ticks = [(v, f"{v:+.{digits}f}" if v else "0") for v in _range(low - pad, high + pad, step)]
     x_ticks = [(d.value, _day_label(d, last - first)) for d in _date_ticks(first, last)]
     body = _axes(frame, x_ticks, y_ticks, "day (UTC)", "Brier skill vs climatology")
