@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import logging
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 
@@ -21,7 +20,6 @@ from src.utils.choices import BadInput, asset_names
 from src.web import charts, params
 from src.web.params import PAGE_SIZE, RUNS, Site
 
-log = logging.getLogger(__name__)
 Health = Callable[[], tuple[dict, bool]]
 SECURITY_HEADERS = {
     # the charts are inline SVG styled by our stylesheet: nothing inline needs allowing
@@ -30,10 +28,11 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
 }
 EVENTS = {"within_24h": ("How soon", "P(resolved within 24 h)"), "up": ("Direction", "P(up first)")}
+BASE_RATE_SHARE = 0.95  # direction "serves the base rate" when climatology made at least this share of it
 
 
 def create_pages(records: RecordStore, site: Site, health: Health | None = None) -> Blueprint:
-    """The blueprint of every page; `health`: the service's health snapshot (None: judged from the database)."""
+    """The blueprint of every page; `health`: the service's health snapshot for `/` (None: no verdict shown)."""
     pages = Blueprint("pages", __name__, template_folder="templates", static_folder="static",
                       static_url_path="/assets")
 
@@ -135,9 +134,6 @@ def _record(records: RecordStore, site: Site, args) -> dict:
             "target": target, "periods": periods, "base_rate_share": BASE_RATE_SHARE,
             "charts": _record_charts(shown, tables[run].get(("all", None)), run, asset),
             "base_rate_only": _base_rate_only(tables[run]), "events": EVENTS}
-
-
-BASE_RATE_SHARE = 0.95  # direction "serves the base rate" when climatology made at least this share
 
 
 def _base_rate_only(table: dict) -> bool:
