@@ -59,13 +59,14 @@ def create_pages(records: RecordStore, site: Site, health: Health | None = None)
 
     @pages.get("/forecasts")
     def forecasts_page():
-        chosen = params.forecast_filter(request.args, site, records.model_names())
+        models = records.model_names()
+        chosen = params.forecast_filter(request.args, site, models)
         page = params.page(request.args)
         rows = records.browse(chosen, PAGE_SIZE + 1, (page - 1) * PAGE_SIZE)
         query = {k: v for k, v in request.args.items() if k in params.KNOWN and k != "page" and v.strip()}
         return render_template("forecasts.html", site=site, rows=rows.head(PAGE_SIZE), page=page,
                                more=len(rows) > PAGE_SIZE, last_page=params.MAX_PAGE, query=query, chosen=chosen,
-                               models=[CHAMPION, *records.model_names()], statuses=STATUSES, runs=RUNS)
+                               models=[CHAMPION, *models], statuses=STATUSES, runs=RUNS)
 
     @pages.get("/forecasts.csv")
     def forecasts_csv():
@@ -169,13 +170,18 @@ def _csv(records: RecordStore, chosen) -> Iterator[str]:
     for frame in records.browse_all(chosen):
         buffer.seek(0)
         buffer.truncate()
-        frame = frame.assign(timestamp=frame["timestamp"].map(lambda t: pd.Timestamp(t).isoformat()))
+        frame = _iso_times(frame)
         writer.writerows(frame.astype(object).where(frame.notna(), "").itertuples(index=False))
         yield buffer.getvalue()
 
 
+def _iso_times(rows: pd.DataFrame) -> pd.DataFrame:
+    """The forecast hours as ISO 8601 text (UTC), for the CSV and the JSON alike."""
+    return rows.assign(timestamp=rows["timestamp"].map(lambda t: pd.Timestamp(t).isoformat()))
+
+
 def _json_rows(rows: pd.DataFrame) -> list[dict]:
-    rows = rows.assign(timestamp=rows["timestamp"].map(lambda t: pd.Timestamp(t).isoformat()))
+    rows = _iso_times(rows)
     return [{k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in row.items()}
             for row in rows.astype(object).to_dict("records")]
 
@@ -232,7 +238,7 @@ def target_text(value) -> str:
 
 def page_url(endpoint: str, query: dict, **changes) -> str:
     """The URL of `endpoint` with the current filters, some changed."""
-    return url_for(endpoint, **{**query, **{k: v for k, v in changes.items()}})
+    return url_for(endpoint, **{**query, **changes})
 
 
 def _register_formatting(pages: Blueprint) -> None:

@@ -109,8 +109,8 @@ def forecast_filter(args: Mapping[str, str], site: Site, models: list[str]) -> F
     if status is not None and status.lower() not in STATUSES:
         raise BadInput(f"status={status[:40]}: {', '.join(STATUSES)}")
     start, end = _time(args, "start"), _time(args, "end")
-    if end is not None and _one(args, "end") is not None and len(_one(args, "end")) == 10:
-        end = end + pd.Timedelta(days=1)  # end=2023-11-30 includes that day
+    if end is not None and len(_one(args, "end")) == len("2023-11-30"):
+        end = end + pd.Timedelta(days=1)  # a date as the end includes that day
     if start is not None and end is not None and start >= end:
         raise BadInput("start must be before end")
     return ForecastFilter(run_type=run(args), symbol=asset(args, site), target=target(args, site), model=model,

@@ -135,16 +135,12 @@ class ScoreRecords(Records):
                                                                       for c in DAY_COLUMNS[1:2] + DAY_COLUMNS[4:]})
         if not bins:
             return by_day, None
-        by_bin = pd.DataFrame(self._stored(BIN_TOTALS, params) + [(r[0], r[1], r[2], r[4], r[5], r[6], r[7])
-                                                                  for r in fresh if r[4] != TOTAL],
-                              columns=BIN_COLUMNS)
+        fresh_bins = pd.DataFrame([(r[0], r[1], r[2], r[4], r[5], r[6], r[7]) for r in fresh if r[4] != TOTAL],
+                                  columns=BIN_COLUMNS)
+        by_bin = pd.concat([self.read_frame(_bound(BIN_TOTALS, params), BIN_COLUMNS), fresh_bins], ignore_index=True)
         by_bin = by_bin.groupby(BIN_COLUMNS[:4], as_index=False).sum()  # stored and fresh days of a bin together
         return by_day, by_bin.assign(**{c: by_bin[c].astype(float) for c in ("target_pct", "forecast_sum",
                                                                               "outcome_sum")})
-
-    def _stored(self, query: str, params: dict) -> list[tuple]:
-        with self.db.engine.connect() as conn:
-            return [tuple(r) for r in conn.execute(_bound(query, params)).all()]
 
     def _fresh_sums(self, params: dict) -> list[tuple]:
         """(symbol, target_pct, event, day, bin, n, forecast_sum, outcome_sum, loss, reference_loss, covered,
