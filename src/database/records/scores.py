@@ -114,6 +114,7 @@ class ScoreRecords(Records):
             conn.execute(text("""INSERT INTO day_scores_through (run_type, day) VALUES (:run_type, :day)
                                  ON CONFLICT (run_type) DO UPDATE SET day = excluded.day"""),
                          {"run_type": run_type, "day": settled_through})
+            conn.execute(text("ANALYZE day_scores"))  # the pages' plans: statistics of the rows just written
         return inserted
 
     def record_sums(self, run_type: str, first_day: date, last_day: date, symbol: str | None = None,
