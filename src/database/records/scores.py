@@ -117,6 +117,13 @@ class ScoreRecords(Records):
             conn.execute(text("ANALYZE day_scores"))  # the pages' plans: statistics of the rows just written
         return inserted
 
+    def forget_day_scores(self, run_type: str) -> None:
+        """Drop the run's stored sums before its forecasts are rewritten (a backtest): until they are stored again,
+        the pages sum that run from the forecasts, so a run stopped or killed half-way never shows old sums."""
+        with self.db.engine.begin() as conn:
+            conn.execute(day_scores.delete().where(day_scores.c.run_type == run_type))
+            conn.execute(day_scores_through.delete().where(day_scores_through.c.run_type == run_type))
+
     def record_sums(self, run_type: str, first_day: date, last_day: date, symbol: str | None = None,
                     bins: bool = True) -> tuple[pd.DataFrame, pd.DataFrame | None]:
         """The sums of [first_day, last_day] per (symbol, target_pct, event), from the stored days and, for the

@@ -69,6 +69,7 @@ def run_backtest(candles: dict[str, pd.DataFrame], symbols: list[str], targets: 
     at the next unit or group (StopRequested), every group already written whole."""
     executor = executor or LocalExecutor()
     points = pd.date_range(start, end, freq=f"{retrain_every_days}D", inclusive="left")
+    records.forget_day_scores(RUN)  # first: a kill between the two leaves no stale sums, only slower pages
     records.delete_predictions(RUN, start, end, symbols)
     failed: dict[tuple[str, float], str] = {}
     keys = [(symbol, target) for symbol in symbols for target in targets]
