@@ -284,4 +284,4 @@ WHERE timestamp >= NOW() - INTERVAL '7 days' WITH DATA;
 CREATE UNIQUE INDEX idx_recent_ohlcv_unique ON recent_ohlcv (symbol, timeframe, timestamp);
 
 CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL, CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num));
-INSERT INTO alembic_version (version_num) VALUES ('0009');
+INSERT INTO alembic_version (version_num) VALUES ('0010');

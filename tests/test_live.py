@@ -9,9 +9,10 @@ import pytest
 
 from src.data.features import FEATURE_VERSION, compute_features, with_barrier
 from src.models.estimators.direction import ClimatologyModel, prob_up
+from src.models.evaluation.serving import ServingRule, compose
 from src.models.live.outcomes import resolve_outcomes
 from src.models.live.performance import daily_performance
-from src.models.live.prediction import Predictor
+from src.models.live.prediction import Predictor, hour_forecast
 from src.models.live.registry import ModelRegistry
 from src.models.offline.retraining import Retrainer
 from src.models.offline.training import TrainSettings
@@ -48,6 +49,25 @@ def test_predictions_equal_the_registry_models_on_that_hours_features(trained):
             assert got.is_champion == (name == current["champion"]["model_name"])
     assert records.cached_features("ETH/USDT", "1h", current["xgboost"]["feature_version"],
                                    pd.Timestamp("2023-01-20 05:00", tz="UTC")) is not None
+    # how soon: every time model's forecast of that hour (garch filtered through the window before it), and the
+    # champion's row served by its stored rule from its own and climatology's forecasts
+    timing = pd.read_sql("SELECT * FROM resolution_forecasts", ops.db.engine)
+    window = full.loc[pd.Timestamp("2023-01-20 05:00", tz="UTC") - pd.Timedelta(hours=400):]
+    columns = ["p_6h", "p_24h", "p_horizon", "q10_hours", "q50_hours", "q90_hours"]
+    for target in TARGETS:
+        models = registry.current("ETH/USDT", "1h", target, task="resolution")
+        own = {name: hour_forecast(registry.load(models[name]).estimator, with_barrier(window, target), 168)[0]
+               for name in ("climatology", "random_walk", "garch", "vol_logistic")}
+        champion = models["champion"]
+        rule = ServingRule.from_metrics(champion["metrics"], champion["model_name"], 168)
+        assert "kept_horizons" in champion["metrics"]
+        served = compose(own[champion["model_name"]][None, :], own["climatology"][None, :], rule, 168)[0]
+        rows = timing[(timing.symbol == "ETH/USDT") & (timing.target_pct.astype(float) == target)]
+        for name, forecast in own.items():
+            got = rows[rows.model_name == name].iloc[0]
+            expected = served if name == champion["model_name"] else forecast
+            assert got[columns].to_numpy(float) == pytest.approx(expected, abs=1e-4), (target, name)
+            assert got.is_champion == (name == champion["model_name"])
 
 
 @pytest.mark.host_tz
@@ -95,7 +115,7 @@ def test_outcomes_agree_with_the_label_function_and_are_idempotent(trained):
             assert pd.isna(got_label) if label is None else got_label == label
     # the how-soon forecasts of the same hours are resolved by the same outcomes
     timing = records.resolved_time("live")
-    assert len(timing) == 6 * 2 * 3 and timing.groupby(["timestamp", "target_pct"])["is_champion"].sum().eq(1).all()
+    assert len(timing) == 6 * 2 * 4 and timing.groupby(["timestamp", "target_pct"])["is_champion"].sum().eq(1).all()
     for r in timing.itertuples():
         status, _, hours = reference_outcome(candles, r.timestamp, r.target_pct)
         assert r.status == status
@@ -104,7 +124,7 @@ def test_outcomes_agree_with_the_label_function_and_are_idempotent(trained):
     performance = records.performance("live")
     assert set(performance["window_days"]) == {1, 7, 30}
     time_performance = records.performance("live", task="resolution")
-    assert set(time_performance["model_name"]) == {"climatology", "random_walk", "vol_logistic", "champion"}
+    assert set(time_performance["model_name"]) == {"climatology", "random_walk", "garch", "vol_logistic", "champion"}
     assert time_performance["interval_coverage"].between(0, 1).all()
     assert (time_performance.loc[time_performance.model_name == "climatology", "pinball_skill"] == 0).all()
     # /metrics exports the champions' live figures

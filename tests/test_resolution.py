@@ -12,6 +12,7 @@ from src.data.labels import barrier_outcomes
 from src.database.records import RecordStore
 from src.models.estimators.dataset import Dataset, build_time_dataset
 from src.models.estimators.time_models import (
+    RECALIBRATE_DAYS,
     ClimatologyTime,
     LogisticTime,
     RandomWalkTime,
@@ -132,7 +133,8 @@ def test_recalibrated_levels_widen_the_interval_as_the_market_grows_less_predict
     features = ("vol_24", "z", "noise")
     plain = LogisticTime(features, half_life_days=None, recalibrate_days=None).fit(X, np.where(expired, 0, hours),
                                                                                    expired, 168)
-    recalibrated = LogisticTime(features, half_life_days=None).fit(X, np.where(expired, 0, hours), expired, 168)
+    recalibrated = LogisticTime(features, half_life_days=None, recalibrate_days=RECALIBRATE_DAYS)
+    recalibrated.fit(X, np.where(expired, 0, hours), expired, 168)
     assert recalibrated.pit_quantiles_ is not None
     X_new, hours_new, _ = _synthetic(4000, rng, spread=1.05)  # noqa: N806
     before = interval_coverage(forecast_array(plain, X_new), hours_new).mean()
@@ -146,7 +148,8 @@ def test_recalibrated_levels_widen_the_interval_as_the_market_grows_less_predict
 def test_too_little_history_is_not_recalibrated():
     rng = np.random.default_rng(14)
     X, hours, expired = _synthetic(1500, rng)  # noqa: N806 (62 days: fewer than 90 + 7 of them to hold out)
-    model = LogisticTime(("vol_24", "z")).fit(X, np.where(expired, 0, hours), expired, 168)
+    model = LogisticTime(("vol_24", "z"), recalibrate_days=RECALIBRATE_DAYS).fit(X, np.where(expired, 0, hours),
+                                                                                expired, 168)
     assert model.pit_quantiles_ is None
     assert (np.diff(forecast_array(model, X)[:, 3:], axis=1) >= 0).all()
 
@@ -154,9 +157,10 @@ def test_too_little_history_is_not_recalibrated():
 def test_pinball_and_coverage_by_hand():
     forecast = np.array([[0.5, 0.9, 1.0, 2.0, 5.0, 10.0],   # touched in hour 4: fully inside [2, 10]
                          [0.5, 0.9, 1.0, 2.0, 5.0, 10.0],   # touched in hour 2: half of (1, 2] inside
-                         [0.0, 0.1, 0.5, 20.0, 100.0, 168.0]])  # expired, p_horizon < 0.9: covered
-    hours = np.array([4.0, 2.0, np.inf])
-    assert interval_coverage(forecast, hours).tolist() == [1.0, 0.0, 1.0]  # (1, 2] meets [2, 10] at a point
+                         [0.0, 0.1, 0.5, 20.0, 100.0, 168.0],   # expired, p_horizon 0.5: (0.9 - 0.5) / 0.5 covered
+                         [0.5, 0.9, 0.95, 2.0, 5.0, 100.0]])  # expired, p_horizon >= 0.9: q90 before H, missed
+    hours = np.array([4.0, 2.0, np.inf, np.inf])
+    assert interval_coverage(forecast, hours) == pytest.approx([1.0, 0.0, 0.8, 0.0])  # (1, 2] meets [2, 10] at a point
     # hour 4 -> 3.5 h: q10 = 2 under by 1.5 (x 0.1), q50 = 5 over by 1.5 (x 0.5), q90 = 10 over by 6.5 (x 0.1)
     expected = 0.1 * 1.5 + 0.5 * 1.5 + 0.1 * 6.5
     assert pinball(forecast[:1], hours[:1])[0] == pytest.approx(expected)
@@ -169,8 +173,8 @@ def test_short_backtest_stores_how_soon_forecasts_resolved_like_the_reference(bt
     _, table = run_backtest(candles, ["BTC/USDT"], [0.02], start, end, records, TrainSettings(),
                             retrain_every_days=7)
     stored = records.resolved_time("backtest", start, end, include_pending=True)
-    assert set(stored["model_name"]) == {"climatology", "random_walk", "vol_logistic"}
-    assert len(stored) == 14 * 24 * 3 and (stored.groupby("timestamp")["is_champion"].sum() == 1).all()
+    assert set(stored["model_name"]) == {"climatology", "random_walk", "garch", "vol_logistic"}
+    assert len(stored) == 14 * 24 * 4 and (stored.groupby("timestamp")["is_champion"].sum() == 1).all()
     assert (stored["p_6h"] <= stored["p_24h"]).all() and (stored["p_24h"] <= stored["p_horizon"]).all()
     assert (stored["q10_hours"] <= stored["q50_hours"]).all() and (stored["q90_hours"] <= 168).all()
     indexed = candles["BTC/USDT"].set_index("timestamp")
@@ -180,6 +184,6 @@ def test_short_backtest_stores_how_soon_forecasts_resolved_like_the_reference(bt
         assert (row["status"] if isinstance(row["status"], str) else "pending") == status
         if status in ("up", "down", "ambiguous"):
             assert row["hours_to_resolution"] == hours
-    assert set(table["model_name"]) == {"climatology", "random_walk", "vol_logistic", "champion"}
+    assert set(table["model_name"]) == {"climatology", "random_walk", "garch", "vol_logistic", "champion"}
     clim = table[table["model_name"] == "climatology"].iloc[0]
     assert clim["brier_skill_24h"] == 0.0 and clim["pinball_skill"] == 0.0

@@ -33,6 +33,8 @@ def _fill_latest(ctx: Context, at) -> None:
 
 def cmd_predict(args: argparse.Namespace, ctx: Context) -> int:
     from src.models.live.prediction import Predictor
+    if args.move is not None:
+        return _answer_move(args, ctx)
     at = _now_or(args.at)
     _fill_latest(ctx, at)
     records = ctx.records
@@ -48,6 +50,29 @@ def cmd_predict(args: argparse.Namespace, ctx: Context) -> int:
     print(f"{result.written} predictions and {result.time_written} how-soon forecasts written in "
           f"{result.seconds * 1000:.0f} ms")
     return 0 if result.predicted or not ctx.config.assets else 1
+
+
+def _answer_move(args: argparse.Namespace, ctx: Context) -> int:
+    """`predict --move`: how soon a move of that size comes, per asset, from the newest stored candle."""
+    from src.notifications.reports import hours_text
+    if args.at is not None:
+        raise UserError("--move answers from the newest stored candle; leave out --at")
+    now = _now_or(None)
+    _fill_latest(ctx, now)
+    answered = 0
+    for symbol in ctx.config.assets:
+        try:
+            answer = ctx.moves().forecast(symbol, args.move, now)
+        except UserError as exc:
+            print(f"{symbol:<10} {args.move * 100:g} %: {exc}")
+            continue
+        p6, p24, ph, q10, q50, q90 = answer.forecast
+        stale = f"  STALE: {answer.stale}" if answer.stale else ""
+        print(f"{symbol:<10} {args.move * 100:g} %  candle {answer.candle_time:%Y-%m-%d %H:%M} UTC ({answer.model}): "
+              f"P(either move within 6 h) {p6:.0%}, 24 h {p24:.0%}, {ctx.config.horizon} h {ph:.0%}; hours 10 % "
+              f"{hours_text(q10)}, median {hours_text(q50)}, 90 % {hours_text(q90)}{stale}")
+        answered += 1
+    return 0 if answered else 1
 
 
 def cmd_outcomes(args: argparse.Namespace, ctx: Context) -> int:

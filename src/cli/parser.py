@@ -52,6 +52,15 @@ def parse_time(value: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+def parse_move_size(value: str) -> float:
+    from src.models.estimators.any_size import parse_move
+    from src.utils.choices import BadInput
+    try:
+        return parse_move(value)
+    except BadInput as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     config_help = "YAML file over config.yaml (or CRYPTO_ML_CONFIG)"
     # --config is accepted before and after the command; SUPPRESS keeps the subcommand's absent
@@ -102,6 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     backtest.add_argument("--symbol", action="append", help="asset (repeatable; default: all)")
     predict = add("predict", cmd_predict, "one prediction cycle (as of now or of --at)")
     predict.add_argument("--at", type=parse_time, help="as of this time (UTC), e.g. 2023-06-01T12:00")
+    predict.add_argument("--move", type=parse_move_size, metavar="PCT",
+                         help="only answer how soon a move of this size (0.5%% to 10%%, e.g. 3.5%%) comes, per asset, "
+                              "from the newest candle; nothing is written")
     outcomes = add("outcomes", cmd_outcomes, "resolve pending predictions (as of now or of --at)")
     outcomes.add_argument("--at", type=parse_time, help="as of this time (UTC)")
     performance = add("performance", cmd_performance, "daily metrics per asset x target x model")

@@ -11,15 +11,20 @@ import numpy as np
 import pandas as pd
 
 from src.database.records import RecordStore
+from src.models.estimators.any_size import parse_move
 from src.models.evaluation.scoring import CHAMPION, TIMING_ROWS, score_rows
+from src.models.evaluation.serving import ServingRule
+from src.models.live.moves import MoveForecaster
 from src.notifications.reports import daily_chart, hours_text, split_messages
 from src.utils import choices
 from src.utils.candles import last_closed_before
 from src.utils.choices import BadInput, parse_asset, parse_target
+from src.utils.errors import UserError
 
 COMMANDS = {  # name -> (arguments, what it answers): /help lists them in this order
     "now": ("[ASSET]", "the newest forecast per asset: P(up), P(resolved within 24 h), how soon"),
-    "soon": ("ASSET [TARGET]", "the how-soon forecast in full, and how such forecasts did over 30 days"),
+    "soon": ("ASSET [MOVE]", "the how-soon forecast in full, and how such forecasts did over 30 days; MOVE: a "
+             "configured target or any size from 0.5 to 10 %"),
     "record": ("[ASSET] [DAYS]", "the champion's record: resolved forecasts, skill vs climatology, the last 5"),
     "models": ("", "the champion of each group and task, since when, its validation skill"),
     "health": ("", "the service's health verdict and its problems"),
@@ -57,9 +62,11 @@ class Answers:
     """The replies, from the live record. `health`: the service's health snapshot (the one /health serves)."""
 
     def __init__(self, records: RecordStore, assets: list[str], targets: list[float], timeframe: str = "1h",
-                 horizon: int = 168, health: Callable[[], tuple[dict, bool]] | None = None):
+                 horizon: int = 168, health: Callable[[], tuple[dict, bool]] | None = None,
+                 moves: MoveForecaster | None = None):
         self.records, self.assets, self.targets = records, assets, targets
         self.timeframe, self.horizon, self.health_snapshot = timeframe, horizon, health
+        self.moves = moves  # answers a size other than the configured targets (None: those only)
 
     def answer(self, command: str, args: list[str], now: pd.Timestamp) -> Answer:
         """The reply to `/command args` (BadInput for an argument that is not a valid choice)."""
@@ -102,11 +109,14 @@ class Answers:
 
     def soon(self, args: list[str], now: pd.Timestamp) -> Answer:
         if not args:
-            raise BadInput(f"which asset? /soon ASSET [TARGET], e.g. /soon {self.assets[0].split('/')[0]} 2")
+            raise BadInput(f"which asset? /soon ASSET [MOVE], e.g. /soon {self.assets[0].split('/')[0]} 2")
         asset = parse_asset(args[0], self.assets)
+        if len(args) > 1 and not self._configured(args[1]):
+            return self._any_size(asset, args[1], now)
         targets = [parse_target(args[1], self.targets)] if len(args) > 1 else self.targets
         _, timing = self.records.newest_forecasts([(asset, t) for t in targets])
         month = self._scored(TIMING_ROWS, self.records.resolved_time, asset, now, 30)
+        champions = self.records.models(asset, self.timeframe, champions_only=True, task="resolution")
         title = f"<b>How soon</b> · {html.escape(asset)} · {now:%Y-%m-%d %H:%M} UTC"
         blocks = [title]
         for target in targets:
@@ -120,10 +130,48 @@ class Answers:
                      f"P(either move within 6 h) {r.p_6h:.0%} · 24 h {r.p_24h:.0%} · {self.horizon} h "
                      f"{r.p_horizon:.0%}",
                      f"hours until it resolves: 10 % {hours_text(r.q10_hours)} · median {hours_text(r.q50_hours)} · "
-                     f"90 % {hours_text(r.q90_hours)}"]
+                     f"90 % {hours_text(r.q90_hours)}", self._learned_line(champions, target)]
             lines.append(self._month_line(month, target))
             blocks.append("\n".join(lines))
         return Answer(split_messages(blocks, title))
+
+    def _learned_line(self, champions: pd.DataFrame, target: float) -> str:
+        """Which horizons' P the champion serves itself, and which climatology's (src.models.evaluation.serving)."""
+        rows = champions[np.isclose(champions["target_pct"].astype(float), target)] if len(champions) else champions
+        if rows.empty:
+            return "<i>learned at: unknown (no champion recorded)</i>"
+        row = rows.iloc[-1]
+        rule = ServingRule.from_metrics(row["metrics"], row["model_name"], self.horizon)
+        learned = [f"{h} h" for h in (6, 24, self.horizon) if h in rule.kept_hours]
+        base = [f"{h} h" for h in (6, 24, self.horizon) if h not in rule.kept_hours]
+        if not learned:
+            return "<i>the base rate (climatology) at every horizon</i>"
+        return (f"<i>{html.escape(row['model_name'])} learned at {', '.join(learned)}"
+                + (f"; the base rate at {', '.join(base)}" if base else "") + "</i>")
+
+    def _configured(self, text: str) -> bool:
+        try:
+            parse_target(text, self.targets)
+        except BadInput:
+            return self.moves is None  # without the any-size model, parse_target's message says what is valid
+        return True
+
+    def _any_size(self, asset: str, text: str, now: pd.Timestamp) -> Answer:
+        """/soon ASSET 3.5: the asset's any-size model, from the newest candle."""
+        move = parse_move(text)
+        try:
+            answer = self.moves.forecast(asset, move, now)
+        except UserError as exc:
+            return Answer([f"<b>How soon</b> · {html.escape(asset)} · {move * 100:g} %: {html.escape(str(exc))}"])
+        p6, p24, ph, q10, q50, q90 = answer.forecast
+        stale = f"\n⚠️ STALE: {html.escape(answer.stale)}" if answer.stale else ""
+        lines = [f"<b>How soon</b> · {html.escape(asset)} · {move * 100:g} % · candle "
+                 f"{answer.candle_time:%Y-%m-%d %H:%M} UTC ({html.escape(answer.model)})",
+                 f"P(either move within 6 h) {p6:.0%} · 24 h {p24:.0%} · {self.horizon} h {ph:.0%}",
+                 f"hours until it resolves: 10 % {hours_text(q10)} · median {hours_text(q50)} · 90 % {hours_text(q90)}",
+                 "<i>A size the hourly forecasts do not cover: the asset's model for any size from 0.5 to 10 % "
+                 "answered (its record on past data is in the README).</i>" + stale]
+        return Answer(["\n".join(lines)], refresh=f"soon {asset} {move * 100:g}")
 
     def record(self, args: list[str], now: pd.Timestamp) -> Answer:
         asset, days = self._record_args(args)

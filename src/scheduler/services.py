@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from src.data.recovery import DataRecoveryManager
     from src.database.operations import DatabaseOperations
     from src.database.records import RecordStore
+    from src.models.live.moves import MoveForecaster
     from src.models.live.registry import ModelRegistry
     from src.models.offline.training import TrainSettings
     from src.notifications.bot import CommandBot
@@ -76,7 +77,14 @@ class Context:
         from src.web.pages import create_pages
         from src.web.params import Site
         return create_pages(records, Site(self.config.assets, self.config.target_percentages, self.config.horizon),
-                            health)
+                            health, self.moves(records))
+
+    def moves(self, records: RecordStore | None = None) -> MoveForecaster:
+        """How soon for a move of any size, on request (nothing written)."""
+        from src.models.live.moves import MoveForecaster
+        records = records or self.records
+        return MoveForecaster(self.ops, records, self.registry(records), self.config.target_percentages,
+                              self.config.timeframe, self.config.horizon)
 
     def registry(self, records: RecordStore | None = None) -> ModelRegistry:
         """One registry per process, so loaded models stay in memory between cycles: every group's models of
@@ -123,7 +131,7 @@ class Context:
         from src.notifications.answers import Answers
         from src.notifications.bot import CommandBot
         answers = Answers(self.records, self.config.assets, self.config.target_percentages, self.config.timeframe,
-                          self.config.horizon, health)
+                          self.config.horizon, health, self.moves())
         return CommandBot(tg["bot_token"], answers, self.records, self.config.allowed_chats,
                           {str(u) for u in tg["allowed_user_ids"]}, tg["base_url"])
 

@@ -15,8 +15,10 @@ from flask import Blueprint, Response, current_app, render_template, request, st
 from src.database.records import RecordStore
 from src.database.records.browse import BROWSE_COLUMNS, CHAMPION, STATUSES
 from src.models.evaluation.record import EventRecord, running_skill, track_record
+from src.models.live.moves import MoveForecaster
 from src.utils.candles import last_closed_before
 from src.utils.choices import BadInput, asset_names
+from src.utils.errors import UserError
 from src.web import charts, params
 from src.web.params import PAGE_SIZE, RUNS, Site
 
@@ -31,8 +33,10 @@ EVENTS = {"within_24h": ("How soon", "P(resolved within 24 h)"), "up": ("Directi
 BASE_RATE_SHARE = 0.95  # direction "serves the base rate" when climatology made at least this share of it
 
 
-def create_pages(records: RecordStore, site: Site, health: Health | None = None) -> Blueprint:
-    """The blueprint of every page; `health`: the service's health snapshot for `/` (None: no verdict shown)."""
+def create_pages(records: RecordStore, site: Site, health: Health | None = None,
+                 moves: MoveForecaster | None = None) -> Blueprint:
+    """The blueprint of every page; `health`: the service's health snapshot for `/` (None: no verdict shown);
+    `moves`: answers /api/soon (None: the configured targets' stored forecasts only)."""
     pages = Blueprint("pages", __name__, template_folder="templates", static_folder="static",
                       static_url_path="/assets")
 
@@ -81,6 +85,21 @@ def create_pages(records: RecordStore, site: Site, health: Health | None = None)
         rows = records.browse(chosen, limit, offset)
         return current_app.response_class(json.dumps({"limit": limit, "offset": offset, "count": len(rows),
                                                       "forecasts": _json_rows(rows)}), mimetype="application/json")
+
+    @pages.get("/api/soon")
+    def soon_api():
+        """How soon a move of any size comes for one asset, from its newest candle."""
+        symbol = params.asset(request.args, site)
+        if symbol is None:
+            raise BadInput(f"asset: required, one of {asset_names(site.assets)}")
+        size = params.move(request.args)
+        try:
+            if moves is None:
+                raise UserError("this server answers from the records only, without the models")
+            answer = moves.forecast(symbol, size, pd.Timestamp.now(tz="UTC"))
+        except UserError as exc:
+            return Response(json.dumps({"error": str(exc)}), 404, mimetype="application/json")
+        return current_app.response_class(json.dumps(answer.as_dict()), mimetype="application/json")
 
     @pages.get("/models")
     def models_page():

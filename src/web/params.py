@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from src.database.records.browse import CHAMPION, STATUSES, ForecastFilter
+from src.models.estimators.any_size import parse_move
 from src.utils.choices import BadInput, parse_asset, parse_target
 
 RUNS = ("live", "backtest")
@@ -75,6 +76,14 @@ def target(args: Mapping[str, str], site: Site) -> float | None:
         return None if text is None else parse_target(text, site.targets)
     except BadInput as exc:
         raise BadInput(f"{exc}".replace("target ", "target=", 1)) from None
+
+
+def move(args: Mapping[str, str]) -> float:
+    """`move`, required: a size in % from 0.5 to 10."""
+    text = _one(args, "move")
+    if text is None:
+        raise BadInput("move: required, a size in % from 0.5 to 10, e.g. move=3.5")
+    return parse_move(text)
 
 
 def run(args: Mapping[str, str]) -> str:

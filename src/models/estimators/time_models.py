@@ -16,14 +16,22 @@ Models (one interface: fit(X, hours, expired) -> self, cdf(X, t) -> (n, len(t)),
   Censoring here is only administrative (every training window is observed up to H), so "touched
   within t" is known for every window and each t is an ordinary classification; the grid's
   probabilities are made non-decreasing in t. Samples weigh less with age (halving every 180 days:
-  volatility regimes change). Its 10/50/90 % quantiles are recalibrated: the model is first fitted on what
-  was known H before the newest 90 days, the share of those 90 days' outcomes below each level of its F
-  is measured, and the final fit (on everything) reports the levels whose measured share was 10/50/90 %
-  (conformal recalibration of quantile levels; the probabilities are not changed). Chosen over
+  volatility regimes change). Its 10/50/90 % quantiles are served with the rolling conformal correction
+  of src.models.evaluation.serving, on its own out-of-sample forecasts of the newest 60 days (since
+  2026-12-02; before, its levels were recalibrated inside the fit on its forecasts of the newest 90 days, an
+  option kept as `recalibrate_days`: on 2021-07..2022-06 the served interval covered 0.735-0.813 per
+  half-year with both, 0.738-0.813 with the rolling one alone, at 60 % of the fitting time). Chosen over
   `xgboost_aft` on 2022-01..06 (bench/time_model_research.py): as good on the mean of the 6 h / 24 h /
   quantile scores at a ninth of its fitting time, which is what lets the backtest refit every model
-  weekly on two cores; the weights and the recalibration were chosen on 2021-07..2022-06 and 2022-01..06
-  (the 10-90 % interval covered 0.775 / 0.778 before, 0.800 / 0.807 after).
+  weekly on two cores; the weights were chosen on 2021-07..2022-06 and 2022-01..06.
+- `garch`: the volatility desk's baseline: the first exit of a driftless random walk from the barriers with
+  the variance path of a GARCH(1,1) (`arch`, zero mean, normal quasi-likelihood) fitted on the newest year
+  of the training window's hourly returns and filtered through the hours it forecasts (each run of
+  consecutive hours starts from its first row's 72 h variance; the live cycle passes the 400 h feature
+  window, so the filter has run for days when it reaches the forecast hour). The walk's exit probability
+  depends only on the variance accumulated by t, V(t) = sigma_bar^2 t + (sigma_1^2 - sigma_bar^2)(1 - phi^t) /
+  -log(phi) (phi = alpha + beta: the forecast variance reverting to its mean). Chosen over GJR (the same
+  with a leverage term) on 2021-07..2022-06 (bench/time_model_research.py).
 - `xgboost_aft`: accelerated failure time, log T = mu(x) + e, mu(x) xgboost's `survival:aft` boosted from
   the random walk's time scale 2 log(X / vol_24), e's distribution the Kaplan-Meier estimate of the
   residuals on the newest third (held out with the horizon as gap). No longer fitted by the product; kept
@@ -35,13 +43,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import xgboost
+from arch import arch_model
 from scipy.special import expit
 from sklearn.linear_model import LogisticRegression
 
 from src.models.estimators.survival import StepDistribution as _StepDistribution  # the name stored models use
 from src.models.estimators.survival import exit_probability, interpolate_rows, kaplan_meier, observed_hours
 
-TIME_MODEL_NAMES = ("climatology", "random_walk", "vol_logistic")  # simplest first
+TIME_MODEL_NAMES = ("climatology", "random_walk", "garch", "vol_logistic")  # simplest first
 WITHIN_HOURS = (6, 24)
 QUANTILES = (0.1, 0.5, 0.9)
 VOLATILITY_FEATURE = "vol_24"
@@ -56,7 +65,7 @@ LOGISTIC_TIME_FEATURES = ("vol_24", "vol_72", "vol_168", "atr_14", "atr_72", "ra
 VOLATILITY_SCALES = frozenset({"vol_24", "vol_72", "vol_168", "atr_14", "atr_72", "range_ratio", "btc_vol_24"})
 TIME_GRID = (1, 2, 3, 4, 6, 8, 12, 16, 24, 36, 48, 72, 96, 120, 144, 168)  # hours
 HALF_LIFE_DAYS = 180  # vol_logistic's sample weights halve every half-year back: volatility regimes change
-RECALIBRATE_DAYS = 90  # its quantile levels are recalibrated on its own forecasts of the newest 90 days
+RECALIBRATE_DAYS = 90  # the in-fit recalibration's window, when asked for (the product serves a rolling one)
 LEVELS = np.linspace(0.0, 1.0, 201)  # where the recalibration map is kept
 MIN_EARLY_SAMPLES, MIN_RECALIBRATION_SAMPLES = 2000, 500  # else the model is not recalibrated
 
@@ -141,7 +150,7 @@ class LogisticTime:
     notes). Between grid points F is linear in t, so the quantiles are too."""
 
     def __init__(self, features: tuple[str, ...] = LOGISTIC_TIME_FEATURES,
-                 half_life_days: float | None = HALF_LIFE_DAYS, recalibrate_days: int | None = RECALIBRATE_DAYS):
+                 half_life_days: float | None = HALF_LIFE_DAYS, recalibrate_days: int | None = None):
         self.features, self.half_life_days, self.recalibrate_days = features, half_life_days, recalibrate_days
 
     def fit(self, X: pd.DataFrame, hours: np.ndarray, expired: np.ndarray, horizon: int = 168):  # noqa: N803
@@ -274,11 +283,89 @@ class RandomWalkTime:
         return np.minimum(u[None, :] / self._variance(X)[:, None], self.horizon)
 
 
+GARCH_YEAR_HOURS = 365 * 24  # the newest year of the training window: volatility's dynamics change slowly
+GARCH_START = "vol_72"  # a run of consecutive hours starts its filter from this variance
+
+
+class GarchTime:
+    """`garch`: first exit of a driftless walk with a GARCH(1,1) variance path (see the module notes);
+    `leverage` adds GJR's term for falls (o = 1)."""
+
+    needs_history = True  # its forecast of an hour filters through the hours before it
+
+    def __init__(self, target: float, leverage: bool = False, horizon: int = 168):
+        self.target, self.leverage, self.horizon = target, leverage, horizon
+        self.walk_ = RandomWalkTime(target, horizon)
+
+    def fit(self, X: pd.DataFrame, hours, expired, horizon: int = 168):  # noqa: N803 (outcomes are not used)
+        self.horizon = horizon
+        returns = X["ret_1"].to_numpy(dtype=float)[-GARCH_YEAR_HOURS:]
+        returns = returns[np.isfinite(returns)]
+        if len(returns) < 500:
+            raise ValueError(f"{len(returns)} hourly returns are too few to fit a GARCH model (need 500)")
+        scale = float(np.std(returns)) or 1.0  # the optimiser works best on returns of unit variance
+        fitted = arch_model(returns / scale, mean="Zero", vol="GARCH", p=1, o=int(self.leverage), q=1,
+                            dist="normal", rescale=False).fit(disp="off", show_warning=False)
+        params = fitted.params
+        self.omega_ = float(params["omega"]) * scale ** 2
+        self.alpha_, self.beta_ = float(params["alpha[1]"]), float(params["beta[1]"])
+        self.gamma_ = float(params["gamma[1]"]) if self.leverage else 0.0
+        self.persistence_ = min(self.alpha_ + self.gamma_ / 2 + self.beta_, 0.999)
+        self.mean_variance_ = self.omega_ / (1 - self.persistence_)
+        return self
+
+    def next_variance(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
+        """sigma^2 of the hour after each row, filtered through the consecutive rows before it."""
+        returns = X["ret_1"].to_numpy(dtype=float)
+        start = X[GARCH_START].to_numpy(dtype=float) ** 2
+        fresh = np.r_[True, np.diff(X.index) != pd.Timedelta(hours=1)] if isinstance(X.index, pd.DatetimeIndex) \
+            else np.ones(len(X), bool)
+        out = np.empty(len(X))
+        variance = self.mean_variance_
+        for i in range(len(X)):
+            if fresh[i]:  # a new run of hours: its own recent variance stands in for the filter's past
+                variance = start[i] if np.isfinite(start[i]) and start[i] > 0 else self.mean_variance_
+            r = returns[i]
+            shock = (self.alpha_ + self.gamma_ * (r < 0)) * r * r if np.isfinite(r) else \
+                (self.alpha_ + self.gamma_ / 2) * variance
+            variance = self.omega_ + shock + self.beta_ * variance
+            out[i] = variance
+        return out
+
+    def accumulated(self, X: pd.DataFrame, t: np.ndarray) -> np.ndarray:  # noqa: N803
+        """(n, len(t)): the variance V(t) the path accumulates by each t."""
+        first = self.next_variance(X)[:, None] - self.mean_variance_
+        t = np.asarray(t, float)[None, :]
+        decay = -np.log(self.persistence_)
+        return self.mean_variance_ * t + first * (1 - self.persistence_ ** t) / decay
+
+    def cdf(self, X: pd.DataFrame, t: np.ndarray) -> np.ndarray:  # noqa: N803
+        return np.interp(self.accumulated(X, t), self.walk_.u_, self.walk_.curve_, left=0.0, right=1.0)
+
+    def quantiles(self, X: pd.DataFrame, qs: tuple[float, ...] = QUANTILES) -> np.ndarray:  # noqa: N803
+        """Where V(t) reaches the variance at which the walk's exit probability is q (V increases with t)."""
+        grid = np.r_[np.geomspace(0.01, self.horizon, 400)]
+        variance = self.accumulated(X, grid)
+        out = np.empty((len(X), len(qs)))
+        for j, q in enumerate(qs):
+            needed = np.interp(q, self.walk_.curve_, self.walk_.u_)
+            index = np.minimum((variance < needed).sum(axis=1), len(grid) - 1)
+            low = np.maximum(index - 1, 0)
+            rows = np.arange(len(X))
+            span = variance[rows, index] - variance[rows, low]
+            share = np.clip((needed - variance[rows, low]) / np.where(span > 0, span, 1.0), 0, 1)
+            hours = grid[low] + share * (grid[index] - grid[low])
+            out[:, j] = np.where(variance[:, -1] < needed, self.horizon, hours)
+        return np.minimum(out, self.horizon)
+
+
 def make_time_model(name: str, target: float):
     if name == "climatology":
         return ClimatologyTime()
     if name == "random_walk":
         return RandomWalkTime(target)
+    if name == "garch":
+        return GarchTime(target)
     if name == "vol_logistic":
         return LogisticTime()
     if name == "xgboost_aft":

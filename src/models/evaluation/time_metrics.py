@@ -4,8 +4,11 @@ time model, coverage of the 10-90 % interval, and pinball-loss skill of the thre
 Forecasts are arrays of FORECAST_COLUMNS per hour; outcomes are the hours until resolution (the hit
 candle's number k, or inf when the window expired). A touch at hour k happened in (k - 1, k], uniformly
 for all we know: coverage counts the share of that hour inside the interval, and the pinball loss uses
-its midpoint; an expired window counts as covered when the interval reaches past H (p_horizon < 0.9),
-and as H for the pinball loss of the quantiles capped at H.
+its midpoint. An expired window is only known to lie past H: when the forecast puts more than 10 % past H
+(p_horizon < 0.9, so its 90 % point lies past H) it counts as covered with the forecast's own P(T <= q90 | T > H) =
+(0.9 - p_horizon) / (1 - p_horizon), else as not covered; for the pinball loss it counts as H. (Counting
+it as wholly covered, as before 2026-12-02, gave a calibrated forecast a coverage of 0.9, not 0.8, whenever
+p_horizon < 0.9: the calm half-years of the 5 % targets looked too wide.)
 """
 from __future__ import annotations
 
@@ -14,23 +17,29 @@ import numpy as np
 QUANTILE_LEVELS = (0.1, 0.5, 0.9)
 
 
-def _within(hours: np.ndarray, horizon: int) -> np.ndarray:
+def within(hours: np.ndarray, horizon: int) -> np.ndarray:
     """(n, 3) outcomes of the three probability forecasts: resolved within 6 h, 24 h, H."""
     return np.column_stack([hours <= k for k in (6, 24, horizon)]).astype(float)
 
 
 def time_loss(forecast: np.ndarray, hours: np.ndarray, horizon: int = 168) -> np.ndarray:
     """Per hour: the mean Brier loss of the three probability forecasts (the champion rule's loss)."""
-    return ((forecast[:, :3] - _within(hours, horizon)) ** 2).mean(axis=1)
+    return ((forecast[:, :3] - within(hours, horizon)) ** 2).mean(axis=1)
 
 
 def interval_coverage(forecast: np.ndarray, hours: np.ndarray) -> np.ndarray:
-    """Per hour: the share of the outcome inside [q10, q90]."""
+    """Per hour: the share of the outcome inside [q10, q90] (an expired one: see the module notes)."""
     low, high = forecast[:, 3], forecast[:, 5]
     expired = ~np.isfinite(hours)
     k = np.where(expired, 0.0, hours)
     inside = np.clip(np.minimum(high, k) - np.maximum(low, k - 1), 0.0, 1.0)
-    return np.where(expired, forecast[:, 2] < 0.9, inside).astype(float)
+    return np.where(expired, censored_coverage(forecast[:, 2]), inside).astype(float)
+
+
+def censored_coverage(p_horizon: np.ndarray) -> np.ndarray:
+    """How much of an expired outcome the interval covers, by the forecast's own tail past H (the same in SQL:
+    src.database.records.scores)."""
+    return np.clip((0.9 - p_horizon) / np.maximum(1 - p_horizon, 1e-12), 0.0, 1.0)
 
 
 def pinball(forecast: np.ndarray, hours: np.ndarray, horizon: int = 168) -> np.ndarray:
@@ -53,8 +62,8 @@ def time_metrics(forecast: np.ndarray, climatology: np.ndarray, hours: np.ndarra
     n = len(hours)
     if n == 0:
         return {"n": 0}
-    within = _within(hours, horizon)
-    loss, reference = (forecast[:, :3] - within) ** 2, (climatology[:, :3] - within) ** 2
+    outcomes = within(hours, horizon)
+    loss, reference = (forecast[:, :3] - outcomes) ** 2, (climatology[:, :3] - outcomes) ** 2
     return {"n": n,
             "brier_skill_6h": _skill(loss[:, 0], reference[:, 0]),
             "brier_skill_24h": _skill(loss[:, 1], reference[:, 1]),

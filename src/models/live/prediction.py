@@ -22,6 +22,7 @@ from src.database.records import RecordStore
 from src.database.records.rows import prediction_rows, resolution_rows
 from src.models.estimators.direction import MODEL_NAMES, prob_up
 from src.models.estimators.time_models import TIME_MODEL_NAMES, forecast_array
+from src.models.evaluation.serving import ServingRule, compose
 from src.models.live.registry import LoadedModel, ModelRegistry
 from src.utils.candles import last_closed_before
 from src.utils.errors import UserError, failure_reason
@@ -54,7 +55,8 @@ class Predictor:
 
     def features_at(self, symbol: str, candle_time: pd.Timestamp,
                     windows: dict[str, pd.DataFrame] | None = None) -> tuple[pd.DataFrame, float] | None:
-        """The feature row of `candle_time` from candles up to it, and that candle's close (the entry
+        """The features of every hour of the window up to `candle_time` (its last row is that hour's; a model
+        that filters through time, `garch`, reads the rows before it), and that candle's close (the entry
         price); None when that candle is not stored. `windows` holds the candle windows already read in
         this cycle (every asset's and BTC's, the context, in one query)."""
         windows = {} if windows is None else windows
@@ -69,7 +71,7 @@ class Predictor:
             raise UserError(f"no {CONTEXT_SYMBOL} candles before {candle_time:%Y-%m-%d %H:%M} UTC for the btc_* "
                             f"context features; backfill {CONTEXT_SYMBOL}")
         features = compute_features(candles, context)
-        return features.loc[[candle_time]], float(candles["close"].iloc[-1])
+        return features.loc[:candle_time], float(candles["close"].iloc[-1])
 
     def _windows(self, symbols: list[str], candle_time: pd.Timestamp) -> dict[str, pd.DataFrame]:
         return self.ops.get_candle_windows(symbols, self.timeframe,
@@ -105,7 +107,8 @@ class Predictor:
                 result.stale.setdefault(symbol, f"candle {candle_time} is not stored")
                 log.warning("%s: no prediction, %s", symbol, result.stale[symbol])
                 continue
-            row, close = found
+            history, close = found
+            row = history.iloc[[-1]]
             feature_rows[symbol] = row
             entry = np.array([close])
             for target in self.targets:
@@ -118,7 +121,7 @@ class Predictor:
                     log.warning("%s %g: no prediction, %s", symbol, target, reason,
                                 exc_info=not isinstance(exc, UserError))
                 try:  # how soon is extra: its failure never costs the direction forecast
-                    time_rows.extend(self._forecast_timing(symbol, target, row, result, as_of))
+                    time_rows.extend(self._forecast_timing(symbol, target, history, result, as_of))
                 except Exception as exc:
                     log.warning("%s %g: no how-soon forecast, %s: %s", symbol, target, type(exc).__name__, exc)
             result.predicted.append(symbol)
@@ -230,19 +233,34 @@ class Predictor:
                 result.champions[(symbol, target)] = (name, float(p[0]))
         return rows
 
-    def _forecast_timing(self, symbol: str, target: float, row: pd.DataFrame, result: CycleResult,
+    def _forecast_timing(self, symbol: str, target: float, history: pd.DataFrame, result: CycleResult,
                          as_of: pd.Timestamp | None) -> list:
-        """How-soon forecasts of every time model of the group; none (and a log line) when it has no time
+        """How-soon forecasts of every time model of the group for the last hour of `history`, the champion's
+        served by its rule (src.models.evaluation.serving); none (and a log line) when the group has no time
         champion yet: the direction forecast stands on its own."""
         models = self._models(symbol, target, as_of, "resolution")
         if "champion" not in models:
             log.info("%s %g: no how-soon model yet (train creates it)", symbol, target)
             return []
-        matrix = with_barrier(row, target)
-        rows = []
+        matrix = with_barrier(history, target)
+        hour = matrix.index[-1]
+        forecasts, versions, serving = {}, {}, None
         for name, loaded, is_champion in self._each_model(symbol, target, models, "resolution", result, as_of):
-            forecast = forecast_array(loaded.estimator, matrix, self.horizon)
-            rows.append((symbol, target, name, loaded.version, row.index[0], forecast[0], is_champion))
+            forecasts[name] = hour_forecast(loaded.estimator, matrix, self.horizon)
+            versions[name] = loaded.version
             if is_champion:
-                result.timings[(symbol, target)] = (name, float(forecast[0, 1]), float(forecast[0, 4]))
+                serving = loaded
+        rule = ServingRule.from_metrics(serving.meta.get("metrics"), serving.model_name, self.horizon)
+        forecasts[serving.model_name] = compose(forecasts[serving.model_name], forecasts.get("climatology"), rule,
+                                                self.horizon)
+        rows = [(symbol, target, name, versions[name], hour, forecast[0], name == serving.model_name)
+                for name, forecast in forecasts.items()]
+        champion = forecasts[serving.model_name]
+        result.timings[(symbol, target)] = (serving.model_name, float(champion[0, 1]), float(champion[0, 4]))
         return rows
+
+
+def hour_forecast(estimator, matrix: pd.DataFrame, horizon: int) -> np.ndarray:
+    """(1, 6): the forecast of the last row of `matrix`; a model that filters through time reads every row."""
+    rows = matrix if getattr(estimator, "needs_history", False) else matrix.iloc[[-1]]
+    return forecast_array(estimator, rows, horizon)[-1:]

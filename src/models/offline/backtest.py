@@ -32,7 +32,18 @@ from src.models.estimators.tasks import DIRECTION, RESOLUTION, TASKS, Task
 from src.models.estimators.units import forecast_unit
 from src.models.evaluation.scoring import DIRECTION_ROWS, TIMING_ROWS, score_rows
 from src.models.evaluation.selection import Evidence
-from src.models.offline.training import Fold, TrainSettings, choose, fold_evidence, fold_plan, fold_units, unwrap
+from src.models.evaluation.serving import ServingRule
+from src.models.offline.training import (
+    Fold,
+    TrainSettings,
+    champion_rule,
+    choose,
+    fold_evidence,
+    fold_plan,
+    fold_units,
+    served,
+    unwrap,
+)
 from src.utils.errors import UserError, check_stop, failure_reason
 from src.utils.executors import Executor, LocalExecutor, batches, map_groups
 from src.utils.progress import Progress
@@ -150,8 +161,11 @@ def _finish(plan: BacktestPlan, outputs: list, start: pd.Timestamp, end: pd.Time
     for point, hours, entry in plan.points:
         for task in TASKS:
             own, forecasts = plan.samples[task.name], unwrap(next(outputs))
-            champion = _champion_at(task, evidence[task.name], own, point, settings)
-            frames[task.name].extend(_rows(task, plan.symbol, plan.target, point, hours, forecasts, champion, entry,
+            champion, rule = _champion_at(task, evidence[task.name], own, point, settings)
+            users_got = dict(forecasts)
+            users_got[champion] = served(Evidence(hours, np.zeros(len(hours)), forecasts), champion, rule,
+                                         settings.horizon)
+            frames[task.name].extend(_rows(task, plan.symbol, plan.target, point, hours, users_got, champion, entry,
                                            settings.timeframe))
             evidence[task.name] = evidence[task.name] + _labelled_forecasts(own, hours, forecasts)
     outcomes = plan.samples[DIRECTION.name].outcomes  # the label function's, with the exchange's gaps
@@ -175,12 +189,14 @@ def _rows(task: Task, symbol: str, target: float, point: pd.Timestamp, hours: pd
             for name, p in forecasts.items()]
 
 
-def _champion_at(task: Task, evidence: Evidence, data: Dataset, point: pd.Timestamp, settings: TrainSettings) -> str:
-    """The champion the product would deploy at `point`: its rule, on the forecasts of the validation span
-    before it whose labels were known then."""
+def _champion_at(task: Task, evidence: Evidence, data: Dataset, point: pd.Timestamp,
+                 settings: TrainSettings) -> tuple[str, ServingRule | None]:
+    """The champion the product would deploy at `point`, and how it is served: its rules, on the forecasts of
+    the validation span before it whose labels were known then."""
     span = pd.Timedelta(days=settings.n_folds * settings.fold_days)
     known = evidence.between(point - span, point).known_by(data.purged(point).X.index)
-    return choose(task, known, settings).champion
+    champion = choose(task, known, settings).champion
+    return champion, champion_rule(task, known, champion, settings)
 
 
 def _labelled_forecasts(data: Dataset, hours: pd.DatetimeIndex, forecasts: dict[str, np.ndarray]) -> Evidence:

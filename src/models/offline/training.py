@@ -16,17 +16,21 @@ import logging
 import threading
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from src.data.features import FEATURE_VERSION, FEATURE_WINDOW_HOURS
 from src.data.history import load_candles, unfillable_hours
 from src.database.operations import DatabaseOperations
 from src.database.records import RecordStore
+from src.models.estimators.any_size import POOLED_TARGET, SIZE_GRID, fit_any_size, size_samples
+from src.models.estimators.any_size import TASK as ANY_SIZE
 from src.models.estimators.dataset import Dataset, asset_features, build_dataset
 from src.models.estimators.direction import min_calibration_samples
-from src.models.estimators.tasks import DIRECTION, TASKS, Task
+from src.models.estimators.tasks import DIRECTION, RESOLUTION, TASKS, Task
 from src.models.estimators.units import fit_unit, forecast_unit
 from src.models.evaluation.selection import ChampionChoice, Evidence, choose_champion
+from src.models.evaluation.serving import ServingRule, compose, serving_rule
 from src.models.live.registry import ModelRegistry
 from src.utils.errors import UserError, check_stop, failure_reason
 from src.utils.executors import Executor, LocalExecutor, UnitFailure, batches, map_groups
@@ -71,6 +75,7 @@ class TaskResult:
     folds: list[tuple[pd.Timestamp, Evidence]] = field(default_factory=list)  # (fold end, forecasts)
     selection: ChampionChoice | None = None  # the deployed champion's choice, on every fold
     champion: str = "climatology"
+    rule: ServingRule | None = None  # how soon: how the champion is served (src.models.evaluation.serving)
 
 
 @dataclass
@@ -157,11 +162,28 @@ def choose(task: Task, evidence: Evidence, settings: TrainSettings) -> ChampionC
                            loss=lambda p, y: task.loss(p, y, settings.horizon))
 
 
-def evidence_metrics(task: Task, evidence: Evidence, horizon: int, champion: str | None = None) -> dict[str, dict]:
-    """Every model's metrics on the evidence (skill against climatology), and the champion's under 'champion'."""
+def champion_rule(task: Task, evidence: Evidence, champion: str, settings: TrainSettings) -> ServingRule | None:
+    """How soon: the serving rule of `champion` on this evidence (None for direction)."""
+    if task is not RESOLUTION:
+        return None
+    return serving_rule(evidence, champion, settings.significance, settings.horizon)
+
+
+def served(evidence: Evidence, champion: str, rule: ServingRule | None, horizon: int) -> np.ndarray:
+    """The champion's forecasts as users get them: composed by the rule (how soon), or as they are."""
+    if rule is None:
+        return evidence.p[champion]
+    return compose(evidence.p[champion], evidence.p.get("climatology"), rule, horizon)
+
+
+def evidence_metrics(task: Task, evidence: Evidence, horizon: int, champion: str | None = None,
+                     rule: ServingRule | None = None) -> dict[str, dict]:
+    """Every model's metrics on the evidence (skill against climatology), and the champion's as served under
+    'champion'."""
     metrics = {name: task.metrics(p, evidence.p["climatology"], evidence.y, horizon) for name, p in evidence.p.items()}
     if champion is not None:
-        metrics["champion"] = metrics[champion]
+        metrics["champion"] = task.metrics(served(evidence, champion, rule, horizon), evidence.p["climatology"],
+                                           evidence.y, horizon)
     return metrics
 
 
@@ -214,10 +236,38 @@ class Trainer:
                 if progress is not None:
                     progress(1)
         ordered = [results[symbol, target] for symbol in symbols for target in targets]
+        for symbol in symbols:  # the any-size model of each asset that trained (its failure costs nothing else)
+            if any(not r.skipped for r in ordered if r.symbol == symbol):
+                self._train_any_size(candles, symbol, cut)
         self.records.record_group_problems("train", s.timeframe,
                                            {(r.symbol, r.target): r.skipped for r in ordered if r.skipped},
                                            [(r.symbol, r.target) for r in ordered if not r.skipped])
         return ordered
+
+    def _train_any_size(self, candles: dict[str, pd.DataFrame], symbol: str, cut: pd.Timestamp | None) -> str | None:
+        """Fit and crown the asset's how-soon model for any move size (src.models.estimators.any_size)."""
+        s = self.settings
+        try:
+            check_stop(self.stop, "training")
+            as_of = cut or candles[symbol]["timestamp"].iloc[-1] + pd.Timedelta(hours=1)
+            samples = size_samples(candles[symbol], asset_features(candles, symbol), s.horizon,
+                                   unfillable_hours(self.ops, symbol, s.timeframe)).purged(as_of, 0, s.training_days)
+            if len(samples.y) < s.needed_samples:
+                raise UserError(f"{len(samples.y)} samples over the sizes, need {s.needed_samples}")
+            version = self.registry.save(
+                fit_any_size(samples, s.horizon), symbol=symbol, timeframe=s.timeframe, target=POOLED_TARGET,
+                model_name=ANY_SIZE, task=ANY_SIZE, train_start=samples.X.index[0], train_end=as_of,
+                n_samples=len(samples.y), metrics={"feature_version": FEATURE_VERSION, "horizon_hours": s.horizon,
+                                                   "sizes": list(SIZE_GRID)})
+        except Exception as exc:  # the configured targets are served without it (a stop is no Exception)
+            log.error("train %s any-size how-soon model skipped: %s", symbol, failure_reason(exc),
+                      exc_info=not isinstance(exc, UserError))
+            return None
+        self.records.promote(version)
+        self.registry.prune(symbol, s.timeframe, POOLED_TARGET, task=ANY_SIZE)
+        log.info("%s any-size how-soon model: trained on %d samples over %d sizes", symbol, len(samples.y),
+                 len(SIZE_GRID))
+        return version
 
     @staticmethod
     def _skipped(symbol: str, target: float, exc: Exception, progress: Progress | None) -> GroupResult:
@@ -274,6 +324,8 @@ class Trainer:
         for name in task.models:
             selection = {"selection_loss": result.selection.loss.get(name),
                          "selection_p_value": result.selection.p_values.get(name)}
+            if name == result.champion and result.rule is not None:
+                selection |= result.rule.metrics()
             result.versions[name] = self.registry.save(
                 fitted[name], symbol=symbol, timeframe=s.timeframe, target=target, model_name=name, task=task.name,
                 train_start=known.X.index[0], train_end=as_of, n_samples=len(known.y),
@@ -282,8 +334,9 @@ class Trainer:
         self.records.promote(result.versions[result.champion])
         self.registry.prune(symbol, s.timeframe, target, task=task.name)
         self._store_validation(symbol, target, result, as_of)
-        log.info("%s %g %s: trained on %d samples; champion %s: %s", symbol, target, task.name, len(known.y),
-                 result.champion, result.selection.reason)
+        served_as = "" if result.rule is None else f"; its own P at {list(result.rule.kept_hours)} h"
+        log.info("%s %g %s: trained on %d samples; champion %s: %s%s", symbol, target, task.name, len(known.y),
+                 result.champion, result.selection.reason, served_as)
         return result
 
     def _choose(self, task: Task, result: TaskResult) -> None:
@@ -292,13 +345,21 @@ class Trainer:
         s = self.settings
         if not result.folds:
             result.selection = choose(task, Evidence.empty(task.models), s)
+            result.rule = champion_rule(task, Evidence.empty(task.models), result.champion, s)
             return
         every = sum((ev for _, ev in result.folds[1:]), result.folds[0][1])
         result.selection = choose(task, every, s)
         result.champion = result.selection.champion
+        result.rule = champion_rule(task, every, result.champion, s)
         earlier = [ev for _, ev in result.folds[:-1]]
-        policy = choose(task, sum(earlier[1:], earlier[0]), s).champion if earlier else task.models[0]
-        result.metrics = evidence_metrics(task, result.folds[-1][1], s.horizon, policy)
+        if earlier:
+            before = sum(earlier[1:], earlier[0])
+            policy = choose(task, before, s).champion
+            policy_rule = champion_rule(task, before, policy, s)
+        else:
+            policy = task.models[0]
+            policy_rule = champion_rule(task, Evidence.empty(task.models), policy, s)
+        result.metrics = evidence_metrics(task, result.folds[-1][1], s.horizon, policy, policy_rule)
 
     def _store_validation(self, symbol: str, target: float, result: TaskResult, as_of: pd.Timestamp) -> None:
         """The held-out last fold's metrics per model and for the champion policy, dated at the cut."""

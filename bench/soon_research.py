@@ -1,0 +1,184 @@
+"""How soon, round 2 (issue #26): the product's how-soon champion as served, walked forward on the shared candles.
+
+Per group, every time model is refitted at monthly retrain points (as the issue's measurement) from 240 days
+before the period, with the product's purging and embargo; at each point inside the period the champion and its
+serving rule (src.models.evaluation.serving: the horizons kept by a one-sided DM test against climatology, and
+the rolling conformal correction of the quantiles) are chosen on the forecasts of the 240 days before it whose
+outcomes were known then, exactly as `backtest` does. Reported per model and for the champion as served: Brier
+skill of P(within 6 h / 24 h / H) against the climatology refitted at every point (the 24 h one with its 95 %
+interval, a 7-day block bootstrap over days), the 10-90 % interval's coverage overall and per calendar half-year,
+pinball skill, and the kept horizons (share of points).
+
+Variants for the choices (fixed on --period long_choice, 2021-07..2022-06, then reported unchanged):
+`garch` vs `gjr` (GARCH(1,1) with a leverage term); the rolling window of the conformal correction (30, 60, 90
+days; `none`: no correction, the intervals as the models give them); `vol_logistic` without (the product's
+since this round) and with (`_fit_levels`) its earlier in-fit recalibration of quantile levels. The choices
+(long_choice, every 30 days, bench/results/soon_choice.txt): GARCH (GJR no better), 60 days, no in-fit levels.
+
+Run: python bench/soon_research.py --period long_choice   (report: --period report)
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.model_research import EMBARGO, PERIODS, H, candles, run_per_group  # noqa: E402
+from src.data.features import compute_features  # noqa: E402
+from src.models.estimators.dataset import build_dataset, build_time_dataset  # noqa: E402
+from src.models.estimators.time_models import (  # noqa: E402
+    RECALIBRATE_DAYS,
+    GarchTime,
+    LogisticTime,
+    forecast_array,
+    make_time_model,
+)
+from src.models.evaluation.selection import Evidence, choose_champion, skill_interval  # noqa: E402
+from src.models.evaluation.serving import ServingRule, compose, interval_shifts, kept_horizons  # noqa: E402
+from src.models.evaluation.time_metrics import interval_coverage, time_loss, time_metrics  # noqa: E402
+
+WARM_UP_DAYS = 240  # the product's validation span: 4 folds of 60 days
+LEVEL = 0.05
+MIN_TRAIN = 2000
+WINDOWS = {"none": None, "w30": 30, "w60": 60, "w90": 90}
+
+
+def models(target: float) -> dict:
+    return {"climatology": make_time_model("climatology", target),
+            "random_walk": make_time_model("random_walk", target),
+            "garch": GarchTime(target),
+            "gjr": GarchTime(target, leverage=True),
+            "vol_logistic": make_time_model("vol_logistic", target),
+            "vol_logistic_fit_levels": LogisticTime(recalibrate_days=RECALIBRATE_DAYS)}
+
+
+def contests(names: list[str]) -> dict[str, tuple[str, ...]]:
+    """The champion contests compared: the product's order with garch, with gjr, and without either."""
+    return {"with_garch": ("climatology", "random_walk", "garch", "vol_logistic"),
+            "with_gjr": ("climatology", "random_walk", "gjr", "vol_logistic"),
+            "fit_levels": ("climatology", "random_walk", "garch", "vol_logistic_fit_levels")}
+
+
+def group_forecasts(asset: str, target: float, period: tuple, every: int) -> tuple:
+    raw = {a: candles(a) for a in {asset, "BTC_USDT"}}
+    features = compute_features(raw[asset], raw["BTC_USDT"] if asset != "BTC_USDT" else None)
+    data = build_time_dataset(build_dataset(raw[asset], features, target, H), features, target, H)
+    first = period[0] - pd.Timedelta(days=WARM_UP_DAYS)
+    points = pd.date_range(first, period[1], freq=f"{every}D", inclusive="left")
+    forecasts: dict[str, list] = {}
+    seconds: dict[str, float] = {}
+    index, outcomes, point_of = [], [], []
+    for i, point in enumerate(points):
+        stop = points[i + 1] if i + 1 < len(points) else period[1]
+        train = data.purged(point, EMBARGO)
+        test = (data.X.index >= point) & (data.X.index < stop)
+        if len(train.y) < MIN_TRAIN:  # the candles begin 2021-01: the first points of long_choice have none
+            continue
+        hours = train.y.to_numpy(float)
+        expired = ~np.isfinite(hours)
+        for name, model in models(target).items():
+            started = time.perf_counter()
+            model.fit(train.X, np.where(expired, 0.0, hours), expired, H)
+            seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - started
+            forecasts.setdefault(name, []).append(forecast_array(model, data.X[test], H))
+        index.append(data.X.index[test])
+        outcomes.append(data.y[test].to_numpy(float))
+        point_of.append(np.full(test.sum(), i))
+    times = index[0].append(index[1:])
+    evidence = Evidence(times, np.concatenate(outcomes), {k: np.vstack(v) for k, v in forecasts.items()})
+    known_at = data.known_at.reindex(times).to_numpy()
+    return asset, target, walk(evidence, known_at, np.concatenate(point_of), points, period), seconds
+
+
+def walk(evidence: Evidence, known_at: np.ndarray, point_of: np.ndarray, points: pd.DatetimeIndex,
+         period: tuple) -> dict:
+    """The served champion of every contest and window, chosen at each point in the period on what was known."""
+    served: dict[str, list] = {}
+    kept: dict[str, list] = {}
+    span = pd.Timedelta(days=WARM_UP_DAYS)
+    for i, point in enumerate(points):
+        if point < period[0]:
+            continue
+        rows = point_of == i
+        if not rows.any():
+            continue
+        before = evidence.where((evidence.times >= point - span) & (evidence.times < point) & (known_at <= point))
+        for contest, order in contests(list(evidence.p)).items():
+            choice = choose_champion(before, LEVEL, H, order, loss=lambda p, y: time_loss(p, y, H))
+            horizons = kept_horizons(before, choice.champion, LEVEL, H)
+            kept.setdefault(contest, []).append((choice.champion, horizons))
+            for label, days in WINDOWS.items():
+                shifts = (0.0, 0.0, 0.0) if days is None else interval_shifts(before, choice.champion, H, days)
+                rule = ServingRule(horizons, shifts)
+                out = compose(evidence.p[choice.champion][rows], evidence.p["climatology"][rows], rule, H)
+                served.setdefault(f"{contest}/{label}", []).append(out)
+        for name in ("garch", "gjr", "vol_logistic", "vol_logistic_fit_levels"):  # each model alone, corrected
+            shifts = interval_shifts(before, name, H, 60)
+            out = compose(evidence.p[name][rows], None, ServingRule((6, 24, H), shifts), H)
+            served.setdefault(f"{name}+w60", []).append(out)
+    inside = evidence.where(evidence.times >= period[0])
+    return {"evidence": inside, "served": {k: np.vstack(v) for k, v in served.items()}, "kept": kept}
+
+
+def half_year(times: pd.DatetimeIndex) -> np.ndarray:
+    return np.array([f"{t.year}H{1 if t.month <= 6 else 2}" for t in times])
+
+
+def score(name: str, forecast: np.ndarray, ev: Evidence, halves: np.ndarray) -> dict:
+    m = time_metrics(forecast, ev.p["climatology"], ev.y, H)
+    within = (ev.y <= 24).astype(float)
+    low, high = skill_interval(within, forecast[:, 1], ev.p["climatology"][:, 1], ev.times)
+    row = {"model": name, "n": m["n"], "bss_6h": m["brier_skill_6h"], "bss_24h": m["brier_skill_24h"],
+           "ci_low": low, "ci_high": high, "bss_H": m["brier_skill_horizon"], "coverage": m["interval_coverage"],
+           "pinball": m["pinball_skill"]}
+    covered = interval_coverage(forecast, ev.y)
+    for half in sorted(set(halves)):
+        row[f"cov_{half}"] = float(covered[halves == half].mean())
+    return row
+
+
+def main() -> None:
+    started = time.perf_counter()
+    args, results = run_per_group(group_forecasts, __doc__)
+    rows, kept_rows = [], []
+    for asset, target, walked, seconds in results:
+        ev = walked["evidence"]
+        halves = half_year(ev.times)
+        group = f"{asset[:3]} {target:.0%}"
+        base = {"group": group, "base_6h": float((ev.y <= 6).mean()), "base_24h": float((ev.y <= 24).mean()),
+                "base_H": float(np.isfinite(ev.y).mean())}
+        for name, forecast in ev.p.items():
+            if name != "climatology":
+                rows.append(base | score(name, forecast, ev, halves) | {"fit_s": seconds.get(name)})
+        for name, forecast in walked["served"].items():
+            rows.append(base | score(name, forecast, ev, halves))
+        for contest, choices in walked["kept"].items():
+            champions = pd.Series([c for c, _ in choices]).value_counts().to_dict()
+            shares = {f"kept_{h}h": float(np.mean([h in k for _, k in choices])) for h in (6, 24, H)}
+            kept_rows.append({"group": group, "contest": contest, "points": len(choices),
+                              "champions": champions} | shares)
+    table = pd.DataFrame(rows)
+    pd.set_option("display.width", 250)
+    pd.set_option("display.max_columns", 40)
+    print(f"{args.period} period {PERIODS[args.period][0]:%Y-%m-%d}..{PERIODS[args.period][1]:%Y-%m-%d}, "
+          f"retrained every {args.every} days, champion on the {WARM_UP_DAYS} days before each point\n")
+    print(table.round(3).to_string(index=False))
+    print("\nkept horizons and champions per point:")
+    print(pd.DataFrame(kept_rows).round(2).to_string(index=False))
+    cov = [c for c in table.columns if c.startswith("cov_")]
+    summary = table.groupby("model").agg(
+        bss_24h_min=("bss_24h", "min"), bss_24h_mean=("bss_24h", "mean"), pinball_min=("pinball", "min"),
+        coverage_min=("coverage", "min"), coverage_max=("coverage", "max"),
+        **{f"{c}_min": (c, "min") for c in cov}, **{f"{c}_max": (c, "max") for c in cov})
+    print("\nper model over the 9 groups:")
+    print(summary.round(3).to_string())
+    print(f"\ntotal {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

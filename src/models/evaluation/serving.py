@@ -1,0 +1,100 @@
+"""How the how-soon champion is served, decided on its out-of-sample evidence (the walk-forward folds, or the
+backtest's forecasts known at a retrain point):
+
+- **A champion per horizon.** The champion's P(within t) is kept only at the horizons t (6 h, 24 h, H) where
+  its one-sided Diebold-Mariano test against climatology's P(within t) is significant (Newey-West lag H);
+  elsewhere climatology's is served. The composed P is then made non-decreasing in t.
+- **Rolling conformal intervals.** Each of the champion's 10/50/90 % quantiles is corrected by a factor in
+  hours: on the newest RECALIBRATION_DAYS of evidence, the q-quantile of log(outcome / forecast quantile)
+  (a touch in hour k placed uniformly in (k - 1, k], a fixed seed; an expired window is beyond every
+  quantile). Conformalised quantile regression on log time (Romano et al., 2019), refreshed at every
+  (re)training, so a calm or a wild half-year is followed within weeks.
+
+The rule is stored with the champion (registry metrics `kept_horizons`, `quantile_shifts`); the live cycle
+and the backtest compose the served row from the champion's and climatology's forecasts by `compose`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from src.models.evaluation.selection import MIN_EVIDENCE, Evidence, diebold_mariano
+from src.models.evaluation.time_metrics import QUANTILE_LEVELS, within
+
+RECALIBRATION_DAYS = 60  # the newest evidence the interval follows (30 / 60 / 90 compared on 2021-07..2022-06)
+MIN_RECALIBRATION = 500  # fewer labelled hours: the quantiles are served as the model gives them
+BASELINE = "climatology"
+
+
+@dataclass(frozen=True)
+class ServingRule:
+    kept_hours: tuple[int, ...] = ()  # the horizons whose P(within t) is the champion's own
+    shifts: tuple[float, ...] = (0.0, 0.0, 0.0)  # added to log q10 / q50 / q90
+
+    def metrics(self) -> dict:
+        return {"kept_horizons": list(self.kept_hours), "quantile_shifts": [round(s, 6) for s in self.shifts]}
+
+    @classmethod
+    def from_metrics(cls, metrics: dict | None, champion: str, horizon: int) -> ServingRule:
+        """The stored rule; a champion stored before rules existed serves its own P at every horizon."""
+        metrics = metrics or {}
+        if "kept_horizons" not in metrics:
+            return cls(() if champion == BASELINE else (6, 24, horizon))
+        return cls(tuple(int(h) for h in metrics["kept_horizons"]),
+                   tuple(float(s) for s in metrics.get("quantile_shifts") or (0.0, 0.0, 0.0)))
+
+
+def kept_horizons(evidence: Evidence, champion: str, level: float, horizon: int) -> tuple[int, ...]:
+    """The horizons at which the champion beats climatology's P(within t) significantly (one-sided DM)."""
+    if champion == BASELINE or len(evidence) < MIN_EVIDENCE:
+        return ()
+    outcomes = within(evidence.y, horizon)
+    kept = []
+    for j, hours in enumerate((6, 24, horizon)):
+        loss_champion = (evidence.p[champion][:, j] - outcomes[:, j]) ** 2
+        loss_climatology = (evidence.p[BASELINE][:, j] - outcomes[:, j]) ** 2
+        if diebold_mariano(loss_climatology, loss_champion, horizon) < level:
+            kept.append(hours)
+    return tuple(kept)
+
+
+def interval_shifts(evidence: Evidence, champion: str, horizon: int,
+                    days: int = RECALIBRATION_DAYS) -> tuple[float, float, float]:
+    """Log-hour corrections of the champion's three quantiles from its newest `days` of evidence."""
+    if len(evidence) == 0:
+        return (0.0, 0.0, 0.0)
+    recent = evidence.where(evidence.times > evidence.times.max() - pd.Timedelta(days=days))
+    if len(recent) < MIN_RECALIBRATION:
+        return (0.0, 0.0, 0.0)
+    hours = recent.y
+    expired = ~np.isfinite(hours)
+    touched = np.where(expired, 0.0, hours) - np.random.default_rng(0).uniform(size=len(hours))
+    beyond = float(np.log(10.0 * horizon))  # an expired window's score: past any quantile (served capped at H)
+    shifts = []
+    for j, level in enumerate(QUANTILE_LEVELS):
+        quantile = np.maximum(recent.p[champion][:, 3 + j], 1e-3)
+        scores = np.where(expired, beyond, np.log(np.maximum(touched, 1e-3) / quantile))
+        shifts.append(float(np.quantile(scores, level, method="inverted_cdf")))
+    return tuple(shifts)
+
+
+def serving_rule(evidence: Evidence, champion: str, level: float, horizon: int) -> ServingRule:
+    return ServingRule(kept_horizons(evidence, champion, level, horizon),
+                       interval_shifts(evidence, champion, horizon))
+
+
+def compose(champion: np.ndarray, climatology: np.ndarray | None, rule: ServingRule, horizon: int) -> np.ndarray:
+    """The served forecast rows: the champion's P at the kept horizons and climatology's elsewhere, made
+    non-decreasing in t; the champion's quantiles corrected by the rule's shifts, ordered and capped at H.
+    Without climatology's forecast (it did not load) the champion's own P is served."""
+    served = np.array(champion, dtype=float, copy=True)
+    if climatology is not None:
+        for j, hours in enumerate((6, 24, horizon)):
+            if hours not in rule.kept_hours:
+                served[:, j] = climatology[:, j]
+    served[:, :3] = np.maximum.accumulate(served[:, :3], axis=1)
+    quantiles = served[:, 3:6] * np.exp(np.asarray(rule.shifts, float))[None, :]
+    served[:, 3:6] = np.minimum(np.maximum.accumulate(quantiles, axis=1), horizon)
+    return served
