@@ -96,6 +96,7 @@ def asked(trained):
     return ops, records, registry, MoveForecaster(ops, records, registry, TRAINED_TARGETS)
 
 
+@pytest.mark.host_tz
 def test_each_door_answers_a_size_nobody_configured_from_the_newest_candle(asked):
     ops, records, registry, moves = asked
     now = NEWEST + pd.Timedelta(hours=1, minutes=5)

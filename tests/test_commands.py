@@ -158,7 +158,7 @@ def test_bad_input_gets_one_line_naming_the_valid_choices(talk):
                           ("/soon btc/usdt 0.02", "target 0.02 %: 1 %, 5 %"),
                           ("/record BTC abc", "days must be a whole number from 1 to 365"),
                           ("/record 400", "days must be a whole number from 1 to 365"),
-                          ("/soon", "which asset? /soon ASSET [TARGET]"),
+                          ("/soon", "which asset? /soon ASSET [MOVE]"),
                           ("/frobnicate", "unknown command /frobnicate: /now, /soon, /record")]:
         assert _text(_ask(api, records, command)).startswith(line), command
 

@@ -344,7 +344,7 @@ def test_backtest_champion_is_chosen_only_on_labels_known_at_the_point():
         known_at = pd.Series(times + pd.Timedelta(days=30), index=times)
         known_at.iloc[:known] = times[:known] + pd.Timedelta(hours=1)
         data = Dataset(pd.DataFrame(index=times), pd.Series(y, index=times), known_at, pd.DataFrame())
-        assert _champion_at(DIRECTION, evidence, data, point, settings) == champion
+        assert _champion_at(DIRECTION, evidence, data, point, settings) == (champion, None)
 
 
 @pytest.mark.host_tz

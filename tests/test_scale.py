@@ -66,7 +66,7 @@ def dask_cluster():
 
 def test_backtest_is_the_same_on_every_executor_and_a_killed_worker_changes_nothing(btc_year, dask_cluster):
     serial = _backtest(btc_year, LocalExecutor(1))
-    assert len(serial[0]) == 14 * 24 * 3 and len(serial[1]) == 14 * 24 * 3  # one row per model and hour
+    assert len(serial[0]) == 14 * 24 * 3 and len(serial[1]) == 14 * 24 * 4  # one row per model and hour
 
     local = LocalExecutor(2)
     try:
