@@ -7,8 +7,9 @@ and the per-target `vol_logistic` (what a configured target serves). Reported pe
 P(within 24 h) against that size's climatology with its 95 % interval (7-day blocks), of P(within 6 h), the
 10-90 % interval's coverage overall and per half-year, and pinball skill.
 
-`pooled_fit_levels`: the pooled model with the in-fit recalibration of its quantile levels (the choice against
-it: bench/results/any_size_choice.txt, where `pooled` was that and `pooled_plain` the product's).
+`pooled`: the product's, with its per-size rolling conformal interval; `pooled_plain`: without it. (The in-fit
+recalibration of quantile levels was rejected first: bench/results/any_size_choice.txt, where `pooled` was that
+and `pooled_plain` the model as served before the per-size correction.)
 
 Run: python bench/any_size_research.py --period report   (about 5 minutes on 2 cores)
 """
@@ -30,7 +31,7 @@ from bench.soon_research import half_year  # noqa: E402
 from src.data.features import compute_features  # noqa: E402
 from src.models.estimators.any_size import fit_any_size, forecast_move, size_samples  # noqa: E402
 from src.models.estimators.dataset import build_dataset, build_time_dataset  # noqa: E402
-from src.models.estimators.time_models import RECALIBRATE_DAYS, forecast_array, make_time_model  # noqa: E402
+from src.models.estimators.time_models import forecast_array, make_time_model  # noqa: E402
 from src.models.evaluation.selection import skill_interval  # noqa: E402
 from src.models.evaluation.time_metrics import interval_coverage, time_metrics  # noqa: E402
 
@@ -60,13 +61,13 @@ def asset_forecasts(asset: str, period: tuple, every: int) -> tuple:
         started = time.perf_counter()
         model = fit_any_size(pooled.purged(point, EMBARGO), H)
         seconds += time.perf_counter() - started
-        levels = fit_any_size(pooled.purged(point, EMBARGO), H, recalibrate_days=RECALIBRATE_DAYS)
+        plain = fit_any_size(pooled.purged(point, EMBARGO), H, corrected=False)
         for size, data in per_size.items():
             test = (data.X.index >= point) & (data.X.index < stop)
             rows = features.loc[data.X.index[test]]
             train = data.purged(point, EMBARGO)
             out.setdefault((size, "pooled"), []).append(forecast_move(model, rows, size, H))
-            out.setdefault((size, "pooled_fit_levels"), []).append(forecast_move(levels, rows, size, H))
+            out.setdefault((size, "pooled_plain"), []).append(forecast_move(plain, rows, size, H))
             out.setdefault((size, "climatology"), []).append(
                 forecast_array(_fit(make_time_model("climatology", size), train), data.X[test], H))
             if size in CONFIGURED:
@@ -91,7 +92,7 @@ def main() -> None:
             hours, index = outcomes[size], times[size]
             clim = forecasts[(size, "climatology")]
             halves = half_year(index)
-            for name in ("pooled", "pooled_fit_levels", "per_target"):
+            for name in ("pooled", "pooled_plain", "per_target"):
                 if (size, name) not in forecasts:
                     continue
                 forecast = forecasts[(size, name)]

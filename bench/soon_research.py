@@ -11,9 +11,11 @@ pinball skill, and the kept horizons (share of points).
 
 Variants for the choices (fixed on --period long_choice, 2021-07..2022-06, then reported unchanged):
 `garch` vs `gjr` (GARCH(1,1) with a leverage term); the rolling window of the conformal correction (30, 60, 90
-days; `none`: no correction, the intervals as the models give them); `vol_logistic` without (the product's
-since this round) and with (`_fit_levels`) its earlier in-fit recalibration of quantile levels. The choices
-(long_choice, every 30 days, bench/results/soon_choice.txt): GARCH (GJR no better), 60 days, no in-fit levels.
+days; `none`: no correction, the intervals as the models give them); `+joint`: the interval's two ends then moved
+together until it covered 80 % of the same newest days (as coverage is judged); `vol_logistic` without (the
+product's since this round) and with (`_fit_levels`) its earlier in-fit recalibration of quantile levels. The
+choices (long_choice, every 30 days, bench/results/soon_choice.txt): GARCH (GJR no better), 60 days (the best
+lowest half-year coverage), no in-fit levels (as good at 60 % of the fitting time), no joint move (no gain).
 
 Run: python bench/soon_research.py --period long_choice   (report: --period report)
 """
@@ -117,12 +119,42 @@ def walk(evidence: Evidence, known_at: np.ndarray, point_of: np.ndarray, points:
                 rule = ServingRule(horizons, shifts)
                 out = compose(evidence.p[choice.champion][rows], evidence.p["climatology"][rows], rule, H)
                 served.setdefault(f"{contest}/{label}", []).append(out)
+                if days is not None:  # the interval's ends then moved together to cover 80 % of the same days
+                    widening = interval_widening(before, choice.champion, rule, H, days)
+                    joint = ServingRule(horizons, (shifts[0] - widening, shifts[1], shifts[2] + widening))
+                    out = compose(evidence.p[choice.champion][rows], evidence.p["climatology"][rows], joint, H)
+                    served.setdefault(f"{contest}/{label}+joint", []).append(out)
         for name in ("garch", "gjr", "vol_logistic", "vol_logistic_fit_levels"):  # each model alone, corrected
             shifts = interval_shifts(before, name, H, 60)
             out = compose(evidence.p[name][rows], None, ServingRule((6, 24, H), shifts), H)
             served.setdefault(f"{name}+w60", []).append(out)
     inside = evidence.where(evidence.times >= period[0])
     return {"evidence": inside, "served": {k: np.vstack(v) for k, v in served.items()}, "kept": kept}
+
+
+def interval_widening(evidence: Evidence, champion: str, rule: ServingRule, horizon: int,
+                      days: int = 60) -> float:
+    """The log-hour widening (or narrowing, below 0) of [q10, q90] under which the served interval covered 80 %
+    of the newest `days` of evidence, counted as users are judged (an expired window by the served P(within H):
+    src.models.evaluation.time_metrics); 0 with too little evidence."""
+    if len(evidence) == 0:
+        return 0.0
+    recent = evidence.where(evidence.times > evidence.times.max() - pd.Timedelta(days=days))
+    if len(recent) < 500:
+        return 0.0
+
+    def coverage(widening: float) -> float:
+        shifts = (rule.shifts[0] - widening, rule.shifts[1], rule.shifts[2] + widening)
+        served = compose(recent.p[champion], recent.p.get("climatology"), ServingRule(rule.kept_hours, shifts), horizon)
+        return float(interval_coverage(served, recent.y).mean())
+
+    low, high = -2.0, 2.0
+    if coverage(high) < 0.8 or coverage(low) > 0.8:
+        return high if coverage(high) < 0.8 else low
+    for _ in range(30):  # coverage grows with the widening: bisection
+        middle = (low + high) / 2
+        low, high = (middle, high) if coverage(middle) < 0.8 else (low, middle)
+    return (low + high) / 2
 
 
 def half_year(times: pd.DatetimeIndex) -> np.ndarray:

@@ -19,12 +19,20 @@ import pandas as pd
 from src.data.features import with_barrier
 from src.models.estimators.dataset import Dataset, build_dataset, build_time_dataset
 from src.models.estimators.time_models import LOGISTIC_TIME_FEATURES, LogisticTime, forecast_array
+from src.models.evaluation.selection import Evidence
+from src.models.evaluation.serving import (
+    MIN_RECALIBRATION,
+    ServingRule,
+    compose,
+    interval_shifts,
+)
 from src.utils.choices import BadInput
 
 # 3 % and 7 % are left out on purpose: the report scores the model there, on sizes it never saw
 SIZE_GRID = (0.005, 0.0075, 0.01, 0.015, 0.02, 0.025, 0.04, 0.05, 0.06, 0.08, 0.10)
 MIN_MOVE, MAX_MOVE = 0.005, 0.10
 MODEL_NAME = TASK = "any_size"
+CORRECTION_DAYS, MIN_CORRECTION = 120, 200  # each size has 1/11 of the hours: a longer window, fewer samples
 POOLED_TARGET = 0.0  # the registry's target of an asset's any-size model (it serves every size)
 FEATURES = (*LOGISTIC_TIME_FEATURES, "move_z", "move_z2", "move_z3")
 
@@ -67,13 +75,54 @@ def with_move(matrix: pd.DataFrame) -> pd.DataFrame:
     return matrix.assign(move_z=z, move_z2=z ** 2, move_z3=z ** 3)
 
 
-def fit_any_size(samples: Dataset, horizon: int, recalibrate_days: int | None = None) -> LogisticTime:
+class AnySizeModel:
+    """The pooled model, and its quantiles' rolling conformal corrections per size of the grid (interpolated in
+    log size for the sizes between): src.models.evaluation.serving's rule, on the forecasts an earlier fit made
+    of each size's newest CORRECTION_DAYS."""
+
+    def __init__(self, model: LogisticTime, sizes: tuple[float, ...], rules: list[ServingRule]):
+        self.model, self.sizes, self.rules = model, sizes, rules
+
+    def rule(self, move: float, horizon: int) -> ServingRule:
+        shifts = [float(np.interp(np.log(move), np.log(self.sizes), [r.shifts[j] for r in self.rules]))
+                  for j in range(3)]
+        return ServingRule((6, 24, horizon), tuple(shifts))
+
+
+def fit_any_size(samples: Dataset, horizon: int, recalibrate_days: int | None = None,
+                 corrected: bool = True) -> AnySizeModel | LogisticTime:
+    """The pooled model on every sample; with `corrected`, its per-size interval corrections too."""
+    model = _fit(samples, horizon, recalibrate_days)
+    if not corrected:
+        return model
+    newest = samples.X.index.max()
+    recent = samples.X.index > newest - pd.Timedelta(days=CORRECTION_DAYS)
+    early = samples.purged(newest - pd.Timedelta(days=CORRECTION_DAYS))
+    if recent.sum() < MIN_CORRECTION * len(SIZE_GRID) or len(early.y) < MIN_RECALIBRATION:
+        return AnySizeModel(model, SIZE_GRID, [ServingRule((6, 24, horizon))] * len(SIZE_GRID))
+    before = _fit(early, horizon, recalibrate_days)
+    rows = samples.X[recent]
+    forecast = forecast_array(before, rows, horizon)
+    size = np.round(rows["barrier_z"] * rows["vol_24"] * np.sqrt(24), 6).to_numpy()
+    rules = []
+    for grid_size in SIZE_GRID:
+        mine = np.isclose(size, grid_size)
+        evidence = Evidence(rows.index[mine], samples.y[recent].to_numpy(float)[mine], {MODEL_NAME: forecast[mine]})
+        rules.append(ServingRule((6, 24, horizon), interval_shifts(evidence, MODEL_NAME, horizon, CORRECTION_DAYS,
+                                                                    MIN_CORRECTION)))
+    return AnySizeModel(model, SIZE_GRID, rules)
+
+
+def _fit(samples: Dataset, horizon: int, recalibrate_days: int | None) -> LogisticTime:
     hours = samples.y.to_numpy(dtype=float)
     expired = ~np.isfinite(hours)
     return LogisticTime(FEATURES, recalibrate_days=recalibrate_days).fit(samples.X, np.where(expired, 0.0, hours),
                                                                          expired, horizon)
 
 
-def forecast_move(model: LogisticTime, features: pd.DataFrame, move: float, horizon: int) -> np.ndarray:
+def forecast_move(model: AnySizeModel | LogisticTime, features: pd.DataFrame, move: float, horizon: int) -> np.ndarray:
     """(n, 6) how-soon forecasts of a `move` (e.g. 0.035) for each row of the features."""
+    if isinstance(model, AnySizeModel):
+        own = forecast_array(model.model, with_move(with_barrier(features, move)), horizon)
+        return compose(own, None, model.rule(move, horizon), horizon)
     return forecast_array(model, with_move(with_barrier(features, move)), horizon)
