@@ -83,6 +83,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--period", choices=sorted(PERIODS), default="report")
     parser.add_argument("--every", type=int, default=30)
+    parser.add_argument("--csv", help="also write the table to this CSV file")
     args = parser.parse_args()
     started = time.perf_counter()
     results = Parallel(n_jobs=2)(delayed(asset_forecasts)(a, PERIODS[args.period], args.every) for a in ASSETS)
@@ -106,6 +107,8 @@ def main() -> None:
                        "fit_s": fit_s if name == "pooled" else None}
                 row |= {f"cov_{h}": float(covered[halves == h].mean()) for h in sorted(set(halves))}
                 rows.append(row)
+    if args.csv:
+        pd.DataFrame(rows).to_csv(args.csv, index=False)
     pd.set_option("display.width", 250)
     print(f"{args.period} period {PERIODS[args.period][0]:%Y-%m-%d}..{PERIODS[args.period][1]:%Y-%m-%d}, "
           f"retrained every {args.every} days; pooled grid without 3 % and 7 %\n")

@@ -54,6 +54,7 @@ def run_per_group(group_forecasts, doc: str) -> tuple[argparse.Namespace, list]:
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--period", choices=sorted(PERIODS), default="choice")
     parser.add_argument("--every", type=int, default=14, help="days between retrain points (14)")
+    parser.add_argument("--csv", help="also write the table to this CSV file")
     args = parser.parse_args()
     return args, Parallel(n_jobs=2)(delayed(group_forecasts)(a, t, PERIODS[args.period], args.every)
                                     for a in ASSETS for t in TARGETS)

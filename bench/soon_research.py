@@ -195,6 +195,9 @@ def main() -> None:
             kept_rows.append({"group": group, "contest": contest, "points": len(choices),
                               "champions": champions} | shares)
     table = pd.DataFrame(rows)
+    if args.csv:
+        table.to_csv(args.csv, index=False)
+        pd.DataFrame(kept_rows).to_csv(args.csv.replace(".csv", "_kept.csv"), index=False)
     pd.set_option("display.width", 250)
     pd.set_option("display.max_columns", 40)
     print(f"{args.period} period {PERIODS[args.period][0]:%Y-%m-%d}..{PERIODS[args.period][1]:%Y-%m-%d}, "

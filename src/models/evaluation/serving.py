@@ -6,11 +6,12 @@ backtest's forecasts known at a retrain point):
   elsewhere climatology's is served. The composed P is then made non-decreasing in t.
 - **Rolling conformal intervals.** Each of the champion's 10/50/90 % quantiles is corrected by a factor in
   hours: on the newest RECALIBRATION_DAYS of evidence, the q-quantile of log(outcome / forecast quantile)
-  (a touch in hour k placed uniformly in (k - 1, k], a fixed seed; an expired window is beyond every
-  quantile). Conformalised quantile regression on log time (Romano et al., 2019), refreshed at every
-  (re)training, so a calm or a wild half-year is followed within weeks. (Moving both ends of the interval
-  together until it covered 80 % of the same days, as the coverage is judged, changed nothing on
-  2021-07..2022-06: bench/soon_research.py's `+joint` rows.)
+  (a touch in hour k placed uniformly in (k - 1, k], a fixed seed; an expired window's score is only known to
+  exceed log(H / forecast quantile): right-censored, so the quantile is Kaplan-Meier's). Conformalised
+  quantile regression on log time (Romano et al., 2019), refreshed at every (re)training, so a calm or a wild
+  half-year is followed within weeks. (Moving both ends of the interval together until it covered 80 % of the
+  same days, as the coverage is judged, changed nothing on 2021-07..2022-06: bench/soon_research.py's `+joint`
+  rows.)
 
 The rule is stored with the champion (registry metrics `kept_horizons`, `quantile_shifts`); the live cycle
 and the backtest compose the served row from the champion's and climatology's forecasts by `compose`.
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from src.models.estimators.survival import StepDistribution, kaplan_meier
 from src.models.evaluation.selection import MIN_EVIDENCE, Evidence, diebold_mariano
 from src.models.evaluation.time_metrics import QUANTILE_LEVELS, within
 
@@ -73,13 +75,14 @@ def interval_shifts(evidence: Evidence, champion: str, horizon: int, days: int =
         return (0.0, 0.0, 0.0)
     hours = recent.y
     expired = ~np.isfinite(hours)
-    touched = np.where(expired, 0.0, hours) - np.random.default_rng(0).uniform(size=len(hours))
-    beyond = float(np.log(10.0 * horizon))  # an expired window's score: past any quantile (served capped at H)
+    touched = np.where(expired, float(horizon), hours - np.random.default_rng(0).uniform(size=len(hours)))
     shifts = []
     for j, level in enumerate(QUANTILE_LEVELS):
         quantile = np.maximum(recent.p[champion][:, 3 + j], 1e-3)
-        scores = np.where(expired, beyond, np.log(np.maximum(touched, 1e-3) / quantile))
-        shifts.append(float(np.quantile(scores, level, method="inverted_cdf")))
+        # an expired window's score is only known to exceed log(H / q): right-censored, so Kaplan-Meier
+        scores = np.log(np.maximum(touched, 1e-3) / quantile)
+        shift = StepDistribution(*kaplan_meier(scores, expired)).quantile(level)
+        shifts.append(min(shift, float(np.log(horizon))))  # past any quantile: served at its cap H
     return tuple(shifts)
 
 
