@@ -2,7 +2,7 @@
 
 Per group, every time model is refitted at monthly retrain points (as the issue's measurement) from 240 days
 before the period, with the product's purging and embargo; at each point inside the period the champion and its
-serving rule (src.models.evaluation.serving: the horizons kept by a one-sided DM test against climatology, and
+serving rule (src.models.estimators.serving: the horizons kept by a one-sided DM test against climatology, and
 the rolling conformal correction of the quantiles) are chosen on the forecasts of the 240 days before it whose
 outcomes were known then, exactly as `backtest` does. Reported per model and for the champion as served: Brier
 skill of P(within 6 h / 24 h / H) against the climatology refitted at every point (the 24 h one with its 95 %
@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.model_research import EMBARGO, PERIODS, H, candles, run_per_group  # noqa: E402
 from src.data.features import compute_features  # noqa: E402
 from src.models.estimators.dataset import build_dataset, build_time_dataset  # noqa: E402
+from src.models.estimators.serving import ServingRule, compose, interval_shifts, kept_horizons  # noqa: E402
 from src.models.estimators.time_models import (  # noqa: E402
     RECALIBRATE_DAYS,
     GarchTime,
@@ -41,7 +42,6 @@ from src.models.estimators.time_models import (  # noqa: E402
     make_time_model,
 )
 from src.models.evaluation.selection import Evidence, choose_champion, skill_interval  # noqa: E402
-from src.models.evaluation.serving import ServingRule, compose, interval_shifts, kept_horizons  # noqa: E402
 from src.models.evaluation.time_metrics import interval_coverage, time_loss, time_metrics  # noqa: E402
 
 WARM_UP_DAYS = 240  # the product's validation span: 4 folds of 60 days

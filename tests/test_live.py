@@ -9,7 +9,7 @@ import pytest
 
 from src.data.features import FEATURE_VERSION, compute_features, with_barrier
 from src.models.estimators.direction import ClimatologyModel, prob_up
-from src.models.evaluation.serving import ServingRule, compose
+from src.models.estimators.serving import ServingRule, compose
 from src.models.live.outcomes import resolve_outcomes
 from src.models.live.performance import daily_performance
 from src.models.live.prediction import Predictor, hour_forecast

@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from src.models.estimators.serving import ServingRule, compose, interval_shifts, kept_horizons
 from src.models.estimators.time_models import GarchTime, LogisticTime, forecast_array
 from src.models.evaluation.selection import Evidence
-from src.models.evaluation.serving import ServingRule, compose, interval_shifts, kept_horizons
 from src.models.evaluation.time_metrics import interval_coverage
 
 H = 168

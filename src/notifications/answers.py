@@ -12,8 +12,8 @@ import pandas as pd
 
 from src.database.records import RecordStore
 from src.models.estimators.any_size import parse_move
+from src.models.estimators.serving import ServingRule
 from src.models.evaluation.scoring import CHAMPION, TIMING_ROWS, score_rows
-from src.models.evaluation.serving import ServingRule
 from src.models.live.moves import MoveForecaster
 from src.notifications.reports import daily_chart, hours_text, split_messages
 from src.utils import choices
@@ -136,7 +136,7 @@ class Answers:
         return Answer(split_messages(blocks, title))
 
     def _learned_line(self, champions: pd.DataFrame, target: float) -> str:
-        """Which horizons' P the champion serves itself, and which climatology's (src.models.evaluation.serving)."""
+        """Which horizons' P the champion serves itself, and which climatology's (src.models.estimators.serving)."""
         rows = champions[np.isclose(champions["target_pct"].astype(float), target)] if len(champions) else champions
         if rows.empty:
             return "<i>learned at: unknown (no champion recorded)</i>"

@@ -18,14 +18,14 @@ import pandas as pd
 
 from src.data.features import with_barrier
 from src.models.estimators.dataset import Dataset, build_dataset, build_time_dataset
-from src.models.estimators.time_models import LOGISTIC_TIME_FEATURES, LogisticTime, forecast_array
-from src.models.evaluation.selection import Evidence
-from src.models.evaluation.serving import (
+from src.models.estimators.serving import (
     MIN_RECALIBRATION,
     ServingRule,
     compose,
     interval_shifts,
 )
+from src.models.estimators.time_models import LOGISTIC_TIME_FEATURES, LogisticTime, forecast_array
+from src.models.evaluation.selection import Evidence
 from src.utils.choices import BadInput
 
 # 3 % and 7 % are left out on purpose: the report scores the model there, on sizes it never saw
@@ -77,7 +77,7 @@ def with_move(matrix: pd.DataFrame) -> pd.DataFrame:
 
 class AnySizeModel:
     """The pooled model, and its quantiles' rolling conformal corrections per size of the grid (interpolated in
-    log size for the sizes between): src.models.evaluation.serving's rule, on the forecasts an earlier fit made
+    log size for the sizes between): src.models.estimators.serving's rule, on the forecasts an earlier fit made
     of each size's newest CORRECTION_DAYS."""
 
     def __init__(self, model: LogisticTime, sizes: tuple[float, ...], rules: list[ServingRule]):

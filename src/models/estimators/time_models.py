@@ -17,7 +17,7 @@ Models (one interface: fit(X, hours, expired) -> self, cdf(X, t) -> (n, len(t)),
   within t" is known for every window and each t is an ordinary classification; the grid's
   probabilities are made non-decreasing in t. Samples weigh less with age (halving every 180 days:
   volatility regimes change). Its 10/50/90 % quantiles are served with the rolling conformal correction
-  of src.models.evaluation.serving, on its own out-of-sample forecasts of the newest 60 days (since
+  of src.models.estimators.serving, on its own out-of-sample forecasts of the newest 60 days (since
   2026-12-02; before, its levels were recalibrated inside the fit on its forecasts of the newest 90 days, an
   option kept as `recalibrate_days`: on 2021-07..2022-06 the served interval covered 0.735-0.813 per
   half-year with both, 0.738-0.813 with the rolling one alone, at 60 % of the fitting time). Chosen over

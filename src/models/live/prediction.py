@@ -21,8 +21,8 @@ from src.database.operations import DatabaseOperations
 from src.database.records import RecordStore
 from src.database.records.rows import prediction_rows, resolution_rows
 from src.models.estimators.direction import MODEL_NAMES, prob_up
+from src.models.estimators.serving import ServingRule, compose
 from src.models.estimators.time_models import TIME_MODEL_NAMES, forecast_array
-from src.models.evaluation.serving import ServingRule, compose
 from src.models.live.registry import LoadedModel, ModelRegistry
 from src.utils.candles import last_closed_before
 from src.utils.errors import UserError, failure_reason
@@ -236,7 +236,7 @@ class Predictor:
     def _forecast_timing(self, symbol: str, target: float, history: pd.DataFrame, result: CycleResult,
                          as_of: pd.Timestamp | None) -> list:
         """How-soon forecasts of every time model of the group for the last hour of `history`, the champion's
-        served by its rule (src.models.evaluation.serving); none (and a log line) when the group has no time
+        served by its rule (src.models.estimators.serving); none (and a log line) when the group has no time
         champion yet: the direction forecast stands on its own."""
         models = self._models(symbol, target, as_of, "resolution")
         if "champion" not in models:

@@ -28,11 +28,11 @@ from src.database.records.forecasts import FORECAST_COLUMNS
 from src.database.records.rows import outcome_rows, prediction_rows, resolution_rows, with_outcomes
 from src.database.records.scores import settled_through
 from src.models.estimators.dataset import Dataset, asset_features, build_dataset
+from src.models.estimators.serving import ServingRule
 from src.models.estimators.tasks import DIRECTION, RESOLUTION, TASKS, Task
 from src.models.estimators.units import forecast_unit
 from src.models.evaluation.scoring import DIRECTION_ROWS, TIMING_ROWS, score_rows
 from src.models.evaluation.selection import Evidence
-from src.models.evaluation.serving import ServingRule
 from src.models.offline.training import (
     Fold,
     TrainSettings,

@@ -27,10 +27,10 @@ from src.models.estimators.any_size import POOLED_TARGET, SIZE_GRID, fit_any_siz
 from src.models.estimators.any_size import TASK as ANY_SIZE
 from src.models.estimators.dataset import Dataset, asset_features, build_dataset
 from src.models.estimators.direction import min_calibration_samples
+from src.models.estimators.serving import ServingRule, compose, serving_rule
 from src.models.estimators.tasks import DIRECTION, RESOLUTION, TASKS, Task
 from src.models.estimators.units import fit_unit, forecast_unit
 from src.models.evaluation.selection import ChampionChoice, Evidence, choose_champion
-from src.models.evaluation.serving import ServingRule, compose, serving_rule
 from src.models.live.registry import ModelRegistry
 from src.utils.errors import UserError, check_stop, failure_reason
 from src.utils.executors import Executor, LocalExecutor, UnitFailure, batches, map_groups
@@ -75,7 +75,7 @@ class TaskResult:
     folds: list[tuple[pd.Timestamp, Evidence]] = field(default_factory=list)  # (fold end, forecasts)
     selection: ChampionChoice | None = None  # the deployed champion's choice, on every fold
     champion: str = "climatology"
-    rule: ServingRule | None = None  # how soon: how the champion is served (src.models.evaluation.serving)
+    rule: ServingRule | None = None  # how soon: how the champion is served (src.models.estimators.serving)
 
 
 @dataclass

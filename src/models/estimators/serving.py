@@ -7,7 +7,8 @@ backtest's forecasts known at a retrain point):
 - **Rolling conformal intervals.** Each of the champion's 10/50/90 % quantiles is corrected by a factor in
   hours: on the newest RECALIBRATION_DAYS of evidence, the q-quantile of log(outcome / forecast quantile)
   (a touch in hour k placed uniformly in (k - 1, k], a fixed seed; an expired window's score is only known to
-  exceed log(H / forecast quantile): right-censored, so the quantile is Kaplan-Meier's). Conformalised
+  exceed log(H / forecast quantile): right-censored, so the quantile is Kaplan-Meier's, and a level it does
+  not reach, for want of outcomes before H, is left as the model gives it). Conformalised
   quantile regression on log time (Romano et al., 2019), refreshed at every (re)training, so a calm or a wild
   half-year is followed within weeks. (Moving both ends of the interval together until it covered 80 % of the
   same days, as the coverage is judged, changed nothing on 2021-07..2022-06: bench/soon_research.py's `+joint`
@@ -82,7 +83,7 @@ def interval_shifts(evidence: Evidence, champion: str, horizon: int, days: int =
         # an expired window's score is only known to exceed log(H / q): right-censored, so Kaplan-Meier
         scores = np.log(np.maximum(touched, 1e-3) / quantile)
         shift = StepDistribution(*kaplan_meier(scores, expired)).quantile(level)
-        shifts.append(min(shift, float(np.log(horizon))))  # past any quantile: served at its cap H
+        shifts.append(shift if np.isfinite(shift) else 0.0)  # the level lies past every outcome seen: no evidence
     return tuple(shifts)
 
 
