@@ -166,6 +166,8 @@ def test_garch_filters_through_consecutive_hours_and_restarts_after_a_gap():
     X = pd.DataFrame({"ret_1": returns, "vol_72": 0.004}, index=index)  # noqa: N806
     model = GarchTime(0.02).fit(X, np.zeros(3000), np.zeros(3000, bool), H)
     whole = model.next_variance(X.iloc[-400:])
+    # the live cycle's one-row forecast is forecast_array's last row
+    assert model.last_forecast(X.iloc[-400:], H) == pytest.approx(forecast_array(model, X.iloc[-400:], H)[-1:])
     # the last hour's variance does not depend on where the 400-hour run starts (the filter forgets)
     assert model.next_variance(X.iloc[-300:])[-1] == pytest.approx(whole[-1], rel=1e-6)
     # after a missing hour the filter restarts from the row's own 72 h variance

@@ -284,6 +284,7 @@ class RandomWalkTime:
 
 
 GARCH_YEAR_HOURS = 365 * 24  # the newest year of the training window: volatility's dynamics change slowly
+HOUR_NS = 3_600_000_000_000
 GARCH_START = "vol_72"  # a run of consecutive hours starts its filter from this variance
 
 
@@ -316,42 +317,54 @@ class GarchTime:
 
     def next_variance(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
         """sigma^2 of the hour after each row, filtered through the consecutive rows before it."""
-        returns = X["ret_1"].to_numpy(dtype=float)
-        start = X[GARCH_START].to_numpy(dtype=float) ** 2
-        fresh = np.r_[True, np.diff(X.index) != pd.Timedelta(hours=1)] if isinstance(X.index, pd.DatetimeIndex) \
+        returns = X["ret_1"].to_numpy(dtype=float).tolist()  # plain floats: the loop runs 400 times an hour
+        start = (X[GARCH_START].to_numpy(dtype=float) ** 2).tolist()
+        fresh = np.r_[True, np.diff(X.index.as_unit("ns").asi8) != HOUR_NS] if isinstance(X.index, pd.DatetimeIndex) \
             else np.ones(len(X), bool)
+        alpha, gamma, beta, omega = self.alpha_, self.gamma_, self.beta_, self.omega_
         out = np.empty(len(X))
         variance = self.mean_variance_
-        for i in range(len(X)):
-            if fresh[i]:  # a new run of hours: its own recent variance stands in for the filter's past
-                variance = start[i] if np.isfinite(start[i]) and start[i] > 0 else self.mean_variance_
+        for i, new_run in enumerate(fresh.tolist()):
+            if new_run:  # a new run of hours: its own recent variance stands in for the filter's past
+                variance = start[i] if start[i] > 0 else self.mean_variance_  # (NaN > 0 is False)
             r = returns[i]
-            shock = (self.alpha_ + self.gamma_ * (r < 0)) * r * r if np.isfinite(r) else \
-                (self.alpha_ + self.gamma_ / 2) * variance
-            variance = self.omega_ + shock + self.beta_ * variance
+            shock = (alpha + gamma * (r < 0)) * r * r if r == r else (alpha + gamma / 2) * variance
+            variance = omega + shock + beta * variance
             out[i] = variance
         return out
 
-    def accumulated(self, X: pd.DataFrame, t: np.ndarray) -> np.ndarray:  # noqa: N803
-        """(n, len(t)): the variance V(t) the path accumulates by each t."""
-        first = self.next_variance(X)[:, None] - self.mean_variance_
+    def accumulated(self, first: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """(n, len(t)): the variance V(t) the path accumulates by each t, from each row's next-hour variance."""
+        start = first[:, None] - self.mean_variance_
         t = np.asarray(t, float)[None, :]
         decay = -np.log(self.persistence_)
-        return self.mean_variance_ * t + first * (1 - self.persistence_ ** t) / decay
+        return self.mean_variance_ * t + start * (1 - self.persistence_ ** t) / decay
 
     def cdf(self, X: pd.DataFrame, t: np.ndarray) -> np.ndarray:  # noqa: N803
-        return np.interp(self.accumulated(X, t), self.walk_.u_, self.walk_.curve_, left=0.0, right=1.0)
+        return self._cdf(self.next_variance(X), t)
 
     def quantiles(self, X: pd.DataFrame, qs: tuple[float, ...] = QUANTILES) -> np.ndarray:  # noqa: N803
+        return self._quantiles(self.next_variance(X), qs)
+
+    def last_forecast(self, X: pd.DataFrame, horizon: int) -> np.ndarray:  # noqa: N803
+        """(1, 6): forecast_array's row for the last hour of X, filtered through the hours before it."""
+        first = self.next_variance(X)[-1:]
+        return np.column_stack([self._cdf(first, np.array([*WITHIN_HOURS, horizon], dtype=float)),
+                                self._quantiles(first, QUANTILES)])
+
+    def _cdf(self, first: np.ndarray, t: np.ndarray) -> np.ndarray:
+        return np.interp(self.accumulated(first, t), self.walk_.u_, self.walk_.curve_, left=0.0, right=1.0)
+
+    def _quantiles(self, first: np.ndarray, qs: tuple[float, ...]) -> np.ndarray:
         """Where V(t) reaches the variance at which the walk's exit probability is q (V increases with t)."""
-        grid = np.r_[np.geomspace(0.01, self.horizon, 400)]
-        variance = self.accumulated(X, grid)
-        out = np.empty((len(X), len(qs)))
+        grid = np.geomspace(0.01, self.horizon, 400)
+        variance = self.accumulated(first, grid)
+        rows = np.arange(len(first))
+        out = np.empty((len(first), len(qs)))
         for j, q in enumerate(qs):
             needed = np.interp(q, self.walk_.curve_, self.walk_.u_)
             index = np.minimum((variance < needed).sum(axis=1), len(grid) - 1)
             low = np.maximum(index - 1, 0)
-            rows = np.arange(len(X))
             span = variance[rows, index] - variance[rows, low]
             share = np.clip((needed - variance[rows, low]) / np.where(span > 0, span, 1.0), 0, 1)
             hours = grid[low] + share * (grid[index] - grid[low])

@@ -262,5 +262,6 @@ class Predictor:
 
 def hour_forecast(estimator, matrix: pd.DataFrame, horizon: int) -> np.ndarray:
     """(1, 6): the forecast of the last row of `matrix`; a model that filters through time reads every row."""
-    rows = matrix if getattr(estimator, "needs_history", False) else matrix.iloc[[-1]]
-    return forecast_array(estimator, rows, horizon)[-1:]
+    if getattr(estimator, "needs_history", False):
+        return estimator.last_forecast(matrix, horizon)
+    return forecast_array(estimator, matrix.iloc[[-1]], horizon)
