@@ -162,9 +162,7 @@ def _finish(plan: BacktestPlan, outputs: list, start: pd.Timestamp, end: pd.Time
         for task in TASKS:
             own, forecasts = plan.samples[task.name], unwrap(next(outputs))
             champion, rule = _champion_at(task, evidence[task.name], own, point, settings)
-            users_got = dict(forecasts)
-            users_got[champion] = served(Evidence(hours, np.zeros(len(hours)), forecasts), champion, rule,
-                                         settings.horizon)
+            users_got = forecasts | {champion: served(forecasts, champion, rule, settings.horizon)}
             frames[task.name].extend(_rows(task, plan.symbol, plan.target, point, hours, users_got, champion, entry,
                                            settings.timeframe))
             evidence[task.name] = evidence[task.name] + _labelled_forecasts(own, hours, forecasts)

@@ -169,11 +169,11 @@ def champion_rule(task: Task, evidence: Evidence, champion: str, settings: Train
     return serving_rule(evidence, champion, settings.significance, settings.horizon)
 
 
-def served(evidence: Evidence, champion: str, rule: ServingRule | None, horizon: int) -> np.ndarray:
+def served(forecasts: dict[str, np.ndarray], champion: str, rule: ServingRule | None, horizon: int) -> np.ndarray:
     """The champion's forecasts as users get them: composed by the rule (how soon), or as they are."""
     if rule is None:
-        return evidence.p[champion]
-    return compose(evidence.p[champion], evidence.p.get("climatology"), rule, horizon)
+        return forecasts[champion]
+    return compose(forecasts[champion], forecasts.get("climatology"), rule, horizon)
 
 
 def evidence_metrics(task: Task, evidence: Evidence, horizon: int, champion: str | None = None,
@@ -182,7 +182,7 @@ def evidence_metrics(task: Task, evidence: Evidence, horizon: int, champion: str
     'champion'."""
     metrics = {name: task.metrics(p, evidence.p["climatology"], evidence.y, horizon) for name, p in evidence.p.items()}
     if champion is not None:
-        metrics["champion"] = task.metrics(served(evidence, champion, rule, horizon), evidence.p["climatology"],
+        metrics["champion"] = task.metrics(served(evidence.p, champion, rule, horizon), evidence.p["climatology"],
                                            evidence.y, horizon)
     return metrics
 
