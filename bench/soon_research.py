@@ -31,6 +31,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.model_research import EMBARGO, PERIODS, H, candles, run_per_group  # noqa: E402
+from bench.time_model_research import fit_and_forecast  # noqa: E402
 from src.data.features import compute_features  # noqa: E402
 from src.models.estimators.dataset import build_dataset, build_time_dataset  # noqa: E402
 from src.models.estimators.serving import ServingRule, compose, interval_shifts, kept_horizons  # noqa: E402
@@ -38,7 +39,6 @@ from src.models.estimators.time_models import (  # noqa: E402
     RECALIBRATE_DAYS,
     GarchTime,
     LogisticTime,
-    forecast_array,
     make_time_model,
 )
 from src.models.evaluation.selection import Evidence, choose_champion, skill_interval  # noqa: E402
@@ -81,13 +81,7 @@ def group_forecasts(asset: str, target: float, period: tuple, every: int) -> tup
         test = (data.X.index >= point) & (data.X.index < stop)
         if len(train.y) < MIN_TRAIN:  # the candles begin 2021-01: the first points of long_choice have none
             continue
-        hours = train.y.to_numpy(float)
-        expired = ~np.isfinite(hours)
-        for name, model in models(target).items():
-            started = time.perf_counter()
-            model.fit(train.X, np.where(expired, 0.0, hours), expired, H)
-            seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - started
-            forecasts.setdefault(name, []).append(forecast_array(model, data.X[test], H))
+        fit_and_forecast(models(target), train, data.X[test], forecasts, seconds)
         index.append(data.X.index[test])
         outcomes.append(data.y[test].to_numpy(float))
         point_of.append(np.full(test.sum(), i))

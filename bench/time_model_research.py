@@ -60,6 +60,20 @@ def variants(target: float) -> dict:
             "vol_logistic": make_time_model("vol_logistic", target)}
 
 
+def fit_and_forecast(models: dict, train, X_test: pd.DataFrame, forecasts: dict[str, list],  # noqa: N803
+                     seconds: dict[str, float]) -> dict:
+    """Fit every model on `train` (resolution hours, censored at H), timing each, and append its forecasts of
+    X_test; returns the fitted models."""
+    hours = train.y.to_numpy(float)
+    expired = ~np.isfinite(hours)
+    for name, model in models.items():
+        started = time.perf_counter()
+        model.fit(train.X, np.where(expired, 0.0, hours), expired, H)
+        seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - started
+        forecasts.setdefault(name, []).append(forecast_array(model, X_test, H))
+    return models
+
+
 def group_forecasts(asset: str, target: float, period: tuple, every: int) -> tuple:
     """Every variant's out-of-sample forecasts for one group over the period, retrained every `every` days."""
     raw = {a: candles(a) for a in {asset, "BTC_USDT"}}
@@ -73,15 +87,9 @@ def group_forecasts(asset: str, target: float, period: tuple, every: int) -> tup
         stop = points[i + 1] if i + 1 < len(points) else period[1]
         train = data.purged(point, EMBARGO)
         test = (data.X.index >= point) & (data.X.index < stop)
-        hours = train.y.to_numpy(float)
-        expired = ~np.isfinite(hours)
-        for name, model in variants(target).items():
-            started = time.perf_counter()
-            model.fit(train.X, np.where(expired, 0.0, hours), expired, H)
-            seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - started
-            forecasts.setdefault(name, []).append(forecast_array(model, data.X[test], H))
-            if i == 0 and name == "climatology":
-                frozen = model
+        fitted = fit_and_forecast(variants(target), train, data.X[test], forecasts, seconds)
+        if i == 0:
+            frozen = fitted["climatology"]
         forecasts.setdefault(FROZEN, []).append(forecast_array(frozen, data.X[test], H))
         outcomes.append(data.y[test].to_numpy(float))
     return asset, target, {k: np.vstack(v) for k, v in forecasts.items()}, np.concatenate(outcomes), seconds

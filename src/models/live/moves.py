@@ -38,6 +38,7 @@ class MoveForecaster:
                  timeframe: str = "1h", horizon: int = 168):
         self.ops, self.records, self.registry = ops, records, registry
         self.targets, self.timeframe, self.horizon = targets, timeframe, horizon
+        self.predictor = Predictor(ops, records, registry, targets, timeframe, horizon)  # reads the features
 
     def forecast(self, symbol: str, move: float, now: pd.Timestamp) -> MoveForecast:
         """The how-soon forecast of a `move` (a fraction, 0.005 to 0.10) for `symbol` as of its newest candle."""
@@ -52,8 +53,7 @@ class MoveForecaster:
         if "champion" not in models:
             raise UserError(f"no any-size model for {symbol} yet; train first: python -m src.main train")
         model = self.registry.load(models["champion"])
-        predictor = Predictor(self.ops, self.records, self.registry, self.targets, self.timeframe, self.horizon)
-        found = predictor.features_at(symbol, candle_time)
+        found = self.predictor.features_at(symbol, candle_time)
         if found is None:
             raise UserError(f"candle {candle_time:%Y-%m-%d %H:%M} UTC of {symbol} is not stored")
         history, _ = found
