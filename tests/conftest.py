@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import psycopg2
@@ -37,7 +38,12 @@ def pg_ctl(pgdata: Path, *args: str) -> None:
 def pg_admin_url(tmp_path_factory) -> str:
     """URL (SQLAlchemy form) of the session's embedded server, database 'postgres'."""
     data_dir = tmp_path_factory.mktemp("pg")
-    yield start_embedded(data_dir, database="postgres")
+    url = start_embedded(data_dir, database="postgres")
+    # every test copies a database (WAL_LOG copies pass through the WAL): keep the WAL small, or a worker's
+    # server holds a gigabyte of it on a machine that may have little disk
+    _admin_execute(url, "ALTER SYSTEM SET max_wal_size = '96MB'", "ALTER SYSTEM SET min_wal_size = '32MB'",
+                   "SELECT pg_reload_conf()")
+    yield url
     # throwaway data: stop at once, not after a shutdown checkpoint of every test database (over a minute
     # on a loaded machine)
     pg_ctl(data_dir / "postgres", "-m", "immediate", "-w", "stop")
@@ -47,12 +53,24 @@ def _db_url(admin_url: str, name: str) -> str:
     return admin_url.replace("/postgres?", f"/{name}?", 1)
 
 
+def drop_database(admin_url: str, url: str) -> None:
+    """Drop a test's own database when the test is done: a run would otherwise keep every copy (up to 90 MB
+    each, gigabytes a run). Sessions a test left open (a daemon it killed) are ended with it."""
+    name = url.split("?", 1)[0].rsplit("/", 1)[1]
+    try:
+        _admin_execute(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    except psycopg2.Error as exc:  # cleaning up must not fail a test; the folder goes with the run
+        warnings.warn(f"test database {name} not dropped: {exc}", stacklevel=1)
+
+
 @pytest.fixture
 def empty_db_url(pg_admin_url) -> str:
-    """A new, empty database on the session server."""
+    """A new, empty database on the session server, dropped after the test."""
     name = f"t{os.getpid()}_{next(_counter)}"
     create_database(pg_admin_url.replace("+psycopg2", ""), name)
-    return _db_url(pg_admin_url, name)
+    url = _db_url(pg_admin_url, name)
+    yield url
+    drop_database(pg_admin_url, url)
 
 
 def _seal_template(admin_url: str, name: str) -> None:
@@ -99,6 +117,7 @@ def db(pg_admin_url, migrated_template) -> DatabaseConnection:
     conn = DatabaseConnection(copy_database(pg_admin_url, migrated_template))
     yield conn
     conn.dispose()
+    drop_database(pg_admin_url, conn.database_url)
 
 
 def build_template(admin_url: str, base: str, name: str, fill) -> str:
@@ -126,6 +145,7 @@ def btc_year(pg_admin_url, btc_year_template) -> DatabaseOperations:
     conn = DatabaseConnection(copy_database(pg_admin_url, btc_year_template))
     yield DatabaseOperations(conn)
     conn.dispose()
+    drop_database(pg_admin_url, conn.database_url)
 
 
 @pytest.fixture(scope="session")
@@ -141,6 +161,7 @@ def site_db(pg_admin_url, site_template) -> DatabaseConnection:
     conn = DatabaseConnection(copy_database(pg_admin_url, site_template))
     yield conn
     conn.dispose()
+    drop_database(pg_admin_url, conn.database_url)
 
 
 TRAINED_TARGETS = [0.01, 0.05]
@@ -180,6 +201,7 @@ def trained(pg_admin_url, trained_template, tmp_path):
     records = RecordStore(conn)
     yield DatabaseOperations(conn), records, ModelRegistry(records, tmp_path / "models")
     conn.dispose()
+    drop_database(pg_admin_url, conn.database_url)
 
 
 @pytest.fixture

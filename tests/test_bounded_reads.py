@@ -18,7 +18,7 @@ from src.database.records import RecordStore
 from src.database.records.forecasts import OUTCOME_STAGE, OUTCOMES_INSERT, TIMING_OUTCOMES_UPDATE
 from src.monitoring.app import create_app
 from src.monitoring.health import JobBoard, health_snapshot, live_skills
-from tests.conftest import build_template, copy_database
+from tests.conftest import build_template, copy_database, drop_database
 from tests.long_record import fill_long_record
 
 SYMBOL, TARGETS = "BTC/USDT", [0.01, 0.05]
@@ -39,6 +39,7 @@ def long_record(pg_admin_url, long_record_template):
     conn = DatabaseConnection(copy_database(pg_admin_url, long_record_template))
     yield DatabaseOperations(conn), RecordStore(conn)
     conn.dispose()
+    drop_database(pg_admin_url, conn.database_url)
 
 
 def _statements(engine, work) -> list[tuple[str, dict]]:
