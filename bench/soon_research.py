@@ -12,10 +12,13 @@ pinball skill, and the kept horizons (share of points).
 Variants for the choices (fixed on --period long_choice, 2021-07..2022-06, then reported unchanged):
 `garch` vs `gjr` (GARCH(1,1) with a leverage term); the rolling window of the conformal correction (30, 60, 90
 days; `none`: no correction, the intervals as the models give them); `+joint`: the interval's two ends then moved
-together until it covered 80 % of the same newest days (as coverage is judged); `vol_logistic` without (the
+together until it covered 80 % of the same newest days (as coverage is judged); `lag_t`: the kept-horizon test
+with the Newey-West lag t at horizon t instead of H; `+own_H`: the champion's own P(within H) always served
+with its interval, so that an expired window is judged by the interval's own distribution; `vol_logistic` without (the
 product's since this round) and with (`_fit_levels`) its earlier in-fit recalibration of quantile levels. The
 choices (long_choice, every 30 days, bench/results/soon_choice.txt): GARCH (GJR no better), 60 days (the best
-lowest half-year coverage), no in-fit levels (as good at 60 % of the fitting time), no joint move (no gain).
+lowest half-year coverage), no in-fit levels (as good at 60 % of the fitting time), no joint move (no gain), the
+lag H (the lag t kept the same horizons but at BTC 5 %'s 6 h: no difference worth a change).
 
 Run: python bench/soon_research.py --period long_choice   (report: --period report)
 """
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -59,11 +63,19 @@ def models(target: float) -> dict:
             "vol_logistic_fit_levels": LogisticTime(recalibrate_days=RECALIBRATE_DAYS)}
 
 
-def contests(names: list[str]) -> dict[str, tuple[str, ...]]:
-    """The champion contests compared: the product's order with garch, with gjr, and without either."""
-    return {"with_garch": ("climatology", "random_walk", "garch", "vol_logistic"),
-            "with_gjr": ("climatology", "random_walk", "gjr", "vol_logistic"),
-            "fit_levels": ("climatology", "random_walk", "garch", "vol_logistic_fit_levels")}
+def contests(names: list[str]) -> dict[str, tuple[tuple[str, ...], bool]]:
+    """The champion contests compared, and whether the kept-horizon test uses the lag t at horizon t instead of the
+    product's H: the product's order with garch, with gjr, with the earlier in-fit levels, and the product's with
+    the lag t (`lag_t`: t-hour windows overlap by t - 1 hours only)."""
+    product = ("climatology", "random_walk", "garch", "vol_logistic")
+    return {"with_garch": (product, False), "with_garch_lag_t": (product, True),
+            "with_gjr": (("climatology", "random_walk", "gjr", "vol_logistic"), False),
+            "fit_levels": (("climatology", "random_walk", "garch", "vol_logistic_fit_levels"), False)}
+
+
+def kept_with_lag_t(evidence: Evidence, champion: str) -> tuple[int, ...]:
+    """The kept horizons when the test at horizon t uses the Newey-West lag t."""
+    return tuple(t for t in (6, 24, H) if t in kept_horizons(evidence, champion, LEVEL, H, lag=t))
 
 
 def group_forecasts(asset: str, target: float, period: tuple, every: int) -> tuple:
@@ -104,9 +116,10 @@ def walk(evidence: Evidence, known_at: np.ndarray, point_of: np.ndarray, points:
         if not rows.any():
             continue
         before = evidence.where((evidence.times >= point - span) & (evidence.times < point) & (known_at <= point))
-        for contest, order in contests(list(evidence.p)).items():
+        for contest, (order, lag_t) in contests(list(evidence.p)).items():
             choice = choose_champion(before, LEVEL, H, order, loss=lambda p, y: time_loss(p, y, H))
-            horizons = kept_horizons(before, choice.champion, LEVEL, H)
+            horizons = (kept_with_lag_t if lag_t else partial(kept_horizons, level=LEVEL, horizon=H))(
+                before, choice.champion)
             kept.setdefault(contest, []).append((choice.champion, horizons))
             for label, days in WINDOWS.items():
                 shifts = (0.0, 0.0, 0.0) if days is None else interval_shifts(before, choice.champion, H, days)
@@ -118,6 +131,11 @@ def walk(evidence: Evidence, known_at: np.ndarray, point_of: np.ndarray, points:
                     joint = ServingRule(horizons, (shifts[0] - widening, shifts[1], shifts[2] + widening))
                     out = compose(evidence.p[choice.champion][rows], evidence.p["climatology"][rows], joint, H)
                     served.setdefault(f"{contest}/{label}+joint", []).append(out)
+                if label == "w60":  # the champion's own P(within H) served with its interval (one distribution)
+                    own = (*horizons, H) if choice.champion != "climatology" and H not in horizons else horizons
+                    out = compose(evidence.p[choice.champion][rows], evidence.p["climatology"][rows],
+                                  ServingRule(own, shifts), H)
+                    served.setdefault(f"{contest}/{label}+own_H", []).append(out)
         for name in ("garch", "gjr", "vol_logistic", "vol_logistic_fit_levels"):  # each model alone, corrected
             shifts = interval_shifts(before, name, H, 60)
             out = compose(evidence.p[name][rows], None, ServingRule((6, 24, H), shifts), H)

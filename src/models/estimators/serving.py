@@ -2,7 +2,9 @@
 backtest's forecasts known at a retrain point):
 
 - **A champion per horizon.** The champion's P(within t) is kept only at the horizons t (6 h, 24 h, H) where
-  its one-sided Diebold-Mariano test against climatology's P(within t) is significant (Newey-West lag H);
+  its one-sided Diebold-Mariano test against climatology's P(within t) is significant (Newey-West lag H at
+  every horizon: the lag t, the overlap of t-hour windows alone, kept the same horizons on 2021-07..2022-06
+  but for one group at 6 h, so the more cautious lag stayed; bench/soon_research.py's `lag_t` rows);
   elsewhere climatology's is served. The composed P is then made non-decreasing in t.
 - **Rolling conformal intervals.** Each of the champion's 10/50/90 % quantiles is corrected by a factor in
   hours: on the newest RECALIBRATION_DAYS of evidence, the q-quantile of log(outcome / forecast quantile)
@@ -51,8 +53,10 @@ class ServingRule:
                    tuple(float(s) for s in metrics.get("quantile_shifts") or (0.0, 0.0, 0.0)))
 
 
-def kept_horizons(evidence: Evidence, champion: str, level: float, horizon: int) -> tuple[int, ...]:
-    """The horizons at which the champion beats climatology's P(within t) significantly (one-sided DM)."""
+def kept_horizons(evidence: Evidence, champion: str, level: float, horizon: int,
+                  lag: int | None = None) -> tuple[int, ...]:
+    """The horizons at which the champion beats climatology's P(within t) significantly (one-sided DM, Newey-West
+    lag `lag`, by default H)."""
     if champion == BASELINE or len(evidence) < MIN_EVIDENCE:
         return ()
     outcomes = within(evidence.y, horizon)
@@ -60,7 +64,7 @@ def kept_horizons(evidence: Evidence, champion: str, level: float, horizon: int)
     for j, hours in enumerate((6, 24, horizon)):
         loss_champion = (evidence.p[champion][:, j] - outcomes[:, j]) ** 2
         loss_climatology = (evidence.p[BASELINE][:, j] - outcomes[:, j]) ** 2
-        if diebold_mariano(loss_climatology, loss_champion, horizon) < level:
+        if diebold_mariano(loss_climatology, loss_champion, lag or horizon) < level:
             kept.append(hours)
     return tuple(kept)
 
