@@ -99,7 +99,7 @@ def main() -> None:
                 forecast = forecasts[(size, name)]
                 m = time_metrics(forecast, clim, hours, H)
                 low, high = skill_interval((hours <= 24).astype(float), forecast[:, 1], clim[:, 1], index)
-                covered = interval_coverage(forecast, hours)
+                covered = interval_coverage(forecast, hours, H)
                 row = {"asset": asset[:3], "size": f"{size:.0%}", "model": name, "n": m["n"],
                        "base_24h": float((hours <= 24).mean()), "bss_6h": m["brier_skill_6h"],
                        "bss_24h": m["brier_skill_24h"], "ci_low": low, "ci_high": high,

@@ -74,7 +74,7 @@ def main() -> None:
         if not args.cold:
             for run in ("live", "backtest"):
                 began = time.perf_counter()
-                rows = records.refresh_day_scores(run, settled_through(end, 168), full=True)
+                rows = records.refresh_day_scores(run, settled_through(end, 168), 168, full=True)
                 print(f"day_scores {run}: {rows:,} rows in {time.perf_counter() - began:.1f} s (full refresh)")
         app = Flask("bench")
         app.register_blueprint(create_pages(records, Site(SYMBOLS, TARGETS), lambda: health_snapshot(

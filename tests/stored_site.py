@@ -30,5 +30,5 @@ def fill_site(conn: DatabaseConnection) -> None:
         c.exec_driver_sql("DELETE FROM model_registry WHERE symbol = 'SOL/USDT' AND target_pct = 0.05")
     records = RecordStore(conn)
     records.record_group_problems("train", "1h", {("SOL/USDT", 0.05): "only 200 samples, 500 needed"}, [])
-    records.refresh_day_scores("live", (end - pd.Timedelta(days=20)).date())
-    records.refresh_day_scores("backtest", settled_through(end, 168))
+    records.refresh_day_scores("live", (end - pd.Timedelta(days=20)).date(), 168)
+    records.refresh_day_scores("backtest", settled_through(end, 168), 168)

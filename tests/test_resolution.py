@@ -158,9 +158,11 @@ def test_pinball_and_coverage_by_hand():
     forecast = np.array([[0.5, 0.9, 1.0, 2.0, 5.0, 10.0],   # touched in hour 4: fully inside [2, 10]
                          [0.5, 0.9, 1.0, 2.0, 5.0, 10.0],   # touched in hour 2: half of (1, 2] inside
                          [0.0, 0.1, 0.5, 20.0, 100.0, 168.0],   # expired, p_horizon 0.5: (0.9 - 0.5) / 0.5 covered
-                         [0.5, 0.9, 0.95, 2.0, 5.0, 100.0]])  # expired, p_horizon >= 0.9: q90 before H, missed
-    hours = np.array([4.0, 2.0, np.inf, np.inf])
-    assert interval_coverage(forecast, hours) == pytest.approx([1.0, 0.0, 0.8, 0.0])  # (1, 2] meets [2, 10] at a point
+                         [0.5, 0.9, 0.95, 2.0, 5.0, 100.0],  # expired, p_horizon >= 0.9: q90 before H, missed
+                         [0.0, 0.1, 0.5, 20.0, 60.0, 100.0]])  # expired: p_horizon 0.5 (climatology's) but q90 < H
+    hours = np.array([4.0, 2.0, np.inf, np.inf, np.inf])
+    # (1, 2] meets [2, 10] at a point; an interval that ends before H never covers an expired window
+    assert interval_coverage(forecast, hours) == pytest.approx([1.0, 0.0, 0.8, 0.0, 0.0])
     # hour 4 -> 3.5 h: q10 = 2 under by 1.5 (x 0.1), q50 = 5 over by 1.5 (x 0.5), q90 = 10 over by 6.5 (x 0.1)
     expected = 0.1 * 1.5 + 0.5 * 1.5 + 0.1 * 6.5
     assert pinball(forecast[:1], hours[:1])[0] == pytest.approx(expected)

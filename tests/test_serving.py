@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from src.models.estimators.serving import ServingRule, compose, interval_shifts, kept_horizons
+from src.models.estimators.serving import PAST_HORIZON, ServingRule, compose, interval_shifts, kept_horizons
 from src.models.estimators.time_models import GarchTime, LogisticTime, forecast_array
 from src.models.evaluation.selection import Evidence
 from src.models.evaluation.time_metrics import interval_coverage
@@ -100,6 +100,31 @@ def test_a_calibrated_interval_that_reaches_past_the_horizon_scores_eighty_perce
     q = -200.0 * np.log(1 - np.array([0.1, 0.5, 0.9]))
     forecast = np.tile([1 - np.exp(-6 / 200), 1 - np.exp(-24 / 200), p_h, *np.minimum(q, H)], (n, 1))
     assert interval_coverage(forecast, hours).mean() == pytest.approx(0.80, abs=0.005)
+
+
+def test_a_level_the_evidence_does_not_reach_is_put_at_the_horizon():
+    """Outcomes exponential with mean 200 h (43 % of windows expire) and a model whose quantiles are an
+    exponential's with mean 20 h. Kaplan-Meier places q10 and q50 (0.57 of windows resolve) but cannot reach 0.9:
+    the served q90 is then H, and the interval scores 0.80 with the right P(within H); the model's own q90,
+    kept as it was before, leaves the interval far short."""
+    rng = np.random.default_rng(9)
+    n = 24 * 60
+    times = pd.date_range("2023-01-01", periods=n, freq="h", tz="UTC")
+    time = rng.exponential(200.0, n)
+    hours = np.where(time > H, np.inf, np.ceil(time))
+    p_true = [1 - np.exp(-t / 200.0) for t in (6, 24, H)]
+    model = np.tile([*p_true, *(-20.0 * np.log(1 - np.array([0.1, 0.5, 0.9])))], (n, 1))
+    evidence = Evidence(times, hours, {"vol_logistic": model})
+    shifts = interval_shifts(evidence, "vol_logistic", H, days=60)
+    assert shifts[2] == PAST_HORIZON and np.isfinite(shifts[:2]).all()
+    served = compose(model, None, ServingRule((6, 24, H), shifts), H)
+    assert served[0, 3:].tolist() == pytest.approx([21.1, 139, H], rel=0.15)
+    later = rng.exponential(200.0, 50_000)  # new windows of the same regime
+    fresh = np.where(later > H, np.inf, np.ceil(later))
+    assert interval_coverage(np.tile(served[0], (len(fresh), 1)), fresh).mean() == pytest.approx(0.80, abs=0.03)
+    as_modelled = compose(model, None, ServingRule((6, 24, H), interval_shifts(evidence, "vol_logistic", H, 60,
+                                                                               unreachable=0.0)), H)
+    assert interval_coverage(np.tile(as_modelled[0], (len(fresh), 1)), fresh).mean() < 0.6
 
 
 def _garch_returns(n: int, omega: float, alpha: float, beta: float, rng: np.random.Generator) -> np.ndarray:

@@ -183,7 +183,7 @@ def test_sigterm_to_backtest_ends_it_within_15_s_with_whole_groups_only(btc_year
     config = write_config({"database": {"url": btc_year.db.database_url}, "trading": {"assets": ["BTC/USDT"],
                            "target_percentages": [0.01, 0.02, 0.05]}, "ml": {"min_samples_for_training": 500}})
     records = RecordStore(btc_year.db)
-    records.refresh_day_scores("backtest", pd.Timestamp("2023-01-01").date())  # an earlier backtest's sums
+    records.refresh_day_scores("backtest", pd.Timestamp("2023-01-01").date(), 168)  # an earlier backtest's sums
     assert records.stored_through("backtest") is not None
     result = _sigterm_mid_run(config, ["backtest", "--start", "2022-11-01", "--end", "2023-01-01",
                                        "--retrain-every", "30"], lambda: records.count("predictions") > 0)

@@ -61,7 +61,7 @@ def test_the_track_records_figures_are_the_scorings(site_db, stored):
         with site_db.engine.begin() as conn:
             conn.exec_driver_sql("DELETE FROM day_scores; DELETE FROM day_scores_through")
     newest = records.newest_forecast_day("live")
-    by_day, by_bin = records.record_sums("live", newest - timedelta(days=400), newest)
+    by_day, by_bin = records.record_sums("live", newest - timedelta(days=400), newest, 168)
     table = track_record(by_day, by_bin, 168)
     direction = _scored(DIRECTION_ROWS, records.resolved("live"))
     timing = _scored(TIMING_ROWS, records.resolved_time("live"))
@@ -87,9 +87,9 @@ def test_day_scores_are_refreshed_idempotently_and_catch_late_outcomes(site_db):
     records = RecordStore(site_db)
     end = last_closed_before(pd.Timestamp.now(tz="UTC"))
     through = settled_through(end, 168)
-    records.refresh_day_scores("live", through, full=True)
+    records.refresh_day_scores("live", through, 168, full=True)
     before = pd.read_sql("SELECT * FROM day_scores ORDER BY 1, 2, 3, 4, 5, 6, 7", site_db.engine)
-    assert records.refresh_day_scores("live", through) > 0  # the last days summed again: the same rows
+    assert records.refresh_day_scores("live", through, 168) > 0  # the last days summed again: the same rows
     pd.testing.assert_frame_equal(before, pd.read_sql("SELECT * FROM day_scores ORDER BY 1, 2, 3, 4, 5, 6, 7",
                                                       site_db.engine))
     late = pd.Timestamp(through, tz="UTC") + pd.Timedelta(hours=12)  # a settled day: an outcome that came late
@@ -98,7 +98,7 @@ def test_day_scores_are_refreshed_idempotently_and_catch_late_outcomes(site_db):
                                     status = CASE status WHEN 'up' THEN 'down' ELSE 'up' END
                                 WHERE prediction_id IN (SELECT id FROM predictions WHERE run_type = 'live'
                                     AND symbol = 'BTC/USDT' AND timestamp = %s)""", (late,))
-    records.refresh_day_scores("live", through)
+    records.refresh_day_scores("live", through, 168)
     after = pd.read_sql("SELECT * FROM day_scores ORDER BY 1, 2, 3, 4, 5, 6, 7", site_db.engine)
     changed = before.round(6).merge(after.round(6), how="outer", indicator=True).query("_merge != 'both'")
     assert len(changed) and set(changed["day"]) == {late.date()}
@@ -129,7 +129,7 @@ def test_record_shows_live_beside_backtest_with_intervals_and_charts(client):
     http, records = client
     body = http.get("/record").get_data(as_text=True)
     newest = records.newest_forecast_day("backtest")
-    by_day, _ = records.record_sums("backtest", newest - timedelta(days=400), newest, bins=False)
+    by_day, _ = records.record_sums("backtest", newest - timedelta(days=400), newest, 168, bins=False)
     btc = track_record(by_day, None, 168)[("BTC/USDT", 0.02)]["within_24h"]
     row = body[body.index("BTC 2 %</th>"):]
     row = row[:row.index("</tbody>")]

@@ -126,7 +126,8 @@ class Daemon:
         self.checkpoint()
         trained, skipped = self._train_missing()
         # the web's track record: every settled day at the first start, the newest ones after
-        self.ctx.records.refresh_day_scores("live", settled_through(pd.Timestamp.now(tz="UTC"), self.config.horizon))
+        self.ctx.records.refresh_day_scores("live", settled_through(pd.Timestamp.now(tz="UTC"), self.config.horizon),
+                                            self.config.horizon)
         return {"candles_written": written, "groups_trained": trained, "groups_skipped": skipped}
 
     def _train_missing(self) -> tuple[int, int]:
@@ -249,7 +250,8 @@ class Daemon:
         now = now if now is not None else pd.Timestamp.now(tz="UTC")
         records = self.ctx.records
         days = refresh_performance(records, now, self.config.horizon)
-        scored = records.refresh_day_scores("live", settled_through(now, self.config.horizon))  # the web's record
+        # the web's record
+        scored = records.refresh_day_scores("live", settled_through(now, self.config.horizon), self.config.horizon)
         self.ctx.registry().remove_orphans()  # folders of fits a crash cut short since the last start
         self.checkpoint()
         with self.ctx.executor() as executor:

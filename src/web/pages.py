@@ -140,7 +140,7 @@ def _record(records: RecordStore, site: Site, args) -> dict:
     for kind in RUNS:
         newest = records.newest_forecast_day(kind)
         first = None if newest is None else newest - timedelta(days=(days or params.MAX_DAYS) - 1)
-        by_day, by_bin = (records.record_sums(kind, first, newest, asset, bins=kind == run) if newest
+        by_day, by_bin = (records.record_sums(kind, first, newest, site.horizon, asset, bins=kind == run) if newest
                           else (pd.DataFrame(), None))
         if target is not None and len(by_day):
             by_day = by_day[np.isclose(by_day["target_pct"], target)]

@@ -49,7 +49,8 @@ DAY_SUMS = f"""
         FROM resolution_forecasts c
         CROSS JOIN LATERAL (SELECT
             (c.status <> 'expired' AND c.hours_to_resolution <= 24)::int::float8 AS y,
-            CASE WHEN c.status = 'expired'
+            CASE WHEN c.status = 'expired' AND c.q90_hours < :horizon - 0.005 THEN 0::float8
+                 WHEN c.status = 'expired'
                  THEN greatest(0, least(1, (0.9 - c.p_horizon) / greatest(1 - c.p_horizon, 1e-12)))::float8
                  ELSE greatest(0, least(1, least(c.q90_hours, c.hours_to_resolution)
                                         - greatest(c.q10_hours, c.hours_to_resolution - 1)))::float8 END AS cov) w
@@ -97,7 +98,7 @@ class ScoreRecords(Records):
             newest = conn.execute(select(func.max(p.timestamp)).where(p.run_type == run_type)).scalar()
         return None if newest is None else pd.Timestamp(newest).tz_convert("UTC").date()
 
-    def refresh_day_scores(self, run_type: str, settled_through: date, full: bool = False) -> int:
+    def refresh_day_scores(self, run_type: str, settled_through: date, horizon: int, full: bool = False) -> int:
         """Store the daily sums of every day up to `settled_through` (days whose windows have all closed): the
         days after the stored ones, and the last RESCORED_DAYS of those again; with `full` (or nothing stored),
         every day. One transaction: a page reads the old sums or the new ones, never half. Returns the rows."""
@@ -110,7 +111,7 @@ class ScoreRecords(Records):
             inserted = conn.execute(
                 text(f"INSERT INTO day_scores (run_type, {', '.join(SUM_COLUMNS)}) "  # noqa: S608 (fixed names)
                      f"SELECT :run_type, * FROM ({DAY_SUMS}) sums"),
-                {"run_type": run_type, "start": _midnight(start), "symbol": None,
+                {"run_type": run_type, "start": _midnight(start), "symbol": None, "horizon": horizon,
                  "end": _midnight(settled_through + timedelta(days=1))}).rowcount
             conn.execute(text("""INSERT INTO day_scores_through (run_type, day) VALUES (:run_type, :day)
                                  ON CONFLICT (run_type) DO UPDATE SET day = excluded.day"""),
@@ -125,7 +126,7 @@ class ScoreRecords(Records):
             conn.execute(day_scores.delete().where(day_scores.c.run_type == run_type))
             conn.execute(day_scores_through.delete().where(day_scores_through.c.run_type == run_type))
 
-    def record_sums(self, run_type: str, first_day: date, last_day: date, symbol: str | None = None,
+    def record_sums(self, run_type: str, first_day: date, last_day: date, horizon: int, symbol: str | None = None,
                     bins: bool = True) -> tuple[pd.DataFrame, pd.DataFrame | None]:
         """The sums of [first_day, last_day] per (symbol, target_pct, event), from the stored days and, for the
         days not stored yet, from the forecasts: by `day` (n, outcome_sum, loss, reference_loss, covered) and, with
@@ -134,6 +135,7 @@ class ScoreRecords(Records):
         stored_last = min(last_day, through) if through is not None else first_day - timedelta(days=1)
         fresh_from = max(first_day, stored_last + timedelta(days=1))
         params = {"run_type": run_type, "first_day": first_day, "stored_last": stored_last, "symbol": symbol,
+                  "horizon": horizon,
                   "start": _midnight(fresh_from), "end": _midnight(max(fresh_from, last_day + timedelta(days=1))),
                   "total": TOTAL}
         fresh = [] if fresh_from > last_day else self._fresh_sums(params)

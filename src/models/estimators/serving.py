@@ -10,7 +10,9 @@ backtest's forecasts known at a retrain point):
   hours: on the newest RECALIBRATION_DAYS of evidence, the q-quantile of log(outcome / forecast quantile)
   (a touch in hour k placed uniformly in (k - 1, k], a fixed seed; an expired window's score is only known to
   exceed log(H / forecast quantile): right-censored, so the quantile is Kaplan-Meier's, and a level it does
-  not reach, for want of outcomes before H, is left as the model gives it). Conformalised
+  not reach, because more of the newest windows expired than the level leaves, is put at H: the evidence places
+  it past the horizon, where the model's own value, kept before, left the interval short of windows that
+  outlived it). Conformalised
   quantile regression on log time (Romano et al., 2019), refreshed at every (re)training, so a calm or a wild
   half-year is followed within weeks. (Moving both ends of the interval together until it covered 80 % of the
   same days, as the coverage is judged, changed nothing on 2021-07..2022-06: bench/soon_research.py's `+joint`
@@ -32,6 +34,7 @@ from src.models.evaluation.time_metrics import QUANTILE_LEVELS, within
 
 RECALIBRATION_DAYS = 60  # the newest evidence the interval follows (30 / 60 / 90 compared on 2021-07..2022-06)
 MIN_RECALIBRATION = 500  # fewer labelled hours: the quantiles are served as the model gives them
+PAST_HORIZON = 25.0  # the log-hour shift of a level the evidence does not reach: e^25 times any hour is past H
 BASELINE = "climatology"
 
 
@@ -70,9 +73,9 @@ def kept_horizons(evidence: Evidence, champion: str, level: float, horizon: int,
 
 
 def interval_shifts(evidence: Evidence, champion: str, horizon: int, days: int = RECALIBRATION_DAYS,
-                    fewest: int = MIN_RECALIBRATION) -> tuple[float, float, float]:
+                    fewest: int = MIN_RECALIBRATION, unreachable: float = PAST_HORIZON) -> tuple[float, float, float]:
     """Log-hour corrections of the champion's three quantiles from its newest `days` of evidence (none with fewer
-    than `fewest` labelled hours)."""
+    than `fewest` labelled hours); a level Kaplan-Meier does not reach gets `unreachable` (by default: at H)."""
     if len(evidence) == 0:
         return (0.0, 0.0, 0.0)
     recent = evidence.where(evidence.times > evidence.times.max() - pd.Timedelta(days=days))
@@ -87,7 +90,7 @@ def interval_shifts(evidence: Evidence, champion: str, horizon: int, days: int =
         # an expired window's score is only known to exceed log(H / q): right-censored, so Kaplan-Meier
         scores = np.log(np.maximum(touched, 1e-3) / quantile)
         shift = StepDistribution(*kaplan_meier(scores, expired)).quantile(level)
-        shifts.append(shift if np.isfinite(shift) else 0.0)  # the level lies past every outcome seen: no evidence
+        shifts.append(shift if np.isfinite(shift) else unreachable)  # the level lies past every outcome seen
     return tuple(shifts)
 
 

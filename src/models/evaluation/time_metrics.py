@@ -4,17 +4,19 @@ time model, coverage of the 10-90 % interval, and pinball-loss skill of the thre
 Forecasts are arrays of FORECAST_COLUMNS per hour; outcomes are the hours until resolution (the hit
 candle's number k, or inf when the window expired). A touch at hour k happened in (k - 1, k], uniformly
 for all we know: coverage counts the share of that hour inside the interval, and the pinball loss uses
-its midpoint. An expired window is only known to lie past H: when the forecast puts more than 10 % past H
-(p_horizon < 0.9, so its 90 % point lies past H) it counts as covered with the forecast's own P(T <= q90 | T > H) =
-(0.9 - p_horizon) / (1 - p_horizon), else as not covered; for the pinball loss it counts as H. (Counting
-it as wholly covered, as before 2026-12-02, gave a calibrated forecast a coverage of 0.9, not 0.8, whenever
-p_horizon < 0.9: the calm half-years of the 5 % targets looked too wide.)
+its midpoint. An expired window is only known to lie past H: when the interval's 90 % point lies past H (q90 at
+the cap H) it counts as covered with the forecast's own P(T <= q90 | T > H) = (0.9 - p_horizon) / (1 - p_horizon),
+else (q90 before H) as not covered; for the pinball loss it counts as H. (Counting it as wholly covered, as before
+2026-12-02, gave a calibrated forecast a coverage of 0.9, not 0.8, whenever p_horizon < 0.9: the calm half-years
+of the 5 % targets looked too wide. Judging by p_horizon alone whether q90 lies past H, as until stop 31, credited
+a served row whose P(within H) is climatology's but whose interval, the champion's, ends before H.)
 """
 from __future__ import annotations
 
 import numpy as np
 
 QUANTILE_LEVELS = (0.1, 0.5, 0.9)
+REACHES_H = 0.005  # a q90 this close to H is at the cap (stored with 2 decimals)
 
 
 def within(hours: np.ndarray, horizon: int) -> np.ndarray:
@@ -27,19 +29,20 @@ def time_loss(forecast: np.ndarray, hours: np.ndarray, horizon: int = 168) -> np
     return ((forecast[:, :3] - within(hours, horizon)) ** 2).mean(axis=1)
 
 
-def interval_coverage(forecast: np.ndarray, hours: np.ndarray) -> np.ndarray:
+def interval_coverage(forecast: np.ndarray, hours: np.ndarray, horizon: int = 168) -> np.ndarray:
     """Per hour: the share of the outcome inside [q10, q90] (an expired one: see the module notes)."""
     low, high = forecast[:, 3], forecast[:, 5]
     expired = ~np.isfinite(hours)
     k = np.where(expired, 0.0, hours)
     inside = np.clip(np.minimum(high, k) - np.maximum(low, k - 1), 0.0, 1.0)
-    return np.where(expired, censored_coverage(forecast[:, 2]), inside).astype(float)
+    return np.where(expired, censored_coverage(forecast[:, 2], high, horizon), inside).astype(float)
 
 
-def censored_coverage(p_horizon: np.ndarray) -> np.ndarray:
-    """How much of an expired outcome the interval covers, by the forecast's own tail past H (the same in SQL:
-    src.database.records.scores)."""
-    return np.clip((0.9 - p_horizon) / np.maximum(1 - p_horizon, 1e-12), 0.0, 1.0)
+def censored_coverage(p_horizon: np.ndarray, q90: np.ndarray, horizon: int) -> np.ndarray:
+    """How much of an expired outcome the interval covers: none when it ends before H, else the forecast's own
+    share of its tail past H (the same in SQL: src.database.records.scores; stored hours have 2 decimals)."""
+    share = np.clip((0.9 - p_horizon) / np.maximum(1 - p_horizon, 1e-12), 0.0, 1.0)
+    return np.where(q90 >= horizon - REACHES_H, share, 0.0)
 
 
 def pinball(forecast: np.ndarray, hours: np.ndarray, horizon: int = 168) -> np.ndarray:
@@ -69,7 +72,7 @@ def time_metrics(forecast: np.ndarray, climatology: np.ndarray, hours: np.ndarra
             "brier_skill_24h": _skill(loss[:, 1], reference[:, 1]),
             "brier_skill_horizon": _skill(loss[:, 2], reference[:, 2]),
             "brier": float(loss[:, 1].mean()),
-            "interval_coverage": float(interval_coverage(forecast, hours).mean()),
+            "interval_coverage": float(interval_coverage(forecast, hours, horizon).mean()),
             "pinball_skill": _skill(pinball(forecast, hours, horizon), pinball(climatology, hours, horizon)),
             "hit_rate": float(np.isfinite(hours).mean()),
             "avg_time_to_target_hours": float(hours[np.isfinite(hours)].mean()) if np.isfinite(hours).any() else None}

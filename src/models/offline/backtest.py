@@ -110,7 +110,7 @@ def run_backtest(candles: dict[str, pd.DataFrame], symbols: list[str], targets: 
         raise UserError("backtest failed for " + "; ".join(f"{s} {t:g}: {why}" for (s, t), why in failed.items()))
     newest = max(frame["timestamp"].iloc[-1] for frame in candles.values()) + pd.Timedelta(hours=1)
     records.refresh_day_scores(RUN, settled_through(min(newest, end + pd.Timedelta(hours=settings.horizon + 1)),
-                                                    settings.horizon), full=True)  # the web's track record
+                                                    settings.horizon), settings.horizon, full=True)  # the web's
     return backtest_tables(records, start, end, settings.horizon,
                            min(newest, end + pd.Timedelta(hours=settings.horizon + 1)))
 
