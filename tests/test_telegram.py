@@ -67,9 +67,10 @@ def test_daily_report_sends_a_real_png(bot_api, ops):
 def test_hourly_report_dates_every_candle_flags_stale_ones_and_prints_plain_text_on_a_console(capsys):
     fresh = _champions(["BTC/USDT"])
     old = _champions(["ETH/USDT"]).assign(timestamp=pd.Timestamp("2023-05-20 05:00", tz="UTC"), model_name="logistic")
-    timings = pd.DataFrame({"symbol": "BTC/USDT", "target_pct": [0.01], "timestamp": fresh["timestamp"].iloc[0],
-                            "q10_hours": 2.0, "q50_hours": 6.4, "q90_hours": 15.0})
+    timings = pd.DataFrame({"symbol": "BTC/USDT", "target_pct": [0.01, 0.05], "timestamp": fresh["timestamp"].iloc[0],
+                            "q10_hours": [2.0, 40.0], "q50_hours": [6.4, 150.0], "q90_hours": [15.0, 168.0]})
     [text] = reports.hourly_text(pd.concat([fresh, old]), NOW, timings=timings)
+    assert "~150h (40-168+h)" in text  # a 90 % point at the cap lies past the window, not at 168 h
     assert "candle 2023-06-01 09:00 UTC" in text and "candle 2023-05-20 05:00 UTC · ⚠️ STALE: 292 h old" in text
     assert "BTC/USDT</b> 27,123.45 · candle 2023-06-01 09:00 UTC\n" in text  # the fresh one is not flagged
     assert " logistic " in text and "xgboost" in text  # model names whole

@@ -70,7 +70,8 @@ def _answer_move(args: argparse.Namespace, ctx: Context) -> int:
         stale = f"  STALE: {answer.stale}" if answer.stale else ""
         print(f"{symbol:<10} {args.move * 100:g} %  candle {answer.candle_time:%Y-%m-%d %H:%M} UTC ({answer.model}): "
               f"P(either move within 6 h) {p6:.0%}, 24 h {p24:.0%}, {ctx.config.horizon} h {ph:.0%}; hours 10 % "
-              f"{hours_text(q10)}, median {hours_text(q50)}, 90 % {hours_text(q90)}{stale}")
+              f"{hours_text(q10, ctx.config.horizon)}, median {hours_text(q50, ctx.config.horizon)}, 90 % "
+              f"{hours_text(q90, ctx.config.horizon)}{stale}")
         answered += 1
     return 0 if answered else 1
 

@@ -129,8 +129,9 @@ class Answers:
                      f"({html.escape(r.model_name)})",
                      f"P(either move within 6 h) {r.p_6h:.0%} · 24 h {r.p_24h:.0%} · {self.horizon} h "
                      f"{r.p_horizon:.0%}",
-                     f"hours until it resolves: 10 % {hours_text(r.q10_hours)} · median {hours_text(r.q50_hours)} · "
-                     f"90 % {hours_text(r.q90_hours)}", self._learned_line(champions, target)]
+                     f"hours until it resolves: 10 % {hours_text(r.q10_hours, self.horizon)} · median "
+                     f"{hours_text(r.q50_hours, self.horizon)} · 90 % {hours_text(r.q90_hours, self.horizon)}",
+                     self._learned_line(champions, target)]
             lines.append(self._month_line(month, target))
             blocks.append("\n".join(lines))
         return Answer(split_messages(blocks, title))
@@ -168,7 +169,8 @@ class Answers:
         lines = [f"<b>How soon</b> · {html.escape(asset)} · {move * 100:g} % · candle "
                  f"{answer.candle_time:%Y-%m-%d %H:%M} UTC ({html.escape(answer.model)})",
                  f"P(either move within 6 h) {p6:.0%} · 24 h {p24:.0%} · {self.horizon} h {ph:.0%}",
-                 f"hours until it resolves: 10 % {hours_text(q10)} · median {hours_text(q50)} · 90 % {hours_text(q90)}",
+                 f"hours until it resolves: 10 % {hours_text(q10, self.horizon)} · median "
+                 f"{hours_text(q50, self.horizon)} · 90 % {hours_text(q90, self.horizon)}",
                  "<i>A size the hourly forecasts do not cover: the asset's model for any size from 0.5 to 10 % "
                  "answered (its record on past data is in the README).</i>" + stale]
         return Answer(["\n".join(lines)], refresh=f"soon {asset} {move * 100:g}")
@@ -258,8 +260,8 @@ class Answers:
         if row.empty:
             return ""
         r = row.iloc[0]
-        return (f" · P(24h) {r.p_24h:.0%} · resolves in ~{hours_text(r.q50_hours)} h "
-                f"(80 %: {hours_text(r.q10_hours)}-{hours_text(r.q90_hours)} h)")
+        return (f" · P(24h) {r.p_24h:.0%} · resolves in ~{hours_text(r.q50_hours, self.horizon)} h "
+                f"(80 %: {hours_text(r.q10_hours, self.horizon)}-{hours_text(r.q90_hours, self.horizon)} h)")
 
     @staticmethod
     def _month_line(month: pd.DataFrame, target: float) -> str:

@@ -92,7 +92,7 @@ def plain_text(html_text: str) -> str:
     return html.unescape(re.sub(r"</?(b|i|pre|code)>", "", html_text))
 
 
-def _how_soon(timings: pd.DataFrame | None, symbol: str, target: float, at: pd.Timestamp) -> str:
+def _how_soon(timings: pd.DataFrame | None, symbol: str, target: float, at: pd.Timestamp, horizon: int) -> str:
     """'~N h (a-b h)': the champion time model's median hours to resolution and its 80 % interval."""
     if timings is None or timings.empty:
         return "-"
@@ -101,11 +101,15 @@ def _how_soon(timings: pd.DataFrame | None, symbol: str, target: float, at: pd.T
     if row.empty:
         return "-"
     r = row.iloc[0]
-    return f"~{hours_text(r.q50_hours)}h ({hours_text(r.q10_hours)}-{hours_text(r.q90_hours)}h)"
+    return (f"~{hours_text(r.q50_hours, horizon)}h ({hours_text(r.q10_hours, horizon)}-"
+            f"{hours_text(r.q90_hours, horizon)}h)")
 
 
-def hours_text(value: float) -> str:
-    """Whole hours, or tenths below 10 h (a 1 % move can come within the hour)."""
+def hours_text(value: float, horizon: int | None = None) -> str:
+    """Whole hours, or tenths below 10 h (a 1 % move can come within the hour); a quantile at the cap H lies past
+    the window, so it reads "168+"."""
+    if horizon is not None and value >= horizon - 0.005:
+        return f"{horizon}+"
     return f"{value:.0f}" if value >= 10 else f"{value:.1f}".rstrip("0").rstrip(".")
 
 
@@ -131,7 +135,7 @@ def hourly_text(champions: pd.DataFrame, now: pd.Timestamp, horizon: int = 168,
         rows = [f"{'tgt':>4}    {'P(up)':>6} {'conf':>4} {'model':<11} resolves"]
         for r in group.sort_values("target_pct").itertuples():
             rows.append(f"{r.target_pct:>4.0%} {_arrow(r.probability)} {r.probability:6.1%} {r.confidence:4.0%} "
-                        f"{r.model_name:<11} {_how_soon(timings, symbol, r.target_pct, r.timestamp)}")
+                        f"{r.model_name:<11} {_how_soon(timings, symbol, r.target_pct, r.timestamp, horizon)}")
         lines.append(f"\n<b>{html.escape(symbol)}</b> {first['entry_price']:,.2f} · candle "
                      f"{first['timestamp']:%Y-%m-%d %H:%M} UTC{stale}\n<pre>" + html.escape("\n".join(rows)) + "</pre>")
     baselines = sorted(set(newest.loc[newest["model_name"] != "xgboost", "model_name"]))

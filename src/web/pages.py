@@ -40,7 +40,7 @@ def create_pages(records: RecordStore, site: Site, health: Health | None = None,
     pages = Blueprint("pages", __name__, template_folder="templates", static_folder="static",
                       static_url_path="/assets")
 
-    _register_formatting(pages)
+    _register_formatting(pages, site.horizon)
 
     @pages.after_app_request
     def secure(response: Response) -> Response:
@@ -243,8 +243,13 @@ def skill(value) -> str:
     return "–" if _missing(value) else f"{value:+.3f}"
 
 
-def hours(value) -> str:
-    return "–" if _missing(value) else f"{value:.0f}" if value >= 10 else f"{value:.1f}"
+def hours(value, horizon: int | None = None) -> str:
+    """A quantile's hours; one at the cap H lies past the window: "168+"."""
+    if _missing(value):
+        return "–"
+    if horizon is not None and value >= horizon - 0.005:
+        return f"{horizon}+"
+    return f"{value:.0f}" if value >= 10 else f"{value:.1f}"
 
 
 def utc(value) -> str:
@@ -260,8 +265,9 @@ def page_url(endpoint: str, query: dict, **changes) -> str:
     return url_for(endpoint, **{**query, **changes})
 
 
-def _register_formatting(pages: Blueprint) -> None:
-    for name, function in {"pct": pct, "skill": skill, "hours": hours, "utc": utc, "target": target_text,
+def _register_formatting(pages: Blueprint, horizon: int) -> None:
+    for name, function in {"pct": pct, "skill": skill, "hours": hours, "quantile_hours": lambda v: hours(v, horizon),
+                           "utc": utc, "target": target_text,
                            "short": lambda asset: asset.split("/")[0]}.items():
         pages.add_app_template_filter(function, name)
     pages.add_app_template_global(page_url, "page_url")
