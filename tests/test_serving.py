@@ -7,7 +7,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from src.models.estimators.serving import PAST_HORIZON, ServingRule, compose, interval_shifts, kept_horizons
+from src.models.estimators.serving import (
+    KEPT_LEVEL,
+    PAST_HORIZON,
+    ServingRule,
+    compose,
+    interval_shifts,
+    kept_horizons,
+)
 from src.models.estimators.time_models import GarchTime, LogisticTime, forecast_array
 from src.models.evaluation.selection import Evidence
 from src.models.evaluation.time_metrics import interval_coverage
@@ -50,6 +57,7 @@ def test_a_horizon_is_kept_only_where_the_champion_beats_climatology_significant
     champion = np.column_stack([p6, noisy24, truth_h, quantiles])
     evidence = Evidence(times, hours, {"climatology": climatology, "vol_logistic": champion})
     assert kept_horizons(evidence, "vol_logistic", 0.05, H) == (6, H)
+    assert kept_horizons(evidence, "vol_logistic", KEPT_LEVEL, H) == (6, H)  # at the product's level too
     assert kept_horizons(evidence, "climatology", 0.05, H) == ()
     assert kept_horizons(evidence.where(np.arange(n) < 100), "vol_logistic", 0.05, H) == ()  # too little evidence
 

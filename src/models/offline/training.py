@@ -166,7 +166,7 @@ def champion_rule(task: Task, evidence: Evidence, champion: str, settings: Train
     """How soon: the serving rule of `champion` on this evidence (None for direction)."""
     if task is not RESOLUTION:
         return None
-    return serving_rule(evidence, champion, settings.significance, settings.horizon)
+    return serving_rule(evidence, champion, settings.horizon)
 
 
 def served(forecasts: dict[str, np.ndarray], champion: str, rule: ServingRule | None, horizon: int) -> np.ndarray:
