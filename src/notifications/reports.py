@@ -11,6 +11,7 @@ import pandas as pd
 
 from src.data.labels import DOWN, UP
 from src.models.evaluation.record import MIN_PER_BIN  # one definition for the daily chart and the page
+from src.models.evaluation.time_metrics import at_cap
 
 TELEGRAM_LIMIT = 4096
 ARROWS = ((0.6, "⬆️"), (0.4, "↔️"), (0.0, "⬇️"))  # P(up) >= 0.6 up, <= 0.4 down, else sideways
@@ -108,7 +109,7 @@ def _how_soon(timings: pd.DataFrame | None, symbol: str, target: float, at: pd.T
 def hours_text(value: float, horizon: int | None = None) -> str:
     """Whole hours, or tenths below 10 h (a 1 % move can come within the hour); a quantile at the cap H lies past
     the window, so it reads "168+"."""
-    if horizon is not None and value >= horizon - 0.005:
+    if horizon is not None and at_cap(value, horizon):
         return f"{horizon}+"
     return f"{value:.0f}" if value >= 10 else f"{value:.1f}".rstrip("0").rstrip(".")
 

@@ -49,7 +49,7 @@ DAY_SUMS = f"""
         FROM resolution_forecasts c
         CROSS JOIN LATERAL (SELECT
             (c.status <> 'expired' AND c.hours_to_resolution <= 24)::int::float8 AS y,
-            CASE WHEN c.status = 'expired' AND c.q90_hours < :horizon - 0.005 THEN 0::float8
+            CASE WHEN c.status = 'expired' AND c.q90_hours < :horizon - 0.005 THEN 0::float8  -- time_metrics.at_cap
                  WHEN c.status = 'expired'
                  THEN greatest(0, least(1, (0.9 - c.p_horizon) / greatest(1 - c.p_horizon, 1e-12)))::float8
                  ELSE greatest(0, least(1, least(c.q90_hours, c.hours_to_resolution)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 QUANTILE_LEVELS = (0.1, 0.5, 0.9)
-REACHES_H = 0.005  # a q90 this close to H is at the cap (stored with 2 decimals)
+REACHES_H = 0.005  # an hour this close to H is at the cap (stored with 2 decimals; the same in scores.py's SQL)
 
 
 def within(hours: np.ndarray, horizon: int) -> np.ndarray:
@@ -42,7 +42,12 @@ def censored_coverage(p_horizon: np.ndarray, q90: np.ndarray, horizon: int) -> n
     """How much of an expired outcome the interval covers: none when it ends before H, else the forecast's own
     share of its tail past H (the same in SQL: src.database.records.scores; stored hours have 2 decimals)."""
     share = np.clip((0.9 - p_horizon) / np.maximum(1 - p_horizon, 1e-12), 0.0, 1.0)
-    return np.where(q90 >= horizon - REACHES_H, share, 0.0)
+    return np.where(at_cap(q90, horizon), share, 0.0)
+
+
+def at_cap(hours, horizon: int):
+    """Whether a quantile (hours) lies at the cap H, i.e. past the window: shown as "168+"."""
+    return hours >= horizon - REACHES_H
 
 
 def pinball(forecast: np.ndarray, hours: np.ndarray, horizon: int = 168) -> np.ndarray:
