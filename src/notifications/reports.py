@@ -128,7 +128,7 @@ def hourly_text(champions: pd.DataFrame, now: pd.Timestamp, horizon: int = 168,
     newest = champions[champions["timestamp"] == champions.groupby("symbol")["timestamp"].transform("max")]
     lines = [f"<b>Hourly forecast</b> · {now:%Y-%m-%d %H:%M} UTC",
              f"<i>P(up): chance the price rises X% before it falls X% (within {horizon} h). Resolves: median "
-             "hours until either happens (80 % between a and b h).</i>"]
+             f"hours until either happens (80 % between a and b h; {horizon}+: after the window).</i>"]
     for symbol, group in newest.groupby("symbol", sort=True):
         first = group.iloc[0]
         age = int((now - first["timestamp"]) / pd.Timedelta(hours=1)) - 1  # hours since the candle closed
