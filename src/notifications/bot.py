@@ -34,6 +34,10 @@ log = logging.getLogger(__name__)
 MAX_AGE = pd.Timedelta(minutes=10)  # older commands were sent while the daemon was down: skipped
 PER_MINUTE = 20  # commands a chat may send in a minute
 POLL_SECONDS = 10  # getUpdates long-polling timeout
+# At a stop python-telegram-bot cancels the long poll without awaiting it, then calls getUpdates once more to mark
+# the fetched updates read. With one connection that call may wait for the cancelled one to be released, and a busy
+# machine makes it time out (an ERROR; the last updates may come again after a restart): it gets a second connection.
+GET_UPDATES_CONNECTIONS = 2
 RECOVERED_AFTER_S = 45  # no polling error for this long (more than the longest backoff) ends an outage
 REJECTED_LOG_EVERY_S = 3600
 SEND_TRIES = 3
@@ -89,7 +93,8 @@ class CommandBot:
     async def _serve(self) -> None:
         self._loop, self._stopping = asyncio.get_running_loop(), asyncio.Event()
         self._ready.set()
-        app = Application.builder().token(self.token).base_url(self.base_url).build()
+        app = (Application.builder().token(self.token).base_url(self.base_url)
+               .get_updates_connection_pool_size(GET_UPDATES_CONNECTIONS).build())
         app.add_handler(TypeHandler(Update, self._on_update))
         app.add_error_handler(self._on_error)
         tasks = [asyncio.create_task(self._poll(app)), asyncio.create_task(self._watch())]
