@@ -6,6 +6,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +19,8 @@ from src.data.history import load_candles
 from src.database.records import RecordStore
 from src.models.offline.backtest import run_backtest
 from src.models.offline.training import TrainSettings
-from src.utils.executors import LocalExecutor, UnitFailure, make_executor
+from src.utils.errors import StopRequested
+from src.utils.executors import DaskExecutor, LocalExecutor, UnitFailure, make_executor
 from tests.shared_data import load_candles as shared_candles
 
 START, END = pd.Timestamp("2022-12-01", tz="UTC"), pd.Timestamp("2022-12-15", tz="UTC")
@@ -106,6 +109,28 @@ def test_a_failing_unit_comes_back_as_its_error_and_the_others_finish():
             executor.close()
         assert [r for r in results if not isinstance(r, UnitFailure)] == [0, 20, 40]
         assert [str(r.error) for r in results if isinstance(r, UnitFailure)] == ["odd 1", "odd 3", "odd 5"]
+
+
+def test_a_stop_while_units_run_in_workers_ends_the_wait_and_the_units(dask_cluster):
+    """A stop set while long units run (local processes or the cluster) ends the map within seconds, not when
+    the units end, and the units do not run on: the local workers are killed, the cluster forgets its tasks."""
+    units = [(time.sleep, 120)] * 4  # 240 s of work on two workers
+    local, dask = LocalExecutor(2), DaskExecutor(dask_cluster.scheduler_address)
+    try:
+        for executor in (local, dask):
+            stop = threading.Event()
+            threading.Timer(2.0, stop.set).start()
+            started = time.monotonic()
+            with pytest.raises(StopRequested):
+                list(executor.map(units, stop=stop))
+            assert time.monotonic() - started < 60, executor.name
+        deadline = time.monotonic() + 60
+        while (_loky_workers() or any(dask.client.processing().values())) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not _loky_workers() and not any(dask.client.processing().values())
+    finally:
+        local.close()
+        dask.close()
 
 
 def _blas_threads() -> int:

@@ -13,10 +13,12 @@ Results come back in the order of the units, whatever order they ran in. A unit 
 as a `UnitFailure` (the others go on); a local worker that dies has its units run again."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
 import shutil
+import signal
 import tempfile
 import threading
 import traceback
@@ -25,6 +27,8 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import joblib
+from joblib.externals.loky import get_reusable_executor
+from joblib.externals.loky.process_executor import TerminatedWorkerError
 from threadpoolctl import threadpool_limits
 
 from src.utils.config import DASK_PREFIX, DASK_TLS_PREFIX, LOCAL, check_executor_spec
@@ -32,6 +36,11 @@ from src.utils.errors import UserError, check_stop
 
 log = logging.getLogger(__name__)
 RETRIES = 2  # times a unit whose worker died is run again
+WAIT_STEP_S = 0.2  # how often a wait for a unit looks at the stop event
+IDLE_WORKER_S = 300  # worker processes idle this long end (loky starts them again when needed)
+# one BLAS/OpenMP thread in each worker from its start (the units also limit their pools: _guarded)
+ONE_THREAD_ENV = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                                         "BLIS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")}
 
 
 class UnitFailure:
@@ -54,6 +63,26 @@ def _guarded(fn: Callable, *args):
             return fn(*args)
     except Exception as exc:  # one failing unit must not stop the others
         return UnitFailure(exc)
+
+
+def _result_unless_stopped(future, stop: threading.Event | None):
+    """A unit's result (a concurrent or a Dask future), or StopRequested once `stop` is set while it runs."""
+    while True:
+        check_stop(stop, "the fits")
+        try:
+            return future.result(timeout=WAIT_STEP_S)
+        except TimeoutError:  # concurrent.futures' and Dask's are the builtin one
+            continue
+
+
+def _kill_workers(pool) -> None:
+    """SIGKILL loky's worker processes. Loky takes it as workers that died: the executor is marked broken, its
+    pending futures fail, the next map starts new workers. (Its shutdown(kill_workers=True) races with its own
+    manager thread over units not yet dispatched: a KeyError there, and a process that cannot exit.)"""
+    for pid in list(getattr(pool, "_processes", {})):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    pool.shutdown(wait=True)  # returns once loky has seen them die: the next map does not submit to them
 
 
 class Stored:
@@ -103,8 +132,11 @@ class LocalExecutor:
         if isinstance(ref, Stored):
             Path(ref.path).unlink(missing_ok=True)
 
-    def map(self, units: Sequence[tuple], progress: Callable[[int], None] | None = None) -> Iterator:
-        """fn(*args) for every unit (fn, *args), results in the units' order."""
+    def map(self, units: Sequence[tuple], progress: Callable[[int], None] | None = None,
+            stop: threading.Event | None = None) -> Iterator:
+        """fn(*args) for every unit (fn, *args), results in the units' order. With `stop` set while a unit runs
+        in a worker, StopRequested comes within WAIT_STEP_S and the workers are killed: a unit writes nothing,
+        so its result is simply not wanted (one worker runs units here, where a stop waits for the unit)."""
         if self.n_workers == 1:
             for unit in units:
                 yield _guarded(*unit)
@@ -114,21 +146,31 @@ class LocalExecutor:
         done, attempts = 0, 0
         while done < len(units):
             try:
-                with joblib.parallel_config(backend="loky", inner_max_num_threads=1):
-                    results = joblib.Parallel(n_jobs=self.n_workers, return_as="generator", batch_size=1,
-                                              pre_dispatch="2*n_jobs")(
-                        joblib.delayed(_guarded)(*unit) for unit in units[done:])
-                    for result in results:
-                        done += 1
-                        yield result
-                        if progress:
-                            progress(1)
-            except joblib.externals.loky.process_executor.TerminatedWorkerError as exc:
+                for result in self._in_workers(units[done:], stop):
+                    done += 1
+                    yield result
+                    if progress:
+                        progress(1)
+            except TerminatedWorkerError as exc:
                 attempts += 1
                 if attempts > RETRIES:
                     raise
                 log.warning("a worker process died (%s); running the %d unfinished units again",
                             str(exc).splitlines()[0], len(units) - done)
+
+    def _in_workers(self, units: Sequence[tuple], stop: threading.Event | None) -> Iterator:
+        """The units on loky's reusable worker processes, results in order. Left early (a stop, the caller done
+        with them, a worker that died), the workers are killed and the units not yet run dropped."""
+        pool = get_reusable_executor(max_workers=self.n_workers, timeout=IDLE_WORKER_S, env=ONE_THREAD_ENV)
+        futures = [pool.submit(_guarded, *unit) for unit in units]
+        finished = False
+        try:
+            for future in futures:
+                yield _result_unless_stopped(future, stop)
+            finished = True
+        finally:
+            if not finished and not all(future.done() for future in futures):
+                _kill_workers(pool)
 
     def __enter__(self) -> LocalExecutor:
         return self
@@ -170,16 +212,21 @@ class DaskExecutor:
         """Done with a shared object: the cluster may forget it."""
         ref.release()
 
-    def map(self, units: Sequence[tuple], progress: Callable[[int], None] | None = None) -> Iterator:
+    def map(self, units: Sequence[tuple], progress: Callable[[int], None] | None = None,
+            stop: threading.Event | None = None) -> Iterator:
         """fn(*args) for every unit (fn, *args) on the cluster, results in the units' order. A unit whose worker dies is
-        run again by the scheduler (distributed.scheduler.allowed-failures times)."""
+        run again by the scheduler (distributed.scheduler.allowed-failures times). With `stop` set, StopRequested
+        comes within WAIT_STEP_S and the cluster drops the units not finished."""
         futures = [self.client.submit(_guarded, *unit, pure=False) for unit in units]
         if progress:  # counted as units finish, in any order
             for future in futures:
                 future.add_done_callback(lambda _: progress(1))
-        for future in futures:
-            yield future.result()
-            future.release()
+        try:
+            for future in futures:
+                yield _result_unless_stopped(future, stop)
+                future.release()
+        finally:
+            self.client.cancel([future for future in futures if not future.done()])
 
     def close(self) -> None:
         self.client.close()
@@ -201,7 +248,7 @@ def map_groups(executor: Executor, groups: dict, progress: Callable[[int], None]
     """Run every group's units (a dict: key -> list of units) and yield (key, its results) as each group
     completes, groups in the dict's order, so a caller can write one group while the next runs. With `stop` (a
     threading.Event), StopRequested is raised after the unit that finds it set: nothing of the group is written."""
-    results = executor.map([unit for units in groups.values() for unit in units], progress)
+    results = executor.map([unit for units in groups.values() for unit in units], progress, stop)
     for key, units in groups.items():
         outputs = []
         for _ in units:
