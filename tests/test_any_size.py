@@ -133,6 +133,7 @@ def test_each_door_answers_a_size_nobody_configured_from_the_newest_candle(asked
     assert got.status_code == 200
     body = json.loads(got.data)
     assert body["model"] == "any_size" and body["move_pct"] == 3.5 and body["p_24h"] == pytest.approx(p24, abs=1e-4)
+    assert body["horizon_hours"] == 168 and body["q10_hours"] <= body["q50_hours"] <= body["q90_hours"] <= 168
     assert body["candle_time"] == NEWEST.isoformat() and body["stale"]  # "now" is 2026 here: the candle is old
     for query, message in (("asset=BTC&move=12", "from 0.5 to 10"), ("move=3", "asset"),
                            ("asset=DOGE&move=3", "unknown asset DOGE")):

@@ -25,12 +25,14 @@ class MoveForecast:
     forecast: np.ndarray  # p_6h, p_24h, p_horizon, q10, q50, q90 hours
     model: str  # the model that made it: the configured target's champion, or any_size
     stale: str | None = None  # why the newest candle is older than it should be
+    horizon: int = 168  # the window: a quantile at it means "after the window, if at all" (shown 168+)
 
     def as_dict(self) -> dict:
         p6, p24, ph, q10, q50, q90 = (round(float(v), 4) for v in self.forecast)
         return {"asset": self.symbol, "move_pct": round(self.move * 100, 4),
                 "candle_time": self.candle_time.isoformat(), "model": self.model, "p_6h": p6, "p_24h": p24,
-                "p_horizon": ph, "q10_hours": q10, "q50_hours": q50, "q90_hours": q90, "stale": self.stale}
+                "p_horizon": ph, "q10_hours": q10, "q50_hours": q50, "q90_hours": q90,
+                "horizon_hours": self.horizon, "stale": self.stale}
 
 
 class MoveForecaster:
@@ -58,7 +60,8 @@ class MoveForecaster:
             raise UserError(f"candle {candle_time:%Y-%m-%d %H:%M} UTC of {symbol} is not stored")
         history, _ = found
         forecast = forecast_move(model.estimator, history.iloc[[-1]], move, self.horizon)[0]
-        return MoveForecast(symbol, move, candle_time, forecast, MODEL_NAME, self._staleness(candle_time, now))
+        return MoveForecast(symbol, move, candle_time, forecast, MODEL_NAME, self._staleness(candle_time, now),
+                            self.horizon)
 
     def _stored(self, symbol: str, target: float, now: pd.Timestamp) -> MoveForecast:
         _, timing = self.records.newest_forecasts([(symbol, target)])
@@ -68,7 +71,7 @@ class MoveForecaster:
         candle_time = pd.Timestamp(row["timestamp"])
         forecast = row[["p_6h", "p_24h", "p_horizon", "q10_hours", "q50_hours", "q90_hours"]].to_numpy(dtype=float)
         return MoveForecast(symbol, target, candle_time, forecast, str(row["model_name"]),
-                            self._staleness(candle_time, now))
+                            self._staleness(candle_time, now), self.horizon)
 
     @staticmethod
     def _staleness(candle_time: pd.Timestamp, now: pd.Timestamp) -> str | None:
