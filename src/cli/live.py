@@ -54,7 +54,7 @@ def cmd_predict(args: argparse.Namespace, ctx: Context) -> int:
 
 def _answer_move(args: argparse.Namespace, ctx: Context) -> int:
     """`predict --move`: how soon a move of that size comes, per asset, from the newest stored candle."""
-    from src.notifications.reports import hours_text
+    from src.models.evaluation.time_metrics import hours_text
     if args.at is not None:
         raise UserError("--move answers from the newest stored candle; leave out --at")
     now = _now_or(None)

@@ -14,8 +14,9 @@ from src.database.records import RecordStore
 from src.models.estimators.any_size import parse_move
 from src.models.estimators.serving import ServingRule
 from src.models.evaluation.scoring import CHAMPION, TIMING_ROWS, score_rows
+from src.models.evaluation.time_metrics import hours_text
 from src.models.live.moves import MoveForecaster
-from src.notifications.reports import daily_chart, hours_text, split_messages
+from src.notifications.reports import daily_chart, split_messages
 from src.utils import choices
 from src.utils.candles import last_closed_before
 from src.utils.choices import BadInput, parse_asset, parse_target

@@ -11,7 +11,7 @@ import pandas as pd
 
 from src.data.labels import DOWN, UP
 from src.models.evaluation.record import MIN_PER_BIN  # one definition for the daily chart and the page
-from src.models.evaluation.time_metrics import at_cap
+from src.models.evaluation.time_metrics import hours_text
 
 TELEGRAM_LIMIT = 4096
 ARROWS = ((0.6, "⬆️"), (0.4, "↔️"), (0.0, "⬇️"))  # P(up) >= 0.6 up, <= 0.4 down, else sideways
@@ -104,14 +104,6 @@ def _how_soon(timings: pd.DataFrame | None, symbol: str, target: float, at: pd.T
     r = row.iloc[0]
     return (f"~{hours_text(r.q50_hours, horizon)}h ({hours_text(r.q10_hours, horizon)}-"
             f"{hours_text(r.q90_hours, horizon)}h)")
-
-
-def hours_text(value: float, horizon: int | None = None) -> str:
-    """Whole hours, or tenths below 10 h (a 1 % move can come within the hour); a quantile at the cap H lies past
-    the window, so it reads "168+"."""
-    if horizon is not None and at_cap(value, horizon):
-        return f"{horizon}+"
-    return f"{value:.0f}" if value >= 10 else f"{value:.1f}".rstrip("0").rstrip(".")
 
 
 def hourly_text(champions: pd.DataFrame, now: pd.Timestamp, horizon: int = 168,

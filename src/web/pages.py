@@ -15,7 +15,7 @@ from flask import Blueprint, Response, current_app, render_template, request, st
 from src.database.records import RecordStore
 from src.database.records.browse import BROWSE_COLUMNS, CHAMPION, STATUSES
 from src.models.evaluation.record import EventRecord, running_skill, track_record
-from src.models.evaluation.time_metrics import at_cap
+from src.models.evaluation.time_metrics import hours_text
 from src.models.live.moves import MoveForecaster
 from src.utils.candles import last_closed_before
 from src.utils.choices import BadInput, asset_names
@@ -248,9 +248,7 @@ def hours(value, horizon: int | None = None) -> str:
     """A quantile's hours; one at the cap H lies past the window: "168+"."""
     if _missing(value):
         return "–"
-    if horizon is not None and at_cap(value, horizon):
-        return f"{horizon}+"
-    return f"{value:.0f}" if value >= 10 else f"{value:.1f}"
+    return hours_text(value, horizon)
 
 
 def utc(value) -> str:

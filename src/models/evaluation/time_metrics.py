@@ -50,6 +50,14 @@ def at_cap(hours, horizon: int):
     return hours >= horizon - REACHES_H
 
 
+def hours_text(value: float, horizon: int | None = None) -> str:
+    """Hours as people read them, in messages and on the pages alike: whole hours, or tenths below 10 h (a 1 %
+    move can come within the hour); a quantile at the cap H lies past the window, so it reads "168+"."""
+    if horizon is not None and at_cap(value, horizon):
+        return f"{horizon}+"
+    return f"{value:.0f}" if value >= 10 else f"{value:.1f}".rstrip("0").rstrip(".")
+
+
 def pinball(forecast: np.ndarray, hours: np.ndarray, horizon: int = 168) -> np.ndarray:
     """Per hour: the summed pinball loss of the three quantiles (outcome capped at H)."""
     outcome = np.where(np.isfinite(hours), hours - 0.5, float(horizon))
