@@ -1,6 +1,7 @@
 """Telegram: the real python-telegram-bot client against a loopback Bot API; reports, alerts and faults."""
 import logging
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -62,6 +63,24 @@ def test_daily_report_sends_a_real_png(bot_api, ops):
     photo = bot_api.sent("sendPhoto")[0]
     assert photo["files"]["photo"].startswith(b"\x89PNG\r\n\x1a\n") and len(photo["files"]["photo"]) > 10_000
     assert photo["fields"]["caption"] == text
+
+
+def test_the_daily_chart_says_when_climatology_served_direction_instead_of_drawing_a_flat_line():
+    hours = pd.date_range("2023-05-01", periods=200, freq="h", tz="UTC")
+    resolved = pd.concat([pd.DataFrame({
+        "symbol": "BTC/USDT", "timeframe": "1h", "target_pct": 0.02, "timestamp": hours, "model_name": model,
+        "is_champion": model == "climatology", "probability": 0.52, "status": ["up", "down"] * 100,
+        "actual_outcome": [1, 0] * 100, "time_to_target_hours": 5.0}) for model in ("climatology", "xgboost")])
+    timing = pd.DataFrame({"symbol": "BTC/USDT", "target_pct": 0.02, "timestamp": hours, "model_name": "survival",
+                           "is_champion": True, "p_24h": np.linspace(0.2, 0.9, 200), "status": "up",
+                           "hours_to_resolution": np.linspace(1, 60, 200)[::-1]})
+    timing = pd.concat([timing, timing.assign(model_name="climatology", is_champion=False, p_24h=0.5)])
+    figure = reports.daily_figure(resolved, timing)
+    soon_skill, _, up_skill, _ = figure.axes
+    assert [line.get_label() for line in soon_skill.lines][0] == "2% live"  # a learned champion: its line
+    assert not up_skill.lines and up_skill.texts[0].get_text().startswith("Climatology (the base rate) served")
+    import matplotlib.pyplot as plt
+    plt.close(figure)
 
 
 def test_hourly_report_dates_every_candle_flags_stale_ones_and_prints_plain_text_on_a_console(capsys):
@@ -231,13 +250,19 @@ def test_daily_chart_of_a_month_of_backtest_forecasts_draws_every_panel(ops):
                  TrainSettings(), retrain_every_days=7)
     resolved, timing = records.resolved("backtest", start, end), records.resolved_time("backtest", start, end)
     figure = reports.daily_figure(resolved, timing, records.backtest_champion_skill())
-    direction, running, how_soon = figure.axes
-    labels = [line.get_label() for line in direction.lines]
-    assert labels[0] == "perfect" and any(label.startswith("1% target (n=") for label in labels)
-    running_labels = [line.get_label() for line in running.lines]
-    assert {"1% live", "5% live"} <= set(running_labels) and any("backtest" in label for label in running_labels)
-    assert len(running.lines[0].get_xdata()) > 300  # one point per decided forecast, on a date axis
-    assert any(label.startswith("1% target (n=") for label in (line.get_label() for line in how_soon.lines))
+    soon_skill, soon_reliability, up_skill, up_reliability = figure.axes  # how soon first: where the skill is
+    soon_labels = [line.get_label().split(" (")[0] for line in soon_skill.lines]
+    assert {"1% live", "5% live"} <= set(soon_labels)
+    assert len(soon_skill.lines[0].get_xdata()) > 300  # one point per decided forecast, on a date axis
+    for panel in (soon_reliability, up_reliability):
+        labels = [line.get_label() for line in panel.lines]
+        assert labels[0] == "perfect" and any(label.startswith("1% target (n=") for label in labels)
+    champions = resolved[resolved["is_champion"] & resolved["status"].isin(["up", "down"])]
+    if (champions["model_name"] == "climatology").mean() >= 0.95:  # skill 0 by construction: said, not drawn
+        assert not up_skill.lines and "Climatology (the base rate) served" in up_skill.texts[0].get_text()
+    else:
+        up_labels = [line.get_label() for line in up_skill.lines]
+        assert "1% live" in up_labels and any("backtest" in label for label in up_labels)
     assert not any(text.get_text().startswith("too few") for ax in figure.axes for text in ax.texts)
     import matplotlib.pyplot as plt
     plt.close(figure)

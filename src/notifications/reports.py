@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from src.data.labels import DOWN, UP
-from src.models.evaluation.record import MIN_PER_BIN  # one definition for the daily chart and the page
+from src.models.evaluation.record import BASE_RATE_SHARE, MIN_PER_BIN  # one definition for the chart and page
 from src.models.evaluation.time_metrics import hours_text
 
 TELEGRAM_LIMIT = 4096
@@ -239,32 +239,57 @@ def _reliability_panel(ax, groups, title: str, xlabel: str) -> None:
     ax.legend(loc="upper left", fontsize=7)
 
 
-def _running_skill_panel(ax, champion: pd.DataFrame, clim: pd.DataFrame, backtest: dict[float, float],
-                         source: str = "live") -> None:
-    """The champions' running Brier skill per target over a date axis, with the backtest's skill beside it."""
+def _running_skill_panel(ax, series: list[tuple[float, pd.DataFrame]], backtest: dict[float, float], title: str,
+                         source: str = "live", note: str | None = None) -> None:
+    """Running Brier skill against climatology per target over a date axis (series: target, rows with timestamp,
+    p, reference, y in time order, and whether climatology served them), with the backtest's skill beside it;
+    `note` instead of lines when given."""
     import matplotlib.dates as mdates
-    for (target, group), color in zip(champion.groupby("target_pct"), COLORS):
-        key = list(zip(group["symbol"], group["target_pct"], group["timestamp"]))
-        reference = clim["probability"].reindex(key).fillna(0.5).to_numpy()
-        y, p = group["actual_outcome"].to_numpy(float), group["probability"].to_numpy()
+    ax.set_title(title)
+    drawn = 0
+    for (target, rows, base_rate), color in zip(series, COLORS):
+        if note is not None or rows.empty:
+            continue
+        y, p, reference = (rows[c].to_numpy(float) for c in ("y", "p", "reference"))
         skill = 1 - np.cumsum((p - y) ** 2) / np.maximum(np.cumsum((reference - y) ** 2), 1e-9)
         skill[:MIN_PER_BIN - 1] = np.nan  # the first handful of outcomes swing it wildly
-        ax.plot(pd.to_datetime(group["timestamp"], utc=True), skill, color=color, marker="." if len(group) < 30 else "",
-                label=f"{target:.0%} {source}")
+        ax.plot(pd.to_datetime(rows["timestamp"], utc=True), skill, color=color, marker="." if len(rows) < 30 else "",
+                label=f"{target:.0%} {source}" + (" (climatology served: 0)" if base_rate else ""))
+        drawn += 1
         if target in backtest:
             ax.axhline(backtest[target], color=color, linestyle=":", linewidth=1,
                        label=f"{target:.0%} backtest {backtest[target]:+.3f}")
-    ax.axhline(0, color="grey", linewidth=1)
-    ax.set(title="Running Brier skill vs climatology (champions)", ylabel="skill (> 0 beats the free forecast)")
-    if champion.empty:
-        ax.text(0.5, 0.5, "no decided forecasts yet", ha="center", va="center", transform=ax.transAxes,
-                fontsize=9, color="dimgrey")
+    if not drawn:
+        ax.text(0.5, 0.5, note or "no decided forecasts yet", ha="center", va="center", transform=ax.transAxes,
+                fontsize=10, color="dimgrey")
         ax.set_xticks([])
-    else:
-        locator = mdates.AutoDateLocator(minticks=3, maxticks=7)
-        ax.xaxis.set_major_locator(locator)
-        ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
-        ax.legend(loc="lower left", fontsize=7)
+        ax.set_yticks([])
+        return
+    ax.axhline(0, color="grey", linewidth=1)
+    ax.set_ylabel("skill (> 0 beats the free forecast)")
+    locator = mdates.AutoDateLocator(minticks=3, maxticks=6)
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+    ax.legend(loc="lower left", fontsize=7)
+
+
+def _skill_series(champion: pd.DataFrame, climatology: pd.DataFrame, forecast: str, outcome) -> list:
+    """Per target: the champions' decided forecasts in time order, with climatology's for the same hours, and
+    whether climatology served them (its skill is then 0 by construction)."""
+    reference = climatology.drop_duplicates(["symbol", "target_pct", "timestamp"], keep="last").set_index(
+        ["symbol", "target_pct", "timestamp"])[forecast]
+    series = []
+    for target, group in champion.sort_values("timestamp").groupby("target_pct"):
+        key = list(zip(group["symbol"], group["target_pct"], group["timestamp"]))
+        series.append((target, pd.DataFrame({
+            "timestamp": group["timestamp"].to_numpy(), "p": group[forecast].to_numpy(float),
+            "reference": reference.reindex(key).fillna(0.5).to_numpy(float), "y": outcome(group)}),
+            (group["model_name"] == "climatology").mean() >= BASE_RATE_SHARE))
+    return series
+
+
+def _within_24h(rows: pd.DataFrame) -> np.ndarray:
+    return ((rows["status"] != "expired") & (rows["hours_to_resolution"] <= 24)).to_numpy(float)
 
 
 def daily_chart(resolved: pd.DataFrame, timing: pd.DataFrame | None = None,
@@ -280,25 +305,36 @@ def daily_chart(resolved: pd.DataFrame, timing: pd.DataFrame | None = None,
 
 def daily_figure(resolved: pd.DataFrame, timing: pd.DataFrame | None = None,
                  backtest: dict[float, float] | None = None, source: str = "live"):
-    """Reliability of the champions' live direction forecasts, their running Brier skill (with the
-    backtest's champion skill per target beside it), and the reliability of the how-soon champions'
-    P(resolved within 24 h)."""
+    """Four panels, how soon first (where the skill is): the running Brier skill of the how-soon champions'
+    P(resolved within 24 h) against climatology and its reliability; then direction's running skill (with the
+    backtest's champion skill per target beside it; a note when climatology served, skill 0 by construction)
+    and its reliability. 2 x 2, so a phone shows it large enough to read."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    if timing is None:
+        timing = pd.DataFrame(columns=["symbol", "target_pct", "timestamp", "model_name", "is_champion", "p_24h",
+                                       "status", "hours_to_resolution"])
+    decided = timing[timing["status"].notna()]
+    soon = decided[decided["is_champion"].astype(bool)]
     labelled = resolved[resolved["status"].isin([UP, DOWN])]
-    champion = labelled[labelled["is_champion"].astype(bool)].sort_values("timestamp")
-    clim = labelled[labelled["model_name"] == "climatology"].set_index(["symbol", "target_pct", "timestamp"])
-    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(15, 4.4), dpi=110)
-    _reliability_panel(ax1, [(f"{t:.0%} target", g["probability"], g["actual_outcome"])
-                             for t, g in champion.groupby("target_pct")],
-                       f"Direction: reliability ({source})", "forecast P(up first)")
-    _running_skill_panel(ax2, champion, clim, backtest or {}, source)
-    decided = [] if timing is None or timing.empty else timing[
-        timing["status"].notna() & timing["is_champion"].astype(bool)].groupby("target_pct")
-    _reliability_panel(ax3, [(f"{t:.0%} target", g["p_24h"],
-                              (g["status"] != "expired") & (g["hours_to_resolution"] <= 24)) for t, g in decided],
+    champion = labelled[labelled["is_champion"].astype(bool)]
+    fig, ((soon_skill, soon_reliability), (up_skill, up_reliability)) = plt.subplots(2, 2, figsize=(12, 8.6), dpi=110)
+    _running_skill_panel(soon_skill, _skill_series(soon, decided[decided["model_name"] == "climatology"], "p_24h",
+                                                   _within_24h), {},
+                         "How soon: running Brier skill of P(within 24 h)", source)
+    _reliability_panel(soon_reliability, [(f"{t:.0%} target", g["p_24h"], _within_24h(g))
+                                          for t, g in soon.groupby("target_pct")],
                        f"How soon: reliability ({source})", "forecast P(resolved within 24 h)")
+    base_rate = len(champion) and (champion["model_name"] == "climatology").mean() >= BASE_RATE_SHARE
+    _running_skill_panel(up_skill, _skill_series(champion, labelled[labelled["model_name"] == "climatology"],
+                                                 "probability", lambda g: g["actual_outcome"].to_numpy(float)),
+                         backtest or {}, "Direction: running Brier skill of P(up first)", source,
+                         note="Climatology (the base rate) served these forecasts:\nskill 0 by construction.\n"
+                              "No model beat it on fresh data." if base_rate else None)
+    _reliability_panel(up_reliability, [(f"{t:.0%} target", g["probability"], g["actual_outcome"])
+                                        for t, g in champion.groupby("target_pct")],
+                       f"Direction: reliability ({source})", "forecast P(up first)")
     fig.tight_layout()
     return fig

@@ -14,7 +14,7 @@ from flask import Blueprint, Response, current_app, render_template, request, st
 
 from src.database.records import RecordStore
 from src.database.records.browse import BROWSE_COLUMNS, CHAMPION, STATUSES
-from src.models.evaluation.record import EventRecord, running_skill, track_record
+from src.models.evaluation.record import BASE_RATE_SHARE, EventRecord, running_skill, track_record
 from src.models.evaluation.time_metrics import hours_text
 from src.models.live.moves import MoveForecaster
 from src.utils.candles import last_closed_before
@@ -31,7 +31,6 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
 }
 EVENTS = {"within_24h": ("How soon", "P(resolved within 24 h)"), "up": ("Direction", "P(up first)")}
-BASE_RATE_SHARE = 0.95  # direction "serves the base rate" when climatology made at least this share of it
 
 
 def create_pages(records: RecordStore, site: Site, health: Health | None = None,

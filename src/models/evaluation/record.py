@@ -14,6 +14,7 @@ import pandas as pd
 from src.models.evaluation.selection import daily_skill_intervals
 
 MIN_PER_BIN = 20  # a reliability point from fewer forecasts says nothing
+BASE_RATE_SHARE = 0.95  # direction "serves the base rate" when climatology made at least this share of it
 MAX_RELIABILITY_BINS = 10
 SHARPNESS_BINS = 10  # bars of 0.1
 
