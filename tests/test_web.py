@@ -92,7 +92,7 @@ def test_day_scores_are_refreshed_idempotently_and_catch_late_outcomes(site_db):
     assert records.refresh_day_scores("live", through, 168) > 0  # the last days summed again: the same rows
     pd.testing.assert_frame_equal(before, pd.read_sql("SELECT * FROM day_scores ORDER BY 1, 2, 3, 4, 5, 6, 7",
                                                       site_db.engine))
-    late = pd.Timestamp(through, tz="UTC") + pd.Timedelta(hours=12)  # a settled day: an outcome that came late
+    late = pd.Timestamp(through, tz="UTC") - pd.Timedelta(days=20, hours=-12)  # an outcome 3 weeks late (an outage)
     with site_db.engine.begin() as conn:
         conn.exec_driver_sql("""UPDATE prediction_outcomes SET actual_outcome = 1 - actual_outcome,
                                     status = CASE status WHEN 'up' THEN 'down' ELSE 'up' END

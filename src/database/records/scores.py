@@ -30,7 +30,8 @@ DAY_TOTALS = f"""SELECT symbol, target_pct::float8, event, day, n, forecast_sum,
                  FROM day_scores WHERE bin = :total AND {STORED}"""
 BIN_TOTALS = f"""SELECT symbol, target_pct::float8, event, bin, sum(n)::int, sum(forecast_sum), sum(outcome_sum)
                  FROM day_scores WHERE bin <> :total AND {STORED} GROUP BY 1, 2, 3, 4"""
-RESCORED_DAYS = 7  # settled days summed again at each refresh: outcomes that came late (a candle recovered)
+RESCORED_DAYS = 30  # settled days summed again at each refresh: outcomes that came late (candles recovered after
+# an exchange outage of up to a month); a refresh of 30 days takes about 0.5 s (bench/web.py)
 
 DAY_SUMS = f"""
     WITH direction AS (
