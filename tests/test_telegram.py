@@ -111,9 +111,17 @@ def test_daily_report_one_row_per_model_champion_marked_and_counts_of_that_day()
     decided = reports.resolved_on(resolved, day)
     # decided on June 1 (hit candle closed that day): entries from May 31 20:00 (closes 00:00) to June 1 19:00
     assert decided["timestamp"].min() == pd.Timestamp("2023-05-31 20:00", tz="UTC") and len(decided) == 24
-    [text] = reports.daily_text(day, decided, performance, {("BTC/USDT", 0.01): "logistic"})
-    rows = [line for line in reports.plain_text(text).splitlines() if line.startswith("BTC/USDT")]
+    timing = pd.DataFrame([  # how soon: the forecasts users got ("champion") come first, one row per group
+        {"symbol": "BTC/USDT", "target_pct": 0.01, "model_name": model, "window_days": w, "total_predictions": 24 * w,
+         "brier_skill_24h": 0.2 + w / 100, "interval_coverage": 0.81}
+        for model in ("champion", "survival") for w in (1, 7, 30)])
+    [text] = reports.daily_text(day, decided, performance, {("BTC/USDT", 0.01): "logistic"}, timing)
+    plain = reports.plain_text(text)
+    assert plain.index("How soon, live record") < plain.index("Direction, live record")
+    rows = [line for line in plain.splitlines() if line.startswith("BTC/USDT")]
     assert "BTC/USDT   1%  24   0   0   0" in rows  # the day's counts
+    assert "BTC/USDT   1%   720 +0.210 +0.270 +0.500   81%" in rows  # how soon: n over 30 days, 1/7/30 d, coverage
+    assert len(rows) == 1 + 1 + 3  # the counts, the served how-soon row (not each time model's), 3 direction models
     record = [r for r in rows if "%" in r and ("xgboost" in r or "logistic" in r or "climatology" in r)]
     assert len(record) == 3 and any("logistic*" in r for r in record)
     assert any(r.split()[2:6] == ["xgboost", "3000", "-0.009", "-0.003"] for r in record)
@@ -130,9 +138,15 @@ def test_reports_of_many_assets_are_split_into_messages_within_telegram_limit():
                                  "total_predictions": 10, "brier_skill": 0.01}
                                 for i in range(60) for t in (0.01, 0.02, 0.05) for m in ("xgboost", "logistic")
                                 for w in (1, 7, 30)])
-    daily = reports.daily_text(NOW, pd.DataFrame({"is_champion": []}), performance)
+    timing = pd.DataFrame([{"symbol": f"COIN{i}/USDT", "target_pct": t, "model_name": "champion", "window_days": w,
+                            "total_predictions": 10, "brier_skill_24h": 0.2, "interval_coverage": 0.8}
+                           for i in range(60) for t in (0.01, 0.02, 0.05) for w in (1, 7, 30)])
+    daily = reports.daily_text(NOW, pd.DataFrame({"is_champion": []}), performance, None, timing)
     assert len(daily) > 1 and all(len(m) <= reports.TELEGRAM_LIMIT for m in daily)
-    assert all(f"COIN{i}/USDT" in "\n".join(daily) for i in range(60))
+    assert all(m.count("<pre>") == m.count("</pre>") for m in daily), "no table is cut in two"
+    text = reports.plain_text("\n".join(daily))
+    assert all(text.count(f"COIN{i}/USDT ") == 3 + 6 for i in range(60))  # every how-soon and direction row
+    assert "+0.200" not in text and "+0.010" not in text  # 10 forecasts a window: no skill shown, n/a
 
 
 def test_one_alert_per_crossing():

@@ -11,9 +11,11 @@ import pandas as pd
 
 from src.data.labels import DOWN, UP
 from src.models.evaluation.record import BASE_RATE_SHARE, MIN_PER_BIN  # one definition for the chart and page
+from src.models.evaluation.scoring import CHAMPION
 from src.models.evaluation.time_metrics import hours_text
 
 TELEGRAM_LIMIT = 4096
+TIMING_TABLE_ROWS = 30  # rows of the daily how-soon table per <pre>: 30 x 45 characters fit a message
 ARROWS = ((0.6, "⬆️"), (0.4, "↔️"), (0.0, "⬇️"))  # P(up) >= 0.6 up, <= 0.4 down, else sideways
 PLAIN_WORDS = {
     "ret_1": "the last hour's move", "ret_3": "the 3-hour move", "ret_6": "the 6-hour move",
@@ -148,10 +150,12 @@ def resolved_on(resolved: pd.DataFrame, day: pd.Timestamp, horizon: int = 168) -
 
 
 def daily_text(day: pd.Timestamp, resolved_day: pd.DataFrame, performance: pd.DataFrame,
-               champions: dict[tuple[str, float], str] | None = None) -> list[str]:
+               champions: dict[tuple[str, float], str] | None = None,
+               timing_performance: pd.DataFrame | None = None) -> list[str]:
     """As Telegram messages (split by asset when long): the outcomes decided on `day` (champion
-    forecasts), and the live record of every model per asset x target (Brier skill over the last 1, 7
-    and 30 days; the champion marked *)."""
+    forecasts), the how-soon forecasts' live record (the forecasts users got: Brier skill of P(within 24 h)
+    over the last 1, 7 and 30 days, coverage of the 80 % interval), and the direction record of every model
+    per asset x target (Brier skill over the last 1, 7 and 30 days; the champion marked *)."""
     lines = [f"<b>Daily report</b> · {day:%Y-%m-%d} (UTC)"]
     champion = resolved_day[resolved_day["is_champion"].astype(bool)]
     if len(champion):
@@ -164,25 +168,51 @@ def daily_text(day: pd.Timestamp, resolved_day: pd.DataFrame, performance: pd.Da
                   "<pre>" + html.escape("\n".join(rows)) + "</pre>"]
     else:
         lines.append(f"No forecast was decided on {day:%Y-%m-%d}.")
+    served = None if timing_performance is None else timing_performance[timing_performance["model_name"] == CHAMPION]
+    if served is not None and len(served):
+        lines.append("How soon, live record (the forecasts users got; BSS: Brier skill of P(within 24 h) vs "
+                     "climatology, above 0 beats it; cover: share of outcomes inside the 80 % interval, 30 days; "
+                     f"n/a: fewer than {MIN_PER_BIN} forecasts):")
+        rows = _timing_rows(served)  # tables of 30 rows, each with its header: a message holds whole tables
+        for first in range(1, len(rows), TIMING_TABLE_ROWS):
+            lines.append("<pre>" + html.escape("\n".join([rows[0], *rows[first:first + TIMING_TABLE_ROWS]])) + "</pre>")
     if len(performance):
-        lines.append("Live record (BSS: Brier skill vs climatology, above 0 beats it; n: decided UP/DOWN over 30 "
-                     "days; * champion):")
+        lines.append("Direction, live record (BSS: Brier skill vs climatology, above 0 beats it; n: decided UP/DOWN "
+                     f"over 30 days; n/a: fewer than {MIN_PER_BIN}; * champion):")
         for _, own in performance.groupby("symbol", sort=True):  # one table per asset: a message holds whole ones
             lines.append("<pre>" + html.escape("\n".join(_record_rows(own, champions))) + "</pre>")
     return split_messages(lines, f"<b>Daily report</b> · {day:%Y-%m-%d} (UTC)")
 
 
+def _skill_cells(by_window: pd.DataFrame, column: str) -> str:
+    """The skill over 1, 7 and 30 days; n/a where the window holds fewer than MIN_PER_BIN forecasts (one or two
+    outcomes would show a skill of +0.99 or -3 that says nothing)."""
+    cells = []
+    for days in (1, 7, 30):
+        value, n = by_window[column].get(days), by_window["total_predictions"].get(days, 0)
+        cells.append("   n/a" if value is None or pd.isna(value) or n < MIN_PER_BIN else f"{value:+6.3f}")
+    return " ".join(cells)
+
+
+def _timing_rows(served: pd.DataFrame) -> list[str]:
+    rows = [f"{'asset':<9}{'tgt':>4} {'n':>5} {'BSS 1d':>6} {'7d':>6} {'30d':>6} {'cover':>5}"]
+    for (symbol, target), group in served.groupby(["symbol", "target_pct"]):
+        by_window = group.set_index("window_days")
+        coverage = by_window["interval_coverage"].get(30)
+        n = int(by_window["total_predictions"].get(30, 0))
+        rows.append(f"{symbol:<9}{float(target):>4.0%} {n:>5} {_skill_cells(by_window, 'brier_skill_24h')} "
+                    f"{'  n/a' if coverage is None or pd.isna(coverage) or n < MIN_PER_BIN else f'{coverage:>5.0%}'}")
+    return rows
+
+
 def _record_rows(performance: pd.DataFrame, champions: dict[tuple[str, float], str] | None) -> list[str]:
-    def skill(value) -> str:
-        return "   n/a" if value is None or pd.isna(value) else f"{value:+6.3f}"
     rows = [f"{'asset':<9}{'tgt':>4} {'model':<12} {'n':>5} {'BSS 1d':>6} {'7d':>6} {'30d':>6}"]
     for (symbol, target, model), group in performance.groupby(["symbol", "target_pct", "model_name"]):
         by_window = group.set_index("window_days")
         n = by_window["total_predictions"].get(30, 0)
         mark = "*" if (champions or {}).get((symbol, round(float(target), 6))) == model else " "
         rows.append(f"{symbol:<9}{float(target):>4.0%} {model + mark:<12} {int(n):>5} "
-                    f"{skill(by_window['brier_skill'].get(1))} {skill(by_window['brier_skill'].get(7))} "
-                    f"{skill(by_window['brier_skill'].get(30))}")
+                    f"{_skill_cells(by_window, 'brier_skill')}")
     return rows
 
 

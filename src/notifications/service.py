@@ -64,7 +64,8 @@ class ReportService:
         performance = self.records.performance("live", day.date())
         champions = {(r.symbol, round(float(r.target_pct), 6)): r.model_name
                      for r in self.records.models(champions_only=True).itertuples()}
-        messages = reports.daily_text(day, reports.resolved_on(resolved, day, self.horizon), performance, champions)
+        messages = reports.daily_text(day, reports.resolved_on(resolved, day, self.horizon), performance, champions,
+                                      self.records.performance("live", day.date(), task="resolution"))
         timing = self.records.resolved_time("live", start - pd.Timedelta(days=30), start + pd.Timedelta(days=1))
         chart = reports.daily_chart(resolved, timing, self.records.backtest_champion_skill())
         if chart_path is not None:
