@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import io
 import re
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -269,7 +270,7 @@ def _reliability_panel(ax, groups, title: str, xlabel: str) -> None:
     ax.legend(loc="upper left", fontsize=7)
 
 
-def _running_skill_panel(ax, series: list[tuple[float, pd.DataFrame]], backtest: dict[float, float], title: str,
+def _running_skill_panel(ax, series: list[tuple[float, pd.DataFrame, bool]], backtest: dict[float, float], title: str,
                          source: str = "live", note: str | None = None) -> None:
     """Running Brier skill against climatology per target over a date axis (series: target, rows with timestamp,
     p, reference, y in time order, and whether climatology served them), with the backtest's skill beside it;
@@ -303,7 +304,8 @@ def _running_skill_panel(ax, series: list[tuple[float, pd.DataFrame]], backtest:
     ax.legend(loc="lower left", fontsize=7)
 
 
-def _skill_series(champion: pd.DataFrame, climatology: pd.DataFrame, forecast: str, outcome) -> list:
+def _skill_series(champion: pd.DataFrame, climatology: pd.DataFrame, forecast: str,
+                  outcome: Callable[[pd.DataFrame], np.ndarray]) -> list[tuple[float, pd.DataFrame, bool]]:
     """Per target: the champions' decided forecasts in time order, with climatology's for the same hours, and
     whether climatology served them (its skill is then 0 by construction)."""
     reference = climatology.drop_duplicates(["symbol", "target_pct", "timestamp"], keep="last").set_index(

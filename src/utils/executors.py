@@ -247,7 +247,8 @@ def map_groups(executor: Executor, groups: dict, progress: Callable[[int], None]
                stop: threading.Event | None = None) -> Iterator[tuple]:
     """Run every group's units (a dict: key -> list of units) and yield (key, its results) as each group
     completes, groups in the dict's order, so a caller can write one group while the next runs. With `stop` (a
-    threading.Event), StopRequested is raised after the unit that finds it set: nothing of the group is written."""
+    threading.Event), StopRequested is raised once it is set (a unit running in a worker is abandoned, one running
+    in this process ends first): nothing of the group is written."""
     results = executor.map([unit for units in groups.values() for unit in units], progress, stop)
     for key, units in groups.items():
         outputs = []
