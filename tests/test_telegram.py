@@ -79,6 +79,7 @@ def test_the_daily_chart_says_when_climatology_served_direction_instead_of_drawi
     soon_skill, _, up_skill, _ = figure.axes
     assert [line.get_label() for line in soon_skill.lines][0] == "2% live"  # a learned champion: its line
     assert not up_skill.lines and up_skill.texts[0].get_text().startswith("Climatology (the base rate) served")
+    assert "windows overlap" in figure.texts[0].get_text()  # why a reliability point scatters more than its n says
     import matplotlib.pyplot as plt
     plt.close(figure)
 

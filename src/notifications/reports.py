@@ -368,5 +368,8 @@ def daily_figure(resolved: pd.DataFrame, timing: pd.DataFrame | None = None,
     _reliability_panel(up_reliability, [(f"{t:.0%} target", g["probability"], g["actual_outcome"])
                                         for t, g in champion.groupby("target_pct")],
                        f"Direction: reliability ({source})", "forecast P(up first)")
-    fig.tight_layout()
+    fig.text(0.5, 0.008, "Neighbouring hours' windows overlap, so their outcomes are alike: a reliability point "
+             "rests on fewer independent outcomes than its n, and scatters more.", ha="center", va="bottom",
+             fontsize=8, color="dimgrey")
+    fig.tight_layout(rect=(0, 0.025, 1, 1))
     return fig
