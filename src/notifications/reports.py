@@ -12,7 +12,7 @@ import pandas as pd
 
 from src.data.labels import DOWN, UP
 from src.models.evaluation.record import BASE_RATE_SHARE, MIN_PER_BIN  # one definition for the chart and page
-from src.models.evaluation.scoring import CHAMPION
+from src.models.evaluation.scoring import CHAMPION, REFERENCE
 from src.models.evaluation.time_metrics import hours_text
 
 TELEGRAM_LIMIT = 4096
@@ -316,8 +316,13 @@ def _skill_series(champion: pd.DataFrame, climatology: pd.DataFrame, forecast: s
         series.append((target, pd.DataFrame({
             "timestamp": group["timestamp"].to_numpy(), "p": group[forecast].to_numpy(float),
             "reference": reference.reindex(key).fillna(0.5).to_numpy(float), "y": outcome(group)}),
-            (group["model_name"] == "climatology").mean() >= BASE_RATE_SHARE))
+            _served_base_rate(group)))
     return series
+
+
+def _served_base_rate(champion: pd.DataFrame) -> bool:
+    """Whether climatology made (nearly) all these champion forecasts: their skill is 0 by construction."""
+    return bool(len(champion)) and (champion["model_name"] == REFERENCE).mean() >= BASE_RATE_SHARE
 
 
 def _within_24h(rows: pd.DataFrame) -> np.ndarray:
@@ -353,18 +358,17 @@ def daily_figure(resolved: pd.DataFrame, timing: pd.DataFrame | None = None,
     labelled = resolved[resolved["status"].isin([UP, DOWN])]
     champion = labelled[labelled["is_champion"].astype(bool)]
     fig, ((soon_skill, soon_reliability), (up_skill, up_reliability)) = plt.subplots(2, 2, figsize=(12, 8.6), dpi=110)
-    _running_skill_panel(soon_skill, _skill_series(soon, decided[decided["model_name"] == "climatology"], "p_24h",
+    _running_skill_panel(soon_skill, _skill_series(soon, decided[decided["model_name"] == REFERENCE], "p_24h",
                                                    _within_24h), {},
                          "How soon: running Brier skill of P(within 24 h)", source)
     _reliability_panel(soon_reliability, [(f"{t:.0%} target", g["p_24h"], _within_24h(g))
                                           for t, g in soon.groupby("target_pct")],
                        f"How soon: reliability ({source})", "forecast P(resolved within 24 h)")
-    base_rate = len(champion) and (champion["model_name"] == "climatology").mean() >= BASE_RATE_SHARE
-    _running_skill_panel(up_skill, _skill_series(champion, labelled[labelled["model_name"] == "climatology"],
+    _running_skill_panel(up_skill, _skill_series(champion, labelled[labelled["model_name"] == REFERENCE],
                                                  "probability", lambda g: g["actual_outcome"].to_numpy(float)),
                          backtest or {}, "Direction: running Brier skill of P(up first)", source,
                          note="Climatology (the base rate) served these forecasts:\nskill 0 by construction.\n"
-                              "No model beat it on fresh data." if base_rate else None)
+                              "No model beat it on fresh data." if _served_base_rate(champion) else None)
     _reliability_panel(up_reliability, [(f"{t:.0%} target", g["probability"], g["actual_outcome"])
                                         for t, g in champion.groupby("target_pct")],
                        f"Direction: reliability ({source})", "forecast P(up first)")

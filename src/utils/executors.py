@@ -226,7 +226,9 @@ class DaskExecutor:
                 yield _result_unless_stopped(future, stop)
                 future.release()
         finally:
-            self.client.cancel([future for future in futures if not future.done()])
+            unfinished = [future for future in futures if not future.done()]
+            if unfinished:  # a stop, or the caller done early
+                self.client.cancel(unfinished)
 
     def close(self) -> None:
         self.client.close()
