@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from src.scheduler.services import Context
 from src.utils.errors import UserError
@@ -13,13 +13,17 @@ log = logging.getLogger("src.main")
 
 def _now_or(value: datetime | None):
     import pandas as pd
-    return pd.Timestamp(value or datetime.now(UTC))
+
+    from src.utils.clock import utc_now
+    return pd.Timestamp(value or utc_now())
 
 
 def _fill_latest(ctx: Context, at) -> None:
     """Before a live cycle: fetch the hours missing up to the last closed candle (recent T only)."""
     import pandas as pd
-    if pd.Timestamp.now(tz="UTC") - at > pd.Timedelta(hours=48):
+
+    from src.utils.clock import utc_now
+    if utc_now() - at > pd.Timedelta(hours=48):
         return
     ops, tf = ctx.migrated_ops(), ctx.config.timeframe
     newest = ops.get_last_complete_timestamps(ctx.config.assets, tf)
@@ -86,10 +90,12 @@ def cmd_outcomes(args: argparse.Namespace, ctx: Context) -> int:
 
 def cmd_performance(args: argparse.Namespace, ctx: Context) -> int:
     from src.models.live.performance import daily_performance
-    day = args.date.date() if args.date else (datetime.now(UTC) - timedelta(days=1)).date()
+    from src.utils.clock import utc_now
+    day = args.date.date() if args.date else (utc_now() - timedelta(days=1)).date()
     records = ctx.records
     stored = daily_performance(records, day, horizon=ctx.config.horizon)
-    table = records.performance("live", day)
+    from src.utils.clock import service_run
+    table = records.performance(service_run(), day)
     print(f"{stored} metric rows for {day}")
     for r in table.sort_values(["symbol", "target_pct", "model_name", "window_days"]).itertuples():
         skill = "n/a" if r.brier_skill is None or r.brier_skill != r.brier_skill else f"{r.brier_skill:+.4f}"

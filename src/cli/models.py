@@ -5,6 +5,7 @@ import argparse
 import sys
 
 from src.scheduler.services import Context
+from src.utils.clock import utc_now
 from src.utils.errors import UserError
 from src.utils.progress import TerminalProgress
 
@@ -79,7 +80,7 @@ def cmd_retrain(args: argparse.Namespace, ctx: Context) -> int:
     with ctx.executor() as executor, TerminalProgress("retrain", "model set") as bar:
         _say_executor(executor)
         retrainer = Retrainer(ctx.ops, records, ctx.registry(records), ctx.train_settings(), executor)
-        at = pd.Timestamp(args.at) if args.at else pd.Timestamp.now(tz="UTC")
+        at = pd.Timestamp(args.at) if args.at else utc_now()
         decisions = retrainer.retrain(ctx.config.assets, ctx.config.target_percentages, at, progress=bar)
     for d in decisions:
         change = f"{d.previous} -> {d.champion}" if d.changed else f"{d.champion} (fresh fit)" if d.version else "kept"

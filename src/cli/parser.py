@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from src.cli.data import cmd_backfill, cmd_gaps, cmd_import_csv, cmd_init_db, cmd_recover, cmd_status
 from src.cli.live import cmd_outcomes, cmd_performance, cmd_predict, cmd_report
 from src.cli.models import cmd_backtest, cmd_retrain, cmd_train
-from src.cli.service import cmd_demo, cmd_health, cmd_run, cmd_web
+from src.cli.service import cmd_demo, cmd_health, cmd_replay, cmd_run, cmd_web
 from src.scheduler.services import Context
 from src.utils.config import TIMEFRAME_MS
 
@@ -82,6 +82,17 @@ def build_parser() -> argparse.ArgumentParser:
                               "alone, without the daemon; read-only")
     web.add_argument("--host", help="address to listen on (default health.host, 127.0.0.1)")
     web.add_argument("--port", type=positive_int, help="port (default health.port)")
+    web.add_argument("--data-dir", metavar="DIR", help="open the embedded database kept there (replay --keep DIR)")
+    replay = add("replay", cmd_replay, "run the daemon itself over past candles on a simulated clock (run 'replay'), "
+                                       "in a throwaway database; one line per simulated day")
+    replay.add_argument("--start", type=parse_time, required=True, help="first simulated time, e.g. 2023-10-01")
+    replay.add_argument("--end", type=parse_time, required=True, help="last simulated time (exclusive)")
+    replay.add_argument("--source", metavar="DIR|URL",
+                        help="candles: a folder of SYMBOL_QUOTE-1h.csv.gz files or a postgresql:// URL "
+                             "(default: the demo's sample in src/data/sample)")
+    replay.add_argument("--keep", metavar="DIR", help="keep the replay's database and models in DIR")
+    replay.add_argument("--database", metavar="URL", help="an empty PostgreSQL database to replay into instead")
+    replay.add_argument("--port", type=int, default=0, help="its HTTP server's port (default: a free one)")
     add("health", cmd_health, "print the health JSON; exit 3 when unhealthy")
     add("demo", cmd_demo, "offline end to end on shipped sample candles, in a throwaway database")
     add("init-db", cmd_init_db, "apply database migrations (safe to run again)")

@@ -38,6 +38,16 @@ def cmd_demo(args: argparse.Namespace, ctx: Context) -> int:
     return run_demo(ctx.config, ctx.config.data_dir / "demo")
 
 
+def cmd_replay(args: argparse.Namespace, ctx: Context) -> int:
+    from pathlib import Path
+
+    import pandas as pd
+
+    from src.scheduler.replay import run_replay
+    return run_replay(ctx.config, pd.Timestamp(args.start), pd.Timestamp(args.end), args.source,
+                      Path(args.keep).resolve() if args.keep else None, args.database, args.port)
+
+
 def cmd_web(args: argparse.Namespace, ctx: Context) -> int:
     """The pages alone, from the database (a second machine, a read replica): nothing is written."""
     import threading
@@ -47,6 +57,9 @@ def cmd_web(args: argparse.Namespace, ctx: Context) -> int:
 
     from src.monitoring.app import SNAPSHOT_CACHE_SECONDS, HealthServer
     from src.monitoring.health import health_snapshot
+    if args.data_dir:  # a replay's kept database
+        ctx.config.config["database"]["url"] = "embedded"
+        ctx.config.config["paths"]["data_dir"] = args.data_dir
     records = ctx.read_records()
     health = ctx.config.config["health"]
 

@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import pandas as pd
 
 from src.data.fetcher import ExchangeDataFetcher, FetchError
 from src.database.operations import EXCHANGE_GAP_RETRY, DatabaseOperations, Gap
+from src.utils.clock import utc_now
 from src.utils.config import TIMEFRAME_MS
 from src.utils.errors import UserError
 
@@ -38,7 +39,7 @@ class DataRecoveryManager:
         gaps = self.db.check_data_gaps(symbol, self.timeframe, hours_back)
         known = self.db.get_exchange_gaps(symbol, self.timeframe)
         # an unfillable run is asked again at most once a day
-        return partition_gaps(gaps, known, datetime.now(UTC) - EXCHANGE_GAP_RETRY)[0]
+        return partition_gaps(gaps, known, utc_now() - EXCHANGE_GAP_RETRY)[0]
 
     def check_and_recover_all_symbols(self, symbols: list[str], hours_back: int = 168) -> dict[str, int]:
         """Find and fill gaps for every symbol; one failing symbol does not stop the others.

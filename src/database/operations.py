@@ -18,6 +18,7 @@ from sqlalchemy import Float, String, cast, func, literal, select, text, union_a
 from src.database.connection import DatabaseConnection
 from src.database.schema import exchange_gaps, ohlcv_data
 from src.utils.candles import CANDLE_COLUMNS, candle_problems, ms_to_datetime, to_frame
+from src.utils.clock import utc_now
 from src.utils.config import TIMEFRAME_MS
 
 # Prices are stored exactly (NUMERIC); the server converts them to double precision, which is the same
@@ -75,7 +76,7 @@ class CandleSource(Protocol):
 def last_closed_open_time(timeframe: str = "1h", now: datetime | None = None) -> datetime:
     """Open time of the newest candle that has closed by `now`."""
     step = TIMEFRAME_MS[timeframe]
-    now_ms = int((now or datetime.now(UTC)).timestamp() * 1000)
+    now_ms = int((now or utc_now()).timestamp() * 1000)
     return datetime.fromtimestamp((now_ms // step * step - step) / 1000, tz=UTC)
 
 

@@ -14,6 +14,7 @@ from prometheus_client.core import CounterMetricFamily
 from waitress.server import create_server
 
 from src.monitoring.health import JobBoard
+from src.utils.clock import utc_now
 from src.utils.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -119,8 +120,9 @@ def create_app(snapshot: Snapshot, skills: Callable[[], dict], board: JobBoard |
     app = Flask("crypto_ml_health")
     metrics = Metrics(rejected)
     if cache_seconds > 0:
-        snapshot = ttl_cache(maxsize=1, ttl=cache_seconds)(snapshot)
-        skills = ttl_cache(maxsize=1, ttl=cache_seconds)(skills)
+        clock = lambda: utc_now().timestamp()  # noqa: E731 (the service's clock: a replay's hours, not the host's)
+        snapshot = ttl_cache(maxsize=1, ttl=cache_seconds, timer=clock)(snapshot)
+        skills = ttl_cache(maxsize=1, ttl=cache_seconds, timer=clock)(skills)
 
     def safe_snapshot() -> tuple[dict, bool]:
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
@@ -15,6 +16,7 @@ from src.database.operations import DatabaseOperations
 from src.database.records import RecordStore
 from src.database.schema import system_health
 from src.models.evaluation.scoring import CHAMPION
+from src.utils.clock import service_run, utc_now
 from src.utils.config import group_key
 from src.utils.secrets import redact
 
@@ -43,20 +45,26 @@ class JobBoard:
         self._lock = threading.Lock()
         self.jobs: dict[str, JobState] = {}
         self.stale: dict[str, str] = {}  # symbol -> why the last cycle skipped it
+        self.listeners: list[Callable[[str, JobState], None]] = []  # told of every run (the replay's day summary)
 
-    def record(self, job: str, started: float, error: str | None, counts: dict | None = None) -> JobState:
+    def record(self, job: str, started: float, error: str | None, counts: dict | None = None,
+               started_at: pd.Timestamp | None = None) -> JobState:
+        """One run: `started` on time.time() (its duration), `started_at` on the service's clock (shown)."""
         with self._lock:
             state = self.jobs.setdefault(job, JobState())
             state.runs += 1
-            state.last_started = datetime.fromtimestamp(started, UTC).isoformat(timespec="seconds")
-            state.last_finished = datetime.now(UTC).isoformat(timespec="seconds")
+            state.last_started = (started_at if started_at is not None
+                                  else pd.Timestamp(datetime.fromtimestamp(started, UTC))).isoformat(timespec="seconds")
+            state.last_finished = utc_now().isoformat(timespec="seconds")
             state.last_duration_s = round(time.time() - started, 3)
             state.last_result = "failed" if error else "ok"
             state.last_error = redact(error) if error else None  # /health shows it: no secret in an answer
             state.last_counts = counts or {}
             state.failures += bool(error)
             state.consecutive_failures = state.consecutive_failures + 1 if error else 0
-            return state
+        for listener in self.listeners:
+            listener(job, state)
+        return state
 
     def snapshot(self) -> dict[str, dict]:
         with self._lock:
@@ -79,7 +87,7 @@ def health_snapshot(ops: DatabaseOperations, records: RecordStore, assets: list[
     """The /health JSON and whether the service is healthy: database up, no stale asset, every configured
     group with a champion and a current forecast, the last hourly cycle not failed, no job failing
     repeatedly. `problems` says which."""
-    now = now if now is not None else pd.Timestamp.now(tz="UTC")
+    now = now if now is not None else utc_now()
     report: dict = {"version": version, "time": now.isoformat(timespec="seconds"), "database": database_status(ops)}
     problems = [] if report["database"]["reachable"] else ["database unreachable"]
     skipped: dict[str, str] = {}
@@ -160,10 +168,11 @@ def _models(records: RecordStore, now: pd.Timestamp) -> dict:
 
 def record_system_health(ops: DatabaseOperations, data_dir, active_models: int, freshness_minutes: int | None,
                          latency_ms: int | None = None) -> dict:
-    """Store one system_health row (CPU, memory, disk, process RSS, database size) and return it."""
+    """Store one system_health row (CPU since the previous row, memory, disk, process RSS, database size) and
+    return it."""
     with ops.db.engine.connect() as conn:
         size = conn.execute(text("SELECT pg_database_size(current_database())")).scalar()
-    row = {"cpu_percent": psutil.cpu_percent(interval=0.2), "memory_percent": psutil.virtual_memory().percent,
+    row = {"cpu_percent": psutil.cpu_percent(interval=None), "memory_percent": psutil.virtual_memory().percent,
            "disk_percent": psutil.disk_usage(str(data_dir)).percent,
            "process_rss_mb": round(psutil.Process().memory_info().rss / 2**20, 1),
            "database_size_mb": round(size / 2**20, 1), "prediction_latency_ms": latency_ms,
@@ -183,10 +192,10 @@ def live_skills(records: RecordStore, now: pd.Timestamp | None = None) -> dict[t
     served), computed within the last LIVE_SKILL_MAX_AGE_DAYS (older figures are not current): (symbol, target,
     metric) -> value, metric 'direction' (Brier skill), '6h' / '24h' / 'horizon' (how-soon Brier skill) or
     'coverage'. One bounded read."""
-    now = now if now is not None else pd.Timestamp.now(tz="UTC")
+    now = now if now is not None else utc_now()
     since = (now - pd.Timedelta(days=LIVE_SKILL_MAX_AGE_DAYS)).date()
     out: dict[tuple[str, str, str], float] = {}
-    for r in records.newest_performance("live", CHAMPION, LIVE_WINDOW_DAYS, since).itertuples():
+    for r in records.newest_performance(service_run(), CHAMPION, LIVE_WINDOW_DAYS, since).itertuples():
         target = f"{float(r.target_pct):g}"
         figures = ({"direction": r.brier_skill} if r.task == "direction" else
                    {**{label: getattr(r, column) for column, label in RESOLUTION_GAUGES.items()},

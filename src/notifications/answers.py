@@ -20,6 +20,7 @@ from src.notifications.reports import daily_chart, split_messages
 from src.utils import choices
 from src.utils.candles import last_closed_before
 from src.utils.choices import BadInput, parse_asset, parse_target
+from src.utils.clock import service_run
 from src.utils.errors import UserError
 
 COMMANDS = {  # name -> (arguments, what it answers): /help lists them in this order
@@ -231,14 +232,14 @@ class Answers:
     def chart(self, args: list[str], now: pd.Timestamp) -> Answer:
         asset = parse_asset(args[0], self.assets) if args else None
         start = now - pd.Timedelta(days=30)
-        resolved = self.records.resolved("live", start, now, symbol=asset)
-        timing = self.records.resolved_time("live", start, now, symbol=asset)
+        resolved = self.records.resolved(service_run(), start, now, symbol=asset)
+        timing = self.records.resolved_time(service_run(), start, now, symbol=asset)
         if resolved.empty:
             return Answer([f"No resolved forecast{' of ' + html.escape(asset) if asset else ''} in the last 30 days "
                            "yet: the chart needs some."])
         caption = f"Reliability and running skill, last 30 days{' · ' + html.escape(asset) if asset else ''}"
         return Answer([caption], photo=daily_chart(resolved, timing, self.records.backtest_champion_skill(),
-                                                   source=f"live, {asset}" if asset else "live"))
+                                                   source=f"{service_run()}, {asset}" if asset else service_run()))
 
     # ---- pieces ----------------------------------------------------------------------------------
     def _record_args(self, args: list[str]) -> tuple[str | None, int]:
@@ -251,7 +252,7 @@ class Answers:
         return parse_asset(args[0], self.assets), parse_days(args[1]) if len(args) > 1 else RECORD_DAYS
 
     def _scored(self, kind, read, asset: str | None, now: pd.Timestamp, days: int) -> pd.DataFrame:
-        rows = read("live", now - pd.Timedelta(days=days), now, include_pending=True, symbol=asset,
+        rows = read(service_run(), now - pd.Timedelta(days=days), now, include_pending=True, symbol=asset,
                     champion_and_reference=True)
         return score_rows(kind, rows, self.horizon, as_of=now, series=CHAMPION) if len(rows) else pd.DataFrame()
 

@@ -27,6 +27,7 @@ from src.database.records import RecordStore
 from src.notifications.answers import Answer, Answers
 from src.notifications.telegram import send_failure
 from src.utils.choices import BadInput
+from src.utils.clock import utc_now
 from src.utils.logging_setup import SecretFilter
 from src.utils.secrets import redact
 
@@ -196,7 +197,7 @@ class CommandBot:
         message, chat, user = update.message, update.effective_chat, update.effective_user
         if not self._allowed(chat, user):
             return self._reject(chat, user)
-        now = pd.Timestamp.now(tz="UTC")
+        now = utc_now()
         if pd.Timestamp(message.date) < now - MAX_AGE:
             self._skipped_old += 1
             return None
@@ -281,7 +282,7 @@ class CommandBot:
         if chat is None or not self._allowed(chat, query.from_user):
             return self._reject(chat, query.from_user) if chat is not None else None
         words = (query.data or "").split()
-        answer = await self._answer(words[0] if words else "now", words[1:], pd.Timestamp.now(tz="UTC"))
+        answer = await self._answer(words[0] if words else "now", words[1:], utc_now())
         with contextlib.suppress(TelegramError):
             await query.answer()
         try:

@@ -12,6 +12,7 @@ from src.models.estimators.direction import explain
 from src.models.live.registry import ModelRegistry
 from src.notifications import reports
 from src.notifications.telegram import SendResult, TelegramNotifier
+from src.utils.clock import service_run, utc_now
 from src.utils.config import group_key
 
 log = logging.getLogger(__name__)
@@ -60,13 +61,13 @@ class ReportService:
     def daily(self, day: pd.Timestamp, chart_path: Path | None = None) -> SendResult:
         """The report of `day` (UTC): what was decided that day and the live record as computed for it."""
         start = pd.Timestamp(day.date(), tz="UTC")
-        resolved = self.records.resolved("live", start - pd.Timedelta(days=30), start + pd.Timedelta(days=1))
-        performance = self.records.performance("live", day.date())
+        resolved = self.records.resolved(service_run(), start - pd.Timedelta(days=30), start + pd.Timedelta(days=1))
+        performance = self.records.performance(service_run(), day.date())
         champions = {(r.symbol, round(float(r.target_pct), 6)): r.model_name
                      for r in self.records.models(champions_only=True).itertuples()}
         messages = reports.daily_text(day, reports.resolved_on(resolved, day, self.horizon), performance, champions,
-                                      self.records.performance("live", day.date(), task="resolution"))
-        timing = self.records.resolved_time("live", start - pd.Timedelta(days=30), start + pd.Timedelta(days=1))
+                                      self.records.performance(service_run(), day.date(), task="resolution"))
+        timing = self.records.resolved_time(service_run(), start - pd.Timedelta(days=30), start + pd.Timedelta(days=1))
         chart = reports.daily_chart(resolved, timing, self.records.backtest_champion_skill())
         if chart_path is not None:
             chart_path.parent.mkdir(parents=True, exist_ok=True)
@@ -84,7 +85,7 @@ class ReportService:
         it. Each is claimed first (recorded once however often this runs), then sent; a claim Telegram did
         not take (an outage, a crash before the send) is sent again on the next cycles while its prediction
         hour is under ALERT_RETRY_HOURS old, then marked expired with the reason."""
-        now = now if now is not None else pd.Timestamp.now(tz="UTC")
+        now = now if now is not None else utc_now()
         for row in crossings(self.records.recent_champions(hours=2), self.threshold).itertuples():
             text = reports.alert_text(row.symbol, row.target_pct, row.probability, self.threshold, row.model_name,
                                       self._reasons(row), self._record(row.symbol, row.target_pct, row.model_name, now))
@@ -130,5 +131,5 @@ class ReportService:
     def _record(self, symbol: str, target: float, model: str, now: pd.Timestamp) -> dict | None:
         """The model's newest 30-day live record, if computed within the last week."""
         since = (now - pd.Timedelta(days=RECORD_MAX_AGE_DAYS)).date()
-        mine = self.records.newest_performance("live", model, 30, since, symbol, target)
+        mine = self.records.newest_performance(service_run(), model, 30, since, symbol, target)
         return mine.iloc[0].to_dict() if len(mine) else None

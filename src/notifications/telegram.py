@@ -20,6 +20,7 @@ from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError, Re
 
 from src.database.records import RecordStore
 from src.notifications.reports import plain_text
+from src.utils.clock import service_run
 from src.utils.logging_setup import SecretFilter
 from src.utils.secrets import redact
 
@@ -54,8 +55,10 @@ def send_failure(exc: TelegramError, attempt: int, backoff: float) -> tuple[str,
 class TelegramNotifier:
     def __init__(self, token: str, chat_id: str | int, records: RecordStore | None = None,
                  base_url: str = "https://api.telegram.org/bot", timeout: float = 10.0, backoff: float = 2.0,
-                 stop_event: threading.Event | None = None):
+                 stop_event: threading.Event | None = None, pace_seconds: float = 0.0):
         self.token, self.chat_id, self.records = str(token or ""), str(chat_id or ""), records
+        self.pace_seconds = pace_seconds  # at least this long between two sends (a replay's hundreds of reports)
+        self._last_send = float("-inf")
         self.base_url, self.timeout, self.backoff = base_url, timeout, backoff
         self.stop_event = stop_event or threading.Event()  # set by the daemon's stop: ends a backoff wait
         SecretFilter.register(self.token)
@@ -69,7 +72,10 @@ class TelegramNotifier:
         A chart goes as one sendPhoto with the text as caption when it fits; else the text once, then the
         photo retried on its own, so a retry never duplicates a message. Never raises."""
         report_id = self._record("log_report", report_type, text, False, "sending")
-        if self.dry_run:
+        if self.dry_run and service_run() == "replay":  # a month of hourly reports: the log has them, not the console
+            log.debug("%s report (dry run): %d characters", report_type, len(text))
+            result = SendResult(False, "dry run: no telegram.replay_chat_id configured", dry_run=True)
+        elif self.dry_run:
             print(plain_text(text))
             log.info("%s report (dry run, no telegram token/chat id): %d characters", report_type, len(text))
             result = SendResult(False, "dry run: no telegram.bot_token / chat_id configured", dry_run=True)
@@ -95,6 +101,10 @@ class TelegramNotifier:
             return None
 
     def _deliver(self, text: str, photo: bytes | None, report_id: int | None) -> SendResult:
+        wait = self._last_send + self.pace_seconds - time.monotonic()
+        if wait > 0 and self.stop_event.wait(wait):
+            return SendResult(False, "not sent: the service is stopping")
+        self._last_send = time.monotonic()
         html = {"parse_mode": ParseMode.HTML}
         if photo is not None and len(text) <= CAPTION_LIMIT:
             steps = [("sendPhoto", "send_photo", {"photo": photo, "caption": text, **html})]

@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable
 
 import pandas as pd
-import schedule
 from cachetools.func import ttl_cache
 
 from src.data.fetcher import FetchError
@@ -28,7 +27,9 @@ from src.models.offline.training import Trainer
 from src.monitoring.app import SNAPSHOT_CACHE_SECONDS, HealthServer, create_app
 from src.monitoring.health import JobBoard, health_snapshot, live_skills, record_system_health
 from src.scheduler.services import Context
+from src.scheduler.timetable import Timetable
 from src.utils.candles import last_closed_before
+from src.utils.clock import service_run, utc_now
 from src.utils.config import group_key
 from src.utils.errors import StopRequested, UserError, check_stop
 from src.utils.memory import release_free_memory
@@ -73,12 +74,22 @@ class Daemon:
                 continue
             with self.queue_lock:
                 self.queued.discard(name)
-            self.run_job(name, func)
+            try:
+                self.run_job(name, func)
+            finally:
+                self.jobs.task_done()
+
+    def wait_idle(self) -> bool:
+        """Wait until every queued job has run (the replay moves its clock only then); False on a stop."""
+        with self.jobs.all_tasks_done:
+            while self.jobs.unfinished_tasks and not self.stop_event.is_set():
+                self.jobs.all_tasks_done.wait(0.5)
+        return not self.stop_event.is_set()
 
     def run_job(self, name: str, func: Callable[[], dict]) -> None:
         """Run one job; one log line with its counts and duration; a failure is recorded, never raised. A stop
         is not a failure: the job ends at its next safe point and says so."""
-        started = time.time()
+        started, started_at = time.time(), utc_now()
         self.running = name
         try:
             counts, error = func() or {}, None
@@ -90,7 +101,7 @@ class Daemon:
         except Exception as exc:  # a bug or an unforeseen fault: where it happened goes to the log, once
             log.error("job %s: unexpected %s", name, type(exc).__name__, exc_info=True)
             counts, error = {}, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
-        state = self.board.record(name, started, error, counts)
+        state = self.board.record(name, started, error, counts, started_at)
         shown = " ".join(f"{k}={v}" for k, v in counts.items())
         self.running = None
         if error:
@@ -126,7 +137,7 @@ class Daemon:
         self.checkpoint()
         trained, skipped = self._train_missing()
         # the web's track record: every settled day at the first start, the newest ones after
-        self.ctx.records.refresh_day_scores("live", settled_through(pd.Timestamp.now(tz="UTC"), self.config.horizon),
+        self.ctx.records.refresh_day_scores(service_run(), settled_through(utc_now(), self.config.horizon),
                                             self.config.horizon)
         return {"candles_written": written, "groups_trained": trained, "groups_skipped": skipped}
 
@@ -158,7 +169,7 @@ class Daemon:
                          self.config.timeframe, self.config.horizon)
 
     def hourly(self) -> dict:
-        now = pd.Timestamp.now(tz="UTC")
+        now = utc_now()
         self.ctx.migrated_ops()
         records = self.ctx.records
         try:
@@ -212,7 +223,7 @@ class Daemon:
         """While an asset's candles are behind the last closed hour, try to fetch them (every few minutes,
         not only hourly); when that brings an asset up to date, run the hourly cycle for it at once. Before
         this hour's cycle has had its turn, the cycle itself fetches the new candle."""
-        now = now if now is not None else pd.Timestamp.now(tz="UTC")
+        now = now if now is not None else utc_now()
         if now.minute <= self.config.get("scheduler.hourly_minute"):
             return {"behind": 0}
         behind = self._assets_behind(now)
@@ -247,11 +258,12 @@ class Daemon:
         return list(pd.date_range(start, current - pd.Timedelta(hours=1), freq="h"))
 
     def daily(self, now: pd.Timestamp | None = None) -> dict:
-        now = now if now is not None else pd.Timestamp.now(tz="UTC")
+        now = now if now is not None else utc_now()
         records = self.ctx.records
         days = refresh_performance(records, now, self.config.horizon)
         # the web's record
-        scored = records.refresh_day_scores("live", settled_through(now, self.config.horizon), self.config.horizon)
+        scored = records.refresh_day_scores(service_run(), settled_through(now, self.config.horizon),
+                                            self.config.horizon)
         self.ctx.registry().remove_orphans()  # folders of fits a crash cut short since the last start
         self.checkpoint()
         with self.ctx.executor() as executor:
@@ -289,14 +301,17 @@ class Daemon:
         log.info("received %s: stopping", signal.Signals(signum).name)
         self.stop_event.set()
 
-    def run(self) -> int:
+    def run(self, pace: Callable[[Timetable], None] | None = None) -> int:
+        """Serve and run the schedule until a stop. `pace` drives the schedule (default: the wall clock; the replay
+        gives one that moves a simulated clock to each due time once the jobs are idle)."""
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, self._on_signal)
         self.ctx.migrated_ops()  # open (or start) the database and migrate before anything shares it
         self.ctx.registry().remove_orphans()  # the folders of fits killed before their rows were written
         health = self.config.config["health"]
         self.bot = self.ctx.command_bot(self.snapshot)
-        snapshot = ttl_cache(maxsize=1, ttl=SNAPSHOT_CACHE_SECONDS)(self.snapshot)  # one for /health and pages
+        # one snapshot for /health and the pages, for a few seconds of the service's clock
+        snapshot = ttl_cache(maxsize=1, ttl=SNAPSHOT_CACHE_SECONDS, timer=lambda: utc_now().timestamp())(self.snapshot)
         app = create_app(snapshot, self.live_skills, self.board,
                          rejected=lambda: self.bot.rejected_total if self.bot else 0)
         app.register_blueprint(self.ctx.pages(self.ctx.records, snapshot))  # the track record for people
@@ -310,26 +325,25 @@ class Daemon:
         self.submit("startup", self.startup)
         if sched["run_at_start"]:
             self.submit("hourly", self.hourly)
-        # in UTC: on a host whose zone is not a whole hour off UTC, local :02 would not follow the candle close
-        schedule.every().hour.at(f":{sched['hourly_minute']:02d}", "UTC").do(self.submit, "hourly", self.hourly)
-        schedule.every().day.at(sched["daily_time"], "UTC").do(self.submit, "daily", self.daily)
-        schedule.every(sched["health_minutes"]).minutes.do(self.submit, "health", self.health_row)
-        schedule.every(sched["repair_minutes"]).minutes.do(self.submit, "repair", self.repair)
+        timetable = Timetable()  # in UTC: on a host whose zone is not a whole hour off UTC, local :02 would not
+        # follow the candle close
+        timetable.hourly_at(sched["hourly_minute"], "hourly", lambda: self.submit("hourly", self.hourly))
+        timetable.daily_at(sched["daily_time"], "daily", lambda: self.submit("daily", self.daily))
+        timetable.every_minutes(sched["health_minutes"], "health", lambda: self.submit("health", self.health_row))
+        timetable.every_minutes(sched["repair_minutes"], "repair", lambda: self.submit("repair", self.repair))
         log.info("daemon running: hourly at :%02d, daily at %s UTC, health every %d min, candle repair every %d min "
                  "while behind", sched["hourly_minute"], sched["daily_time"], sched["health_minutes"],
                  sched["repair_minutes"])
         try:
-            while not self.stop_event.is_set():
-                schedule.run_pending()
-                self.stop_event.wait(1)
+            (pace or self._wall_clock_pace)(timetable)
         finally:
             if self.bot is not None:
                 self.bot.request_stop()  # ends its long poll while the job reaches a safe point
+            self.stop_event.set()  # a pace that ends (the replay's last hour) stops the worker too
             worker.join(timeout=STOP_GRACE_SECONDS)
             if self.bot is not None:
                 self.bot.stop(timeout=2)
             self.server.stop()
-            schedule.clear()
             self.ctx.ops.db.dispose()
             if worker.is_alive():
                 log.warning("job %s had not reached a safe point %d s after the stop; stopping without it (the "
@@ -337,3 +351,8 @@ class Daemon:
                             "the next start)", self.running, STOP_GRACE_SECONDS)
             log.info("daemon stopped")
         return 0
+
+    def _wall_clock_pace(self, timetable: Timetable) -> None:
+        while not self.stop_event.is_set():
+            timetable.run_pending()
+            self.stop_event.wait(1)

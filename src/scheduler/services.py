@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 
 from src.utils.config import Config
 
+REPLAY_PACE_SECONDS = 3.0  # Telegram takes about 20 messages a minute in one group
+
 if TYPE_CHECKING:
     from flask import Blueprint
 
@@ -35,6 +37,7 @@ class Context:
         self._records = None
         self._registry = None
         self._recovery = None
+        self._notifier = None
 
     @property
     def ops(self) -> DatabaseOperations:
@@ -138,9 +141,16 @@ class Context:
     def report_service(self, dry_run: bool = False) -> ReportService:
         from src.notifications.service import ReportService
         from src.notifications.telegram import TelegramNotifier
+        from src.utils.clock import service_run
         tg = self.config.config["telegram"]
         records = self.records
-        notifier = TelegramNotifier("" if dry_run else tg["bot_token"], tg["chat_id"], records, tg["base_url"],
-                                    stop_event=self.stop_event)
+        if dry_run:
+            notifier = TelegramNotifier("", tg["chat_id"], records, tg["base_url"], stop_event=self.stop_event)
+        else:
+            if self._notifier is None:  # one per process, so its pace holds from one job to the next
+                self._notifier = TelegramNotifier(
+                    tg["bot_token"], tg["chat_id"], records, tg["base_url"], stop_event=self.stop_event,
+                    pace_seconds=REPLAY_PACE_SECONDS if service_run() == "replay" else 0.0)
+            notifier = self._notifier
         return ReportService(records, self.registry(records), notifier, tg["alert_threshold"],
                              self.config.horizon)

@@ -25,7 +25,7 @@ DEFAULT_CONFIG_PATH = PROJECT_ROOT / "config.yaml"
 CONFIG_ENV_VAR = "CRYPTO_ML_CONFIG"
 TIMEFRAME_MS = {"1m": 60_000, "5m": 300_000, "15m": 900_000, "30m": 1_800_000,
                 "1h": 3_600_000, "4h": 14_400_000, "1d": 86_400_000}
-SECRET_KEYS = ("telegram.bot_token", "telegram.chat_id")
+SECRET_KEYS = ("telegram.bot_token", "telegram.chat_id", "telegram.replay_chat_id")
 TARGET_DECIMALS = 4  # target_pct is NUMERIC(6, 4): a finer target would never match its stored rows
 # Environment variable -> dotted config key.
 ENV_OVERRIDES = {
@@ -135,6 +135,7 @@ SCHEMA: dict[str, tuple[type | tuple[type, ...], Check | None, str]] = {
     "ml.n_workers": (int, lambda v: None if v >= 0 else "must not be negative", "0 (one per core) or e.g. 2"),
     "telegram.bot_token": (str, None, "the token from @BotFather, or empty for console-only reports"),
     "telegram.chat_id": ((str, int), None, "the chat id, or empty"),
+    "telegram.replay_chat_id": ((str, int), None, "the chat a `replay` sends to (never chat_id), or empty for none"),
     "telegram.base_url": (str, lambda v: None if _is_http_url(v) else "is not an http(s) URL",
                           'e.g. "https://api.telegram.org/bot"'),
     "telegram.report_frequency": (str, lambda v: None if v in ("hourly", "daily") else "is not hourly/daily",
@@ -179,7 +180,8 @@ def _set(tree: dict, dotted: str, value: Any) -> None:
 
 
 FREE_FORM = ("exchange.options", "exchange.api_urls")  # mappings passed through to CCXT as they are
-BLANKABLE = ("telegram.bot_token", "telegram.chat_id")  # empty (or null) means "not set": reports go to the log
+# empty (or null) means "not set": reports go to the log
+BLANKABLE = ("telegram.bot_token", "telegram.chat_id", "telegram.replay_chat_id")
 
 
 def _merge(base: dict, over: dict) -> dict:

@@ -19,6 +19,7 @@ from src.models.evaluation.time_metrics import hours_text
 from src.models.live.moves import MoveForecaster
 from src.utils.candles import last_closed_before
 from src.utils.choices import BadInput, asset_names
+from src.utils.clock import utc_now
 from src.utils.errors import UserError
 from src.web import charts, params
 from src.web.params import PAGE_SIZE, RUNS, Site
@@ -96,7 +97,7 @@ def create_pages(records: RecordStore, site: Site, health: Health | None = None,
         try:
             if moves is None:
                 raise UserError("this server answers from the records only, without the models")
-            answer = moves.forecast(symbol, size, pd.Timestamp.now(tz="UTC"))
+            answer = moves.forecast(symbol, size, utc_now())
         except UserError as exc:
             return Response(json.dumps({"error": str(exc)}), 404, mimetype="application/json")
         return current_app.response_class(json.dumps(answer.as_dict()), mimetype="application/json")
@@ -113,7 +114,7 @@ def _now(records: RecordStore, site: Site, health: Health | None) -> dict:
     groups = [(a, t) for a in site.assets for t in site.targets]
     direction, timing = records.newest_forecasts(groups)
     problems = records.group_problems()
-    closed = last_closed_before(pd.Timestamp.now(tz="UTC"))
+    closed = last_closed_before(utc_now())
     newest = {(r.symbol, round(r.target_pct, 6)): r for r in direction.itertuples()}
     timed = {(r.symbol, round(r.target_pct, 6), r.timestamp): r for r in timing.itertuples()}
     rows = []
@@ -129,7 +130,7 @@ def _now(records: RecordStore, site: Site, health: Health | None) -> dict:
                      "timing": timed.get((symbol, round(target, 6), r.timestamp))})
     report, healthy = (health() if health else (None, None))
     return {"rows": rows, "healthy": healthy, "problems": [] if report is None else report.get("problems", []),
-            "now": pd.Timestamp.now(tz="UTC")}
+            "now": utc_now()}
 
 
 # ---- record ----------------------------------------------------------------------------------------

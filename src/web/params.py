@@ -10,8 +10,9 @@ import pandas as pd
 from src.database.records.browse import CHAMPION, STATUSES, ForecastFilter
 from src.models.estimators.any_size import parse_move
 from src.utils.choices import BadInput, parse_asset, parse_target
+from src.utils.clock import service_run
 
-RUNS = ("live", "backtest")
+RUNS = ("live", "backtest", "replay")  # replay: the daemon itself on a simulated clock
 PAGE_SIZE = 100
 MAX_LIMIT = 1000
 # how deep a page may start: each request skips at most this many rows (a deep OFFSET costs in proportion);
@@ -87,7 +88,7 @@ def move(args: Mapping[str, str]) -> float:
 
 
 def run(args: Mapping[str, str]) -> str:
-    text = _one(args, "run") or "live"
+    text = _one(args, "run") or service_run()
     if text.lower() not in RUNS:
         raise BadInput(f"run={text[:40]}: {', '.join(RUNS)}")
     return text.lower()

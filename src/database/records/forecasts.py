@@ -14,6 +14,7 @@ from sqlalchemy import Float, Numeric, and_, cast, delete, func, or_, select, te
 
 from src.database.records.base import Records
 from src.database.schema import prediction_outcomes, predictions, resolution_forecasts
+from src.utils.clock import service_run
 
 PREDICTION_COLUMNS = ["run_type", "symbol", "timeframe", "target_pct", "timestamp", "model_name", "model_version",
                       "feature_version", "is_champion", "prediction_class", "probability", "confidence",
@@ -141,9 +142,10 @@ class ForecastRecords(Records):
             conn.execute(delete(resolution_forecasts).where(time_condition))
             return conn.execute(delete(predictions).where(condition)).rowcount
 
-    def pending_entries(self, run_type: str = "live", since: datetime | None = None) -> pd.DataFrame:
+    def pending_entries(self, run_type: str | None = None, since: datetime | None = None) -> pd.DataFrame:
         """(symbol, timeframe, target, timestamp) of predictions and how-soon forecasts with no outcome yet;
         with `since`, only those of hours from then (the open windows: a bounded read however long the record)."""
+        run_type = run_type or service_run()
         p, o, r = predictions.c, prediction_outcomes.c, resolution_forecasts.c
         # probed per prediction (OFFSET keeps the planner from turning it into a join that reads every outcome)
         no_outcome = ~select(o.id).where(o.prediction_id == p.id).offset(0).exists()
@@ -231,8 +233,9 @@ class ForecastRecords(Records):
         return {t: 1 - loss / losses[(t, "climatology")] for (t, m), loss in losses.items()
                 if m == "champion" and losses.get((t, "climatology"))}
 
-    def recent_champions(self, hours: int = 2, run_type: str = "live") -> pd.DataFrame:
+    def recent_champions(self, hours: int = 2, run_type: str | None = None) -> pd.DataFrame:
         """Champion predictions of the newest `hours` prediction hours (per asset), newest first."""
+        run_type = run_type or service_run()
         p = predictions.c
         columns = ["symbol", "timeframe", "target_pct", "timestamp", "model_name", "model_version", "probability",
                    "confidence", "entry_price"]
@@ -248,8 +251,9 @@ class ForecastRecords(Records):
             frame[column] = frame[column].astype(float)
         return frame
 
-    def recent_timings(self, hours: int = 2, run_type: str = "live") -> pd.DataFrame:
+    def recent_timings(self, hours: int = 2, run_type: str | None = None) -> pd.DataFrame:
         """Champion how-soon forecasts of the newest `hours` forecast hours."""
+        run_type = run_type or service_run()
         r = resolution_forecasts.c
         columns = ["symbol", "target_pct", "timestamp", "model_name", "p_6h", "p_24h", "p_horizon", "q10_hours",
                    "q50_hours", "q90_hours"]
@@ -263,9 +267,10 @@ class ForecastRecords(Records):
             frame[column] = frame[column].astype(float)
         return frame
 
-    def newest_whole_hour(self, run_type: str = "live") -> pd.Timestamp | None:
+    def newest_whole_hour(self, run_type: str | None = None) -> pd.Timestamp | None:
         """The newest hour forecast whole: with champion direction forecasts and, where any how-soon forecast was
         ever made, how-soon ones too (an hour missing from either table is not whole)."""
+        run_type = run_type or service_run()
         p, r = predictions.c, resolution_forecasts.c
         with self.db.engine.connect() as conn:
             direction, timing = (conn.execute(select(func.max(t.timestamp)).where(t.run_type == run_type,
@@ -274,19 +279,21 @@ class ForecastRecords(Records):
         known = [pd.Timestamp(t) for t in (direction, timing) if t is not None]
         return min(known) if direction is not None else None
 
-    def newest_champion_times(self, groups: list[tuple[str, float]], run_type: str = "live"
+    def newest_champion_times(self, groups: list[tuple[str, float]], run_type: str | None = None
                               ) -> dict[tuple[str, float], pd.Timestamp]:
         """(symbol, target) -> the hour of its newest champion prediction, for the groups of `groups` that have
         one (one index lookup each, however many hours are stored)."""
+        run_type = run_type or service_run()
         with self.db.engine.connect() as conn:
             rows = _newest_champions(conn, ["symbol", "target_pct", "timestamp"], groups, run_type)
         return {(symbol, float(target)): pd.Timestamp(hour) for symbol, target, hour in rows}
 
-    def newest_forecasts(self, groups: list[tuple[str, float]], run_type: str = "live"
+    def newest_forecasts(self, groups: list[tuple[str, float]], run_type: str | None = None
                          ) -> tuple[pd.DataFrame, pd.DataFrame]:
         """Each group's newest champion forecast: the direction row (symbol, target_pct, timestamp, model_name,
         probability, confidence, entry_price) and the how-soon row of the same hour, if any (one index lookup
         per group)."""
+        run_type = run_type or service_run()
         r = resolution_forecasts.c
         direction = ["symbol", "target_pct", "timestamp", "model_name", "probability", "confidence", "entry_price"]
         timing = ["symbol", "target_pct", "timestamp", "model_name", *FORECAST_COLUMNS]
@@ -303,13 +310,14 @@ class ForecastRecords(Records):
         return frames
 
     def champion_record(self, start: datetime, end: datetime, complete_before: datetime, symbol: str | None = None,
-                        run_type: str = "live") -> pd.DataFrame:
+                        run_type: str | None = None) -> pd.DataFrame:
         """Per (symbol, target_pct), the record of the forecasts users got with entry in [start, end), aggregated in
         the database (a year of hours in milliseconds): `resolved`; `hit_rate`, the share of complete windows
         (entry before `complete_before`) that hit either move; direction `n`, `loss` and `reference_loss` (summed
         Brier loss of P(up) and of climatology's forecast for the same hours, decided up/down only); and for
         P(within 24 h) `n_24h`, `loss_24h`, `reference_loss_24h`. The definitions are scoring.py's (a test holds
         them equal)."""
+        run_type = run_type or service_run()
         query = text("""
             WITH direction AS (
                 SELECT c.symbol, c.target_pct, count(*) AS resolved,
@@ -350,9 +358,10 @@ class ForecastRecords(Records):
         return frame
 
     def last_resolved(self, groups: list[tuple[str, float]], start: datetime, end: datetime, per_group: int = 5,
-                      run_type: str = "live") -> pd.DataFrame:
+                      run_type: str | None = None) -> pd.DataFrame:
         """The newest `per_group` resolved forecasts users got per (symbol, target) of `groups`, entry in
         [start, end) (each group's newest rows through an index, however long the record)."""
+        run_type = run_type or service_run()
         p, o = predictions.c, prediction_outcomes.c
         newest = [select(p.symbol, _float(p.target_pct), p.timestamp, _float(p.probability), o.status,
                          _float(o.time_to_target_hours))

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import pandas as pd
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from src.database.records.base import Records
 from src.database.schema import alerts, telegram_attempts, telegram_reports
+from src.utils.clock import utc_now
 
 
 class NotificationRecords(Records):
@@ -30,7 +31,7 @@ class NotificationRecords(Records):
                      c.timestamp == key["timestamp"]]
         with self.db.engine.begin() as conn:
             conn.execute(update(alerts).where(*condition).values(
-                state=state, error_message=error, updated_at=func.now(),
+                state=state, error_message=error, updated_at=utc_now(),
                 attempts=c.attempts + (1 if state in ("sent", "failed") else 0)))
 
     def alerts(self) -> pd.DataFrame:

@@ -7,6 +7,7 @@ from sqlalchemy.dialects.postgresql import distinct_on, insert
 
 from src.database.records.base import Records
 from src.database.schema import model_registry
+from src.utils.clock import utc_now
 
 
 def _registry_frame(rows) -> pd.DataFrame:
@@ -20,8 +21,9 @@ def _registry_frame(rows) -> pd.DataFrame:
 
 class RegistryRecords(Records):
     def add_model(self, row: dict) -> None:
+        """One fitted model's row, created now on the service's clock (a replay's models are of its time)."""
         with self.db.engine.begin() as conn:
-            conn.execute(insert(model_registry).values(**row))
+            conn.execute(insert(model_registry).values(**({"created_at": utc_now()} | row)))
 
     def models(self, symbol: str | None = None, timeframe: str = "1h", target: float | None = None,
                champions_only: bool = False, task: str = "direction") -> pd.DataFrame:
@@ -83,6 +85,6 @@ class RegistryRecords(Records):
             row = conn.execute(select(c.symbol, c.timeframe, c.target_pct, c.task).where(c.version == version)).one()
             conn.execute(update(model_registry).where(
                 c.symbol == row.symbol, c.timeframe == row.timeframe, c.target_pct == row.target_pct,
-                c.task == row.task, c.is_champion).values(is_champion=False, retired_at=func.now()))
+                c.task == row.task, c.is_champion).values(is_champion=False, retired_at=utc_now()))
             conn.execute(update(model_registry).where(c.version == version).values(
-                is_champion=True, promoted_at=func.now(), retired_at=None))
+                is_champion=True, promoted_at=utc_now(), retired_at=None))

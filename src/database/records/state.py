@@ -4,11 +4,12 @@ from __future__ import annotations
 from datetime import datetime
 
 import pandas as pd
-from sqlalchemy import delete, func, select, tuple_
+from sqlalchemy import delete, select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 
 from src.database.records.base import Records
 from src.database.schema import feature_cache, group_status
+from src.utils.clock import utc_now
 
 
 class StateRecords(Records):
@@ -45,7 +46,7 @@ class StateRecords(Records):
                     for (s, t), why in problems.items()])
                 conn.execute(stmt.on_conflict_do_update(
                     index_elements=["symbol", "timeframe", "target_pct", "stage"],
-                    set_={"reason": stmt.excluded.reason, "updated_at": func.now()}))
+                    set_={"reason": stmt.excluded.reason, "updated_at": utc_now()}))
 
     def group_problems(self, timeframe: str = "1h", stage: str | None = None) -> dict[tuple[str, float], str]:
         """(symbol, target) -> why it has no model or forecast ('train', 'predict'), or serves an earlier model

@@ -14,14 +14,16 @@ from src.database.operations import DatabaseOperations
 from src.database.records import RecordStore
 from src.database.records.rows import outcome_rows
 from src.utils.candles import last_closed_before
+from src.utils.clock import service_run
 
 log = logging.getLogger(__name__)
 
 
 def resolve_outcomes(ops: DatabaseOperations, records: RecordStore, at: pd.Timestamp, horizon: int = 168,
-                     run_type: str = "live", since: pd.Timestamp | None = None) -> int:
+                     run_type: str | None = None, since: pd.Timestamp | None = None) -> int:
     """Write outcomes for the pending predictions decided by candles closed by `at`; returns rows written.
     `since`: only entries from that hour (the open windows; the hourly cycle's bounded read), else all."""
+    run_type = run_type or service_run()
     started = time.perf_counter()
     pending = records.pending_entries(run_type, since)
     newest = last_closed_before(at)

@@ -17,6 +17,7 @@ import pandas as pd
 
 from src.database.records import RecordStore
 from src.models.evaluation.scoring import DIRECTION_ROWS, TIMING_ROWS, RowKind, score_rows
+from src.utils.clock import service_run, utc_now
 
 log = logging.getLogger(__name__)
 WINDOWS = (1, 7, 30)
@@ -31,10 +32,11 @@ def window_rows(kind: RowKind, task: str, rows: pd.DataFrame, as_of: pd.Timestam
 
 
 def daily_performance(records: RecordStore, day: date, as_of: pd.Timestamp | None = None, horizon: int = 168,
-                      run_type: str = "live") -> int:
+                      run_type: str | None = None) -> int:
     """Compute and store the day's, 7-day and 30-day metrics ending with `day`, from the outcomes known
     at `as_of` (default now); returns rows stored."""
-    as_of = as_of if as_of is not None else pd.Timestamp.now(tz="UTC")
+    run_type = run_type or service_run()
+    as_of = as_of if as_of is not None else utc_now()
     end = pd.Timestamp(day, tz="UTC") + pd.Timedelta(days=1)
     made = records.resolved(run_type, end - pd.Timedelta(days=max(WINDOWS)), end, include_pending=True)
     timing = records.resolved_time(run_type, end - pd.Timedelta(days=max(WINDOWS)), end, include_pending=True)
@@ -51,9 +53,10 @@ def daily_performance(records: RecordStore, day: date, as_of: pd.Timestamp | Non
 
 
 def refresh_performance(records: RecordStore, now: pd.Timestamp, horizon: int = 168,
-                        run_type: str = "live") -> list[date]:
+                        run_type: str | None = None) -> list[date]:
     """Yesterday's metrics, and again those of every recent day that still had pending predictions.
     Returns the days computed."""
+    run_type = run_type or service_run()
     yesterday = (now - pd.Timedelta(days=1)).date()
     since = (now - pd.Timedelta(days=max(WINDOWS))).date()
     days = sorted(set(records.days_with_pending(run_type, since)) | {yesterday})

@@ -25,11 +25,11 @@ from src.models.estimators.serving import ServingRule, compose
 from src.models.estimators.time_models import TIME_MODEL_NAMES, forecast_array
 from src.models.live.registry import LoadedModel, ModelRegistry
 from src.utils.candles import last_closed_before
+from src.utils.clock import service_run
 from src.utils.errors import UserError, failure_reason
 
 log = logging.getLogger(__name__)
 STALE_AFTER_HOURS = 2
-RUN = "live"
 
 
 @dataclass
@@ -143,14 +143,14 @@ class Predictor:
             return None
         assets, targets, names, versions, hours, p, entries, champions = (np.array(v) for v in zip(*rows))
         return prediction_rows(assets, self.timeframe, targets, names, versions, pd.DatetimeIndex(hours), p, entries,
-                               champions, RUN, FEATURE_VERSION)
+                               champions, service_run(), FEATURE_VERSION)
 
     def _timing_frame(self, rows: list[tuple]) -> pd.DataFrame | None:
         if not rows:
             return None
         assets, targets, names, versions, hours, forecasts, champions = (np.array(v) for v in zip(*rows))
         return resolution_rows(assets, self.timeframe, targets, names, versions, pd.DatetimeIndex(hours), forecasts,
-                               champions, RUN)
+                               champions, service_run())
 
     def _record_problems(self, symbols: list[str], result: CycleResult) -> None:
         problems = {(s, t): why for s, why in result.stale.items() for t in self.targets}
