@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import threading
+from pathlib import Path
 
 import psycopg2
 from sqlalchemy.exc import OperationalError
@@ -65,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     sys.unraisablehook = _resend_swallowed_stop
     try:
         config = Config(args.config)
+        if getattr(args, "data_dir", None):  # a folder kept by replay --keep: its embedded database and models
+            config.config["database"]["url"] = "embedded"
+            config.config["paths"]["data_dir"] = str(Path(args.data_dir).resolve())
         SecretFilter.register(str(config.get("telegram.bot_token", "")))
         setup_logging(config.get("app.log_level"), config.logs_dir)
         for line in config.deprecations:

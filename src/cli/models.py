@@ -49,12 +49,14 @@ def cmd_backtest(args: argparse.Namespace, ctx: Context) -> int:
     if missing:
         raise UserError(f"no candles stored for {', '.join(missing)}; run backfill or import-csv first")
     failures: dict = {}
-    with ctx.executor() as executor, TerminalProgress("backtest", "fit") as bar:
+    sched = ctx.config.config["scheduler"]
+    with ctx.executor() as executor, TerminalProgress("backtest", "retrain point") as bar:
         _say_executor(executor)
         unfillable = {s: unfillable_hours(ctx.ops, s, settings.timeframe) for s in symbols}
         direction, timing = run_backtest(candles, symbols, ctx.config.target_percentages, start, end, ctx.records,
                                          settings, args.retrain_every, progress=bar, unfillable=unfillable,
-                                         executor=executor, failures=failures)
+                                         executor=executor, failures=failures, daily_time=sched["daily_time"],
+                                         hourly_minute=sched["hourly_minute"])
     print("Direction: P(up X% before down X%)")
     print(format_table(direction))
     print("\nHow soon: hours until either barrier is touched")
@@ -63,6 +65,20 @@ def cmd_backtest(args: argparse.Namespace, ctx: Context) -> int:
         raise UserError(f"{len(failures)} groups not backtested (" +
                         "; ".join(f"{s} {t:g}: {why}" for (s, t), why in failures.items()) + "); the others are stored")
     return 0
+
+
+def cmd_compare_runs(args: argparse.Namespace, ctx: Context) -> int:
+    """Exit 0 when the two runs stored the same forecasts, 1 when any differ."""
+    import pandas as pd
+
+    from src.models.evaluation.runs import compare_runs
+    if args.first == args.second:
+        raise UserError(f"compare-runs: give two different runs, e.g. replay backtest (not {args.first} twice)")
+    start = pd.Timestamp(args.start) if args.start else None
+    end = pd.Timestamp(args.end) if args.end else None
+    comparison = compare_runs(ctx.read_records(), args.first, args.second, start, end)
+    print(comparison.report())
+    return 1 if comparison.total else 0
 
 
 def _say_executor(executor) -> None:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from src.cli.data import cmd_backfill, cmd_gaps, cmd_import_csv, cmd_init_db, cmd_recover, cmd_status
 from src.cli.live import cmd_outcomes, cmd_performance, cmd_predict, cmd_report
-from src.cli.models import cmd_backtest, cmd_retrain, cmd_train
+from src.cli.models import cmd_backtest, cmd_compare_runs, cmd_retrain, cmd_train
 from src.cli.service import cmd_demo, cmd_health, cmd_replay, cmd_run, cmd_web
 from src.scheduler.services import Context
 from src.utils.config import TIMEFRAME_MS
@@ -63,13 +63,16 @@ def parse_move_size(value: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     config_help = "YAML file over config.yaml (or CRYPTO_ML_CONFIG)"
+    data_dir_help = "the embedded database and models kept in DIR (e.g. by replay --keep DIR)"
     # --config is accepted before and after the command; SUPPRESS keeps the subcommand's absent
     # option from overwriting one given before it.
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help=config_help)
+    common.add_argument("--data-dir", metavar="DIR", default=argparse.SUPPRESS, help=data_dir_help)
     parser = argparse.ArgumentParser(prog="python -m src.main",
                                      description="Hourly calibrated probabilities of crypto moves.")
     parser.add_argument("--config", metavar="PATH", help=config_help)
+    parser.add_argument("--data-dir", metavar="DIR", help=data_dir_help)
     sub = parser.add_subparsers(dest="command", metavar="command")
 
     def add(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
@@ -82,7 +85,6 @@ def build_parser() -> argparse.ArgumentParser:
                               "alone, without the daemon; read-only")
     web.add_argument("--host", help="address to listen on (default health.host, 127.0.0.1)")
     web.add_argument("--port", type=positive_int, help="port (default health.port)")
-    web.add_argument("--data-dir", metavar="DIR", help="open the embedded database kept there (replay --keep DIR)")
     replay = add("replay", cmd_replay, "run the daemon itself over past candles on a simulated clock (run 'replay'), "
                                        "in a throwaway database; one line per simulated day")
     replay.add_argument("--start", type=parse_time, required=True, help="first simulated time, e.g. 2023-10-01")
@@ -118,8 +120,14 @@ def build_parser() -> argparse.ArgumentParser:
     backtest.add_argument("--start", type=parse_time, required=True, help="first hour, e.g. 2022-07-01")
     backtest.add_argument("--end", type=parse_time, required=True, help="end (exclusive), e.g. 2024-01-01")
     backtest.add_argument("--retrain-every", type=positive_int, default=7, metavar="DAYS",
-                          help="days between retrains (7)")
+                          help="days between retrains at scheduler.daily_time (7; 1 is the daemon's daily retrain)")
     backtest.add_argument("--symbol", action="append", help="asset (repeatable; default: all)")
+    compare = add("compare-runs", cmd_compare_runs, "list every difference between two runs' stored forecasts "
+                                                    "(e.g. replay and backtest of the same days), grouped by cause")
+    compare.add_argument("first", choices=("live", "replay", "backtest"), help="a run, e.g. replay")
+    compare.add_argument("second", choices=("live", "replay", "backtest"), help="another, e.g. backtest")
+    compare.add_argument("--start", type=parse_time, help="first hour (default: every stored hour)")
+    compare.add_argument("--end", type=parse_time, help="end (exclusive)")
     predict = add("predict", cmd_predict, "one prediction cycle (as of now or of --at)")
     predict.add_argument("--at", type=parse_time, help="as of this time (UTC), e.g. 2023-06-01T12:00")
     predict.add_argument("--move", type=parse_move_size, metavar="PCT",

@@ -57,9 +57,6 @@ def cmd_web(args: argparse.Namespace, ctx: Context) -> int:
 
     from src.monitoring.app import SNAPSHOT_CACHE_SECONDS, HealthServer
     from src.monitoring.health import health_snapshot
-    if args.data_dir:  # a replay's kept database
-        ctx.config.config["database"]["url"] = "embedded"
-        ctx.config.config["paths"]["data_dir"] = args.data_dir
     records = ctx.read_records()
     health = ctx.config.config["health"]
 

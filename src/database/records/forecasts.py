@@ -218,6 +218,25 @@ class ForecastRecords(Records):
             frame[column] = frame[column].astype(float)
         return frame
 
+    def run_forecasts(self, run_type: str, start: datetime | None = None,
+                      end: datetime | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Every stored forecast of a run in [start, end), with the version that made it and its outcome (NaN while
+        pending): direction rows and how-soon rows, for comparing two runs (compare-runs)."""
+        p, o, r = predictions.c, prediction_outcomes.c, resolution_forecasts.c
+        key = ["symbol", "timeframe", "target_pct", "timestamp", "model_name", "model_version", "is_champion"]
+        joined = predictions.join(prediction_outcomes, o.prediction_id == p.id, isouter=True)
+        direction = self.read_frame(
+            _narrowed(select(*(p[c] for c in key[:2]), _float(p.target_pct), *(p[c] for c in key[3:]),
+                             _float(p.probability), o.status, o.actual_outcome).select_from(joined)
+                      .where(p.run_type == run_type), p, start, end, None, False),
+            [*key, "probability", "status", "actual_outcome"], times=("timestamp",), flags=("is_champion",))
+        values = ["p_6h", "p_24h", "p_horizon", "q10_hours", "q50_hours", "q90_hours", "status", "hours_to_resolution"]
+        timing = self.read_frame(
+            _narrowed(select(*(_float(r[c]) if isinstance(r[c].type, Numeric) else r[c] for c in [*key, *values]))
+                      .where(r.run_type == run_type), r, start, end, None, False),
+            [*key, *values], times=("timestamp",), flags=("is_champion",))
+        return direction, timing
+
     def backtest_champion_skill(self) -> dict[float, float]:
         """Per target, the stored backtest's Brier skill of the champions' forecasts (is_champion) against
         climatology's for the same hours (all assets)."""

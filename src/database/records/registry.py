@@ -40,6 +40,12 @@ class RegistryRecords(Records):
             rows = conn.execute(query.order_by(c.created_at, c.id)).mappings().all()
         return _registry_frame(rows)
 
+    def train_ends(self) -> dict[str, pd.Timestamp]:
+        """Every registered version's training end (its cut)."""
+        c = model_registry.c
+        with self.db.engine.connect() as conn:
+            return {v: pd.Timestamp(t).tz_convert("UTC") for v, t in conn.execute(select(c.version, c.train_end))}
+
     def champion_rows(self, timeframe: str = "1h") -> list[dict]:
         """The champion of every asset x target x task (symbol, target_pct as float, task, model_name, version,
         train_end): plain rows, for the health check that runs on every scrape."""

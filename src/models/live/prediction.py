@@ -67,11 +67,7 @@ class Predictor:
         if candles.empty or candles["timestamp"].iloc[-1] != candle_time:
             return None
         context = None if symbol == CONTEXT_SYMBOL else windows[CONTEXT_SYMBOL]
-        if context is not None and context.empty:  # never let the asset's own values stand in for BTC's
-            raise UserError(f"no {CONTEXT_SYMBOL} candles before {candle_time:%Y-%m-%d %H:%M} UTC for the btc_* "
-                            f"context features; backfill {CONTEXT_SYMBOL}")
-        features = compute_features(candles, context)
-        return features.loc[:candle_time], float(candles["close"].iloc[-1])
+        return window_features(candles, context, candle_time), float(candles["close"].iloc[-1])
 
     def _windows(self, symbols: list[str], candle_time: pd.Timestamp) -> dict[str, pd.DataFrame]:
         return self.ops.get_candle_windows(symbols, self.timeframe,
@@ -258,6 +254,16 @@ class Predictor:
         champion = forecasts[serving.model_name]
         result.timings[(symbol, target)] = (serving.model_name, float(champion[0, 1]), float(champion[0, 4]))
         return rows
+
+
+def window_features(candles: pd.DataFrame, context: pd.DataFrame | None, candle_time: pd.Timestamp) -> pd.DataFrame:
+    """The features of every hour of a window of candles up to `candle_time` (its last row is that hour's), as
+    the hourly cycle computes them; the backtest forecasts from the same windows. `context`: BTC's window (None
+    for BTC itself)."""
+    if context is not None and context.empty:  # never let the asset's own values stand in for BTC's
+        raise UserError(f"no {CONTEXT_SYMBOL} candles before {candle_time:%Y-%m-%d %H:%M} UTC for the btc_* "
+                        f"context features; backfill {CONTEXT_SYMBOL}")
+    return compute_features(candles, context).loc[:candle_time]
 
 
 def hour_forecast(estimator, matrix: pd.DataFrame, horizon: int) -> np.ndarray:

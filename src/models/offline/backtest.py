@@ -1,50 +1,39 @@
-"""Walk-forward backtest: at each retrain point train on what was known then (purged, embargoed), predict
-every hour until the next point, store the predictions (run_type 'backtest') and their outcomes, and
-report metrics per asset x target x model. The same label function resolves live predictions.
+"""Walk-forward backtest on the daemon's schedule: the daemon's procedure replayed in bulk over history, so a backtest
+stores what the live service would have (`replay` runs the daemon itself; `compare-runs` shows the two agree).
 
-Both tasks are backtested alike (src.models.estimators.tasks): direction forecasts go to `predictions`, how-soon
-forecasts to `resolution_forecasts`, and both are resolved by the same outcomes.
+- Retrain points: at the start (the daemon's first training), then at scheduler.daily_time UTC every
+  `retrain_every_days` (1: the daemon's daily retrain).
+- Each point trains as the daemon's training does (src.models.offline.training.plan_group on the candles closed
+  by then, the ml.training_days before it): every model of both tasks validated on purged, embargoed walk-forward
+  folds, the champion chosen by the product's rule (src.models.evaluation.selection), served by its rule, and
+  every model fitted on all labels known at the point.
+- Its models forecast the candle hours the hourly cycle forecasts with them (candle h at h + 1 h +
+  scheduler.hourly_minute), each from its own window of candles, as the hourly cycle computes it.
+- The rows are stored as run_type 'backtest' with the champion flagged (is_champion), resolved by the same label
+  function as live outcomes, and scored per model and as the series 'champion' (src.models.evaluation.scoring).
 
-The product's own forecast is flagged, as live forecasts are: at each retrain point the champion
-is chosen by the product's rule (src.models.evaluation.selection) from the out-of-sample forecasts whose labels were
-known then, over the span training validates on (n_folds x fold_days): before the first point these are
-training's walk-forward folds, afterwards the backtest's own earlier forecasts. Its rows carry is_champion,
-and the tables score them as the series 'champion' (src.models.evaluation.scoring).
-
-Every fit learns from the window `train` and the daily retrain would have used at that point: the
-ml.training_days before it (TrainSettings.training_days), not all stored history."""
+Direction forecasts go to `predictions`, how-soon forecasts to `resolution_forecasts`. A group that fails is
+left out with its reason; the others go on."""
 from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from src.data.features import FEATURE_VERSION, with_barrier
+from src.data.features import CONTEXT_SYMBOL, FEATURE_VERSION, FEATURE_WINDOW_HOURS, with_barrier
 from src.database.records import RecordStore
-from src.database.records.forecasts import FORECAST_COLUMNS
 from src.database.records.rows import outcome_rows, prediction_rows, resolution_rows, with_outcomes
 from src.database.records.scores import settled_through
-from src.models.estimators.dataset import Dataset, asset_features, build_dataset
-from src.models.estimators.serving import ServingRule
+from src.models.estimators.dataset import asset_features, build_dataset
+from src.models.estimators.direction import prob_up
+from src.models.estimators.serving import ServingRule, compose
 from src.models.estimators.tasks import DIRECTION, RESOLUTION, TASKS, Task
-from src.models.estimators.units import forecast_unit
 from src.models.evaluation.scoring import DIRECTION_ROWS, TIMING_ROWS, score_rows
-from src.models.evaluation.selection import Evidence
-from src.models.offline.training import (
-    Fold,
-    TrainSettings,
-    champion_rule,
-    choose,
-    fold_evidence,
-    fold_plan,
-    fold_units,
-    served,
-    unwrap,
-)
-from src.utils.errors import UserError, check_stop, failure_reason
+from src.models.live.prediction import hour_forecast, window_features
+from src.models.offline.training import GroupPlan, TaskResult, TrainSettings, chosen_models, plan_group
+from src.utils.errors import StopRequested, UserError, check_stop, failure_reason
 from src.utils.executors import Executor, LocalExecutor, batches, map_groups
 from src.utils.progress import Progress
 
@@ -52,58 +41,58 @@ log = logging.getLogger(__name__)
 RUN = "backtest"
 
 
-@dataclass
-class BacktestPlan:
-    """One asset x target's backtest: its samples, the warm-up folds per task, the retrain points (with the
-    hours each forecasts and their entry prices) and the units to run, in the order `_finish` reads them."""
-    symbol: str
-    target: float
-    samples: dict[str, Dataset]
-    shared: object  # the executor's reference to the samples
-    warm_up: dict[str, list[Fold]]
-    points: list[tuple[pd.Timestamp, pd.DatetimeIndex, np.ndarray]] = field(default_factory=list)
-    units: list[tuple] = field(default_factory=list)
+def retrain_points(start: pd.Timestamp, end: pd.Timestamp, every_days: int, daily_time: str = "00:15") -> list:
+    """When the daemon started at `start` would train: at start (its first training, on the candles closed by the
+    hour), then at `daily_time` UTC every `every_days` days."""
+    hours, minutes = (int(part) for part in daily_time.split(":"))
+    first = start.floor("D") + pd.Timedelta(hours=hours, minutes=minutes)
+    first = first if first > start else first + pd.Timedelta(days=1)
+    return [start.floor("h"), *pd.date_range(first, end, freq=f"{every_days}D", inclusive="left")]
+
+
+def served_hours(points: list, start: pd.Timestamp, end: pd.Timestamp, hourly_minute: int,
+                 available: pd.DatetimeIndex) -> list[pd.DatetimeIndex]:
+    """Per point, the candle hours in [start, end) its models forecast: the hourly cycle forecasts candle h at
+    h + 1 h + hourly_minute, with the models of the newest training before that."""
+    lag = pd.Timedelta(hours=1, minutes=hourly_minute)
+    hours = available[(available >= start) & (available < end)]
+    bounds = [*points[1:], pd.Timestamp.max.tz_localize("UTC")]
+    return [hours[(hours + lag >= point) & (hours + lag < bound)] for point, bound in zip(points, bounds)]
 
 
 def run_backtest(candles: dict[str, pd.DataFrame], symbols: list[str], targets: list[float],
                  start: pd.Timestamp, end: pd.Timestamp, records: RecordStore, settings: TrainSettings,
                  retrain_every_days: int = 7, progress: Progress | None = None,
                  unfillable: dict[str, pd.DatetimeIndex] | None = None, executor: Executor | None = None,
-                 failures: dict | None = None,
-                 stop: threading.Event | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+                 failures: dict | None = None, stop: threading.Event | None = None, daily_time: str = "00:15",
+                 hourly_minute: int = 2) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Run the backtest over [start, end) and return its direction and how-soon tables (backtest_tables).
     `unfillable`: per symbol, the hours recorded as never published by the exchange (training's and live
     outcomes' rule: only those are missing for good; any other missing hour leaves its windows undecided).
     The fits run on `executor` (default: this process); each group is written as soon as its units are done.
-    A group that fails is left out with its reason in `failures` (when given; else
-    a UserError names them after the others are stored). `stop` (a threading.Event): set, the backtest ends
-    at the next unit or group (StopRequested), every group already written whole."""
+    A group that fails is left out with its reason in `failures` (when given; else a UserError names them after
+    the others are stored). `stop` (a threading.Event): set, the backtest ends at the next unit or group
+    (StopRequested), every group already written whole."""
     executor = executor or LocalExecutor()
-    points = pd.date_range(start, end, freq=f"{retrain_every_days}D", inclusive="left")
+    unfillable = unfillable or {}
+    start, end = pd.Timestamp(start), pd.Timestamp(end)
+    points = retrain_points(start, end, retrain_every_days, daily_time)
     records.forget_day_scores(RUN)  # first: a kill between the two leaves no stale sums, only slower pages
     records.delete_predictions(RUN, start, end, symbols)
     failed: dict[tuple[str, float], str] = {}
     keys = [(symbol, target) for symbol in symbols for target in targets]
-    expected = (settings.n_folds + len(points)) * len(TASKS)  # units of a group, at most
     if progress is not None:
-        progress.start(len(keys) * expected)
-    for batch in batches(executor, keys):  # a few groups' data in memory at a time
-        plans = {}
-        for key in batch:
-            check_stop(stop, "the backtest")
-            try:
-                plans[key] = _plan(candles, *key, points, start, end, settings, retrain_every_days, executor,
-                                   unfillable)
-            except Exception as exc:  # one group failing must not stop the others
-                failed[key] = _failure(*key, exc)
-            if progress is not None:  # the units a group will not run count as done
-                progress(expected - (len(plans[key].units) if key in plans else 0))
-        for key, outputs in map_groups(executor, {key: plan.units for key, plan in plans.items()}, progress, stop):
-            try:
-                _finish(plans[key], outputs, start, end, records, settings)
-            except Exception as exc:
-                failed[key] = _failure(*key, exc)
-            executor.release(plans.pop(key).shared)
+        progress.start(len(keys) * len(points))
+    windows = {symbol: _Windows(candles, symbol) for symbol in symbols if symbol in candles}
+    for key in keys:
+        check_stop(stop, "the backtest")
+        try:
+            _backtest_group(candles, windows, *key, points, start, end, records, settings, executor,
+                            unfillable.get(key[0], pd.DatetimeIndex([], tz="UTC")), hourly_minute, progress, stop)
+        except StopRequested:
+            raise
+        except Exception as exc:  # one group failing must not stop the others
+            failed[key] = _failure(*key, exc)
     if failures is not None:
         failures.update(failed)
     elif failed:
@@ -121,87 +110,111 @@ def _failure(symbol: str, target: float, exc: Exception) -> str:
     return reason
 
 
-def _plan(candles: dict[str, pd.DataFrame], symbol: str, target: float, points: pd.DatetimeIndex,
-          start: pd.Timestamp, end: pd.Timestamp, settings: TrainSettings, retrain_every_days: int,
-          executor: Executor, unfillable: dict[str, pd.DatetimeIndex] | None) -> BacktestPlan:
-    """The group's units: training's walk-forward folds before `start` (the first point's evidence), then
-    one forecast unit per retrain point and task."""
-    features = asset_features(candles, symbol)
-    close = candles[symbol].set_index("timestamp")["close"]
-    gaps = (unfillable or {}).get(symbol, pd.DatetimeIndex([], tz="UTC"))
-    data = build_dataset(candles[symbol], features, target, settings.horizon, gaps)
-    samples = {task.name: task.samples(data, features, target, settings.horizon) for task in TASKS}
-    shared = executor.share(samples)
-    plan = BacktestPlan(symbol, target, samples, shared,
-                        {t.name: fold_plan(samples[t.name], start, settings) for t in TASKS})
-    plan.units = [unit for t in TASKS for unit in fold_units(shared, t, plan.warm_up[t.name], target, settings)]
-    for point in points:
-        stop = min(point + pd.Timedelta(days=retrain_every_days), end)
-        hours = features.index[(features.index >= point) & (features.index < stop)]
-        train = data.purged(point, settings.embargo_hours, settings.training_days)
-        if len(hours) == 0 or len(train.y) < settings.needed_samples:
-            continue
-        matrix = with_barrier(features.loc[hours], target)
-        plan.points.append((point, hours, close.loc[hours].to_numpy()))
-        plan.units.extend((forecast_unit, shared, t.name, point, matrix, target, settings.horizon,
-                           settings.embargo_hours, settings.training_days) for t in TASKS)
-    return plan
+def candles_at(candles: dict[str, pd.DataFrame], cut: pd.Timestamp, days: int | None) -> dict[str, pd.DataFrame]:
+    """The candles the daemon's database held at `cut` (those closed by then), as training reads them
+    (src.data.history.load_candles: the `days` before the cut)."""
+    out = {}
+    for symbol, frame in candles.items():
+        keep = frame["timestamp"] + pd.Timedelta(hours=1) <= cut
+        if days is not None:
+            keep &= frame["timestamp"] > cut - pd.Timedelta(days=days)
+        if keep.any():
+            out[symbol] = frame[keep].reset_index(drop=True)
+    return out
 
 
-def _finish(plan: BacktestPlan, outputs: list, start: pd.Timestamp, end: pd.Timestamp, records: RecordStore,
-            settings: TrainSettings) -> None:
-    """Choose each point's champion in time order from the evidence known then, and store the group."""
-    outputs = iter(outputs)
-    evidence = {}
-    for task in TASKS:
-        folds = plan.warm_up[task.name]
-        empty = Evidence.empty(task.models, None if task is DIRECTION else len(FORECAST_COLUMNS))
-        evidence[task.name] = sum((ev for _, ev in fold_evidence(folds, [next(outputs) for _ in folds])), empty)
-    frames: dict[str, list] = {task.name: [] for task in TASKS}
-    for point, hours, entry in plan.points:
-        for task in TASKS:
-            own, forecasts = plan.samples[task.name], unwrap(next(outputs))
-            champion, rule = _champion_at(task, evidence[task.name], own, point, settings)
-            users_got = forecasts | {champion: served(forecasts, champion, rule, settings.horizon)}
-            frames[task.name].extend(_rows(task, plan.symbol, plan.target, point, hours, users_got, champion, entry,
-                                           settings.timeframe))
-            evidence[task.name] = evidence[task.name] + _labelled_forecasts(own, hours, forecasts)
-    outcomes = plan.samples[DIRECTION.name].outcomes  # the label function's, with the exchange's gaps
-    decided = outcome_rows(plan.symbol, settings.timeframe, plan.target,
-                           outcomes[(outcomes.index >= start) & (outcomes.index < end)])
+def _backtest_group(candles: dict[str, pd.DataFrame], windows: dict[str, _Windows], symbol: str, target: float,
+                    points: list, start: pd.Timestamp, end: pd.Timestamp, records: RecordStore,
+                    settings: TrainSettings, executor: Executor, unfillable: pd.DatetimeIndex, hourly_minute: int,
+                    progress: Progress | None, stop: threading.Event | None) -> None:
+    """Train the group at every point as the daemon would, forecast each point's hours as the hourly cycle would,
+    and store the group's forecasts with their outcomes. A point that cannot train keeps the previous models
+    serving, as the daemon keeps its champion."""
+    serve = served_hours(points, start, end, hourly_minute, pd.DatetimeIndex(candles[symbol]["timestamp"]))
+    frames: dict[str, list[pd.DataFrame]] = {task.name: [] for task in TASKS}
+    serving = None  # (the cut, each task's choice and fits) of the newest point that trained
+    for batch in batches(executor, list(range(len(points)))):  # a few points' samples in memory at a time
+        plans: dict[int, GroupPlan] = {}
+        for i in batch:
+            check_stop(stop, "the backtest")
+            try:
+                plans[i] = plan_group(candles_at(candles, points[i], settings.history_days), symbol, target,
+                                      points[i], settings, executor, unfillable)
+            except UserError as exc:
+                log.info("backtest %s %g: no training at %s (%s)", symbol, target, points[i], exc)
+        done = dict(map_groups(executor, {i: plan.units for i, plan in plans.items()}, stop=stop))
+        for i in batch:
+            if i in plans:
+                serving = (plans[i].as_of, chosen_models(plans[i], done[i], settings))
+                executor.release(plans[i].shared)
+            if serving is not None and len(serve[i]):
+                for task, (result, fitted) in zip(TASKS, serving[1]):
+                    frames[task.name].extend(_point_rows(task, serving[0], serve[i], result, fitted, windows[symbol],
+                                                         symbol, target, settings))
+            if progress is not None:
+                progress(1)
+    outcomes = build_dataset(candles[symbol], asset_features(candles, symbol), target, settings.horizon,
+                             unfillable).outcomes  # the label function's, with the exchange's gaps
+    decided = outcome_rows(symbol, settings.timeframe, target, outcomes[(outcomes.index >= start)
+                                                                         & (outcomes.index < end)])
     if frames[DIRECTION.name]:  # how-soon rows written with their outcomes: no second pass over them
         records.save_forecasts(pd.concat(frames[DIRECTION.name], ignore_index=True),
                                with_outcomes(pd.concat(frames[RESOLUTION.name], ignore_index=True), decided))
     records.save_outcomes(decided, RUN)
-    log.info("backtest %s %g: %d retrain points stored", plan.symbol, plan.target, len(plan.points))
+    log.info("backtest %s %g: %d retrain points", symbol, target, len(points))
 
 
-def _rows(task: Task, symbol: str, target: float, point: pd.Timestamp, hours: pd.DatetimeIndex,
-          forecasts: dict[str, np.ndarray], champion: str, entry: np.ndarray, timeframe: str) -> list[pd.DataFrame]:
-    """One frame per model; the champion's rows flagged is_champion, as the live cycle flags what users got."""
-    version = f"{RUN}-{point:%Y%m%d}"
+class _Windows:
+    """An asset's candles (and BTC's) as the hourly cycle reads them: the window of FEATURE_WINDOW_HOURS up to an
+    hour, its features (src.models.live.prediction.window_features) and that hour's close, the entry price."""
+
+    def __init__(self, candles: dict[str, pd.DataFrame], symbol: str):
+        self.own = candles[symbol]
+        self.context = None if symbol == CONTEXT_SYMBOL else candles.get(CONTEXT_SYMBOL)
+        self.cache: dict[pd.Timestamp, tuple[pd.DataFrame, float]] = {}
+
+    def at(self, hour: pd.Timestamp) -> tuple[pd.DataFrame, float] | None:
+        """(features up to `hour`, its close), or None when that hour has no candle."""
+        if hour not in self.cache:
+            if len(self.cache) > 64:  # the targets of a group ask for the same hours in turn
+                self.cache.clear()
+            first = hour - pd.Timedelta(hours=FEATURE_WINDOW_HOURS)
+            own = _between(self.own, first, hour)
+            if own.empty or own["timestamp"].iloc[-1] != hour:
+                return None
+            context = None if self.context is None else _between(self.context, first, hour)
+            self.cache[hour] = (window_features(own, context, hour), float(own["close"].iloc[-1]))
+        return self.cache[hour]
+
+
+def _between(frame: pd.DataFrame, first: pd.Timestamp, last: pd.Timestamp) -> pd.DataFrame:
+    """Rows with first <= timestamp <= last (the database's window query)."""
+    times = frame["timestamp"]
+    lo, hi = times.searchsorted(first, "left"), times.searchsorted(last, "right")
+    return frame.iloc[lo:hi].reset_index(drop=True)
+
+
+def _point_rows(task: Task, as_of: pd.Timestamp, hours: pd.DatetimeIndex, result: TaskResult, fitted: dict,
+                windows: _Windows, symbol: str, target: float, settings: TrainSettings) -> list[pd.DataFrame]:
+    """The forecasts of one task for `hours` by the models trained at `as_of`, as the hourly cycle makes them:
+    every model on each hour's window features, the champion's served by its rule as stored (a frame per model)."""
+    version = f"{RUN}-{as_of:%Y%m%d%H%M}"
+    found = [(hour, got) for hour in hours if (got := windows.at(hour)) is not None]
+    if not found:
+        return []
+    hours = pd.DatetimeIndex([hour for hour, _ in found])
+    histories, entry = [got[0] for _, got in found], np.array([got[1] for _, got in found])
+    champion = result.champion
     if task is DIRECTION:
-        return [prediction_rows(symbol, timeframe, target, name, version, hours, p, entry, name == champion, RUN,
-                                FEATURE_VERSION) for name, p in forecasts.items()]
-    return [resolution_rows(symbol, timeframe, target, name, version, hours, p, name == champion, RUN)
+        rows = with_barrier(pd.concat([h.iloc[[-1]] for h in histories]), target)
+        return [prediction_rows(symbol, settings.timeframe, target, name, version, hours, prob_up(model, rows),
+                                entry, name == champion, RUN, FEATURE_VERSION) for name, model in fitted.items()]
+    forecasts = {name: np.vstack([hour_forecast(model, with_barrier(h, target), settings.horizon) for h in histories])
+                 for name, model in fitted.items()}
+    rule = ServingRule.from_metrics(result.rule.metrics(), champion, settings.horizon)  # as stored and read back
+    forecasts[champion] = compose(forecasts[champion], forecasts.get("climatology"), rule, settings.horizon)
+    return [resolution_rows(symbol, settings.timeframe, target, name, version, hours, p, name == champion, RUN)
             for name, p in forecasts.items()]
-
-
-def _champion_at(task: Task, evidence: Evidence, data: Dataset, point: pd.Timestamp,
-                 settings: TrainSettings) -> tuple[str, ServingRule | None]:
-    """The champion the product would deploy at `point`, and how it is served: its rules, on the forecasts of
-    the validation span before it whose labels were known then."""
-    span = pd.Timedelta(days=settings.n_folds * settings.fold_days)
-    known = evidence.between(point - span, point).known_by(data.purged(point).X.index)
-    champion = choose(task, known, settings).champion
-    return champion, champion_rule(task, known, champion, settings)
-
-
-def _labelled_forecasts(data: Dataset, hours: pd.DatetimeIndex, forecasts: dict[str, np.ndarray]) -> Evidence:
-    """The forecasts of the hours that have a label in `data` (used only once the label is known)."""
-    labelled = hours.intersection(data.X.index)
-    rows = hours.get_indexer(labelled)
-    return Evidence(labelled, data.y.loc[labelled].to_numpy(dtype=float), {n: p[rows] for n, p in forecasts.items()})
 
 
 def backtest_tables(records: RecordStore, start: pd.Timestamp, end: pd.Timestamp, horizon: int,

@@ -200,6 +200,76 @@ class GroupPlan:
     units: list[tuple]
 
 
+def plan_group(candles: dict[str, pd.DataFrame], symbol: str, target: float, cut: pd.Timestamp | None,
+               settings: TrainSettings, executor: Executor, unfillable: pd.DatetimeIndex) -> GroupPlan:
+    """One group's training at `cut` (default: the hour after the newest candle) from the candles as training
+    reads them: per task, its walk-forward folds and the final fit. The backtest plans each retrain point by this
+    same function, so it fits what the daemon fits."""
+    s = settings
+    if symbol not in candles:
+        raise UserError(f"no candles stored for {symbol}; run: python -m src.main backfill (or import-csv)")
+    features = asset_features(candles, symbol)
+    as_of = cut or candles[symbol]["timestamp"].iloc[-1] + pd.Timedelta(hours=1)
+    data = build_dataset(candles[symbol], features, target, s.horizon, unfillable)
+    check_samples(data, as_of, s)
+    samples = {task.name: task.samples(data, features, target, s.horizon) for task in TASKS}
+    shared = executor.share(samples)
+    folds = {task.name: fold_plan(samples[task.name], as_of, s) for task in TASKS}
+    units = [unit for task in TASKS
+             for unit in [*fold_units(shared, task, folds[task.name], target, s),
+                          (fit_unit, shared, task.name, as_of, target, s.horizon, s.training_days)]]
+    return GroupPlan(symbol, target, as_of, samples, shared, folds, units)
+
+
+def check_samples(data: Dataset, as_of: pd.Timestamp, settings: TrainSettings) -> None:
+    """Enough labelled samples known at `as_of`, of both outcomes, or a UserError saying what to do."""
+    known = data.purged(as_of, 0, settings.training_days)
+    if len(known.y) < settings.needed_samples:
+        raise UserError(f"{len(known.y)} labelled samples, need {settings.needed_samples} "
+                        f"(ml.min_samples_for_training, and calibration with a {settings.horizon} h gap); "
+                        "backfill more history (ml.training_days)")
+    if known.y.nunique() < 2:
+        raise UserError(f"all {len(known.y)} labelled samples are {'UP' if known.y.iloc[0] else 'DOWN'}; "
+                        "a model needs both outcomes (more history)")
+
+
+def chosen_models(plan: GroupPlan, outputs: list, settings: TrainSettings) -> list[tuple[TaskResult, dict]]:
+    """Per task (TASKS' order), from the plan's unit results: the folds' evidence, the champion with its serving
+    rule and the reported validation (TaskResult), and the final fits by model name."""
+    chosen = []
+    for task in TASKS:
+        folds = plan.folds[task.name]
+        evidence, fitted = fold_evidence(folds, outputs[:len(folds)]), unwrap(outputs[len(folds)])
+        outputs = outputs[len(folds) + 1:]
+        result = TaskResult(task.name, folds=evidence)
+        select_champion(task, result, settings)
+        chosen.append((result, fitted))
+    return chosen
+
+
+def select_champion(task: Task, result: TaskResult, settings: TrainSettings) -> None:
+    """Deployed champion: chosen on every fold. Reported validation: the last fold, held out, with the
+    champion the earlier folds alone would have chosen."""
+    s = settings
+    if not result.folds:
+        result.selection = choose(task, Evidence.empty(task.models), s)
+        result.rule = champion_rule(task, Evidence.empty(task.models), result.champion, s)
+        return
+    every = sum((ev for _, ev in result.folds[1:]), result.folds[0][1])
+    result.selection = choose(task, every, s)
+    result.champion = result.selection.champion
+    result.rule = champion_rule(task, every, result.champion, s)
+    earlier = [ev for _, ev in result.folds[:-1]]
+    if earlier:
+        before = sum(earlier[1:], earlier[0])
+        policy = choose(task, before, s).champion
+        policy_rule = champion_rule(task, before, policy, s)
+    else:
+        policy = task.models[0]
+        policy_rule = champion_rule(task, Evidence.empty(task.models), policy, s)
+    result.metrics = evidence_metrics(task, result.folds[-1][1], s.horizon, policy, policy_rule)
+
+
 class Trainer:
     def __init__(self, ops: DatabaseOperations, records: RecordStore, registry: ModelRegistry,
                  settings: TrainSettings, executor: Executor | None = None, stop: threading.Event | None = None):
@@ -279,48 +349,20 @@ class Trainer:
 
     def _plan(self, candles: dict[str, pd.DataFrame], symbol: str, target: float,
               cut: pd.Timestamp | None) -> GroupPlan:
-        s = self.settings
-        if symbol not in candles:
-            raise UserError(f"no candles stored for {symbol}; run: python -m src.main backfill (or import-csv)")
-        features = asset_features(candles, symbol)
-        as_of = cut or candles[symbol]["timestamp"].iloc[-1] + pd.Timedelta(hours=1)
-        data = build_dataset(candles[symbol], features, target, s.horizon,
-                             unfillable_hours(self.ops, symbol, s.timeframe))
-        self._check_samples(data, as_of)
-        samples = {task.name: task.samples(data, features, target, s.horizon) for task in TASKS}
-        shared = self.executor.share(samples)
-        folds = {task.name: fold_plan(samples[task.name], as_of, s) for task in TASKS}
-        units = [unit for task in TASKS
-                 for unit in [*fold_units(shared, task, folds[task.name], target, s),
-                              (fit_unit, shared, task.name, as_of, target, s.horizon, s.training_days)]]
-        return GroupPlan(symbol, target, as_of, samples, shared, folds, units)
+        return plan_group(candles, symbol, target, cut, self.settings, self.executor,
+                          unfillable_hours(self.ops, symbol, self.settings.timeframe))
 
     def _finish(self, plan: GroupPlan, outputs: list) -> GroupResult:
         """Choose, register and crown each task's models from its units' results."""
         result = GroupResult(plan.symbol, plan.target)
-        for task in TASKS:
-            folds = plan.folds[task.name]
-            evidence, fitted = fold_evidence(folds, outputs[:len(folds)]), unwrap(outputs[len(folds)])
-            outputs = outputs[len(folds) + 1:]
-            result.tasks[task.name] = self._register(task, plan, TaskResult(task.name, folds=evidence), fitted)
+        for task, (task_result, fitted) in zip(TASKS, chosen_models(plan, outputs, self.settings)):
+            result.tasks[task.name] = self._register(task, plan, task_result, fitted)
         return result
-
-    def _check_samples(self, data: Dataset, as_of: pd.Timestamp) -> None:
-        s = self.settings
-        known = data.purged(as_of, 0, s.training_days)
-        if len(known.y) < s.needed_samples:
-            raise UserError(f"{len(known.y)} labelled samples, need {s.needed_samples} "
-                            f"(ml.min_samples_for_training, and calibration with a {s.horizon} h gap); "
-                            "backfill more history (ml.training_days)")
-        if known.y.nunique() < 2:
-            raise UserError(f"all {len(known.y)} labelled samples are {'UP' if known.y.iloc[0] else 'DOWN'}; "
-                            "a model needs both outcomes (more history)")
 
     def _register(self, task: Task, plan: GroupPlan, result: TaskResult, fitted: dict[str, object]) -> TaskResult:
         s = self.settings
         symbol, target, as_of = plan.symbol, plan.target, plan.as_of
         known = plan.samples[task.name].purged(as_of, 0, s.training_days)
-        self._choose(task, result)
         for name in task.models:
             selection = {"selection_loss": result.selection.loss.get(name),
                          "selection_p_value": result.selection.p_values.get(name)}
@@ -338,28 +380,6 @@ class Trainer:
         log.info("%s %g %s: trained on %d samples; champion %s: %s%s", symbol, target, task.name, len(known.y),
                  result.champion, result.selection.reason, served_as)
         return result
-
-    def _choose(self, task: Task, result: TaskResult) -> None:
-        """Deployed champion: chosen on every fold. Reported validation: the last fold, held out, with the
-        champion the earlier folds alone would have chosen."""
-        s = self.settings
-        if not result.folds:
-            result.selection = choose(task, Evidence.empty(task.models), s)
-            result.rule = champion_rule(task, Evidence.empty(task.models), result.champion, s)
-            return
-        every = sum((ev for _, ev in result.folds[1:]), result.folds[0][1])
-        result.selection = choose(task, every, s)
-        result.champion = result.selection.champion
-        result.rule = champion_rule(task, every, result.champion, s)
-        earlier = [ev for _, ev in result.folds[:-1]]
-        if earlier:
-            before = sum(earlier[1:], earlier[0])
-            policy = choose(task, before, s).champion
-            policy_rule = champion_rule(task, before, policy, s)
-        else:
-            policy = task.models[0]
-            policy_rule = champion_rule(task, Evidence.empty(task.models), policy, s)
-        result.metrics = evidence_metrics(task, result.folds[-1][1], s.horizon, policy, policy_rule)
 
     def _store_validation(self, symbol: str, target: float, result: TaskResult, as_of: pd.Timestamp) -> None:
         """The held-out last fold's metrics per model and for the champion policy, dated at the cut."""
