@@ -326,27 +326,6 @@ def test_walk_forward_folds_see_only_labels_known_before_each_fold(btc_year):
         assert evidence.p["climatology"] == pytest.approx(np.full(len(test), share), abs=1e-12)
 
 
-def test_backtest_champion_is_chosen_only_on_labels_known_at_the_point():
-    """A model that is right on every hour wins only where its hours' labels were known at the point: with
-    150 known (too little evidence) climatology stays; once 250 are known it takes over. Fails if the
-    backtest's choice looks at labels not yet known (tried: dropping `known_by`)."""
-    from src.models.estimators.dataset import Dataset
-    from src.models.estimators.tasks import DIRECTION
-    from src.models.evaluation.selection import Evidence
-    from src.models.offline.backtest import _champion_at
-    point = pd.Timestamp("2023-01-01", tz="UTC")
-    times = pd.date_range(point - pd.Timedelta(hours=400), periods=400, freq="h", tz="UTC")
-    y = np.tile([0.0, 1.0], 200)
-    evidence = Evidence(times, y, {"climatology": np.full(400, 0.5), "logistic": np.full(400, 0.5),
-                                   "xgboost": 0.1 + 0.8 * y})
-    settings = TrainSettings()
-    for known, champion in ((150, "climatology"), (250, "xgboost")):
-        known_at = pd.Series(times + pd.Timedelta(days=30), index=times)
-        known_at.iloc[:known] = times[:known] + pd.Timedelta(hours=1)
-        data = Dataset(pd.DataFrame(index=times), pd.Series(y, index=times), known_at, pd.DataFrame())
-        assert _champion_at(DIRECTION, evidence, data, point, settings) == (champion, None)
-
-
 @pytest.mark.host_tz
 def test_models_stored_before_the_move_to_rooms_still_load(db, tmp_path):
     """Model files written before src/models was grouped by role name src.models.resolution and

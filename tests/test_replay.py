@@ -1,0 +1,106 @@
+"""`replay` runs the daemon itself on a simulated clock over past candles, and a backtest on the daemon's schedule
+stores the same forecasts (`compare-runs`: zero differences). The real CLI, the real embedded PostgreSQL (a
+database of the test's own, given with --database), the real CCXT client against the replayed exchange."""
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+import pytest
+
+from src.data.replayed_exchange import ReplayedExchange, read_source
+from src.scheduler.timetable import Timetable
+from src.utils.clock import SimulatedClock, service_run, use_clock, utc_now
+from tests.conftest import raw_connect
+from tests.shared_data import load_candles
+
+pytestmark = pytest.mark.host_tz  # the simulated clock and its days must be UTC whatever TZ says
+START, END = "2023-11-01", "2023-11-04"
+
+
+def _btc_source(folder) -> str:
+    """BTC's real candles of 2023-03-01 .. 2023-11-30 as a CSV folder (the replayed exchange's source)."""
+    folder.mkdir()
+    load_candles("BTC_USDT", "2023-03-01", "2023-11-30 23:00").to_csv(folder / "BTC_USDT-1h.csv.gz", index=False)
+    return str(folder)
+
+
+def test_three_replayed_days_equal_the_backtest_on_the_daemons_schedule(empty_db_url, write_config, run_cli,
+                                                                       tmp_path):
+    source = _btc_source(tmp_path / "candles")
+    config = write_config({"trading": {"assets": ["BTC/USDT"]}, "ml": {"training_days": 200},
+                           "database": {"url": empty_db_url}})
+    replay = run_cli("replay", "--start", START, "--end", END, "--source", source, "--database", empty_db_url,
+                     "--config", str(config), timeout=1200)
+    assert replay.returncode == 0, replay.stdout + replay.stderr
+    days = [line for line in replay.stdout.splitlines() if re.match(r"2023-11-0[123] ", line)]
+    assert [d[:10] for d in days] == ["2023-11-01", "2023-11-02", "2023-11-03"], replay.stdout
+    assert all(" 200 " in d for d in days), replay.stdout  # /health answered 200 at the end of every day
+    assert "replay done through 2023-11-04 00:00 UTC" in replay.stdout
+    with raw_connect(empty_db_url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT run_type, count(*), min(timestamp), max(timestamp) FROM predictions GROUP BY 1")
+        runs = {row[0]: row[1:] for row in cur.fetchall()}
+    # every hour of the three days but the last (its candle closes at the end) x 3 targets x 3 models; the hour
+    # before the start, forecast at start, is the daemon's too
+    assert runs["replay"][0] == (72 - 1 + 1) * 9
+    assert runs["replay"][2] == pd.Timestamp("2023-11-03 22:00", tz="UTC")
+
+    backtest = run_cli("backtest", "--start", START, "--end", END, "--retrain-every", "1", "--config", str(config),
+                       timeout=1200)
+    assert backtest.returncode == 0, backtest.stdout + backtest.stderr
+    same = run_cli("compare-runs", "replay", "backtest", "--start", START, "--end", END, "--config", str(config))
+    assert same.returncode == 0, same.stdout + same.stderr
+    assert "0 differences" in same.stdout and "639 direction forecasts in both" in same.stdout, same.stdout
+
+    # the comparison can fail, and says why: one forecast off by its last stored decimal, one champion flag
+    with raw_connect(empty_db_url) as conn, conn.cursor() as cur:
+        cur.execute("""UPDATE predictions SET probability = probability + 0.000001 WHERE id = (SELECT min(id)
+                       FROM predictions WHERE run_type = 'backtest' AND timestamp >= %s)""", (START,))
+        cur.execute("""UPDATE resolution_forecasts SET is_champion = NOT is_champion WHERE id = (SELECT min(id)
+                       FROM resolution_forecasts WHERE run_type = 'backtest' AND timestamp >= %s)""", (START,))
+    differ = run_cli("compare-runs", "replay", "backtest", "--start", START, "--end", END, "--config", str(config))
+    assert differ.returncode == 1, differ.stdout + differ.stderr
+    counts = dict(re.findall(r"^  (\S.*?)\s+(\d+)$", differ.stdout, re.M))
+    assert counts["direction forecast"] == "1" and counts["champion"] == "1", differ.stdout
+    assert "2 differences" in differ.stdout
+
+
+def test_the_replayed_exchange_answers_as_the_exchange_did_at_the_simulated_time(tmp_path):
+    """Through the real CCXT client: only candles that had opened by the clock, the clock as the server time."""
+    import ccxt
+    source = _btc_source(tmp_path / "candles")
+    clock = SimulatedClock(pd.Timestamp("2023-06-01 12:30", tz="UTC"))
+    with ReplayedExchange(read_source(source, ["BTC/USDT"])) as exchange, use_clock(clock):
+        client = ccxt.binance({"options": {"fetchMarkets": {"types": ["spot"]}}})
+        client.urls["api"] = {**client.urls["api"], "public": exchange.api_url}
+        assert client.fetch_time() == pd.Timestamp("2023-06-01 12:30", tz="UTC").value // 10**6
+        rows = client.fetch_ohlcv("BTC/USDT", "1h", since=pd.Timestamp("2023-06-01", tz="UTC").value // 10**6)
+        assert pd.Timestamp(rows[-1][0], unit="ms", tz="UTC") == pd.Timestamp("2023-06-01 12:00", tz="UTC")
+        assert len(rows) == 13  # 00:00 .. 12:00, the last one still open (the fetcher keeps closed ones only)
+        clock.advance_to(pd.Timestamp("2023-06-01 14:00", tz="UTC"))
+        rows = client.fetch_ohlcv("BTC/USDT", "1h", since=pd.Timestamp("2023-06-01 12:00", tz="UTC").value // 10**6)
+        assert len(rows) == 3
+        assert service_run() == "replay" and utc_now() == clock.now()
+    assert service_run() == "live"
+
+
+def test_the_timetable_runs_what_is_due_on_the_service_clock():
+    clock = SimulatedClock(pd.Timestamp("2023-06-01 23:50", tz="UTC"))
+    ran = []
+    with use_clock(clock):
+        table = Timetable()
+        table.hourly_at(2, "hourly", lambda: ran.append(("hourly", utc_now())))
+        table.daily_at("00:15", "daily", lambda: ran.append(("daily", utc_now())))
+        table.every_minutes(5, "health", lambda: ran.append(("health", utc_now())))
+        assert table.next_run() == pd.Timestamp("2023-06-01 23:55", tz="UTC")
+        while table.next_run() <= pd.Timestamp("2023-06-02 01:02", tz="UTC"):
+            clock.advance_to(table.next_run())
+            table.run_pending()
+        clock.advance_to(pd.Timestamp("2023-06-02 03:31", tz="UTC"))  # a machine that slept: each runs once
+        assert table.run_pending() == ["health", "hourly"]  # in the order they fell due
+    names = [name for name, _ in ran]
+    assert names.count("hourly") == 3 and names.count("daily") == 1 and names.count("health") == 15
+    assert ("daily", pd.Timestamp("2023-06-02 00:15", tz="UTC")) in ran
+    assert [t for name, t in ran if name == "hourly"][:2] == [pd.Timestamp("2023-06-02 00:02", tz="UTC"),
+                                                              pd.Timestamp("2023-06-02 01:02", tz="UTC")]
+    assert table.next_run() == pd.Timestamp("2023-06-02 03:35", tz="UTC")
