@@ -257,6 +257,7 @@ CREATE TABLE day_scores (
 	loss FLOAT NOT NULL, 
 	reference_loss FLOAT NOT NULL, 
 	covered FLOAT, 
+	covered_n INTEGER, 
 	climatology_n INTEGER NOT NULL, 
 	PRIMARY KEY (run_type, symbol, timeframe, target_pct, day, event, bin)
 );
@@ -284,4 +285,4 @@ WHERE timestamp >= NOW() - INTERVAL '7 days' WITH DATA;
 CREATE UNIQUE INDEX idx_recent_ohlcv_unique ON recent_ohlcv (symbol, timeframe, timestamp);
 
 CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL, CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num));
-INSERT INTO alembic_version (version_num) VALUES ('0010');
+INSERT INTO alembic_version (version_num) VALUES ('0011');

@@ -48,8 +48,8 @@ def client(site_db):
     read_only.dispose()
 
 
-def _scored(kind, rows):
-    return score_rows(kind, rows, 168, interval=True, series=CHAMPION).set_index(["symbol", "target_pct"])
+def _scored(kind, rows, as_of=None):
+    return score_rows(kind, rows, 168, as_of, interval=True, series=CHAMPION).set_index(["symbol", "target_pct"])
 
 
 @pytest.mark.parametrize("stored", [True, False], ids=["stored-days", "summed-from-forecasts"])
@@ -61,10 +61,11 @@ def test_the_track_records_figures_are_the_scorings(site_db, stored):
         with site_db.engine.begin() as conn:
             conn.exec_driver_sql("DELETE FROM day_scores; DELETE FROM day_scores_through")
     newest = records.newest_forecast_day("live")
-    by_day, by_bin = records.record_sums("live", newest - timedelta(days=400), newest, 168)
+    now = pd.Timestamp.now(tz="UTC")  # what was known now: the newest windows are open
+    by_day, by_bin = records.record_sums("live", newest - timedelta(days=400), newest, 168, as_of=now)
     table = track_record(by_day, by_bin, 168)
     direction = _scored(DIRECTION_ROWS, records.resolved("live"))
-    timing = _scored(TIMING_ROWS, records.resolved_time("live"))
+    timing = _scored(TIMING_ROWS, records.resolved_time("live", include_pending=True), now)
     assert len(direction) == len(timing) == 8 and set(table) == set(direction.index) | {("all", None)}
     for key in direction.index:
         up, soon = table[key]["up"], table[key]["within_24h"]

@@ -301,6 +301,7 @@ day_scores = Table(
     Column("loss", Float, nullable=False),
     Column("reference_loss", Float, nullable=False),
     Column("covered", Float),  # 'within_24h': summed share of each outcome inside the 10-90 % interval
+    Column("covered_n", Integer),  # 'within_24h': the complete windows that `covered` sums over
     Column("climatology_n", Integer, nullable=False),  # forecasts users got from climatology (the base rate)
 )
 Index("idx_day_scores_run_day", day_scores.c.run_type, day_scores.c.day)

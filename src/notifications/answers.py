@@ -13,7 +13,7 @@ import pandas as pd
 from src.database.records import RecordStore
 from src.models.estimators.any_size import parse_move
 from src.models.estimators.serving import ServingRule
-from src.models.evaluation.scoring import CHAMPION, TIMING_ROWS, score_rows
+from src.models.evaluation.scoring import CHAMPION, TIMING_ROWS, score_rows, small_sample
 from src.models.evaluation.time_metrics import hours_text
 from src.models.live.moves import MoveForecaster
 from src.notifications.reports import daily_chart, split_messages
@@ -233,13 +233,14 @@ class Answers:
         asset = parse_asset(args[0], self.assets) if args else None
         start = now - pd.Timedelta(days=30)
         resolved = self.records.resolved(service_run(), start, now, symbol=asset)
-        timing = self.records.resolved_time(service_run(), start, now, symbol=asset)
+        timing = self.records.resolved_time(service_run(), start, now, include_pending=True, symbol=asset)
         if resolved.empty:
             return Answer([f"No resolved forecast{' of ' + html.escape(asset) if asset else ''} in the last 30 days "
                            "yet: the chart needs some."])
         caption = f"Reliability and running skill, last 30 days{' · ' + html.escape(asset) if asset else ''}"
         return Answer([caption], photo=daily_chart(resolved, timing, self.records.backtest_champion_skill(),
-                                                   source=f"{service_run()}, {asset}" if asset else service_run()))
+                                                   source=f"{service_run()}, {asset}" if asset else service_run(),
+                                                   as_of=now))
 
     # ---- pieces ----------------------------------------------------------------------------------
     def _record_args(self, args: list[str]) -> tuple[str | None, int]:
@@ -272,8 +273,7 @@ class Answers:
         if mine.empty or not mine.iloc[0]["n"]:
             return "last 30 days: no resolved forecast yet"
         r = mine.iloc[0]
-        return (f"last 30 days: P(24h) Brier skill {_skill(r.get('brier_skill_24h'))} vs climatology "
-                f"(n {int(r['n'])}), "
+        return (f"last 30 days: P(24h) Brier skill {_sampled(r.get('brier_skill_24h'), r['n'])} vs climatology, "
                 f"80 % interval covered {_pct(r.get('interval_coverage'))}")
 
     @staticmethod
@@ -284,14 +284,22 @@ class Answers:
             return header + ": no resolved forecast in this period"
         r = mine.iloc[0]
         lines = [header + f": {int(r.resolved)} resolved, hit {_pct(r.hit_rate)}",
-                 f"P(up) BSS {_skill(_bss(r.loss, r.reference_loss))} (n {int(r.n)})"
+                 f"P(up) BSS {_sampled(_bss(r.loss, r.reference_loss), r.n)}"
                  + ("" if pd.isna(r.n_24h) else
-                    f" · P(24h) BSS {_skill(_bss(r.loss_24h, r.reference_loss_24h))} (n {int(r.n_24h)})")]
+                    f" · P(24h) BSS {_sampled(_bss(r.loss_24h, r.reference_loss_24h), r.n_24h)}")]
         shown = last[(last["symbol"] == symbol) & np.isclose(last["target_pct"], target)]
         for f in shown.itertuples():
             took = "" if pd.isna(f.time_to_target_hours) else f" after {hours_text(f.time_to_target_hours)} h"
             lines.append(f"  {pd.Timestamp(f.timestamp):%m-%d %H:%M} P(up) {f.probability:.0%} → {f.status}{took}")
         return "\n".join(lines)
+
+
+def _sampled(skill: float | None, n: float) -> str:
+    """A skill with its count, or n/a (n N) from too few forecasts (scoring.small_sample)."""
+    n = 0 if n is None or pd.isna(n) else int(n)
+    if small_sample(n) or skill is None or pd.isna(skill):
+        return f"n/a (n {n})"
+    return f"{_skill(skill)} (n {n})"
 
 
 def _bss(loss: float, reference: float) -> float | None:

@@ -12,7 +12,7 @@ import pandas as pd
 
 from src.data.labels import DOWN, UP
 from src.models.evaluation.record import BASE_RATE_SHARE, MIN_PER_BIN  # one definition for the chart and page
-from src.models.evaluation.scoring import CHAMPION, REFERENCE
+from src.models.evaluation.scoring import CHAMPION, MIN_SCORED, REFERENCE, known_fates, small_sample
 from src.models.evaluation.time_metrics import hours_text
 
 TELEGRAM_LIMIT = 4096
@@ -172,26 +172,28 @@ def daily_text(day: pd.Timestamp, resolved_day: pd.DataFrame, performance: pd.Da
     served = None if timing_performance is None else timing_performance[timing_performance["model_name"] == CHAMPION]
     if served is not None and len(served):
         lines.append("How soon, live record (the forecasts users got; BSS: Brier skill of P(within 24 h) vs "
-                     "climatology, above 0 beats it; cover: share of outcomes inside the 80 % interval, 30 days; "
-                     f"n/a: fewer than {MIN_PER_BIN} forecasts):")
+                     "climatology, above 0 beats it, scored on the forecasts whose 24 hours had passed; 1d: "
+                     f"{day - pd.Timedelta(days=1):%Y-%m-%d}, the newest day whose 24-hour outcomes are all known; "
+                     "cover: share of outcomes inside the 80 % interval, complete windows of 30 days; "
+                     f"n/a: fewer than {MIN_SCORED} forecasts):")
         rows = _timing_rows(served)  # tables of 30 rows, each with its header: a message holds whole tables
         for first in range(1, len(rows), TIMING_TABLE_ROWS):
             lines.append("<pre>" + html.escape("\n".join([rows[0], *rows[first:first + TIMING_TABLE_ROWS]])) + "</pre>")
     if len(performance):
         lines.append("Direction, live record (BSS: Brier skill vs climatology, above 0 beats it; n: decided UP/DOWN "
-                     f"over 30 days; n/a: fewer than {MIN_PER_BIN}; * champion):")
+                     f"over 30 days; n/a: fewer than {MIN_SCORED}; * champion):")
         for _, own in performance.groupby("symbol", sort=True):  # one table per asset: a message holds whole ones
             lines.append("<pre>" + html.escape("\n".join(_record_rows(own, champions))) + "</pre>")
     return split_messages(lines, f"<b>Daily report</b> · {day:%Y-%m-%d} (UTC)")
 
 
 def _skill_cells(by_window: pd.DataFrame, column: str) -> str:
-    """The skill over 1, 7 and 30 days; n/a where the window holds fewer than MIN_PER_BIN forecasts (one or two
-    outcomes would show a skill of +0.99 or -3 that says nothing)."""
+    """The skill over 1, 7 and 30 days; n/a where the window holds too few forecasts (scoring.small_sample: one or
+    two outcomes would show a skill of +0.99 or -3 that says nothing)."""
     cells = []
     for days in (1, 7, 30):
         value, n = by_window[column].get(days), by_window["total_predictions"].get(days, 0)
-        cells.append("   n/a" if value is None or pd.isna(value) or n < MIN_PER_BIN else f"{value:+6.3f}")
+        cells.append("   n/a" if value is None or pd.isna(value) or small_sample(int(n)) else f"{value:+6.3f}")
     return " ".join(cells)
 
 
@@ -202,7 +204,7 @@ def _timing_rows(served: pd.DataFrame) -> list[str]:
         coverage = by_window["interval_coverage"].get(30)
         n = int(by_window["total_predictions"].get(30, 0))
         rows.append(f"{symbol:<9}{float(target):>4.0%} {n:>5} {_skill_cells(by_window, 'brier_skill_24h')} "
-                    f"{'  n/a' if coverage is None or pd.isna(coverage) or n < MIN_PER_BIN else f'{coverage:>5.0%}'}")
+                    f"{'  n/a' if coverage is None or pd.isna(coverage) or small_sample(n) else f'{coverage:>5.0%}'}")
     return rows
 
 
@@ -330,10 +332,11 @@ def _within_24h(rows: pd.DataFrame) -> np.ndarray:
 
 
 def daily_chart(resolved: pd.DataFrame, timing: pd.DataFrame | None = None,
-                backtest: dict[float, float] | None = None, source: str = "live") -> bytes:
+                backtest: dict[float, float] | None = None, source: str = "live",
+                as_of: pd.Timestamp | None = None) -> bytes:
     """The daily figure as PNG bytes."""
     import matplotlib.pyplot as plt
-    fig = daily_figure(resolved, timing, backtest, source)
+    fig = daily_figure(resolved, timing, backtest, source, as_of)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     plt.close(fig)
@@ -341,11 +344,12 @@ def daily_chart(resolved: pd.DataFrame, timing: pd.DataFrame | None = None,
 
 
 def daily_figure(resolved: pd.DataFrame, timing: pd.DataFrame | None = None,
-                 backtest: dict[float, float] | None = None, source: str = "live"):
+                 backtest: dict[float, float] | None = None, source: str = "live", as_of: pd.Timestamp | None = None):
     """Four panels, how soon first (where the skill is): the running Brier skill of the how-soon champions'
     P(resolved within 24 h) against climatology and its reliability; then direction's running skill (with the
     backtest's champion skill per target beside it; a note when climatology served, skill 0 by construction)
-    and its reliability. 2 x 2, so a phone shows it large enough to read."""
+    and its reliability. 2 x 2, so a phone shows it large enough to read. How soon is drawn from the forecasts
+    whose 24-hour fate was known at `as_of` (scoring.known_fates; None: the resolved ones)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -353,7 +357,7 @@ def daily_figure(resolved: pd.DataFrame, timing: pd.DataFrame | None = None,
     if timing is None:
         timing = pd.DataFrame(columns=["symbol", "target_pct", "timestamp", "model_name", "is_champion", "p_24h",
                                        "status", "hours_to_resolution"])
-    decided = timing[timing["status"].notna()]
+    decided = timing[known_fates(timing, as_of, 168)[:, 1]] if len(timing) else timing
     soon = decided[decided["is_champion"].astype(bool)]
     labelled = resolved[resolved["status"].isin([UP, DOWN])]
     champion = labelled[labelled["is_champion"].astype(bool)]

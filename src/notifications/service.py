@@ -66,13 +66,23 @@ class ReportService:
         champions = {(r.symbol, round(float(r.target_pct), 6)): r.model_name
                      for r in self.records.models(champions_only=True).itertuples()}
         messages = reports.daily_text(day, reports.resolved_on(resolved, day, self.horizon), performance, champions,
-                                      self.records.performance(service_run(), day.date(), task="resolution"))
-        timing = self.records.resolved_time(service_run(), start - pd.Timedelta(days=30), start + pd.Timedelta(days=1))
-        chart = reports.daily_chart(resolved, timing, self.records.backtest_champion_skill())
+                                      self._timing_record(day))
+        timing = self.records.resolved_time(service_run(), start - pd.Timedelta(days=30), start + pd.Timedelta(days=1),
+                                            include_pending=True)  # an open window past 24 h is a known "no"
+        chart = reports.daily_chart(resolved, timing, self.records.backtest_champion_skill(), service_run(),
+                                    utc_now())
         if chart_path is not None:
             chart_path.parent.mkdir(parents=True, exist_ok=True)
             chart_path.write_bytes(chart)
         return self._send("daily", messages, chart)
+
+    def _timing_record(self, day: pd.Timestamp) -> pd.DataFrame:
+        """The how-soon record of the daily report: 7 and 30 days to `day`, and the 1-day figure of the day before,
+        the newest day whose 24-hour fates are all known at the report (its last forecast's 24 h end at midnight)."""
+        run = service_run()
+        record = self.records.performance(run, day.date(), task="resolution")
+        before = self.records.performance(run, (day - pd.Timedelta(days=1)).date(), task="resolution")
+        return pd.concat([record[record["window_days"] != 1], before[before["window_days"] == 1]], ignore_index=True)
 
     def _send(self, report_type: str, messages: list[str], photo: bytes | None = None) -> SendResult:
         """Each message in turn (the photo with the last); the result of the first that failed, else ok."""

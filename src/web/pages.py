@@ -62,6 +62,13 @@ def create_pages(records: RecordStore, site: Site, health: Health | None = None,
     def record_page():
         return render_template("record.html", site=site, **_record(records, site, request.args))
 
+    @pages.get("/api/record")
+    def record_api():
+        """The /record figures as JSON: per run and group (and 'all'), per event, the skill with its 95 % interval
+        (null with too_few when the sample is too small), n, the base rate and the interval's coverage."""
+        shown = _record(records, site, request.args)
+        return current_app.response_class(json.dumps(_record_json(shown)), mimetype="application/json")
+
     @pages.get("/forecasts")
     def forecasts_page():
         models = records.model_names()
@@ -151,10 +158,27 @@ def _record(records: RecordStore, site: Site, args) -> dict:
     keys = sorted({k for table in tables.values() for k in table if k[0] != "all"}) + [("all", None)]
     shown = runs[run][0]
     periods = {k: (d["day"].min(), d["day"].max()) if len(d) else (None, None) for k, (d, _) in runs.items()}
-    return {"keys": keys, "tables": tables, "run": run, "runs": RUNS, "days": days, "asset": asset,
+    shown_runs = [k for k in RUNS if k != "replay" or run == "replay" or periods[k][0] is not None]  # replay: when run
+    return {"keys": keys, "tables": tables, "run": run, "runs": shown_runs, "days": days, "asset": asset,
             "target": target, "periods": periods, "base_rate_share": BASE_RATE_SHARE,
             "charts": _record_charts(shown, tables[run].get(("all", None)), run, asset),
             "base_rate_only": _base_rate_only(tables[run]), "events": EVENTS}
+
+
+def _record_json(shown: dict) -> dict:
+    """The record's tables as plain JSON (floats, nulls for figures not shown)."""
+    def figures(e) -> dict:
+        return {"n": e.n, "skill": e.skill, "skill_low": e.skill_low, "skill_high": e.skill_high,
+                "too_few": e.too_few, "base_rate": e.base_rate, "coverage": e.coverage}
+    runs = {}
+    for run, table in shown["tables"].items():
+        first, last = shown["periods"][run]
+        runs[run] = {"first_day": None if first is None else f"{first:%Y-%m-%d}",
+                     "last_day": None if last is None else f"{last:%Y-%m-%d}",
+                     "groups": [{"asset": symbol, "target": target,
+                                 **{event: figures(e) for event, e in events.items()}}
+                                for (symbol, target), events in table.items()]}
+    return {"days": shown["days"], "asset": shown["asset"], "target": shown["target"], "runs": runs}
 
 
 def _base_rate_only(table: dict) -> bool:

@@ -334,7 +334,8 @@ class ForecastRecords(Records):
         the database (a year of hours in milliseconds): `resolved`; `hit_rate`, the share of complete windows
         (entry before `complete_before`) that hit either move; direction `n`, `loss` and `reference_loss` (summed
         Brier loss of P(up) and of climatology's forecast for the same hours, decided up/down only); and for
-        P(within 24 h) `n_24h`, `loss_24h`, `reference_loss_24h`. The definitions are scoring.py's (a test holds
+        P(within 24 h) `n_24h`, `loss_24h`, `reference_loss_24h` over the forecasts whose 24 hours had closed by
+        `end` (scoring.known_fates). The definitions are scoring.py's (a test holds
         them equal)."""
         run_type = run_type or service_run()
         query = text("""
@@ -358,12 +359,13 @@ class ForecastRecords(Records):
                        sum((c.p_24h - w.y) ^ 2) FILTER (WHERE k.p_24h IS NOT NULL) AS loss_24h,
                        sum((k.p_24h - w.y) ^ 2) AS reference_loss_24h
                 FROM resolution_forecasts c
-                CROSS JOIN LATERAL (SELECT (c.status <> 'expired' AND c.hours_to_resolution <= 24)::int AS y) w
+                CROSS JOIN LATERAL (SELECT coalesce(c.status <> 'expired' AND c.hours_to_resolution <= 24,
+                                                    false)::int AS y) w
                 LEFT JOIN resolution_forecasts k ON k.run_type = c.run_type AND k.symbol = c.symbol
                      AND k.timeframe = c.timeframe AND k.timestamp = c.timestamp AND k.target_pct = c.target_pct
                      AND k.model_name = 'climatology' AND k.timestamp >= :start AND k.timestamp < :end
-                WHERE c.run_type = :run_type AND c.is_champion AND c.status IS NOT NULL
-                  AND c.timestamp >= :start AND c.timestamp < :end
+                WHERE c.run_type = :run_type AND c.is_champion  -- the 24-hour fates known at :end (known_fates)
+                  AND c.timestamp >= :start AND c.timestamp <= CAST(:end AS timestamptz) - interval '25 hours'
                   AND (CAST(:symbol AS text) IS NULL OR c.symbol = :symbol)
                 GROUP BY 1, 2)
             SELECT * FROM direction FULL JOIN timing USING (symbol, target_pct) ORDER BY 1, 2""")

@@ -15,18 +15,19 @@ from sqlalchemy import func, select, text
 
 from src.database.records.base import Records
 from src.database.schema import day_scores, day_scores_through, predictions
+from src.utils.clock import utc_now
 
 FORECAST_BINS = 20  # bins of 0.05, merged into ~20-forecast reliability points; two make a sharpness bar
 TOTAL = -1  # the bin of a day's totals (all forecasts of the day)
 SUM_COLUMNS = ["symbol", "timeframe", "target_pct", "day", "event", "bin", "n", "forecast_sum", "outcome_sum",
-               "loss", "reference_loss", "covered", "climatology_n"]
+               "loss", "reference_loss", "covered", "covered_n", "climatology_n"]
 DAY_COLUMNS = ["symbol", "target_pct", "event", "day", "n", "forecast_sum", "outcome_sum", "loss", "reference_loss",
-               "covered", "climatology_n"]
+               "covered", "covered_n", "climatology_n"]
 BIN_COLUMNS = ["symbol", "target_pct", "event", "bin", "n", "forecast_sum", "outcome_sum"]
 STORED = """run_type = :run_type AND day >= :first_day AND day <= :stored_last
             AND (CAST(:symbol AS text) IS NULL OR symbol = :symbol)"""
 DAY_TOTALS = f"""SELECT symbol, target_pct::float8, event, day, n, forecast_sum, outcome_sum, loss, reference_loss,
-                        covered, climatology_n
+                        covered, covered_n, climatology_n
                  FROM day_scores WHERE bin = :total AND {STORED}"""
 BIN_TOTALS = f"""SELECT symbol, target_pct::float8, event, bin, sum(n)::int, sum(forecast_sum), sum(outcome_sum)
                  FROM day_scores WHERE bin <> :total AND {STORED} GROUP BY 1, 2, 3, 4"""
@@ -44,13 +45,16 @@ DAY_SUMS = f"""
              AND k.timestamp = c.timestamp AND k.target_pct = c.target_pct AND k.model_name = 'climatology'
         WHERE c.run_type = :run_type AND c.is_champion AND c.timestamp >= :start AND c.timestamp < :end
           AND (CAST(:symbol AS text) IS NULL OR c.symbol = :symbol)),
-    timing AS (
+    timing AS (  -- the fates known at :as_of (scoring.known_fates): 24 closed hours; coverage of complete windows
         SELECT c.symbol, c.timeframe, c.target_pct, c.timestamp, 'within_24h', c.p_24h::float8, w.y,
                k.p_24h::float8, w.cov, (c.model_name = 'climatology')::int
         FROM resolution_forecasts c
         CROSS JOIN LATERAL (SELECT
-            (c.status <> 'expired' AND c.hours_to_resolution <= 24)::int::float8 AS y,
-            CASE WHEN c.status = 'expired' AND c.q90_hours < :horizon - 0.005 THEN 0::float8  -- time_metrics.at_cap
+            (coalesce(c.status <> 'expired' AND c.hours_to_resolution <= 24, false))::int::float8 AS y,
+            CASE WHEN c.status IS NULL
+                   OR c.timestamp > CAST(:as_of AS timestamptz) - make_interval(hours => :horizon + 1)
+                 THEN NULL  -- an open window: its interval's outcome is not known yet
+                 WHEN c.status = 'expired' AND c.q90_hours < :horizon - 0.005 THEN 0::float8  -- time_metrics.at_cap
                  WHEN c.status = 'expired'
                  THEN greatest(0, least(1, (0.9 - c.p_horizon) / greatest(1 - c.p_horizon, 1e-12)))::float8
                  ELSE greatest(0, least(1, least(c.q90_hours, c.hours_to_resolution)
@@ -58,12 +62,14 @@ DAY_SUMS = f"""
         JOIN resolution_forecasts k ON k.run_type = c.run_type AND k.symbol = c.symbol
              AND k.timeframe = c.timeframe AND k.timestamp = c.timestamp AND k.target_pct = c.target_pct
              AND k.model_name = 'climatology'
-        WHERE c.run_type = :run_type AND c.is_champion AND c.status IS NOT NULL
+        WHERE c.run_type = :run_type AND c.is_champion
+          AND c.timestamp <= CAST(:as_of AS timestamptz) - interval '25 hours'
           AND c.timestamp >= :start AND c.timestamp < :end
           AND (CAST(:symbol AS text) IS NULL OR c.symbol = :symbol))
     SELECT symbol, timeframe, target_pct, day, event, coalesce(bin, {TOTAL}) AS bin, count(*) AS n,
            sum(p) AS forecast_sum, sum(y) AS outcome_sum, sum((p - y) ^ 2) AS loss,
-           sum((ref - y) ^ 2) AS reference_loss, sum(cov) AS covered, sum(clim) AS climatology_n
+           sum((ref - y) ^ 2) AS reference_loss, sum(cov) AS covered, count(cov) AS covered_n,
+           sum(clim) AS climatology_n
     FROM (SELECT *, (timestamp AT TIME ZONE 'UTC')::date AS day,
                  least(floor(p * {FORECAST_BINS})::int, {FORECAST_BINS - 1}) AS bin
           FROM (SELECT * FROM direction UNION ALL SELECT * FROM timing) u) f
@@ -113,6 +119,7 @@ class ScoreRecords(Records):
                 text(f"INSERT INTO day_scores (run_type, {', '.join(SUM_COLUMNS)}) "  # noqa: S608 (fixed names)
                      f"SELECT :run_type, * FROM ({DAY_SUMS}) sums"),
                 {"run_type": run_type, "start": _midnight(start), "symbol": None, "horizon": horizon,
+                 "as_of": _midnight(settled_through + timedelta(days=1)) + pd.Timedelta(hours=horizon + 1),
                  "end": _midnight(settled_through + timedelta(days=1))}).rowcount
             conn.execute(text("""INSERT INTO day_scores_through (run_type, day) VALUES (:run_type, :day)
                                  ON CONFLICT (run_type) DO UPDATE SET day = excluded.day"""),
@@ -128,7 +135,7 @@ class ScoreRecords(Records):
             conn.execute(day_scores_through.delete().where(day_scores_through.c.run_type == run_type))
 
     def record_sums(self, run_type: str, first_day: date, last_day: date, horizon: int, symbol: str | None = None,
-                    bins: bool = True) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+                    bins: bool = True, as_of: datetime | None = None) -> tuple[pd.DataFrame, pd.DataFrame | None]:
         """The sums of [first_day, last_day] per (symbol, target_pct, event), from the stored days and, for the
         days not stored yet, from the forecasts: by `day` (n, outcome_sum, loss, reference_loss, covered) and, with
         `bins`, by forecast `bin` (n, forecast_sum, outcome_sum), aggregated in the database."""
@@ -136,7 +143,7 @@ class ScoreRecords(Records):
         stored_last = min(last_day, through) if through is not None else first_day - timedelta(days=1)
         fresh_from = max(first_day, stored_last + timedelta(days=1))
         params = {"run_type": run_type, "first_day": first_day, "stored_last": stored_last, "symbol": symbol,
-                  "horizon": horizon,
+                  "horizon": horizon, "as_of": as_of if as_of is not None else utc_now(),
                   "start": _midnight(fresh_from), "end": _midnight(max(fresh_from, last_day + timedelta(days=1))),
                   "total": TOTAL}
         fresh = [] if fresh_from > last_day else self._fresh_sums(params)
@@ -156,8 +163,8 @@ class ScoreRecords(Records):
 
     def _fresh_sums(self, params: dict) -> list[tuple]:
         """(symbol, target_pct, event, day, bin, n, forecast_sum, outcome_sum, loss, reference_loss, covered,
-        climatology_n) of the days not stored, summed from the forecasts."""
+        covered_n, climatology_n) of the days not stored, summed from the forecasts."""
         with self.db.engine.connect() as conn:
             return [tuple(r) for r in conn.execute(text(
                 f"SELECT symbol, target_pct::float8, event, day, bin, n, forecast_sum, outcome_sum, loss, "
-                f"reference_loss, covered, climatology_n FROM ({DAY_SUMS}) fresh"), params).all()]
+                f"reference_loss, covered, covered_n, climatology_n FROM ({DAY_SUMS}) fresh"), params).all()]

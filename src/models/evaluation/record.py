@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from src.models.evaluation.scoring import MIN_SCORED, small_sample
 from src.models.evaluation.selection import daily_skill_intervals
 
 MIN_PER_BIN = 20  # a reliability point from fewer forecasts says nothing
@@ -31,6 +32,7 @@ class EventRecord:
     climatology_share: float | None  # the share of these forecasts that climatology made (the base rate)
     reliability: list[tuple[float, float, int]]  # (mean forecast, observed share, forecasts) per bin
     sharpness: list[int]  # forecasts per 0.1 bin of the forecast
+    too_few: bool = False  # a skill from too small a sample (scoring.small_sample): shown as n/a (n N), no colour
 
 
 def _skill(loss: float, reference: float) -> float | None:
@@ -78,22 +80,29 @@ def running_skill(by_day: pd.DataFrame) -> pd.Series:
     return pd.Series(1 - loss[shown] / reference[shown], index=pd.DatetimeIndex(days[shown]), dtype=float)
 
 
-def event_record(by_day: pd.DataFrame, by_bin: pd.DataFrame | None, interval: tuple[float, float]) -> EventRecord:
+def event_record(by_day: pd.DataFrame, by_bin: pd.DataFrame | None, interval: tuple[float, float],
+                 horizon: int = 168) -> EventRecord:
     """The record of one event from its sums by day and by forecast bin (one group's, or every group's; without
-    bins, no reliability or sharpness), with the 95 % interval of its skill."""
+    bins, no reliability or sharpness), with the 95 % interval of its skill; a skill from too small a sample
+    (fewer than MIN_SCORED forecasts, or an interval on fewer than two blocks of days) is left out."""
     n = int(by_day["n"].sum())
     if not n:
-        return EventRecord(0, None, None, None, None, None, None, [], [0] * SHARPNESS_BINS)
+        return EventRecord(0, None, None, None, None, None, None, [], [0] * SHARPNESS_BINS, too_few=True)
+    days = pd.DatetimeIndex(by_day.loc[by_day["n"] > 0, "day"])
+    if small_sample(n, days, horizon):
+        interval = (float("nan"), float("nan"))
     covered = by_day["covered"].dropna()
+    covered_n = float(by_day["covered_n"].sum()) if "covered_n" in by_day else 0.0
     low, high = interval
+    too_few = small_sample(n, days, horizon)
     return EventRecord(
-        n=n, skill=_skill(by_day["loss"].sum(), by_day["reference_loss"].sum()),
+        n=n, skill=None if too_few else _skill(by_day["loss"].sum(), by_day["reference_loss"].sum()),
         skill_low=None if np.isnan(low) else float(low), skill_high=None if np.isnan(high) else float(high),
         base_rate=float(by_day["outcome_sum"].sum() / n),
-        coverage=float(covered.sum() / n) if len(covered) else None,
+        coverage=float(covered.sum() / covered_n) if covered_n >= MIN_SCORED else None,
         climatology_share=float(by_day["climatology_n"].sum() / n),
         reliability=[] if by_bin is None else reliability_bins(by_bin),
-        sharpness=[0] * SHARPNESS_BINS if by_bin is None else sharpness(by_bin))
+        sharpness=[0] * SHARPNESS_BINS if by_bin is None else sharpness(by_bin), too_few=too_few)
 
 
 def skill_intervals(by_day: pd.DataFrame, block_days: int) -> dict[tuple, tuple[float, float]]:
@@ -133,7 +142,7 @@ def track_record(by_day: pd.DataFrame, by_bin: pd.DataFrame | None, horizon: int
         events = dict(list(days.groupby("event")))
         out[(symbol, target)] = {event: event_record(events.get(event, days.iloc[:0]),
                                                      None if bins is None else bins[bins["event"] == event],
-                                                     intervals.get((symbol, target, event), nothing))
+                                                     intervals.get((symbol, target, event), nothing), horizon)
                                  for event in ("up", "within_24h")}
     return out
 

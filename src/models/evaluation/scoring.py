@@ -30,20 +30,35 @@ def direction_score(p: np.ndarray, reference: np.ndarray, y: np.ndarray, horizon
     return forecast_metrics(y, p, reference)
 
 
-def timing_score(forecast: np.ndarray, reference: np.ndarray, hours: np.ndarray, horizon: int) -> dict:
-    """Every figure of how-soon forecasts (rows of FORECAST_COLUMNS) against the hours to resolution."""
-    return time_metrics(forecast, reference, hours, horizon)
+def timing_score(forecast: np.ndarray, reference: np.ndarray, hours: np.ndarray, horizon: int,
+                 known: np.ndarray | None = None) -> dict:
+    """Every figure of how-soon forecasts (rows of FORECAST_COLUMNS) against the hours to resolution (`known`: which
+    fates were known, see known_fates)."""
+    return time_metrics(forecast, reference, hours, horizon, known)
+
+
+def known_fates(rows: pd.DataFrame, as_of: pd.Timestamp | None, horizon: int) -> np.ndarray:
+    """(n, 3): whether each stored how-soon forecast's fate at 6 h, 24 h and H was known at `as_of`: its t hours of
+    candles had all closed (then a window not resolved within t is a 0), and at H the window had also been resolved
+    (a complete window). A forecast younger than t is left out at t even when it has already resolved: counting
+    the early resolutions alone would lean the figure towards yes. None: every resolved row is known."""
+    resolved = rows["status"].notna().to_numpy()
+    if as_of is None:
+        return np.column_stack([resolved] * 3)
+    closed = ((pd.Timestamp(as_of) - rows["timestamp"]) / pd.Timedelta(hours=1)).to_numpy(dtype=float) - 1
+    return np.column_stack([closed >= 6, closed >= 24, (closed >= horizon) & resolved])
 
 
 @dataclass(frozen=True)
 class RowKind:
     """How one kind of stored forecast row is scored."""
     columns: list[str]  # the forecast's columns
-    scored: Callable[[pd.DataFrame], pd.Series]  # which rows have an outcome to score
+    scored: Callable[[pd.DataFrame], pd.Series]  # which rows may have an outcome to score
     outcome: Callable[[pd.DataFrame], np.ndarray]
     score: Callable[[np.ndarray, np.ndarray, np.ndarray, int], dict]
     event: Callable[[np.ndarray, np.ndarray, np.ndarray], tuple]  # (y, p, reference) of the skill with a CI
     event_share: str  # the name of the event's share among the scored windows
+    known: Callable[[pd.DataFrame, pd.Timestamp | None, int], np.ndarray] | None = None  # fates known (how soon)
 
 
 def _hours(rows: pd.DataFrame) -> np.ndarray:
@@ -55,10 +70,10 @@ DIRECTION_ROWS = RowKind(
     columns=["probability"], scored=lambda rows: rows["status"].isin(["up", "down"]),
     outcome=lambda rows: rows["actual_outcome"].to_numpy(dtype=float), score=direction_score,
     event=lambda y, p, reference: (y, p[:, 0], reference[:, 0]), event_share="up_share")
-TIMING_ROWS = RowKind(  # the interval is on P(resolved within 24 h)
-    columns=list(FORECAST_COLUMNS), scored=lambda rows: rows["status"].notna(), outcome=_hours, score=timing_score,
-    event=lambda hours, p, reference: ((hours <= 24).astype(float), p[:, 1], reference[:, 1]),
-    event_share="within_24h")
+TIMING_ROWS = RowKind(  # the interval is on P(resolved within 24 h); open windows count where their fate is known
+    columns=list(FORECAST_COLUMNS), scored=lambda rows: pd.Series(True, index=rows.index), outcome=_hours,
+    score=timing_score, event=lambda hours, p, reference: ((hours <= 24).astype(float), p[:, 1], reference[:, 1]),
+    event_share="within_24h", known=known_fates)
 
 
 def score_rows(kind: RowKind, rows: pd.DataFrame, horizon: int, as_of: pd.Timestamp | None = None,
@@ -67,7 +82,8 @@ def score_rows(kind: RowKind, rows: pd.DataFrame, horizon: int, as_of: pd.Timest
     the kind's figures, the counts of resolved and pending forecasts, the hit rate (share not expired) over
     complete windows (whose last candle closed by `as_of`; every resolved window when None), the mean hours
     to resolution, and with `interval` the share of the event and the 95 % interval of its skill (Brier skill
-    of P(up) or of P(within 24 h)). `series`: that one only (e.g. CHAMPION)."""
+    of P(up) or of P(within 24 h)). How-soon figures score only the fates known at `as_of` (known_fates). A skill
+    from too few forecasts reads None (small_sample). `series`: that one only (e.g. CHAMPION)."""
     out = []
     for (symbol, timeframe, target), group in rows.groupby(GROUP, sort=True):
         scored = group[kind.scored(group)]
@@ -82,17 +98,49 @@ def score_rows(kind: RowKind, rows: pd.DataFrame, horizon: int, as_of: pd.Timest
             forecast = mine.loc[common, kind.columns].to_numpy(dtype=float)
             climatology = reference.loc[common, kind.columns].to_numpy(dtype=float)
             outcome = kind.outcome(mine.loc[common])
-            figures = kind.score(forecast if len(kind.columns) > 1 else forecast[:, 0],
-                                 climatology if len(kind.columns) > 1 else climatology[:, 0], outcome, horizon)
+            known = None if kind.known is None else kind.known(mine.loc[common].reset_index(), as_of, horizon)
+            figures = (kind.score(forecast, climatology, outcome, horizon, known) if known is not None else
+                       kind.score(forecast if len(kind.columns) > 1 else forecast[:, 0],
+                                  climatology if len(kind.columns) > 1 else climatology[:, 0], outcome, horizon))
             row |= {"n": figures.pop("n", 0), **figures, "hit_rate": row["hit_rate"]}
+            event_rows = slice(None) if known is None else known[:, 1]  # the interval's event: P(within 24 h)
+            times = common[event_rows]
             if interval:
-                event = kind.event(outcome, forecast, climatology)
-                row[kind.event_share] = float(event[0].mean()) if len(common) else None
+                event = [part[event_rows] for part in kind.event(outcome, forecast, climatology)]
+                row[kind.event_share] = float(event[0].mean()) if len(times) else None
                 row["skill_low"], row["skill_high"] = (
-                    skill_interval(*event, common, block_days=max(1, -(-horizon // 24))) if len(common)
+                    skill_interval(*event, times, block_days=max(1, -(-horizon // 24))) if len(times)
                     else (None, None))
+            if small_sample(row["n"], times, horizon if interval else None):
+                row |= {column: None for column in SKILLS if column in row}
+            if row.get("n_complete", MIN_SCORED) < MIN_SCORED:  # the figures of complete windows alone
+                row |= {column: None for column in COMPLETE_WINDOW_FIGURES if column in row}
             out.append(row)
     return pd.DataFrame(out)
+
+
+MIN_SCORED = 20  # a skill from fewer forecasts says nothing: shown as n/a (n N), everywhere
+COMPLETE_WINDOW_FIGURES = ("brier_skill_horizon", "pinball_skill", "interval_coverage")
+MIN_BLOCKS = 2  # an interval needs at least this many blocks of the horizon's days to resample
+SKILLS = ("brier_skill", "brier_skill_6h", "brier_skill_24h", "brier_skill_horizon", "pinball_skill", "skill_low",
+          "skill_high")
+
+
+def small_sample(n: int, times: pd.DatetimeIndex | None = None, horizon: int | None = None) -> bool:
+    """The one small-sample rule of the pages, the bot, the reports and the gauges: a skill from fewer than
+    MIN_SCORED forecasts, or, where it is shown with an interval (`horizon` given), one whose interval rests on
+    fewer than MIN_BLOCKS blocks of the horizon's days (neighbouring windows share outcomes), is not shown."""
+    if n < MIN_SCORED:
+        return True
+    if horizon is None or times is None or not len(times):
+        return False
+    return interval_blocks(times.min(), times.max(), horizon) < MIN_BLOCKS
+
+
+def interval_blocks(first: pd.Timestamp, last: pd.Timestamp, horizon: int) -> int:
+    """How many blocks of the horizon's days the interval's bootstrap resamples over the days first..last."""
+    days = (pd.Timestamp(last).floor("D") - pd.Timestamp(first).floor("D")).days + 1
+    return -(-days // max(1, -(-horizon // 24)))
 
 
 def _series(group: pd.DataFrame):

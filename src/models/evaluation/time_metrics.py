@@ -69,23 +69,32 @@ def pinball(forecast: np.ndarray, hours: np.ndarray, horizon: int = 168) -> np.n
 
 
 def _skill(loss: np.ndarray, reference: np.ndarray) -> float | None:
-    return float(1 - loss.sum() / reference.sum()) if reference.sum() > 0 else None
+    return float(1 - loss.sum() / reference.sum()) if len(reference) and reference.sum() > 0 else None
 
 
-def time_metrics(forecast: np.ndarray, climatology: np.ndarray, hours: np.ndarray,
-                 horizon: int = 168) -> dict[str, float | int | None]:
-    """Every figure stored for a time model (skills against the climatology time model's forecasts)."""
-    n = len(hours)
-    if n == 0:
-        return {"n": 0}
-    outcomes = within(hours, horizon)
+def time_metrics(forecast: np.ndarray, climatology: np.ndarray, hours: np.ndarray, horizon: int = 168,
+                 known: np.ndarray | None = None) -> dict[str, float | int | None]:
+    """Every figure stored for a time model (skills against the climatology time model's forecasts). `known`:
+    (n, 3) booleans, whether each row's fate at 6 h, 24 h and H was known when the figure is computed (a live record
+    read while windows are open: src.models.evaluation.scoring.known_fates); P(within t) is scored on the rows known
+    at t, P(within H), the interval's coverage and the pinball loss on those known at H (complete windows). `n` is
+    the count scored at 24 h, `n_complete` at H. None: every row is known."""
+    known = np.ones((len(hours), 3), bool) if known is None else np.asarray(known, bool)
+    n = int(known[:, 1].sum())
+    complete = known[:, 2]
+    if n == 0 and not complete.any():
+        return {"n": 0, "n_complete": 0}
+    outcomes = within(np.where(np.isnan(hours), np.inf, hours), horizon)  # open: no touch yet
     loss, reference = (forecast[:, :3] - outcomes) ** 2, (climatology[:, :3] - outcomes) ** 2
-    return {"n": n,
-            "brier_skill_6h": _skill(loss[:, 0], reference[:, 0]),
-            "brier_skill_24h": _skill(loss[:, 1], reference[:, 1]),
-            "brier_skill_horizon": _skill(loss[:, 2], reference[:, 2]),
-            "brier": float(loss[:, 1].mean()),
-            "interval_coverage": float(interval_coverage(forecast, hours, horizon).mean()),
-            "pinball_skill": _skill(pinball(forecast, hours, horizon), pinball(climatology, hours, horizon)),
-            "hit_rate": float(np.isfinite(hours).mean()),
-            "avg_time_to_target_hours": float(hours[np.isfinite(hours)].mean()) if np.isfinite(hours).any() else None}
+    done = hours[complete]
+    return {"n": n, "n_complete": int(complete.sum()),
+            "brier_skill_6h": _skill(loss[known[:, 0], 0], reference[known[:, 0], 0]),
+            "brier_skill_24h": _skill(loss[known[:, 1], 1], reference[known[:, 1], 1]),
+            "brier_skill_horizon": _skill(loss[complete, 2], reference[complete, 2]),
+            "brier": float(loss[known[:, 1], 1].mean()) if n else None,
+            "interval_coverage": (float(interval_coverage(forecast[complete], done, horizon).mean())
+                                  if complete.any() else None),
+            "pinball_skill": _skill(pinball(forecast[complete], done, horizon),
+                                    pinball(climatology[complete], done, horizon)),
+            "hit_rate": float(np.isfinite(done).mean()) if complete.any() else None,
+            "avg_time_to_target_hours": float(done[np.isfinite(done)].mean()) if np.isfinite(done).any() else None}

@@ -26,7 +26,7 @@ WINDOWS = (1, 7, 30)
 def window_rows(kind: RowKind, task: str, rows: pd.DataFrame, as_of: pd.Timestamp, horizon: int) -> list[dict]:
     """model_performance rows of one task over one window's forecasts (src.models.evaluation.scoring)."""
     table = score_rows(kind, rows, horizon, as_of)
-    return [{**{k: None if pd.isna(v) else v for k, v in row.items() if k != "n"}, "task": task,
+    return [{**{k: None if pd.isna(v) else v for k, v in row.items() if k not in ("n", "n_complete")}, "task": task,
              "total_predictions": int(row["n"])}  # an undefined figure is stored as NULL, not NaN
             for row in table.to_dict("records")]
 

@@ -70,8 +70,7 @@ class Predictor:
         return window_features(candles, context, candle_time), float(candles["close"].iloc[-1])
 
     def _windows(self, symbols: list[str], candle_time: pd.Timestamp) -> dict[str, pd.DataFrame]:
-        return self.ops.get_candle_windows(symbols, self.timeframe,
-                                           candle_time - pd.Timedelta(hours=FEATURE_WINDOW_HOURS), candle_time)
+        return self.ops.get_candle_windows(symbols, self.timeframe, window_start(candle_time), candle_time)
 
     def predict(self, symbols: list[str], at: pd.Timestamp, registry_as_of_at: bool = False) -> CycleResult:
         """Predict every asset x target from the last candle closed at `at`. With `registry_as_of_at`, only
@@ -254,6 +253,13 @@ class Predictor:
         champion = forecasts[serving.model_name]
         result.timings[(symbol, target)] = (serving.model_name, float(champion[0, 1]), float(champion[0, 4]))
         return rows
+
+
+def window_start(candle_time: pd.Timestamp) -> pd.Timestamp:
+    """The first candle of the window an hour's features are computed from: FEATURE_WINDOW_HOURS before the start of
+    its UTC day, so every hour of a day shares one window start and the day's features can be computed in one pass
+    with the same values (the backtest does; every feature is causal, so later rows change no earlier one)."""
+    return pd.Timestamp(candle_time).floor("D") - pd.Timedelta(hours=FEATURE_WINDOW_HOURS)
 
 
 def window_features(candles: pd.DataFrame, context: pd.DataFrame | None, candle_time: pd.Timestamp) -> pd.DataFrame:

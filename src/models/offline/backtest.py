@@ -22,7 +22,7 @@ import threading
 import numpy as np
 import pandas as pd
 
-from src.data.features import CONTEXT_SYMBOL, FEATURE_VERSION, FEATURE_WINDOW_HOURS, with_barrier
+from src.data.features import CONTEXT_SYMBOL, FEATURE_VERSION, with_barrier
 from src.database.records import RecordStore
 from src.database.records.rows import outcome_rows, prediction_rows, resolution_rows, with_outcomes
 from src.database.records.scores import settled_through
@@ -31,7 +31,7 @@ from src.models.estimators.direction import prob_up
 from src.models.estimators.serving import ServingRule, compose
 from src.models.estimators.tasks import DIRECTION, RESOLUTION, TASKS, Task
 from src.models.evaluation.scoring import DIRECTION_ROWS, TIMING_ROWS, score_rows
-from src.models.live.prediction import hour_forecast, window_features
+from src.models.live.prediction import hour_forecast, window_features, window_start
 from src.models.offline.training import GroupPlan, TaskResult, TrainSettings, chosen_models, plan_group
 from src.utils.errors import StopRequested, UserError, check_stop, failure_reason
 from src.utils.executors import Executor, LocalExecutor, batches, map_groups
@@ -165,26 +165,36 @@ def _backtest_group(candles: dict[str, pd.DataFrame], windows: dict[str, _Window
 
 
 class _Windows:
-    """An asset's candles (and BTC's) as the hourly cycle reads them: the window of FEATURE_WINDOW_HOURS up to an
-    hour, its features (src.models.live.prediction.window_features) and that hour's close, the entry price."""
+    """An asset's candles (and BTC's) as the hourly cycle reads them: each hour's window (from window_start), its
+    features and that hour's close, the entry price. The hours of a day share their window's start, so the day's
+    features are computed once, and each hour's are its rows up to it (the same values: every feature is causal)."""
 
     def __init__(self, candles: dict[str, pd.DataFrame], symbol: str):
         self.own = candles[symbol]
         self.context = None if symbol == CONTEXT_SYMBOL else candles.get(CONTEXT_SYMBOL)
-        self.cache: dict[pd.Timestamp, tuple[pd.DataFrame, float]] = {}
+        self.days: dict[pd.Timestamp, tuple[pd.DataFrame, pd.Series]] = {}
 
     def at(self, hour: pd.Timestamp) -> tuple[pd.DataFrame, float] | None:
-        """(features up to `hour`, its close), or None when that hour has no candle."""
-        if hour not in self.cache:
-            if len(self.cache) > 64:  # the targets of a group ask for the same hours in turn
-                self.cache.clear()
-            first = hour - pd.Timedelta(hours=FEATURE_WINDOW_HOURS)
-            own = _between(self.own, first, hour)
-            if own.empty or own["timestamp"].iloc[-1] != hour:
-                return None
-            context = None if self.context is None else _between(self.context, first, hour)
-            self.cache[hour] = (window_features(own, context, hour), float(own["close"].iloc[-1]))
-        return self.cache[hour]
+        """(features of the window up to `hour`, its close), or None when that hour has no candle."""
+        features, close = self._day(hour.floor("D"))
+        if hour not in close.index:
+            return None
+        return features.loc[:hour], float(close.at[hour])
+
+    def _day(self, day: pd.Timestamp) -> tuple[pd.DataFrame, pd.Series]:
+        if day not in self.days:
+            if len(self.days) > 8:  # a few days at a time: the targets of a group ask for the same days in turn
+                self.days.clear()
+            first, last = window_start(day), day + pd.Timedelta(hours=23)
+            own = _between(self.own, first, last)
+            context = None if self.context is None else _between(self.context, first, last)
+            if own.empty:
+                features = pd.DataFrame()
+            else:
+                features = window_features(own, context, last)
+            close = own.set_index("timestamp")["close"]
+            self.days[day] = (features, close[close.index >= day])
+        return self.days[day]
 
 
 def _between(frame: pd.DataFrame, first: pd.Timestamp, last: pd.Timestamp) -> pd.DataFrame:
@@ -230,27 +240,34 @@ def backtest_tables(records: RecordStore, start: pd.Timestamp, end: pd.Timestamp
     return direction, timing
 
 
+def _missing(value) -> bool:
+    return value is None or pd.isna(value)
+
+
+def _shown(value, form: str, width: int) -> str:
+    """A figure in its format, or n/a (too small a sample, or none scored) right-aligned to `width`."""
+    return f"{'n/a':>{width}}" if _missing(value) else f"{value:{form}}".rjust(width)
+
+
 def format_table(table: pd.DataFrame) -> str:
     lines = [f"{'asset':<10} {'target':>6} {'model':<12} {'n':>6} {'up%':>6} {'AUC':>6} {'Brier':>7} "
              f"{'BSS [95% CI]':>26} {'ECE':>6}"]
     for r in table.itertuples():
-        auc = f"{r.auc:.3f}" if r.auc is not None and not pd.isna(r.auc) else "  -  "
-        skill = ("n/a" if r.brier_skill is None or pd.isna(r.brier_skill)
+        skill = ("n/a" if _missing(r.brier_skill)
                  else f"{r.brier_skill:+.4f} [{r.skill_low:+.4f}, {r.skill_high:+.4f}]")
-        lines.append(f"{r.symbol:<10} {r.target_pct:>6.0%} {r.model_name:<12} {r.n:>6} {r.up_share:>6.1%} {auc:>6} "
-                     f"{r.brier:>7.4f} {skill:>26} {r.ece:>6.3f}")
+        lines.append(f"{r.symbol:<10} {r.target_pct:>6.0%} {r.model_name:<12} {r.n:>6} {_shown(r.up_share, '.1%', 6)} "
+                     f"{_shown(r.auc, '.3f', 6)} {_shown(r.brier, '.4f', 7)} {skill:>26} {_shown(r.ece, '.3f', 6)}")
     return "\n".join(lines)
 
 
 def format_resolution_table(table: pd.DataFrame) -> str:
-    def show(v) -> str:
-        return "   n/a " if v is None or pd.isna(v) else f"{v:+.3f}"
     lines = [f"{'asset':<10} {'target':>6} {'time model':<12} {'n':>6} {'<=24h':>6} {'BSS 6h':>7} "
              f"{'BSS 24h [95% CI]':>24} {'BSS H':>7} {'cover':>6} {'pinball':>7}"]
     for r in table.itertuples():
-        ci = f"{show(r.brier_skill_24h)} [{show(r.skill_low)}, {show(r.skill_high)}]"
-        lines.append(f"{r.symbol:<10} {r.target_pct:>6.0%} {r.model_name:<12} {r.n:>6} {r.within_24h:>6.1%} "
-                     f"{show(r.brier_skill_6h):>7} {ci:>24} {show(r.brier_skill_horizon):>7} "
-                     f"{r.interval_coverage:>6.3f} "
-                     f"{show(r.pinball_skill):>7}")
+        ci = ("n/a" if _missing(r.brier_skill_24h)
+              else f"{r.brier_skill_24h:+.3f} [{r.skill_low:+.3f}, {r.skill_high:+.3f}]")
+        lines.append(f"{r.symbol:<10} {r.target_pct:>6.0%} {r.model_name:<12} {r.n:>6} "
+                     f"{_shown(r.within_24h, '.1%', 6)} {_shown(r.brier_skill_6h, '+.3f', 7)} {ci:>24} "
+                     f"{_shown(r.brier_skill_horizon, '+.3f', 7)} {_shown(r.interval_coverage, '.3f', 6)} "
+                     f"{_shown(r.pinball_skill, '+.3f', 7)}")
     return "\n".join(lines)

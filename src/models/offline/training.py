@@ -386,6 +386,7 @@ class Trainer:
         s = self.settings
         rows = [{"run_type": "validation", "symbol": symbol, "timeframe": s.timeframe, "task": result.task,
                  "target_pct": target, "model_name": name, "evaluation_date": as_of.date(),
-                 "window_days": s.fold_days, "total_predictions": m["n"], **{k: v for k, v in m.items() if k != "n"}}
+                 "window_days": s.fold_days, "total_predictions": m["n"],
+                 **{k: v for k, v in m.items() if k not in ("n", "n_complete")}}
                 for name, m in result.metrics.items() if m.get("n")]
         self.records.save_performance(rows)
