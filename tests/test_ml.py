@@ -267,30 +267,33 @@ def _up_share_known_by(candles: pd.DataFrame, target: float, cut: pd.Timestamp, 
 
 def test_backtest_and_train_learn_from_the_same_training_window(btc_year, tmp_path):
     """With ml.training_days set, a backtest point learns from the window `train` at that cut would use, not
-    from all stored history. Fails if the backtest's units ignore training_days (tried: window_days=None)."""
+    from all stored history: the daemon's retrain at 00:15 serves the day, fitted on every label known then (the
+    deployed fit has no embargo). Fails if the backtest's units ignore training_days (tried: window_days=None)."""
     records = RecordStore(btc_year.db)
     candles = load_candles(btc_year, ["BTC/USDT"], "1h")
     start, end = pd.Timestamp("2022-12-01", tz="UTC"), pd.Timestamp("2022-12-02", tz="UTC")
+    point = start + pd.Timedelta(minutes=15)
     settings = TrainSettings(min_samples=500, embargo_hours=24, training_days=150)
     run_backtest(candles, ["BTC/USDT"], [0.01], start, end, records, settings, retrain_every_days=7)
-    got = pd.read_sql("SELECT DISTINCT probability FROM predictions WHERE model_name = 'climatology'",
-                      btc_year.db.engine)["probability"].astype(float)
-    windowed, n = _up_share_known_by(candles["BTC/USDT"], 0.01, start, 24, window_days=150)
-    everything, _ = _up_share_known_by(candles["BTC/USDT"], 0.01, start, 24)
+    got = pd.read_sql("SELECT DISTINCT model_version, probability FROM predictions WHERE model_name = 'climatology'",
+                      btc_year.db.engine)
+    windowed, n = _up_share_known_by(candles["BTC/USDT"], 0.01, point, 0, window_days=150)
+    everything, _ = _up_share_known_by(candles["BTC/USDT"], 0.01, point, 0)
     assert n > 500 and abs(windowed - everything) > 1e-4  # the window makes a difference here
-    assert got.tolist() == [pytest.approx(windowed, abs=1e-6)]
+    assert got["model_version"].tolist() == ["backtest-202212010015"]
+    assert got["probability"].astype(float).tolist() == [pytest.approx(windowed, abs=1e-6)]
     from src.models.offline.training import Trainer
     registry = ModelRegistry(records, tmp_path / "models")
-    Trainer(btc_year, records, registry, settings).train(["BTC/USDT"], [0.01], cut=start)
+    Trainer(btc_year, records, registry, settings).train(["BTC/USDT"], [0.01], cut=point)
     deployed = registry.load(registry.current("BTC/USDT", "1h", 0.01)["climatology"])
-    share, _ = _up_share_known_by(candles["BTC/USDT"], 0.01, start, 0, window_days=150)
     row = with_barrier(asset_features(candles, "BTC/USDT").tail(1), 0.01)
-    assert prob_up(deployed.estimator, row)[0] == pytest.approx(share, abs=1e-9)
+    assert prob_up(deployed.estimator, row)[0] == pytest.approx(windowed, abs=1e-9)
 
 
 def test_backtest_models_see_only_labels_known_before_each_retrain_point(btc_year):
     """Climatology's forecast is its training up-share, so it shows exactly which labels a retrain point
-    learnt from. Fails if purging or the embargo is dropped from the backtest (tried: `train = data`)."""
+    learnt from: those whose window had resolved by the point (the daemon's retrain at 00:15, weekly here).
+    Fails if purging is dropped from the backtest's fits."""
     records = RecordStore(btc_year.db)
     candles = load_candles(btc_year, ["BTC/USDT"], "1h")
     start, end = pd.Timestamp("2022-11-01", tz="UTC"), pd.Timestamp("2022-11-15", tz="UTC")
@@ -298,10 +301,13 @@ def test_backtest_models_see_only_labels_known_before_each_retrain_point(btc_yea
     run_backtest(candles, ["BTC/USDT"], [0.01], start, end, records, settings, retrain_every_days=7)
     stored = pd.read_sql("SELECT model_version, probability FROM predictions WHERE model_name = 'climatology'",
                          btc_year.db.engine).drop_duplicates()
-    for point in (start, start + pd.Timedelta(days=7)):
-        share, n = _up_share_known_by(candles["BTC/USDT"], 0.01, point, 24)
-        got = stored.loc[stored.model_version == f"backtest-{point:%Y%m%d}", "probability"].astype(float)
+    assert len(stored) == 2
+    for point in (start + pd.Timedelta(minutes=15), start + pd.Timedelta(days=7, minutes=15)):
+        share, n = _up_share_known_by(candles["BTC/USDT"], 0.01, point, 0)
+        got = stored.loc[stored.model_version == f"backtest-{point:%Y%m%d%H%M}", "probability"].astype(float)
         assert n > 500 and got.tolist() == [pytest.approx(share, abs=1e-6)]
+        later, _ = _up_share_known_by(candles["BTC/USDT"], 0.01, point + pd.Timedelta(days=3), 0)
+        assert abs(later - share) > 1e-6  # labels known later would give another forecast
 
 
 def test_walk_forward_folds_see_only_labels_known_before_each_fold(btc_year):
