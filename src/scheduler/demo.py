@@ -26,7 +26,7 @@ from src.utils.config import Config
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
 TRAIN_CUT = pd.Timestamp("2023-12-01", tz="UTC")
-BACKTEST = (pd.Timestamp("2023-11-03", tz="UTC"), pd.Timestamp("2023-12-01", tz="UTC"))
+BACKTEST = (pd.Timestamp("2023-11-17", tz="UTC"), pd.Timestamp("2023-12-01", tz="UTC"))
 PREDICT_AT = pd.Timestamp("2023-12-20 06:05", tz="UTC")
 OUTCOMES_AT = pd.Timestamp("2023-12-31 23:00", tz="UTC")
 
@@ -101,10 +101,10 @@ def _steps(ctx: Context, demo_config: Config, tmp: str, output_dir: Path) -> boo
     service = ctx.report_service(dry_run=True)
     service.hourly(PREDICT_AT, demo_config.groups)
     service.daily(PREDICT_AT, output_dir / "demo-live-daily-report.png")
-    chart = output_dir / "demo-daily-report.png"  # the live record is one hour old here: chart the backtest's month
+    chart = output_dir / "demo-daily-report.png"  # the live record is one hour old here: chart the backtest's
     chart.write_bytes(daily_chart(records.resolved("backtest", *BACKTEST), records.resolved_time("backtest", *BACKTEST),
                                   source="backtest"))
-    print(f"chart of the backtest month saved to {chart}")
+    print(f"chart of the backtest's two weeks saved to {chart}")
 
     _step("health")
     report, healthy = health_snapshot(ops, records, assets, targets, settings.timeframe, 10**6,

@@ -30,8 +30,9 @@ from src.models.estimators.dataset import asset_features, build_dataset
 from src.models.estimators.direction import prob_up
 from src.models.estimators.serving import ServingRule, compose
 from src.models.estimators.tasks import DIRECTION, RESOLUTION, TASKS, Task
+from src.models.estimators.time_models import forecast_array
 from src.models.evaluation.scoring import DIRECTION_ROWS, TIMING_ROWS, score_rows
-from src.models.live.prediction import hour_forecast, window_features, window_start
+from src.models.live.prediction import window_features, window_start
 from src.models.offline.training import GroupPlan, TaskResult, TrainSettings, chosen_models, plan_group
 from src.utils.errors import StopRequested, UserError, check_stop, failure_reason
 from src.utils.executors import Executor, LocalExecutor, batches, map_groups
@@ -83,9 +84,11 @@ def run_backtest(candles: dict[str, pd.DataFrame], symbols: list[str], targets: 
     keys = [(symbol, target) for symbol in symbols for target in targets]
     if progress is not None:
         progress.start(len(keys) * len(points))
-    windows = {symbol: _Windows(candles, symbol) for symbol in symbols if symbol in candles}
+    windows: dict[str, _Windows] = {}  # the asset's hourly windows, shared by its targets, then let go
     for key in keys:
         check_stop(stop, "the backtest")
+        if key[0] not in windows:
+            windows = {key[0]: _Windows(candles, key[0])} if key[0] in candles else {}
         try:
             _backtest_group(candles, windows, *key, points, start, end, records, settings, executor,
                             unfillable.get(key[0], pd.DatetimeIndex([], tz="UTC")), hourly_minute, progress, stop)
@@ -129,7 +132,8 @@ def _backtest_group(candles: dict[str, pd.DataFrame], windows: dict[str, _Window
                     progress: Progress | None, stop: threading.Event | None) -> None:
     """Train the group at every point as the daemon would, forecast each point's hours as the hourly cycle would,
     and store the group's forecasts with their outcomes. A point that cannot train keeps the previous models
-    serving, as the daemon keeps its champion."""
+    serving, as the daemon keeps its champion; one whose models would forecast none of the hours (the first
+    training, when the start is midnight) is not trained."""
     serve = served_hours(points, start, end, hourly_minute, pd.DatetimeIndex(candles[symbol]["timestamp"]))
     frames: dict[str, list[pd.DataFrame]] = {task.name: [] for task in TASKS}
     serving = None  # (the cut, each task's choice and fits) of the newest point that trained
@@ -137,6 +141,8 @@ def _backtest_group(candles: dict[str, pd.DataFrame], windows: dict[str, _Window
         plans: dict[int, GroupPlan] = {}
         for i in batch:
             check_stop(stop, "the backtest")
+            if not len(serve[i]):  # its models would forecast none of the hours
+                continue
             try:
                 plans[i] = plan_group(candles_at(candles, points[i], settings.history_days), symbol, target,
                                       points[i], settings, executor, unfillable)
@@ -165,33 +171,23 @@ def _backtest_group(candles: dict[str, pd.DataFrame], windows: dict[str, _Window
 
 
 class _Windows:
-    """An asset's candles (and BTC's) as the hourly cycle reads them: each hour's window (from window_start), its
-    features and that hour's close, the entry price. The hours of a day share their window's start, so the day's
-    features are computed once, and each hour's are its rows up to it (the same values: every feature is causal)."""
+    """An asset's candles (and BTC's) as the hourly cycle reads them: each hour's window (from window_start) and
+    that hour's close, the entry price. The hours of a day share their window's start, so a day's features are
+    computed once, and an hour's are the rows up to it: the same values as the hourly cycle's, every feature being
+    causal. Kept for the asset's targets in turn (about 120 kB a day)."""
 
     def __init__(self, candles: dict[str, pd.DataFrame], symbol: str):
         self.own = candles[symbol]
         self.context = None if symbol == CONTEXT_SYMBOL else candles.get(CONTEXT_SYMBOL)
         self.days: dict[pd.Timestamp, tuple[pd.DataFrame, pd.Series]] = {}
 
-    def at(self, hour: pd.Timestamp) -> tuple[pd.DataFrame, float] | None:
-        """(features of the window up to `hour`, its close), or None when that hour has no candle."""
-        features, close = self._day(hour.floor("D"))
-        if hour not in close.index:
-            return None
-        return features.loc[:hour], float(close.at[hour])
-
-    def _day(self, day: pd.Timestamp) -> tuple[pd.DataFrame, pd.Series]:
+    def day(self, day: pd.Timestamp) -> tuple[pd.DataFrame, pd.Series]:
+        """The features of the day's window (to its last hour) and the closes of the day's hours."""
         if day not in self.days:
-            if len(self.days) > 8:  # a few days at a time: the targets of a group ask for the same days in turn
-                self.days.clear()
             first, last = window_start(day), day + pd.Timedelta(hours=23)
             own = _between(self.own, first, last)
             context = None if self.context is None else _between(self.context, first, last)
-            if own.empty:
-                features = pd.DataFrame()
-            else:
-                features = window_features(own, context, last)
+            features = window_features(own, context, last) if len(own) else pd.DataFrame()
             close = own.set_index("timestamp")["close"]
             self.days[day] = (features, close[close.index >= day])
         return self.days[day]
@@ -206,21 +202,36 @@ def _between(frame: pd.DataFrame, first: pd.Timestamp, last: pd.Timestamp) -> pd
 
 def _point_rows(task: Task, as_of: pd.Timestamp, hours: pd.DatetimeIndex, result: TaskResult, fitted: dict,
                 windows: _Windows, symbol: str, target: float, settings: TrainSettings) -> list[pd.DataFrame]:
-    """The forecasts of one task for `hours` by the models trained at `as_of`, as the hourly cycle makes them:
-    every model on each hour's window features, the champion's served by its rule as stored (a frame per model)."""
+    """The forecasts of one task for `hours` by the models trained at `as_of`, as the hourly cycle makes them (each
+    hour from its window's features; a model that filters through time over the rows before it), a day at a time;
+    the champion's served by its rule as stored. A frame per model."""
     version = f"{RUN}-{as_of:%Y%m%d%H%M}"
-    found = [(hour, got) for hour in hours if (got := windows.at(hour)) is not None]
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in fitted}
+    found, entry = [], []
+    for day, wanted in pd.Series(hours, index=hours).groupby(hours.floor("D")):
+        features, close = windows.day(day)
+        day_hours = pd.DatetimeIndex(wanted).intersection(close.index)  # an hour without a candle: no forecast
+        if not len(day_hours):
+            continue
+        found.append(day_hours)
+        entry.append(close.loc[day_hours].to_numpy(float))
+        rows = with_barrier(features.loc[day_hours], target)
+        for name, model in fitted.items():
+            if task is DIRECTION:
+                parts[name].append(prob_up(model, rows))
+            elif getattr(model, "needs_history", False):  # the rows before each hour too, as hour_forecast
+                window = with_barrier(features.loc[:day_hours[-1]], target)
+                parts[name].append(forecast_array(model, window, settings.horizon)[window.index.get_indexer(day_hours)])
+            else:
+                parts[name].append(forecast_array(model, rows, settings.horizon))
     if not found:
         return []
-    hours = pd.DatetimeIndex([hour for hour, _ in found])
-    histories, entry = [got[0] for _, got in found], np.array([got[1] for _, got in found])
+    hours, entry = found[0].append(found[1:]), np.concatenate(entry)
+    forecasts = {name: np.concatenate(p) for name, p in parts.items()}
     champion = result.champion
     if task is DIRECTION:
-        rows = with_barrier(pd.concat([h.iloc[[-1]] for h in histories]), target)
-        return [prediction_rows(symbol, settings.timeframe, target, name, version, hours, prob_up(model, rows),
-                                entry, name == champion, RUN, FEATURE_VERSION) for name, model in fitted.items()]
-    forecasts = {name: np.vstack([hour_forecast(model, with_barrier(h, target), settings.horizon) for h in histories])
-                 for name, model in fitted.items()}
+        return [prediction_rows(symbol, settings.timeframe, target, name, version, hours, p, entry, name == champion,
+                                RUN, FEATURE_VERSION) for name, p in forecasts.items()]
     rule = ServingRule.from_metrics(result.rule.metrics(), champion, settings.horizon)  # as stored and read back
     forecasts[champion] = compose(forecasts[champion], forecasts.get("climatology"), rule, settings.horizon)
     return [resolution_rows(symbol, settings.timeframe, target, name, version, hours, p, name == champion, RUN)
