@@ -97,9 +97,13 @@ class ReplayPace:
         self.today = DayFigures(clock.now().floor("D"))
         self.levels = _LevelCounter()
         self.finished = False  # reached the end (not stopped)
+        self.job_seconds: Counter = Counter()  # where the time went, per job
+        self.job_runs: Counter = Counter()
         daemon.board.listeners.append(self._job_done)
 
     def _job_done(self, job: str, state: JobState) -> None:
+        self.job_seconds[job] += state.last_duration_s or 0.0
+        self.job_runs[job] += 1
         if job == "hourly" and state.last_result == "ok":
             self.today.hourly_s.append(state.last_duration_s)
             self.today.forecasts += int(state.last_counts.get("predictions", 0))
@@ -124,6 +128,12 @@ class ReplayPace:
                 self.finished = True
         finally:
             logging.getLogger().removeHandler(self.levels)
+
+    def where_time_went(self, total: float) -> str:
+        """One line: the seconds in each job (runs), and the rest (the clock's steps, the day's measurements)."""
+        jobs = ", ".join(f"{job} {seconds:.0f} s ({self.job_runs[job]})" for job, seconds in
+                         self.job_seconds.most_common())
+        return f"time in jobs: {jobs}; the rest {total - sum(self.job_seconds.values()):.0f} s"
 
     def _close_day(self, next_day: pd.Timestamp) -> None:
         figures = self.today
@@ -257,6 +267,7 @@ def run_replay(config: Config, start: pd.Timestamp, end: pd.Timestamp, source: s
             print(f"replay {'stopped at' if stopped else 'done through'} {clock.now():%Y-%m-%d %H:%M} UTC in "
                   f"{time.perf_counter() - started:.0f} s ({len(pace.days)} days)"
                   + (f"; kept in {folder}: python -m src.main web --data-dir {folder}" if keep else ""), flush=True)
+            print(pace.where_time_went(time.perf_counter() - started), flush=True)
         finally:
             if ctx._ops is not None:  # noqa: SLF001 (only if this run got as far as opening it)
                 ctx.ops.db.dispose()
