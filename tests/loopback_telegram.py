@@ -74,7 +74,8 @@ class _Handler(BaseHTTPRequestHandler):
         if method == "getUpdates":
             return self._reply(200, {"ok": True, "result": self._updates(fields)})
         if method in ("deleteWebhook", "answerCallbackQuery"):
-            self.state.requests.append({"method": method, "fields": fields, "files": files})
+            self.state.requests.append({"method": method, "fields": fields, "files": files,
+                                        "time": time.monotonic()})
             return self._reply(200, {"ok": True, "result": True})
         only_here = self.state.method_faults.get(method)
         if only_here or (method != "getMe" and self.state.faults):
@@ -89,7 +90,7 @@ class _Handler(BaseHTTPRequestHandler):
             if fault == "400":
                 return self._reply(400, {"ok": False, "error_code": 400,
                                          "description": "Bad Request: can't parse entities"})
-        self.state.requests.append({"method": method, "fields": fields, "files": files})
+        self.state.requests.append({"method": method, "fields": fields, "files": files, "time": time.monotonic()})
         if method == "getMe":
             return self._reply(200, {"ok": True, "result": {"id": 1, "is_bot": True, "first_name": "Loopback",
                                                             "username": "loopback_bot"}})

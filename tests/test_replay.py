@@ -104,3 +104,33 @@ def test_the_timetable_runs_what_is_due_on_the_service_clock():
     assert [t for name, t in ran if name == "hourly"][:2] == [pd.Timestamp("2023-06-02 00:02", tz="UTC"),
                                                               pd.Timestamp("2023-06-02 01:02", tz="UTC")]
     assert table.next_run() == pd.Timestamp("2023-06-02 03:35", tz="UTC")
+
+
+def test_a_replay_reports_to_its_own_chat_at_a_pace_and_answers_commands(write_config, run_cli, tmp_path):
+    """With telegram.replay_chat_id set, the replay's hourly and daily reports go to that chat only (never to the
+    live chat_id), at least replay_pace_seconds apart, and its command listener answers there with the simulated
+    time."""
+    import threading
+
+    from tests.loopback_telegram import LoopbackBotApi
+    source = _btc_source(tmp_path / "candles")
+    with LoopbackBotApi("123:replay") as api:
+        config = write_config({"trading": {"assets": ["BTC/USDT"], "target_percentages": [0.02]},
+                               "ml": {"training_days": 200},
+                               "telegram": {"bot_token": "123:replay", "chat_id": "111", "replay_chat_id": "999",
+                                            "replay_pace_seconds": 0.5, "base_url": api.base_url}})
+        asked = threading.Timer(20.0, lambda: api.command("/now", chat_id=999, user_id=999))
+        asked.start()
+        replay = run_cli("replay", "--start", "2023-11-01 12:00", "--end", "2023-11-02 01:00", "--source", source,
+                         "--config", str(config), timeout=900)
+        asked.cancel()
+        assert replay.returncode == 0, replay.stdout + replay.stderr
+        sends = api.sent("sendMessage") + api.sent("sendPhoto")
+        assert api.named_chats() == {"999"}  # never the live chat
+        texts = [r["fields"].get("text") or r["fields"].get("caption") or "" for r in sends]
+        hourly = [t for t in texts if "2023-11-01" in t and "BTC/USDT" in t]
+        assert len(hourly) >= 12, texts  # 12:00 .. 00:02: an hourly report each simulated hour
+        answers = [t for t in texts if t.startswith("<b>Now</b> · 2023-11-0")]  # the simulated time, not the host's
+        assert answers, texts
+        times = sorted(r["time"] for r, t in zip(sends, texts) if not t.startswith("<b>Now"))  # the reports
+        assert min(b - a for a, b in zip(times, times[1:])) >= 0.45  # paced

@@ -101,10 +101,6 @@ class TelegramNotifier:
             return None
 
     def _deliver(self, text: str, photo: bytes | None, report_id: int | None) -> SendResult:
-        wait = self._last_send + self.pace_seconds - time.monotonic()
-        if wait > 0 and self.stop_event.wait(wait):
-            return SendResult(False, "not sent: the service is stopping")
-        self._last_send = time.monotonic()
         html = {"parse_mode": ParseMode.HTML}
         if photo is not None and len(text) <= CAPTION_LIMIT:
             steps = [("sendPhoto", "send_photo", {"photo": photo, "caption": text, **html})]
@@ -113,6 +109,10 @@ class TelegramNotifier:
             if photo is not None:
                 steps.append(("sendPhoto", "send_photo", {"photo": photo}))
         for done, (method, call, kwargs) in enumerate(steps):
+            wait = self._last_send + self.pace_seconds - time.monotonic()  # every message paced, a chart too
+            if wait > 0 and self.stop_event.wait(wait):
+                return SendResult(False, f"{method}: not sent, the service is stopping")
+            self._last_send = time.monotonic()
             error = self._with_retries(method, call, kwargs, report_id)
             if error:
                 sent = " (the text was delivered)" if done else ""

@@ -10,8 +10,6 @@ from typing import TYPE_CHECKING
 
 from src.utils.config import Config
 
-REPLAY_PACE_SECONDS = 3.0  # Telegram takes about 20 messages a minute in one group
-
 if TYPE_CHECKING:
     from flask import Blueprint
 
@@ -150,7 +148,7 @@ class Context:
             if self._notifier is None:  # one per process, so its pace holds from one job to the next
                 self._notifier = TelegramNotifier(
                     tg["bot_token"], tg["chat_id"], records, tg["base_url"], stop_event=self.stop_event,
-                    pace_seconds=REPLAY_PACE_SECONDS if service_run() == "replay" else 0.0)
+                    pace_seconds=float(tg["replay_pace_seconds"]) if service_run() == "replay" else 0.0)
             notifier = self._notifier
         return ReportService(records, self.registry(records), notifier, tg["alert_threshold"],
                              self.config.horizon)

@@ -136,6 +136,8 @@ SCHEMA: dict[str, tuple[type | tuple[type, ...], Check | None, str]] = {
     "telegram.bot_token": (str, None, "the token from @BotFather, or empty for console-only reports"),
     "telegram.chat_id": ((str, int), None, "the chat id, or empty"),
     "telegram.replay_chat_id": ((str, int), None, "the chat a `replay` sends to (never chat_id), or empty for none"),
+    "telegram.replay_pace_seconds": ((int, float), lambda v: None if v >= 0 else "must not be negative",
+                                     "e.g. 3 (Telegram takes about 20 messages a minute in a group)"),
     "telegram.base_url": (str, lambda v: None if _is_http_url(v) else "is not an http(s) URL",
                           'e.g. "https://api.telegram.org/bot"'),
     "telegram.report_frequency": (str, lambda v: None if v in ("hourly", "daily") else "is not hourly/daily",
