@@ -97,13 +97,13 @@ def test_stale_asset_gets_no_prediction(trained):
 def test_outcomes_agree_with_the_label_function_and_are_idempotent(trained):
     ops, records, registry = trained
     predictor = Predictor(ops, records, registry, TARGETS)
-    hours = pd.date_range("2023-01-20 06:00", periods=6, freq="h", tz="UTC")
+    hours = pd.date_range("2023-01-21", periods=24, freq="h", tz="UTC")  # 24: enough to be scored (n >= 20)
     for at in hours:
         predictor.predict(["BTC/USDT"], at)
-    early = resolve_outcomes(ops, records, pd.Timestamp("2023-01-20 12:00", tz="UTC"))
+    early = resolve_outcomes(ops, records, pd.Timestamp("2023-01-21 12:00", tz="UTC"))
     later = resolve_outcomes(ops, records, pd.Timestamp("2023-02-10 00:00", tz="UTC"))
     assert resolve_outcomes(ops, records, pd.Timestamp("2023-02-10 00:00", tz="UTC")) == 0
-    assert early + later == records.count("prediction_outcomes") == 6 * 2 * 3
+    assert early + later == records.count("prediction_outcomes") == 24 * 2 * 3
     resolved = records.resolved("live")
     candles = ops.get_candles("BTC/USDT", "1h").set_index("timestamp")
     for target in TARGETS:
@@ -116,12 +116,12 @@ def test_outcomes_agree_with_the_label_function_and_are_idempotent(trained):
             assert pd.isna(got_label) if label is None else got_label == label
     # the how-soon forecasts of the same hours are resolved by the same outcomes
     timing = records.resolved_time("live")
-    assert len(timing) == 6 * 2 * 4 and timing.groupby(["timestamp", "target_pct"])["is_champion"].sum().eq(1).all()
+    assert len(timing) == 24 * 2 * 4 and timing.groupby(["timestamp", "target_pct"])["is_champion"].sum().eq(1).all()
     for r in timing.itertuples():
         status, _, hours = reference_outcome(candles, r.timestamp, r.target_pct)
         assert r.status == status
         assert pd.isna(r.hours_to_resolution) if hours is None else r.hours_to_resolution == hours
-    assert daily_performance(records, pd.Timestamp("2023-01-20").date()) > 0
+    assert daily_performance(records, pd.Timestamp("2023-01-21").date()) > 0
     performance = records.performance("live")
     assert set(performance["window_days"]) == {1, 7, 30}
     time_performance = records.performance("live", task="resolution")
@@ -131,7 +131,7 @@ def test_outcomes_agree_with_the_label_function_and_are_idempotent(trained):
     # /metrics exports the champions' live figures
     from src.monitoring.app import Metrics
     from src.monitoring.health import live_skills
-    skills = live_skills(records, pd.Timestamp("2023-01-21 00:15", tz="UTC"))  # the daily job of that day
+    skills = live_skills(records, pd.Timestamp("2023-01-22 00:15", tz="UTC"))  # the daily job of that day
     # (P(within H) of a 1 % move is 1 for every model here: its skill is undefined, so not exported)
     assert {("BTC/USDT", "0.01", name) for name in ("direction", "6h", "24h", "coverage")} <= set(skills)
     exported = Metrics().refresh({"database": {"reachable": True}}, True, skills).decode()

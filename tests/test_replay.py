@@ -134,3 +134,24 @@ def test_a_replay_reports_to_its_own_chat_at_a_pace_and_answers_commands(write_c
         assert answers, texts
         times = sorted(r["time"] for r, t in zip(sends, texts) if not t.startswith("<b>Now"))  # the reports
         assert min(b - a for a, b in zip(times, times[1:])) >= 0.45  # paced
+
+
+def test_sigterm_stops_a_replay_within_15_s_with_every_hour_whole(empty_db_url, write_config, tmp_path):
+    from tests.test_stop import _sigterm_mid_run
+    source = _btc_source(tmp_path / "candles")
+    config = write_config({"trading": {"assets": ["BTC/USDT"]}, "ml": {"training_days": 200}})
+
+    def forecasts() -> int:
+        try:
+            with raw_connect(empty_db_url) as conn, conn.cursor() as cur:
+                cur.execute("SELECT count(*) FROM predictions WHERE run_type = 'replay'")
+                return cur.fetchone()[0]
+        except Exception:  # not migrated yet
+            return 0
+    done = _sigterm_mid_run(config, ["replay", "--start", START, "--end", "2023-11-10", "--source", source,
+                                     "--database", empty_db_url], lambda: forecasts() >= 9 * 5)
+    assert "replay stopped at 2023-11-0" in done.stdout
+    with raw_connect(empty_db_url) as conn, conn.cursor() as cur:
+        cur.execute("""SELECT timestamp, count(*) FROM predictions GROUP BY 1 HAVING count(*) <> 9 UNION ALL
+                       SELECT timestamp, count(*) FROM resolution_forecasts GROUP BY 1 HAVING count(*) <> 12""")
+        assert cur.fetchall() == []  # every hour whole: 3 targets x 3 direction and 4 how-soon models

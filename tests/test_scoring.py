@@ -12,6 +12,13 @@ from src.models.live.performance import window_rows
 HOURS = pd.date_range("2023-01-01", periods=4, freq="h", tz="UTC")
 
 
+def _tiled(frame: pd.DataFrame, copies: int, every: pd.Timedelta = pd.Timedelta(hours=4)) -> pd.DataFrame:
+    """The hand-made hours repeated `copies` times, `every` apart: enough forecasts to be scored (small_sample), the
+    same figures (every sum scales alike)."""
+    return pd.concat([frame.assign(timestamp=frame["timestamp"] + k * every) for k in range(copies)],
+                     ignore_index=True)
+
+
 def _direction(model: str, p: list[float], champion: list[bool], status: list) -> pd.DataFrame:
     outcome = [1.0 if s == "up" else 0.0 if s == "down" else np.nan for s in status]
     return pd.DataFrame({"symbol": "BTC/USDT", "timeframe": "1h", "target_pct": 0.02, "timestamp": HOURS,
@@ -21,15 +28,17 @@ def _direction(model: str, p: list[float], champion: list[bool], status: list) -
 
 def test_direction_scores_by_hand_and_the_champion_series_follows_the_flag():
     status = ["up", "down", "up", None]  # the last hour is still pending
-    rows = pd.concat([_direction("climatology", [0.5] * 4, [True, False, False, False], status),
-                      _direction("xgboost", [0.8, 0.4, 0.6, 0.7], [False, True, True, True], status)])
+    rows = _tiled(pd.concat([_direction("climatology", [0.5] * 4, [True, False, False, False], status),
+                             _direction("xgboost", [0.8, 0.4, 0.6, 0.7], [False, True, True, True], status)]), 7)
     table = score_rows(DIRECTION_ROWS, rows, 168).set_index("model_name")
     brier_clim = np.mean([(0.5 - 1) ** 2, 0.5 ** 2, 0.25])
     brier_xgb = np.mean([(0.8 - 1) ** 2, 0.4 ** 2, (0.6 - 1) ** 2])
     assert table.loc["xgboost", "brier_skill"] == pytest.approx(1 - brier_xgb / brier_clim)
     champion = np.mean([(0.5 - 1) ** 2, 0.4 ** 2, (0.6 - 1) ** 2])  # climatology's hour, then xgboost's
     assert table.loc[CHAMPION, "brier_skill"] == pytest.approx(1 - champion / brier_clim)
-    assert table.loc[CHAMPION, "n"] == 3 and table.loc[CHAMPION, "pending_predictions"] == 1
+    assert table.loc[CHAMPION, "n"] == 3 * 7 and table.loc[CHAMPION, "pending_predictions"] == 7
+    few = score_rows(DIRECTION_ROWS, rows.iloc[:8], 168).set_index("model_name")  # 3 scored: too few, n/a
+    assert pd.isna(few.loc["xgboost", "brier_skill"]) and few.loc["xgboost", "n"] == 3
     assert table.loc["climatology", "brier_skill"] == 0.0
 
 
@@ -37,8 +46,8 @@ def test_an_hour_without_a_climatology_forecast_is_left_out_never_filled_from_ou
     status = ["up", "down", "up", "up"]
     clim = _direction("climatology", [0.5] * 4, [False] * 4, status).iloc[:2]  # none for the last two hours
     xgb = _direction("xgboost", [0.8, 0.4, 0.6, 0.7], [True] * 4, status)
-    table = score_rows(DIRECTION_ROWS, pd.concat([clim, xgb]), 168).set_index("model_name")
-    assert table.loc["xgboost", "n"] == 2
+    table = score_rows(DIRECTION_ROWS, _tiled(pd.concat([clim, xgb]), 10), 168).set_index("model_name")
+    assert table.loc["xgboost", "n"] == 2 * 10
     assert table.loc["xgboost", "brier_skill"] == pytest.approx(1 - np.mean([0.04, 0.16]) / 0.25)
 
 
@@ -73,10 +82,10 @@ def test_timing_scores_use_the_same_alignment():
                           "q90_hours": 160.0})
     rows = pd.concat([frame.assign(model_name="climatology", is_champion=False),
                       frame.assign(model_name="vol_logistic", is_champion=True, p_24h=0.8)])
-    table = score_rows(TIMING_ROWS, rows, 168, interval=True).set_index("model_name")
-    # within 24 h: the first window yes (10 h), the second no (expired)
+    table = score_rows(TIMING_ROWS, _tiled(rows, 12, pd.Timedelta(days=1)), 168, interval=True).set_index("model_name")
+    # within 24 h: the first window yes (10 h), the second no (expired); 24 forecasts over 12 days: two weekly blocks
     assert table.loc["vol_logistic", "brier_skill_24h"] == pytest.approx(1 - (0.2 ** 2 + 0.8 ** 2) / (2 * 0.25))
-    assert table.loc["vol_logistic", "within_24h"] == 0.5 and table.loc[CHAMPION, "n"] == 2
+    assert table.loc["vol_logistic", "within_24h"] == 0.5 and table.loc[CHAMPION, "n"] == 2 * 12
 
 
 def test_an_undefined_figure_is_stored_as_null_never_nan():

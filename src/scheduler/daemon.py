@@ -53,6 +53,7 @@ class Daemon:
         self.bot = None  # the Telegram command listener, when a token is set and telegram.commands is on
         self.running: str | None = None  # the job the worker thread is running
         self.last_full_resolve: pd.Timestamp | None = None  # when every pending entry was last checked
+        self.stopped_by: int | None = None  # the signal that stopped it
 
     # ---- plumbing ----------------------------------------------------------------------------
     def checkpoint(self) -> None:
@@ -299,6 +300,7 @@ class Daemon:
     # ---- the loop ----------------------------------------------------------------------------
     def _on_signal(self, signum, _frame) -> None:
         log.info("received %s: stopping", signal.Signals(signum).name)
+        self.stopped_by = signum
         self.stop_event.set()
 
     def run(self, pace: Callable[[Timetable], None] | None = None) -> int:

@@ -240,7 +240,8 @@ def replay_logging(path: Path) -> Iterator[None]:
 
 def run_replay(config: Config, start: pd.Timestamp, end: pd.Timestamp, source: str | None = None,
                keep: Path | None = None, database_url: str | None = None, port: int = 0) -> int:
-    """Replay the daemon over [start, end); returns the exit code (0: replayed to the end, 130: stopped)."""
+    """Replay the daemon over [start, end); returns the exit code (0: replayed to the end, 128 + the signal: stopped,
+    as any command)."""
     if end <= start:
         raise UserError(f"replay: --end {end:%Y-%m-%d %H:%M} must be after --start {start:%Y-%m-%d %H:%M}")
     source = str(source or DEFAULT_SOURCE)
@@ -263,7 +264,7 @@ def run_replay(config: Config, start: pd.Timestamp, end: pd.Timestamp, source: s
                   f"candles from {source}, {where}; the daemon's log in {log_file}", flush=True)
             started = time.perf_counter()
             daemon.run(pace)
-            stopped = not pace.finished
+            stopped = None if pace.finished else (daemon.stopped_by or 2)
             print(f"replay {'stopped at' if stopped else 'done through'} {clock.now():%Y-%m-%d %H:%M} UTC in "
                   f"{time.perf_counter() - started:.0f} s ({len(pace.days)} days)"
                   + (f"; kept in {folder}: python -m src.main web --data-dir {folder}" if keep else ""), flush=True)
@@ -275,4 +276,4 @@ def run_replay(config: Config, start: pd.Timestamp, end: pd.Timestamp, source: s
                 stop_embedded(folder)
             if keep is None:
                 shutil.rmtree(folder, ignore_errors=True)
-    return 130 if stopped else 0
+    return 128 + stopped if stopped else 0
