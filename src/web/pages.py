@@ -158,7 +158,7 @@ def _record(records: RecordStore, site: Site, args) -> dict:
     keys = sorted({k for table in tables.values() for k in table if k[0] != "all"}) + [("all", None)]
     shown = runs[run][0]
     periods = {k: (d["day"].min(), d["day"].max()) if len(d) else (None, None) for k, (d, _) in runs.items()}
-    shown_runs = [k for k in RUNS if k != "replay" or run == "replay" or periods[k][0] is not None]  # replay: when run
+    shown_runs = [k for k in RUNS if k == run or periods[k][0] is not None] or [run]  # runs with a record
     return {"keys": keys, "tables": tables, "run": run, "runs": shown_runs, "days": days, "asset": asset,
             "target": target, "periods": periods, "base_rate_share": BASE_RATE_SHARE,
             "charts": _record_charts(shown, tables[run].get(("all", None)), run, asset),
