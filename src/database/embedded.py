@@ -85,7 +85,12 @@ def _prune_dead_users(pgdata: Path) -> None:
         return
     with PostgresServer._lock:
         users = DiskList(handles)
-        listed = users.get()
+        try:
+            listed = users.get()
+        except ValueError:  # a list cut short by a process killed while writing it: nobody known to use it
+            log.warning("embedded server: its user list %s was unreadable; starting it afresh", handles)
+            users.put([])
+            return
         alive = [pid for pid in listed if psutil.pid_exists(pid)]
         if alive != listed:
             users.put(alive)
