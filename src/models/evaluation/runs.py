@@ -5,6 +5,7 @@ different forecast, a different outcome. Values are compared as stored (probabil
 0.01), within TOLERANCE."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -13,6 +14,7 @@ import pandas as pd
 from src.database.records import RecordStore
 
 TOLERANCE = 1e-9
+VERSION_HOUR = re.compile(r"-(\d{10})-[0-9a-f]{6}$")  # the registry's version names carry the training end's hour
 KEY = ["symbol", "timeframe", "target_pct", "timestamp", "model_name"]
 TIMING_VALUES = ["p_6h", "p_24h", "p_horizon", "q10_hours", "q50_hours", "q90_hours"]
 CAUSES = ("only in the first run", "only in the second run", "training end", "champion", "direction forecast",
@@ -46,13 +48,27 @@ class Comparison:
 
 
 def train_end(version: str, registry: dict[str, pd.Timestamp]) -> pd.Timestamp | None:
-    """A forecast's training end: the registry's for the daemon's models, the version's own for a backtest's
-    ('backtest-YYYYmmddHHMM')."""
+    """A forecast's training end: the registry's for the daemon's models; for a version whose row was pruned (the
+    registry keeps the newest retired ones only), the hour its name carries (`...-YYYYmmddHH-xxxxxx`); a backtest's
+    its own ('backtest-YYYYmmddHHMM')."""
     if version in registry:
         return registry[version]
     if version.startswith("backtest-"):
         return pd.Timestamp(pd.to_datetime(version.removeprefix("backtest-"), format="%Y%m%d%H%M"), tz="UTC")
-    return None
+    named = VERSION_HOUR.search(version)
+    return None if named is None else pd.Timestamp(pd.to_datetime(named.group(1), format="%Y%m%d%H"), tz="UTC")
+
+
+def same_train_ends(both: pd.DataFrame, registry: dict[str, pd.Timestamp]) -> np.ndarray:
+    """Per row of the merged runs, whether the two training ends are equal: exactly where both are known exactly,
+    to the hour where one is known only from its version's name. An unknown one never equals."""
+    def exact(versions: pd.Series) -> np.ndarray:
+        named = versions.map(lambda v: VERSION_HOUR.search(v) is not None)
+        return (versions.isin(registry.keys()) | ~named).to_numpy()
+    a = pd.to_datetime(both["model_version_a"].map(lambda v: train_end(v, registry)), utc=True)
+    b = pd.to_datetime(both["model_version_b"].map(lambda v: train_end(v, registry)), utc=True)
+    both_exact = exact(both["model_version_a"]) & exact(both["model_version_b"])
+    return np.where(both_exact, (a == b).to_numpy(), (a.dt.floor("h") == b.dt.floor("h")).to_numpy())
 
 
 def compare_runs(records: RecordStore, first: str, second: str, start: pd.Timestamp | None = None,
@@ -70,10 +86,9 @@ def compare_runs(records: RecordStore, first: str, second: str, start: pd.Timest
         found["only in the second run"].append(merged.loc[merged["_merge"] == "right_only", KEY].assign(table=table))
         both = merged[merged["_merge"] == "both"]
         result.compared[table] = len(both)
-        ends_a = both["model_version_a"].map(lambda v: train_end(v, registry))
-        ends_b = both["model_version_b"].map(lambda v: train_end(v, registry))
-        found["training end"].append(both.loc[ends_a != ends_b, KEY].assign(table=table, first=ends_a[ends_a != ends_b],
-                                                                            second=ends_b[ends_a != ends_b]))
+        differ = ~same_train_ends(both, registry)
+        found["training end"].append(both.loc[differ, KEY].assign(
+            table=table, first=both.loc[differ, "model_version_a"], second=both.loc[differ, "model_version_b"]))
         champion = both["is_champion_a"] != both["is_champion_b"]
         found["champion"].append(both.loc[champion, KEY].assign(table=table))
         cause = "direction forecast" if table == "direction" else "how-soon forecast"
