@@ -155,3 +155,19 @@ def test_sigterm_stops_a_replay_within_15_s_with_every_hour_whole(empty_db_url, 
         cur.execute("""SELECT timestamp, count(*) FROM predictions GROUP BY 1 HAVING count(*) <> 9 UNION ALL
                        SELECT timestamp, count(*) FROM resolution_forecasts GROUP BY 1 HAVING count(*) <> 12""")
         assert cur.fetchall() == []  # every hour whole: 3 targets x 3 direction and 4 how-soon models
+
+
+def test_training_ends_compare_exactly_and_to_the_hour_for_a_pruned_version():
+    from src.models.evaluation.runs import same_train_ends, train_end
+    registry = {"BTCUSDT-0.01-xgboost-2023100100-abc123": pd.Timestamp("2023-10-01 00:15", tz="UTC")}
+    assert train_end("backtest-202310010015", registry) == pd.Timestamp("2023-10-01 00:15", tz="UTC")
+    assert train_end("BTCUSDT-0.01-logistic-2023100100-def456", registry) == pd.Timestamp("2023-10-01", tz="UTC")
+    both = pd.DataFrame({"model_version_a": ["BTCUSDT-0.01-xgboost-2023100100-abc123",  # in the registry: exact
+                                             "BTCUSDT-0.01-logistic-2023100100-def456",  # pruned: to the hour
+                                             "BTCUSDT-0.01-logistic-2023100200-def456",  # another day
+                                             "unknown"],
+                         "model_version_b": ["backtest-202310010015", "backtest-202310010015",
+                                             "backtest-202310010015", "backtest-202310010015"]})
+    assert same_train_ends(both, registry).tolist() == [True, True, False, False]
+    both.loc[0, "model_version_b"] = "backtest-202310010000"  # exact: 00:00 is not 00:15
+    assert not same_train_ends(both, registry)[0]
