@@ -112,8 +112,8 @@ class TelegramNotifier:
             wait = self._last_send + self.pace_seconds - time.monotonic()  # every message paced, a chart too
             if wait > 0 and self.stop_event.wait(wait):
                 return SendResult(False, f"{method}: not sent, the service is stopping")
-            self._last_send = time.monotonic()
             error = self._with_retries(method, call, kwargs, report_id)
+            self._last_send = time.monotonic()  # from the end of one call: the next one reaches Telegram later
             if error:
                 sent = " (the text was delivered)" if done else ""
                 return SendResult(False, f"{method}: {error}{sent}")
