@@ -140,11 +140,6 @@ class ReplayedExchange:
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}/api/v3"
 
-    def first_open(self) -> pd.Timestamp:
-        """The earliest candle any market has (the replay's history starts there)."""
-        return pd.Timestamp(min(rows[0, 0] for rows in self.server.RequestHandlerClass.candles.values()),
-                            unit="ms", tz="UTC")
-
     def __enter__(self) -> ReplayedExchange:
         self.thread.start()
         return self

@@ -47,10 +47,6 @@ def utc_now() -> pd.Timestamp:
     return _clock.now()
 
 
-def current_clock() -> SystemClock | SimulatedClock:
-    return _clock
-
-
 @contextmanager
 def use_clock(clock: SimulatedClock) -> Iterator[SimulatedClock]:
     """Run the block on `clock` (the whole process reads it), then go back to the wall clock."""
