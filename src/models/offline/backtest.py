@@ -23,10 +23,10 @@ import numpy as np
 import pandas as pd
 
 from src.data.features import CONTEXT_SYMBOL, FEATURE_VERSION, with_barrier
+from src.data.labels import barrier_outcomes
 from src.database.records import RecordStore
 from src.database.records.rows import outcome_rows, prediction_rows, resolution_rows, with_outcomes
 from src.database.records.scores import settled_through
-from src.models.estimators.dataset import asset_features, build_dataset
 from src.models.estimators.direction import prob_up
 from src.models.estimators.serving import ServingRule, compose
 from src.models.estimators.tasks import DIRECTION, RESOLUTION, TASKS, Task
@@ -159,8 +159,7 @@ def _backtest_group(candles: dict[str, pd.DataFrame], windows: dict[str, _Window
                                                          symbol, target, settings))
             if progress is not None:
                 progress(1)
-    outcomes = build_dataset(candles[symbol], asset_features(candles, symbol), target, settings.horizon,
-                             unfillable).outcomes  # the label function's, with the exchange's gaps
+    outcomes = barrier_outcomes(candles[symbol], target, settings.horizon, unfillable=unfillable)  # with the gaps
     decided = outcome_rows(symbol, settings.timeframe, target, outcomes[(outcomes.index >= start)
                                                                          & (outcomes.index < end)])
     if frames[DIRECTION.name]:  # how-soon rows written with their outcomes: no second pass over them
