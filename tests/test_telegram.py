@@ -314,3 +314,116 @@ def test_an_alert_telegram_did_not_take_is_sent_again_once_then_expires(bot_api,
     eth = records.alerts().set_index("symbol").loc["ETH/USDT"]
     assert eth["state"] == "expired" and "not sent within 6 h" in eth["error_message"]
     assert records.alerts().set_index("symbol").loc["BTC/USDT", "state"] == "sent"
+
+
+def _claim_alerts(records: RecordStore, hour: pd.Timestamp, symbols: list[str]) -> None:
+    for symbol in symbols:
+        records.claim_alert({"symbol": symbol, "timeframe": "1h", "target_pct": 0.02, "timestamp": hour,
+                             "side": "up", "probability": 0.8, "model_name": "xgboost", "message": f"{symbol} alert"})
+
+
+def test_a_dry_run_prints_the_alerts_and_writes_nothing(bot_api, ops, tmp_path, capsys):
+    """`report --dry-run`: the alerts waiting (one Telegram refused earlier) and the new crossing are printed;
+    no claim, no state, no attempt and no report row is written, so the daemon still sends them all."""
+    from src.database.records.rows import prediction_rows
+    from src.models.live.registry import ModelRegistry
+    from src.notifications.service import ReportService
+    from src.scheduler.services import Context
+    from src.utils.config import Config
+    records = RecordStore(ops.db)
+    hour = pd.Timestamp("2023-06-01 09:00", tz="UTC")
+    for when, p in ((hour - pd.Timedelta(hours=1), 0.55), (hour, 0.80)):  # BTC 2 % crosses 0.75 at `hour`
+        records.save_predictions(prediction_rows("BTC/USDT", "1h", 0.02, "xgboost", "v", pd.DatetimeIndex([when]),
+                                                 np.array([p]), np.array([1.0]), True, "live", "v"))
+    _claim_alerts(records, hour, ["ETH/USDT"])
+    records.mark_alert(records.alerts().iloc[0].to_dict(), "failed", "Telegram was down")
+    before_alerts, before_reports = records.alerts(), records.reports()
+    ctx = Context(Config())
+    preview = ctx.report_service(dry_run=True)
+    assert preview.preview and preview.notifier.records is None  # the wiring of `report --dry-run`
+    preview = ReportService(records, ModelRegistry(records, tmp_path / "models"), TelegramNotifier("", "", None),
+                            0.75, preview=True)
+    capsys.readouterr()
+    results = preview.alerts(hour + pd.Timedelta(hours=1, minutes=2))
+    out = capsys.readouterr().out
+    assert len(results) == 2 and all(r.dry_run for r in results)
+    assert "ETH/USDT alert" in out and "BTC/USDT" in out
+    pd.testing.assert_frame_equal(records.alerts(), before_alerts)
+    pd.testing.assert_frame_equal(records.reports(), before_reports)
+    # the real sender afterwards still has both to send
+    service = ReportService(records, ModelRegistry(records, tmp_path / "models"), _notifier(bot_api, ops), 0.75)
+    assert len(service.alerts(hour + pd.Timedelta(hours=1, minutes=3))) == 2
+    assert set(records.alerts()["state"]) == {"sent"}
+
+
+def test_two_senders_never_send_one_alert_twice(bot_api, ops, tmp_path):
+    """The daemon and a manual `report` at once: each alert is taken by one sender (UPDATE ... SKIP LOCKED)."""
+    import threading
+
+    from src.models.live.registry import ModelRegistry
+    from src.notifications.service import ReportService
+    from src.utils.clock import utc_now
+    records = RecordStore(ops.db)
+    hour = utc_now().floor("h") - pd.Timedelta(hours=1)
+    symbols = [f"C{k}/USDT" for k in range(8)]
+    _claim_alerts(records, hour, symbols)
+    held = records.take_alert()  # another sender is sending the oldest one right now
+    assert held["symbol"] == "C0/USDT" and records.alerts().set_index("symbol").loc["C0/USDT", "state"] == "sending"
+    services = [ReportService(records, ModelRegistry(records, tmp_path / "models"), _notifier(bot_api, ops), 0.75)
+                for _ in range(2)]
+    threads = [threading.Thread(target=s.alerts) for s in services]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    texts = [m["fields"]["text"] for m in bot_api.sent("sendMessage")]
+    assert sorted(texts) == sorted(f"{s} alert" for s in symbols[1:])  # each once; the held one not at all
+    # a sender that died mid-send: its alert is taken again once it has been 'sending' for 10 minutes
+    assert services[0].alerts() == []
+    with ops.db.engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE alerts SET updated_at = now() - interval '11 minutes' WHERE state = 'sending'")
+    [result] = services[0].alerts()
+    assert result.success and set(records.alerts()["state"]) == {"sent"}
+
+
+def test_charts_drawn_at_once_are_the_charts_drawn_alone():
+    """/chart (the bot's thread) and the daily report (the jobs thread) draw at the same time: each on a Figure of
+    its own, never on pyplot's global registry, so neither lands in the other's figure."""
+    import threading
+
+    import matplotlib.pyplot as plt
+
+    def resolved(p: float, hours: int) -> pd.DataFrame:
+        return pd.DataFrame({
+            "symbol": "BTC/USDT", "timeframe": "1h", "target_pct": 0.02,
+            "timestamp": pd.date_range("2023-05-01", periods=hours, freq="h", tz="UTC"), "model_name": "xgboost",
+            "is_champion": True, "probability": p, "status": ["up", "down", "up"] * (hours // 3),
+            "actual_outcome": [1, 0, 1] * (hours // 3), "time_to_target_hours": 5.0})
+
+    inputs = [resolved(0.6, 300), resolved(0.4, 600)]
+    alone = [reports.daily_chart(frame) for frame in inputs]
+    assert alone[0] != alone[1] and plt.get_fignums() == []  # nothing left in pyplot's registry
+    drawn: dict[int, list[bytes]] = {0: [], 1: []}
+
+    def draw(k: int) -> None:
+        for _ in range(3):
+            drawn[k].append(reports.daily_chart(inputs[k]))
+
+    threads = [threading.Thread(target=draw, args=(k,)) for k in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert drawn[0] == [alone[0]] * 3 and drawn[1] == [alone[1]] * 3
+
+
+def test_the_chart_leaves_out_an_hour_without_climatology():
+    """Scoring leaves out an hour that climatology did not forecast; the chart does too (no stand-in 0.5)."""
+    hours = pd.date_range("2023-05-01", periods=4, freq="h", tz="UTC")
+    champion = pd.DataFrame({"symbol": "BTC/USDT", "target_pct": 0.02, "timestamp": hours, "model_name": "xgboost",
+                             "probability": [0.7, 0.6, 0.2, 0.9], "actual_outcome": [1.0, 0.0, 0.0, 1.0]})
+    climatology = champion.assign(model_name="climatology", probability=0.5).iloc[[0, 1, 3]]
+    [(target, series, _)] = reports._skill_series(champion, climatology, "probability",
+                                                  lambda g: g["actual_outcome"].to_numpy(float))
+    assert list(series["timestamp"]) == list(hours[[0, 1, 3]])
+    assert list(series["reference"]) == [0.5, 0.5, 0.5] and list(series["p"]) == [0.7, 0.6, 0.9]

@@ -42,8 +42,8 @@ def client(site_db):
     """The pages on a read-only connection to the stored record: any write would fail the request."""
     read_only = DatabaseConnection(site_db.database_url + ("&" if "?" in site_db.database_url else "?") + READ_ONLY)
     app = Flask("test_web")
-    app.register_blueprint(create_pages(RecordStore(read_only), SITE, lambda: ({"problems": ["BTC/USDT data stale"]},
-                                                                               False)))
+    health = {"problems": ["BTC/USDT data stale"], "public_problems": ["BTC/USDT: candles late"]}
+    app.register_blueprint(create_pages(RecordStore(read_only), SITE, lambda: (health, False)))
     yield app.test_client(), RecordStore(site_db)
     read_only.dispose()
 
@@ -117,8 +117,36 @@ def test_now_shows_each_groups_newest_forecast_from_the_database(client):
         t = timing[(timing["symbol"] == r.symbol) & np.isclose(timing["target_pct"], r.target_pct)].iloc[0]
         assert f"P(24 h) <b>{t.p_24h:.0%}</b>" in card
     assert "STALE: 3 h old" in _card(body, "ETH", 0.01) and "STALE" not in _card(body, "BTC", 0.01)
-    assert "No forecast: not trained: only 200 samples, 500 needed" in _card(body, "SOL", 0.05)
-    assert "Unhealthy: BTC/USDT data stale" in body
+    assert "No forecast: not trained yet" in _card(body, "SOL", 0.05)
+    assert "Unhealthy: BTC/USDT: candles late" in body
+
+
+def test_public_pages_say_what_failed_not_where(site_db):
+    """A failed cycle's exception and a group's stored reason can name a host, an address or a file: `/` and
+    `/models` show a fixed category; /health keeps the detail for the operator."""
+    import psycopg2
+    from sqlalchemy.exc import OperationalError
+
+    from src.database.operations import DatabaseOperations
+    from src.monitoring.health import JobBoard, health_snapshot
+    from src.utils.errors import problem_category
+    records = RecordStore(site_db)
+    records.record_group_problems("train", "1h", {("SOL/USDT", 0.05): "OSError: [Errno 13] /srv/secret/models/x"}, [])
+    board = JobBoard()
+    host = "could not connect to server at db.internal.example (10.9.8.7), port 5432"
+    exc = OperationalError("SELECT 1", {}, psycopg2.OperationalError(host))
+    board.record("hourly", 0.0, f"OperationalError: {host}", category=problem_category(exc))
+    report, healthy = health_snapshot(DatabaseOperations(site_db), records, ASSETS, TARGETS, "1h", 10**6, "t", board)
+    assert not healthy and any("10.9.8.7" in p for p in report["problems"])  # the operator's detail
+    app = Flask("test_public")
+    app.register_blueprint(create_pages(records, SITE, lambda: (report, healthy)))
+    http = app.test_client()
+    for path in ("/", "/models"):
+        body = http.get(path).get_data(as_text=True)
+        assert "10.9.8.7" not in body and "db.internal" not in body and "/srv/secret" not in body, path
+    now = http.get("/").get_data(as_text=True)
+    assert "last hourly cycle failed: database unreachable" in now and "not trained yet" in now
+    assert problem_category(ValueError("x")) == "internal error"
 
 
 def _card(body: str, asset: str, target: float) -> str:
@@ -194,7 +222,7 @@ def test_models_page_lists_champions_and_their_history(client):
     served = dict(re.findall(r'<th scope="row">(\w+ \d %)</th>\s*<td>(\w+)</td>', how_soon))
     assert len(champions) == 8 and served == {f"{r.symbol.split('/')[0]} {r.target_pct * 100:g} %": "survival"
                                               for r in champions.itertuples()}
-    assert "no model: not trained: only 200 samples, 500 needed" in body  # SOL 5 %, no direction champion either
+    assert "no model: not trained yet" in body  # SOL 5 %, no direction champion either (the why: /health)
     assert "fits</summary>" in body
 
 

@@ -185,6 +185,9 @@ model_registry = Table(
     Column("retired_at", _tz()),
     Column("created_at", _tz(), server_default=func.now(), nullable=False),
 )
+_r = model_registry.c
+Index("idx_model_registry_current", _r.timeframe, _r.symbol, _r.target_pct, _r.task, _r.model_name,
+      _r.created_at.desc(), _r.id.desc())  # the current rows (registry.current_models), however long the history
 Index("uq_model_registry_one_champion", model_registry.c.symbol, model_registry.c.timeframe,
       model_registry.c.target_pct, model_registry.c.task, unique=True, postgresql_where=model_registry.c.is_champion)
 
@@ -259,13 +262,14 @@ alerts = Table(  # one alert per crossing per prediction hour, claimed before it
     Column("probability", PROB, nullable=False),
     Column("model_name", String(50), nullable=False),
     Column("created_at", _tz(), server_default=func.now(), nullable=False),
-    Column("state", String(10), nullable=False, server_default="pending"),  # pending | sent | failed | expired
+    # pending | sending (taken by one sender) | sent | failed | expired
+    Column("state", String(10), nullable=False, server_default="pending"),
     Column("message", Text),
     Column("attempts", Integer, nullable=False, server_default="0"),
     Column("error_message", Text),
     Column("updated_at", _tz(), server_default=func.now(), nullable=False),
 )
-Index("idx_alerts_unsent", alerts.c.timestamp, postgresql_where=alerts.c.state.in_(["pending", "failed"]))
+Index("idx_alerts_unsent", alerts.c.timestamp, postgresql_where=alerts.c.state.in_(["pending", "failed", "sending"]))
 
 system_health = Table(
     "system_health", metadata,

@@ -18,6 +18,7 @@ from src.database.schema import system_health
 from src.models.evaluation.scoring import CHAMPION
 from src.utils.clock import service_run, utc_now
 from src.utils.config import group_key
+from src.utils.errors import PUBLIC_CATEGORIES
 from src.utils.secrets import redact
 
 FAILURES_UNHEALTHY = 3  # a job failing this many times in a row makes the service unhealthy
@@ -34,6 +35,7 @@ class JobState:
     last_finished: str | None = None
     last_result: str | None = None  # ok | failed
     last_error: str | None = None
+    last_category: str | None = None  # the failure in fixed public words (errors.problem_category)
     last_duration_s: float | None = None
     last_counts: dict = field(default_factory=dict)
 
@@ -48,7 +50,7 @@ class JobBoard:
         self.listeners: list[Callable[[str, JobState], None]] = []  # told of every run (the replay's day summary)
 
     def record(self, job: str, started: float, error: str | None, counts: dict | None = None,
-               started_at: pd.Timestamp | None = None) -> JobState:
+               started_at: pd.Timestamp | None = None, category: str | None = None) -> JobState:
         """One run: `started` on time.time() (its duration), `started_at` on the service's clock (shown)."""
         with self._lock:
             state = self.jobs.setdefault(job, JobState())
@@ -59,6 +61,7 @@ class JobBoard:
             state.last_duration_s = round(time.time() - started, 3)
             state.last_result = "failed" if error else "ok"
             state.last_error = redact(error) if error else None  # /health shows it: no secret in an answer
+            state.last_category = (category or "internal error") if error else None
             state.last_counts = counts or {}
             state.failures += bool(error)
             state.consecutive_failures = state.consecutive_failures + 1 if error else 0
@@ -90,6 +93,7 @@ def health_snapshot(ops: DatabaseOperations, records: RecordStore, assets: list[
     now = now if now is not None else utc_now()
     report: dict = {"version": version, "time": now.isoformat(timespec="seconds"), "database": database_status(ops)}
     problems = [] if report["database"]["reachable"] else ["database unreachable"]
+    public = list(problems)  # the same problems in fixed words, for public pages: no host, address or path
     skipped: dict[str, str] = {}
     if report["database"]["reachable"]:
         skipped = {group_key(s, t): why for (s, t), why in records.group_problems(timeframe).items()
@@ -97,21 +101,32 @@ def health_snapshot(ops: DatabaseOperations, records: RecordStore, assets: list[
         report["data"] = _freshness(ops, assets, timeframe, now, stale_after_hours)
         report["models"] = _models(records, now)
         report["forecasts"] = _forecasts(records, assets, targets, now)
-        problems += [f"{s} data stale" for s, d in report["data"].items() if d["stale"]]
-        problems += [f"{group}: no champion model ({skipped.get(group, 'not trained')})"
-                     for group in report["forecasts"] if group not in report["models"]["groups"]]
-        problems += [f"{group}: {f['problem']}" for group, f in report["forecasts"].items()
-                     if f["problem"] and group in report["models"]["groups"]]
-        problems += [f"{group_key(s, t)}: {why}" for (s, t), why in records.group_problems(timeframe, "model").items()
-                     if s in assets]  # a champion that cannot be loaded: an earlier one serves until retrained
+        stale = [s for s, d in report["data"].items() if d["stale"]]
+        problems += [f"{s} data stale" for s in stale]
+        public += [f"{s}: candles late" for s in stale]
+        unmodelled = [group for group in report["forecasts"] if group not in report["models"]["groups"]]
+        problems += [f"{group}: no champion model ({skipped.get(group, 'not trained')})" for group in unmodelled]
+        public += [f"{group}: no model yet" for group in unmodelled]
+        unforecast = [(group, f["problem"]) for group, f in report["forecasts"].items()
+                      if f["problem"] and group in report["models"]["groups"]]
+        problems += [f"{group}: {why}" for group, why in unforecast]
+        public += [f"{group}: no current forecast" for group, _ in unforecast]
+        fallbacks = {group_key(s, t): why for (s, t), why in records.group_problems(timeframe, "model").items()
+                     if s in assets}  # a champion that cannot be loaded: an earlier one serves until retrained
+        problems += [f"{group}: {why}" for group, why in fallbacks.items()]
+        public += [f"{group}: {PUBLIC_CATEGORIES['model']} (an earlier one serves)" for group in fallbacks]
     jobs = board.snapshot() if board else {}
     report["jobs"] = jobs
     report["skipped_assets"] = dict(board.stale) if board else {}
     report["skipped_groups"] = skipped
     if jobs.get("hourly", {}).get("last_result") == "failed":
         problems.append(f"last hourly cycle failed: {jobs['hourly']['last_error']}")
-    problems += [f"job {name} failed {j['consecutive_failures']} times" for name, j in jobs.items()
-                 if j["consecutive_failures"] >= FAILURES_UNHEALTHY]
+        public.append(f"last hourly cycle failed: {jobs['hourly']['last_category']}")
+    failing = [(name, j["consecutive_failures"]) for name, j in jobs.items()
+               if j["consecutive_failures"] >= FAILURES_UNHEALTHY]
+    problems += [f"job {name} failed {n} times" for name, n in failing]
+    public += [f"job {name} failed {n} times" for name, n in failing]
+    report["public_problems"] = public
     report["problems"] = problems
     report["status"] = "ok" if not problems else "unhealthy"
     return report, not problems

@@ -314,10 +314,12 @@ def _skill_series(champion: pd.DataFrame, climatology: pd.DataFrame, forecast: s
         ["symbol", "target_pct", "timestamp"])[forecast]
     series = []
     for target, group in champion.sort_values("timestamp").groupby("target_pct"):
-        key = list(zip(group["symbol"], group["target_pct"], group["timestamp"]))
+        key = pd.MultiIndex.from_arrays([group["symbol"], group["target_pct"], group["timestamp"]])
+        compared = reference.reindex(key).notna().to_numpy()  # an hour without climatology is left out, as scoring
+        group, key = group[compared], key[compared]  # does: no stand-in forecast is scored against
         series.append((target, pd.DataFrame({
             "timestamp": group["timestamp"].to_numpy(), "p": group[forecast].to_numpy(float),
-            "reference": reference.reindex(key).fillna(0.5).to_numpy(float), "y": outcome(group)}),
+            "reference": reference.reindex(key).to_numpy(float), "y": outcome(group)}),
             _served_base_rate(group)))
     return series
 
@@ -335,11 +337,9 @@ def daily_chart(resolved: pd.DataFrame, timing: pd.DataFrame | None = None,
                 backtest: dict[float, float] | None = None, source: str = "live",
                 as_of: pd.Timestamp | None = None) -> bytes:
     """The daily figure as PNG bytes."""
-    import matplotlib.pyplot as plt
     fig = daily_figure(resolved, timing, backtest, source, as_of)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
-    plt.close(fig)
     return buffer.getvalue()
 
 
@@ -349,10 +349,9 @@ def daily_figure(resolved: pd.DataFrame, timing: pd.DataFrame | None = None,
     P(resolved within 24 h) against climatology and its reliability; then direction's running skill (with the
     backtest's champion skill per target beside it; a note when climatology served, skill 0 by construction)
     and its reliability. 2 x 2, so a phone shows it large enough to read. How soon is drawn from the forecasts
-    whose 24-hour fate was known at `as_of` (scoring.known_fates; None: the resolved ones)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    whose 24-hour fate was known at `as_of` (scoring.known_fates; None: the resolved ones). A Figure of its own,
+    not pyplot's: /chart and the daily job may draw at the same time, and pyplot's figures are global."""
+    from matplotlib.figure import Figure
 
     if timing is None:
         timing = pd.DataFrame(columns=["symbol", "target_pct", "timestamp", "model_name", "is_champion", "p_24h",
@@ -361,7 +360,8 @@ def daily_figure(resolved: pd.DataFrame, timing: pd.DataFrame | None = None,
     soon = decided[decided["is_champion"].astype(bool)]
     labelled = resolved[resolved["status"].isin([UP, DOWN])]
     champion = labelled[labelled["is_champion"].astype(bool)]
-    fig, ((soon_skill, soon_reliability), (up_skill, up_reliability)) = plt.subplots(2, 2, figsize=(12, 8.6), dpi=110)
+    fig = Figure(figsize=(12, 8.6), dpi=110)
+    (soon_skill, soon_reliability), (up_skill, up_reliability) = fig.subplots(2, 2)
     _running_skill_panel(soon_skill, _skill_series(soon, decided[decided["model_name"] == REFERENCE], "p_24h",
                                                    _within_24h), {},
                          "How soon: running Brier skill of P(within 24 h)", source)

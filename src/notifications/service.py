@@ -42,9 +42,10 @@ def crossings(champions: pd.DataFrame, threshold: float) -> pd.DataFrame:
 
 class ReportService:
     def __init__(self, records: RecordStore, registry: ModelRegistry, notifier: TelegramNotifier,
-                 threshold: float = 0.75, horizon: int = 168):
+                 threshold: float = 0.75, horizon: int = 168, preview: bool = False):
+        """`preview`: print what would be sent and write nothing (no claim, no state, no report row)."""
         self.records, self.registry, self.notifier = records, registry, notifier
-        self.threshold, self.horizon = threshold, horizon
+        self.threshold, self.horizon, self.preview = threshold, horizon, preview
 
     def hourly(self, now: pd.Timestamp, groups: list[tuple[str, float]] | None = None,
                reasons: dict[str, str] | None = None) -> SendResult:
@@ -92,19 +93,19 @@ class ReportService:
 
     def alerts(self, now: pd.Timestamp | None = None) -> list[SendResult]:
         """One alert per champion forecast that crossed the threshold, with the reasons of the model that made
-        it. Each is claimed first (recorded once however often this runs), then sent; a claim Telegram did
-        not take (an outage, a crash before the send) is sent again on the next cycles while its prediction
-        hour is under ALERT_RETRY_HOURS old, then marked expired with the reason."""
+        it. Each is claimed first (recorded once however often this runs), then taken by one sender and sent; a
+        claim Telegram did not take (an outage, a crash before the send) is sent again on the next cycles while
+        its prediction hour is under ALERT_RETRY_HOURS old, then marked expired with the reason. A preview
+        (`report --dry-run`) prints the new crossings and the alerts waiting, and writes nothing."""
         now = now if now is not None else utc_now()
-        for row in crossings(self.records.recent_champions(hours=2), self.threshold).itertuples():
-            text = reports.alert_text(row.symbol, row.target_pct, row.probability, self.threshold, row.model_name,
-                                      self._reasons(row), self._record(row.symbol, row.target_pct, row.model_name, now))
-            self.records.claim_alert({
-                "symbol": row.symbol, "timeframe": row.timeframe, "target_pct": row.target_pct,
-                "timestamp": row.timestamp, "side": "up" if row.probability >= self.threshold else "down",
-                "probability": row.probability, "model_name": row.model_name, "message": text})
+        fresh = [self._alert(row, now) for row in
+                 crossings(self.records.recent_champions(hours=2), self.threshold).itertuples()]
+        if self.preview:
+            return self._preview_alerts(fresh)
+        for claim in fresh:
+            self.records.claim_alert(claim)
         results = []
-        for claim in self.records.unsent_alerts().to_dict("records"):
+        while (claim := self.records.take_alert()) is not None:
             if pd.Timestamp(claim["timestamp"]) < now - pd.Timedelta(hours=ALERT_RETRY_HOURS):
                 reason = f"not sent within {ALERT_RETRY_HOURS} h of its hour ({claim['error_message'] or 'no try'})"
                 self.records.mark_alert(claim, "expired", reason)
@@ -112,22 +113,38 @@ class ReportService:
                             claim["timestamp"], reason)
                 continue
             result = self.notifier.send("alert", claim["message"])
-            delivered = result.success or result.dry_run  # a dry run's alert went to the console
+            delivered = result.success or result.dry_run  # no Telegram configured: the console was its delivery
             self.records.mark_alert(claim, "sent" if delivered else "failed", None if delivered else result.error)
             results.append(result)
+            if not delivered:  # Telegram is failing: the rest wait for the next cycle rather than fail in turn
+                break
         return results
+
+    def _alert(self, row, now: pd.Timestamp) -> dict:
+        text = reports.alert_text(row.symbol, row.target_pct, row.probability, self.threshold, row.model_name,
+                                  self._reasons(row), self._record(row.symbol, row.target_pct, row.model_name, now))
+        return {"symbol": row.symbol, "timeframe": row.timeframe, "target_pct": row.target_pct,
+                "timestamp": row.timestamp, "side": "up" if row.probability >= self.threshold else "down",
+                "probability": row.probability, "model_name": row.model_name, "message": text}
+
+    def _preview_alerts(self, fresh: list[dict]) -> list[SendResult]:
+        """What a send would deliver now: the alerts waiting, then the new crossings not claimed yet."""
+        waiting = self.records.unsent_alerts()
+        known = {(r.symbol, round(float(r.target_pct), 6), pd.Timestamp(r.timestamp)) for r in waiting.itertuples()}
+        new = [a for a in fresh if (a["symbol"], round(float(a["target_pct"]), 6), pd.Timestamp(a["timestamp"]))
+               not in known]
+        return [self.notifier.send("alert", message) for message in [*waiting["message"], *(a["message"] for a in new)]]
 
     def _reasons(self, row) -> list[tuple[str, float]]:
         """The top feature contributions of the model that made the forecast (its registry version), from
         that hour's cached features."""
         try:
-            versions = self.records.models(row.symbol, row.timeframe, row.target_pct)
-            made_by = versions[versions["version"] == row.model_version]
-            if made_by.empty:
+            made_by = self.records.model_row(row.model_version)
+            if made_by is None:
                 log.warning("no reasons for %s %g alert: model %s is no longer in the registry", row.symbol,
                             row.target_pct, row.model_version)
                 return []
-            model = self.registry.load(made_by.iloc[0])
+            model = self.registry.load(made_by)
             cached = self.records.cached_features(row.symbol, row.timeframe, model.meta["feature_version"],
                                                   row.timestamp)
             if cached is None:

@@ -31,7 +31,7 @@ from src.scheduler.timetable import Timetable
 from src.utils.candles import last_closed_before
 from src.utils.clock import service_run, utc_now
 from src.utils.config import group_key
-from src.utils.errors import StopRequested, UserError, check_stop
+from src.utils.errors import StopRequested, UserError, check_stop, problem_category
 from src.utils.memory import release_free_memory
 from src.utils.progress import LogProgress
 
@@ -93,16 +93,18 @@ class Daemon:
         started, started_at = time.time(), utc_now()
         self.running = name
         try:
-            counts, error = func() or {}, None
+            counts, error, category = func() or {}, None, None
         except StopRequested:
             log.info("job %s stopped at a safe point after %.1fs: the service is stopping", name, time.time() - started)
             return
         except UserError as exc:
             counts, error = {}, (str(exc).splitlines() or [type(exc).__name__])[0][:300]
+            category = problem_category(exc)
         except Exception as exc:  # a bug or an unforeseen fault: where it happened goes to the log, once
             log.error("job %s: unexpected %s", name, type(exc).__name__, exc_info=True)
             counts, error = {}, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
-        state = self.board.record(name, started, error, counts, started_at)
+            category = problem_category(exc)
+        state = self.board.record(name, started, error, counts, started_at, category if error else None)
         shown = " ".join(f"{k}={v}" for k, v in counts.items())
         self.running = None
         if error:

@@ -142,8 +142,8 @@ class Context:
         from src.utils.clock import service_run
         tg = self.config.config["telegram"]
         records = self.records
-        if dry_run:
-            notifier = TelegramNotifier("", tg["chat_id"], records, tg["base_url"], stop_event=self.stop_event)
+        if dry_run:  # printed, and nothing written: not even the report's row
+            notifier = TelegramNotifier("", tg["chat_id"], None, tg["base_url"], stop_event=self.stop_event)
         else:
             if self._notifier is None:  # one per process, so its pace holds from one job to the next
                 self._notifier = TelegramNotifier(
@@ -151,4 +151,4 @@ class Context:
                     pace_seconds=float(tg["replay_pace_seconds"]) if service_run() == "replay" else 0.0)
             notifier = self._notifier
         return ReportService(records, self.registry(records), notifier, tg["alert_threshold"],
-                             self.config.horizon)
+                             self.config.horizon, preview=dry_run)

@@ -23,6 +23,32 @@ class ConfigError(UserError):
         super().__init__("\n".join(problems))
 
 
+class ModelLoadError(UserError):
+    """A registered model that cannot be used: its file missing or altered, or from other code or libraries."""
+
+
+PUBLIC_CATEGORIES = {  # what a public page says about a failure; the detail stays in the log and /health
+    "database": "database unreachable", "exchange": "exchange unreachable", "telegram": "Telegram unreachable",
+    "model": "model could not be loaded", "internal": "internal error",
+}
+
+
+def problem_category(exc: BaseException) -> str:
+    """The fixed public words for a failure (PUBLIC_CATEGORIES), told from the exception's classes: a page must
+    never show an exception's text, which can name a host, an address or a file."""
+    for kind in type(exc).__mro__:
+        module, name = kind.__module__.split(".")[0], kind.__name__
+        if module in ("sqlalchemy", "psycopg2") or name == "DatabaseUnavailable":
+            return PUBLIC_CATEGORIES["database"]
+        if module == "ccxt" or name == "FetchError":
+            return PUBLIC_CATEGORIES["exchange"]
+        if module == "telegram":
+            return PUBLIC_CATEGORIES["telegram"]
+        if kind is ModelLoadError:
+            return PUBLIC_CATEGORIES["model"]
+    return PUBLIC_CATEGORIES["internal"]
+
+
 class StopRequested(BaseException):
     """The service is stopping: raised at a safe point (between work units, groups, retries). Not a failure, and
     a BaseException so that the handlers that keep one group's failure from stopping the others let it pass."""

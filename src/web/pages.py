@@ -31,6 +31,9 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }
+PUBLIC_REASONS = {"train": "not trained yet", "predict": "no forecast this hour",
+                  "model": "model could not be loaded; an earlier one serves"}  # the detail: log, /health, status
+MODEL_HISTORY = 60  # fits shown per group on /models, newest first (the registry keeps more)
 EVENTS = {"within_24h": ("How soon", "P(resolved within 24 h)"), "up": ("Direction", "P(up first)")}
 
 
@@ -120,7 +123,7 @@ def create_pages(records: RecordStore, site: Site, health: Health | None = None,
 def _now(records: RecordStore, site: Site, health: Health | None) -> dict:
     groups = [(a, t) for a in site.assets for t in site.targets]
     direction, timing = records.newest_forecasts(groups)
-    problems = records.group_problems()
+    problems = _public_reasons(records)
     closed = last_closed_before(utc_now())
     newest = {(r.symbol, round(r.target_pct, 6)): r for r in direction.itertuples()}
     timed = {(r.symbol, round(r.target_pct, 6), r.timestamp): r for r in timing.itertuples()}
@@ -136,8 +139,13 @@ def _now(records: RecordStore, site: Site, health: Health | None) -> dict:
                      "stale_hours": int((closed - hour) / pd.Timedelta(hours=1)),
                      "timing": timed.get((symbol, round(target, 6), r.timestamp))})
     report, healthy = (health() if health else (None, None))
-    return {"rows": rows, "healthy": healthy, "problems": [] if report is None else report.get("problems", []),
-            "now": utc_now()}
+    return {"rows": rows, "healthy": healthy, "now": utc_now(),
+            "problems": [] if report is None else report.get("public_problems", [])}
+
+
+def _public_reasons(records: RecordStore) -> dict[tuple[str, float], str]:
+    """Why a group has no model or forecast, in fixed words: the stored reason can name a file or a host."""
+    return {key: PUBLIC_REASONS.get(stage, "not available") for key, stage in records.group_stages().items()}
 
 
 # ---- record ----------------------------------------------------------------------------------------
@@ -232,11 +240,11 @@ def _json_rows(rows: pd.DataFrame) -> list[dict]:
 
 # ---- models ------------------------------------------------------------------------------------------
 def _models(records: RecordStore, site: Site) -> list[dict]:
-    problems = records.group_problems()
+    problems = _public_reasons(records)
     out = []
     for task, skill_key, label in (("resolution", "brier_skill_24h", "How soon (P within 24 h)"),
                                    ("direction", "brier_skill", "Direction (P up first)")):
-        rows = records.models(task=task).sort_values("created_at", ascending=False)
+        rows = records.model_history(task, MODEL_HISTORY)
         fits: dict[tuple[str, float], list[dict]] = {}
         for r in rows.itertuples():
             fits.setdefault((r.symbol, round(float(r.target_pct), 6)), []).append({

@@ -1,13 +1,18 @@
 """What was sent: alert claims, Telegram reports and each attempt to send them."""
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pandas as pd
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.dialects.postgresql import insert
 
 from src.database.records.base import Records
 from src.database.schema import alerts, telegram_attempts, telegram_reports
 from src.utils.clock import utc_now
+
+UNSENT = ("pending", "failed", "sending")
+SENDING_STALE_AFTER = timedelta(minutes=10)  # far beyond one send's retries (about a minute)
 
 
 class NotificationRecords(Records):
@@ -18,11 +23,27 @@ class NotificationRecords(Records):
             return conn.execute(insert(alerts).values(**row, state="pending").on_conflict_do_nothing()).rowcount == 1
 
     def unsent_alerts(self) -> pd.DataFrame:
-        """Claimed alerts not yet taken by Telegram (pending or failed), oldest first."""
+        """Claimed alerts not yet taken by Telegram (pending, failed, or being sent), oldest first: what a dry run
+        shows. Reading them takes none; a sender takes each with take_alert."""
         c = alerts.c
-        query = select(alerts).where(c.state.in_(["pending", "failed"])).order_by(c.timestamp, c.symbol, c.target_pct)
+        query = (select(alerts).where(c.state.in_(UNSENT)).order_by(c.timestamp, c.symbol, c.target_pct))
         with self.db.engine.connect() as conn:
             return pd.DataFrame(conn.execute(query).mappings().all(), columns=[col.name for col in c])
+
+    def take_alert(self, stale_after: timedelta = SENDING_STALE_AFTER) -> dict | None:
+        """The oldest alert waiting to be sent, marked 'sending' in the same statement, or None. One sender wins
+        each alert (row locks, SKIP LOCKED): the daemon and a manual `report` never send one twice. An alert left
+        'sending' longer than `stale_after` (its sender died mid-send) is taken again."""
+        with self.db.engine.begin() as conn:
+            row = conn.execute(text("""
+                UPDATE alerts a SET state = 'sending', updated_at = :now
+                FROM (SELECT symbol, timeframe, target_pct, timestamp FROM alerts
+                      WHERE state IN ('pending', 'failed') OR (state = 'sending' AND updated_at < :stale)
+                      ORDER BY timestamp, symbol, target_pct LIMIT 1 FOR UPDATE SKIP LOCKED) t
+                WHERE (a.symbol, a.timeframe, a.target_pct, a.timestamp)
+                      = (t.symbol, t.timeframe, t.target_pct, t.timestamp)
+                RETURNING a.*"""), {"now": utc_now(), "stale": utc_now() - stale_after}).mappings().first()
+        return None if row is None else dict(row)
 
     def mark_alert(self, key: dict, state: str, error: str | None = None) -> None:
         """An alert's new state after a try to send it (sent, failed with the error, expired with the reason)."""

@@ -62,16 +62,37 @@ class RegistryRecords(Records):
                                   .where(model_registry.c.timeframe == timeframe)).scalar()
         return None if newest is None else pd.Timestamp(newest)
 
-    def current_models(self, timeframe: str = "1h") -> pd.DataFrame:
-        """Of every asset x target x task: the newest row of each model name, and the champion row (one
-        query for a whole cycle, however long the champion history has grown)."""
+    def current_models(self, timeframe: str = "1h", symbol: str | None = None, target: float | None = None,
+                       task: str | None = None) -> pd.DataFrame:
+        """Of every asset x target x task (or the one given): the newest row of each model name, and the champion
+        row. Read through idx_model_registry_current, so it costs the same however long the history has grown."""
         c = model_registry.c
-        newest = (select(model_registry).where(c.timeframe == timeframe)
+        where = [c.timeframe == timeframe, *([c.symbol == symbol] if symbol else []),
+                 *([c.target_pct == target] if target is not None else []), *([c.task == task] if task else [])]
+        newest = (select(model_registry).where(*where)
                   .ext(distinct_on(c.symbol, c.target_pct, c.task, c.model_name))
                   .order_by(c.symbol, c.target_pct, c.task, c.model_name, c.created_at.desc(), c.id.desc()))
-        champions = select(model_registry).where(c.timeframe == timeframe, c.is_champion)
+        champions = select(model_registry).where(*where, c.is_champion)
         with self.db.engine.connect() as conn:
             rows = [*conn.execute(newest).mappings().all(), *conn.execute(champions).mappings().all()]
+        return _registry_frame(rows)
+
+    def model_row(self, version: str) -> dict | None:
+        """One registry row by its version (a unique index), or None."""
+        with self.db.engine.connect() as conn:
+            row = conn.execute(select(model_registry).where(model_registry.c.version == version)).mappings().first()
+        return None if row is None else dict(row)
+
+    def model_history(self, task: str, per_group: int, timeframe: str = "1h") -> pd.DataFrame:
+        """The newest `per_group` rows of each asset x target of one task and its champion, newest first (the
+        /models page)."""
+        c = model_registry.c
+        ranked = select(model_registry, func.row_number().over(
+            partition_by=[c.symbol, c.target_pct], order_by=[c.created_at.desc(), c.id.desc()]).label("rank")
+        ).where(c.timeframe == timeframe, c.task == task).subquery()
+        query = select(*[ranked.c[col.name] for col in c]).where((ranked.c.rank <= per_group) | ranked.c.is_champion)
+        with self.db.engine.connect() as conn:
+            rows = conn.execute(query.order_by(ranked.c.created_at.desc(), ranked.c.id.desc())).mappings().all()
         return _registry_frame(rows)
 
     def model_versions(self) -> set[str]:

@@ -48,6 +48,18 @@ class StateRecords(Records):
                     index_elements=["symbol", "timeframe", "target_pct", "stage"],
                     set_={"reason": stmt.excluded.reason, "updated_at": utc_now()}))
 
+    def group_stages(self, timeframe: str = "1h") -> dict[tuple[str, float], str]:
+        """(symbol, target) -> the stage of its problem ('train' before 'predict' before 'model'): what a public
+        page may say, where the reason itself may name a file or a host."""
+        c = group_status.c
+        with self.db.engine.connect() as conn:
+            rows = conn.execute(select(c.symbol, c.target_pct, c.stage).where(c.timeframe == timeframe)).all()
+        order = {"train": 0, "predict": 1, "model": 2}
+        out: dict[tuple[str, float], str] = {}
+        for symbol, target, stage in sorted(rows, key=lambda r: -order.get(r[2], 3)):  # the first stage wins
+            out[(symbol, float(target))] = stage
+        return out
+
     def group_problems(self, timeframe: str = "1h", stage: str | None = None) -> dict[tuple[str, float], str]:
         """(symbol, target) -> why it has no model or forecast ('train', 'predict'), or serves an earlier model
         ('model'); the training reason first. `stage`: one stage's only."""

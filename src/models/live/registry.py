@@ -22,6 +22,7 @@ import platform
 import re
 import shutil
 import sys
+import threading
 import time
 import uuid
 from collections import OrderedDict
@@ -36,7 +37,7 @@ import xgboost
 
 from src.data.features import FEATURE_VERSION
 from src.database.records import RecordStore
-from src.utils.errors import UserError, stop_signals_held
+from src.utils.errors import ModelLoadError, stop_signals_held
 
 # Model files written before the models were grouped by role name their classes by these modules (pickle
 # stores a class by module and name); they load from the modules the classes live in now.
@@ -89,6 +90,7 @@ class ModelRegistry:
         self.models_dir = models_dir
         self.cache_size = cache_size
         self._cache: OrderedDict[str, LoadedModel] = OrderedDict()
+        self._cache_lock = threading.Lock()
 
     def save(self, estimator, *, symbol: str, timeframe: str, target: float, model_name: str,
              train_start: datetime, train_end: datetime, n_samples: int, metrics: dict,
@@ -138,7 +140,8 @@ class ModelRegistry:
         """models folder / version, for a version of the registry's own form only: a row can name no other
         file (a path in a row, or '..' in a version, is never followed)."""
         if not isinstance(version, str) or not VERSION.fullmatch(version):
-            raise UserError(f"model version {str(version)[:80]!r} is not one this registry writes; refused (retrain "
+            raise ModelLoadError(f"model version {str(version)[:80]!r} is not one this registry writes; refused "
+                                 f"(retrain "
                             "with: python -m src.main train)")
         return self.models_dir / version
 
@@ -170,30 +173,37 @@ class ModelRegistry:
         """Load a registry row's model: from models folder / version, the file read once, its bytes checked
         against the row's checksum and loaded; refused (UserError, with the reason) when anything differs."""
         version = row["version"]
-        if version in self._cache:
-            self._cache.move_to_end(version)
-            return self._cache[version]
+        with self._cache_lock:  # the jobs thread, the page threads and the bot share this cache
+            if version in self._cache:
+                self._cache.move_to_end(version)
+                return self._cache[version]
         folder = self.model_folder(version)
         if row["feature_version"] != FEATURE_VERSION:
-            raise UserError(f"model {version} was trained on features {row['feature_version']}, this code computes "
+            raise ModelLoadError(f"model {version} was trained on features {row['feature_version']}, this code "
+                                 f"computes "
                             f"{FEATURE_VERSION}; retrain with: python -m src.main train")
         self._check_libraries(version, row.get("library_versions") or {})
         learned = (row.get("metrics") or {}).get("horizon_hours")
         if self.horizon is not None and learned is not None and int(learned) != self.horizon:
-            raise UserError(f"model {version} learned labels over {learned} h, ml.horizon_hours is {self.horizon}; "
+            raise ModelLoadError(f"model {version} learned labels over {learned} h, ml.horizon_hours is "
+                                 f"{self.horizon}; "
                             "retrain with: python -m src.main train")
         try:
             data = (folder / "model.joblib").read_bytes()
         except OSError:
-            raise UserError(f"model file of {version} is missing; retrain with: python -m src.main train") from None
+            raise ModelLoadError(f"model file of {version} is missing; retrain with: python -m src.main "
+                                 "train") from None
         if hashlib.sha256(data).hexdigest() != row["checksum"]:
-            raise UserError(f"model file of {version} does not match its checksum (altered); refused, retrain with: "
+            raise ModelLoadError(f"model file of {version} does not match its checksum (altered); refused, "
+                                 "retrain with: "
                             "python -m src.main train")
         _alias_legacy_modules()
         loaded = LoadedModel(version, row["model_name"], joblib.load(io.BytesIO(data)), dict(row))
-        self._cache[version] = loaded
-        while len(self._cache) > self.cache_size:
-            self._cache.popitem(last=False)
+        with self._cache_lock:  # two threads loading one version at once: the first one's copy is kept
+            loaded = self._cache.setdefault(version, loaded)
+            self._cache.move_to_end(version)
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
         return loaded
 
     @staticmethod
@@ -201,7 +211,7 @@ class ModelRegistry:
         """A pickle from another xgboost or scikit-learn major.minor may load wrong or not at all: refuse it."""
         for name, running in CHECKED_LIBRARIES.items():
             if name in recorded and _major_minor(recorded[name]) != _major_minor(running):
-                raise UserError(f"model {version} was saved with {name} {recorded[name]}, this is {running}; "
+                raise ModelLoadError(f"model {version} was saved with {name} {recorded[name]}, this is {running}; "
                                 "retrain with: python -m src.main train")
 
     def prune(self, symbol: str, timeframe: str, target: float, keep: int = 3, keep_retired_files: int = 7,
@@ -216,29 +226,40 @@ class ModelRegistry:
         old_files = retired["version"].iloc[:-keep_retired_files] if keep_retired_files else retired["version"]
         for version in [*doomed["version"], *old_files]:
             shutil.rmtree(self.model_folder(version), ignore_errors=True)
-        for version in [*doomed["version"], *retired["version"].iloc[:len(old_files)]]:
-            self._cache.pop(version, None)
+        with self._cache_lock:
+            for version in [*doomed["version"], *retired["version"].iloc[:len(old_files)]]:
+                self._cache.pop(version, None)
         self.records.delete_models(list(doomed["version"]))
         return len(doomed)
 
     def current_all(self, timeframe: str) -> dict[tuple[str, float, str], dict[str, pd.Series]]:
         """`current` of every asset x target x task at once, keyed (symbol, target rounded to 6, task)."""
-        groups: dict[tuple[str, float, str], dict[str, pd.Series]] = {}
-        for _, row in self.records.current_models(timeframe).iterrows():
-            models = groups.setdefault((row["symbol"], round(row["target_pct"], 6), row["task"]), {})
+        rows = self.records.current_models(timeframe)
+        if rows.empty:
+            return {}
+        keys = [rows["symbol"], rows["target_pct"].round(6), rows["task"]]
+        return {key: self._latest(group) for key, group in rows.groupby(keys, sort=False)}
+
+    @staticmethod
+    def _latest(rows: pd.DataFrame) -> dict[str, pd.Series]:
+        """current_models rows of one group as {model name: newest row, 'champion': the champion row}; the
+        champion's name maps to the champion itself (it predicts)."""
+        models: dict[str, pd.Series] = {}
+        for _, row in rows.iterrows():
             if row["is_champion"]:
                 models["champion"] = row
             models.setdefault(row["model_name"], row)
-        for models in groups.values():  # predict with the champion itself
-            if "champion" in models:
-                models[models["champion"]["model_name"]] = models["champion"]
-        return groups
+        if "champion" in models:
+            models[models["champion"]["model_name"]] = models["champion"]
+        return models
 
     def current(self, symbol: str, timeframe: str, target: float, as_of: pd.Timestamp | None = None,
                 task: str = "direction") -> dict[str, pd.Series]:
         """The newest model of each name for one asset x target, and which is champion (key 'champion').
         With `as_of`, the registry as it stood then: models created by that time, and the champion that was
         serving at it (none if no champion had been promoted yet)."""
+        if as_of is None:  # the current rows only, through the index: not the group's whole history
+            return self._latest(self.records.current_models(timeframe, symbol, target, task))
         rows = self.records.models(symbol, timeframe, target, task=task)
         if as_of is not None:
             rows = rows[rows["created_at"] <= as_of]

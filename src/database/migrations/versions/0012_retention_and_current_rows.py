@@ -1,0 +1,44 @@
+"""Safe to leave running: alerts taken by one sender at a time (state 'sending' joins the unsent index), the
+registry's current rows read through an index, and the feature cache in one-day chunks on TimescaleDB, so its
+retention policy drops a day at a time rather than a month.
+
+Revision ID: 0012
+Revises: 0011
+"""
+import sqlalchemy as sa
+from alembic import op
+
+revision = '0012'
+down_revision = '0011'
+branch_labels = None
+depends_on = None
+
+
+def _is_hypertable(table: str) -> bool:
+    bind = op.get_bind()
+    if not bind.execute(sa.text("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'")).scalar():
+        return False
+    return bool(bind.execute(sa.text("SELECT 1 FROM timescaledb_information.hypertables "
+                                     "WHERE hypertable_name = :t"), {"t": table}).scalar())
+
+
+def upgrade() -> None:
+    op.drop_index('idx_alerts_unsent', table_name='alerts')
+    op.create_index('idx_alerts_unsent', 'alerts', ['timestamp'],
+                    postgresql_where=sa.text("state IN ('pending', 'failed', 'sending')"))
+    op.create_index('idx_model_registry_current', 'model_registry',
+                    ['timeframe', 'symbol', 'target_pct', 'task', 'model_name', sa.text('created_at DESC'),
+                     sa.text('id DESC')])
+    if _is_hypertable('feature_cache'):
+        op.execute("SELECT set_chunk_time_interval('feature_cache', INTERVAL '1 day')")
+
+
+def downgrade() -> None:
+    if _is_hypertable('feature_cache'):
+        op.execute("SELECT remove_retention_policy('feature_cache', if_exists => true)")
+        op.execute("SELECT set_chunk_time_interval('feature_cache', INTERVAL '30 days')")
+    op.drop_index('idx_model_registry_current', table_name='model_registry')
+    op.execute("UPDATE alerts SET state = 'pending' WHERE state = 'sending'")
+    op.drop_index('idx_alerts_unsent', table_name='alerts')
+    op.create_index('idx_alerts_unsent', 'alerts', ['timestamp'],
+                    postgresql_where=sa.text("state IN ('pending', 'failed')"))
