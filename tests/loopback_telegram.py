@@ -146,12 +146,15 @@ class LoopbackBotApi(LoopbackServer):
                                 "text": text, "entities": [{"type": "bot_command", "offset": 0,
                                                             "length": len(text.split()[0])}]}})
 
-    def press(self, data: str, message_id: int, chat_id: int = 777, user_id: int = 777) -> None:
-        """A user presses an inline button (callback data `data`) under the bot's message `message_id`."""
+    def press(self, data: str, message_id: int, chat_id: int = 777, user_id: int = 777,
+              message_age_s: float = 0) -> None:
+        """A user presses an inline button (callback data `data`) under the bot's message `message_id`, sent
+        `message_age_s` seconds ago."""
         self._push({"callback_query": {
             "id": str(len(self.state.updates) + 1), "chat_instance": "1", "data": data,
             "from": {"id": user_id, "is_bot": False, "first_name": "Trader"},
-            "message": {"message_id": message_id, "date": int(time.time()), "chat": {"id": chat_id, "type": "private"},
+            "message": {"message_id": message_id, "date": int(time.time() - message_age_s),
+                        "chat": {"id": chat_id, "type": "private"},
                         "from": {"id": 1, "is_bot": True, "first_name": "Loopback"}, "text": "..."}}})
 
     def named_chats(self) -> set[str]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 
 import pandas as pd
 import pytest
@@ -42,7 +43,7 @@ def _start(api: LoopbackBotApi, records: RecordStore, assets=ASSETS, **kwargs) -
     answers = Answers(records, assets, TARGETS, health=lambda: health_snapshot(ops, records, assets, TARGETS, "1h",
                                                                                2, "test", JobBoard()))
     bot = CommandBot(TOKEN, answers, records, {str(CHAT), str(GROUP)}, kwargs.pop("users", {str(MEMBER)}),
-                     api.base_url)
+                     api.base_url, **kwargs)
     bot.start()
     return bot
 
@@ -203,10 +204,19 @@ def test_refresh_edits_the_message_in_place(talk):
     assert records.reports().tail(2)["success"].all()
 
 
-def test_more_than_20_commands_a_minute_get_one_slow_down(talk):
-    api, records, _ = talk
-    if time.time() % 60 > 40:  # the 25 commands within one minute window
-        time.sleep(61 - time.time() % 60)
+@pytest.fixture
+def still(record):
+    """The bot on a clock that stays inside one minute (the rate limit's), so 25 commands share it however slow
+    the machine is."""
+    records, _ = record
+    with LoopbackBotApi(TOKEN) as api:
+        bot = _start(api, records, clock=lambda: 600.0)
+        yield api, records, bot
+        bot.stop()
+
+
+def test_more_than_20_commands_a_minute_get_one_slow_down(still):
+    api, records, _ = still
     before = records.count("telegram_reports")
     for _ in range(25):
         api.command("/help")
@@ -214,6 +224,50 @@ def test_more_than_20_commands_a_minute_get_one_slow_down(talk):
     time.sleep(2)
     texts = [m["fields"]["text"] for m in api.sent("sendMessage")]
     assert sum(t.startswith("Slow down") for t in texts) == 1 and records.count("telegram_reports") == before + 21
+    # a Refresh press counts against the same minute: dropped, the message untouched
+    api.press("now BTC", 1)
+    _wait(lambda: len(api.sent("answerCallbackQuery")) == 1, what="the press's answer")
+    assert api.sent("editMessageText") == []
+
+
+def test_plain_text_is_throttled_like_commands(still):
+    api, records, _ = still
+    for _ in range(23):
+        api.command("hello there")
+    _wait(lambda: records.count("telegram_reports") >= 21, what="21 answers")
+    time.sleep(2)
+    texts = [m["fields"]["text"] for m in api.sent("sendMessage")]
+    assert texts.count("I answer commands: /help lists them.") == 20 and len(texts) == 21
+    assert texts[-1].startswith("Slow down")
+
+
+def test_refresh_runs_only_its_own_command_for_allowed_chats_on_young_messages(talk):
+    """The Refresh button's data is a user's to forge: only /now and /soon re-run; an old message or a stranger's
+    press edits nothing (the stranger is counted, as for a command)."""
+    api, records, bot = talk
+    answer = _ask(api, records, "/now BTC")[-1]
+    message_id = api.state.requests.index(answer) + 1
+    for data, age, refusal in (("record 30", 0, "This button does nothing"), ("models", 0, "This button does"),
+                               ("now BTC", 3 * 86400, "Too old to refresh")):
+        pressed = len(api.sent("answerCallbackQuery"))
+        api.press(data, message_id, message_age_s=age)
+        _wait(lambda n=pressed: len(api.sent("answerCallbackQuery")) > n, what=f"the answer to {data}")
+        assert api.sent("answerCallbackQuery")[-1]["fields"]["text"].startswith(refusal)
+    rejected = bot.rejected_total
+    api.press("now BTC", message_id, chat_id=STRANGER, user_id=STRANGER)
+    _wait(lambda: bot.rejected_total == rejected + 1, what="the stranger's press")
+    time.sleep(1)
+    assert api.sent("editMessageText") == [] and len(api.sent("answerCallbackQuery")) == 3
+    api.press("now BTC", message_id)  # the real one still works
+    _wait(lambda: len(api.sent("editMessageText")) == 1, what="the refresh")
+
+
+def test_an_answer_the_bot_api_fails_is_retried(talk):
+    api, records, _ = talk
+    api.state.method_faults["sendMessage"] = deque(["500", "500"])
+    [sent] = _ask(api, records, "/help")
+    assert "/now" in sent["fields"]["text"] and records.reports().iloc[-1]["success"]
+    assert not api.state.method_faults["sendMessage"]  # both faults were met, then the third try went through
 
 
 def test_a_bot_api_failing_for_a_while_is_survived_and_logged_once(record, caplog):
@@ -274,3 +328,16 @@ def test_the_records_figures_in_sql_are_the_scorings(record):
         assert 1 - r.loss / r.reference_loss == pytest.approx(direction.loc[key, "brier_skill"])
         assert r.n_24h == timing.loc[key, "n"]
         assert 1 - r.loss_24h / r.reference_loss_24h == pytest.approx(timing.loc[key, "brier_skill_24h"])
+
+
+def test_the_bots_memory_of_rejected_chats_is_bounded():
+    """Strangers' chats are remembered for the hour their rejection is logged once, then forgotten."""
+    from types import SimpleNamespace
+    now = [0.0]
+    bot = CommandBot(TOKEN, None, None, {str(CHAT)}, clock=lambda: now[0])
+    for chat in range(1000):
+        bot._reject(SimpleNamespace(id=chat), None)
+    assert len(bot._rejected_logged) == 1000 and bot.rejected_total == 1000
+    now[0] = 3601.0
+    bot._reject(SimpleNamespace(id=5), None)
+    assert list(bot._rejected_logged) == ["5"]

@@ -16,6 +16,7 @@ import logging
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 
 import pandas as pd
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
@@ -42,14 +43,20 @@ GET_UPDATES_CONNECTIONS = 2
 RECOVERED_AFTER_S = 45  # no polling error for this long (more than the longest backoff) ends an outage
 REJECTED_LOG_EVERY_S = 3600
 SEND_TRIES = 3
+REFRESHABLE = ("now", "soon")  # the commands whose answers carry a Refresh button: a button runs nothing else
+SLOW_DOWN = f"Slow down: at most {PER_MINUTE} commands a minute. Ask again in a minute."
+MAX_REFRESH_AGE = pd.Timedelta(hours=48)  # a button on an older message is not re-run: send the command again
 
 
 class CommandBot:
     """`allowed_chats`: chat ids that may ask; `allowed_users`: if set, in a group chat only these users may."""
 
     def __init__(self, token: str, answers: Answers, records: RecordStore | None, allowed_chats: set[str],
-                 allowed_users: set[str] | None = None, base_url: str = "https://api.telegram.org/bot"):
+                 allowed_users: set[str] | None = None, base_url: str = "https://api.telegram.org/bot",
+                 clock: Callable[[], float] = time.monotonic):
+        """`clock`: seconds on a monotonic clock, for the rate limit's minutes (a test gives its own)."""
         self.token, self.answers, self.records, self.base_url = token, answers, records, base_url
+        self.clock = clock
         self.allowed_chats, self.allowed_users = {str(c) for c in allowed_chats}, {str(u) for u in allowed_users or ()}
         self.rejected_total = 0
         self._rejected_logged: dict[str, float] = {}
@@ -163,8 +170,10 @@ class CommandBot:
             await self._on_command(update)
         elif update.message is not None and update.effective_chat.type == "private" \
                 and self._allowed(update.effective_chat, update.effective_user):  # words, not a command
-            await self._deliver(update.get_bot(), update.effective_chat.id, "text",
-                                Answer(["I answer commands: /help lists them."]))
+            throttle = self._throttled(str(update.effective_chat.id))
+            if throttle != "drop":
+                words = SLOW_DOWN if throttle == "warn" else "I answer commands: /help lists them."
+                await self._deliver(update.get_bot(), update.effective_chat.id, "text", Answer([words]))
 
     def _allowed(self, chat, user) -> bool:
         if str(chat.id) not in self.allowed_chats:
@@ -176,8 +185,10 @@ class CommandBot:
     def _reject(self, chat, user) -> None:
         """No answer at all; counted, and logged once an hour per chat."""
         self.rejected_total += 1
-        key, now = str(chat.id), time.monotonic()
-        if now - self._rejected_logged.get(key, -REJECTED_LOG_EVERY_S) >= REJECTED_LOG_EVERY_S:
+        key, now = str(chat.id), self.clock()
+        for old in [k for k, t in self._rejected_logged.items() if now - t >= REJECTED_LOG_EVERY_S]:
+            del self._rejected_logged[old]  # bounded: only the chats logged within the hour are remembered
+        if key not in self._rejected_logged:
             self._rejected_logged[key] = now
             who = "chat" if key not in self.allowed_chats else f"user {user.id if user else '?'} in chat"
             log.warning("telegram commands: ignored a command from %s %s (not allowed; see telegram."
@@ -185,7 +196,7 @@ class CommandBot:
 
     def _throttled(self, chat_id: str) -> str:
         """'ok', 'warn' (the first command over the limit: one 'slow down') or 'drop'."""
-        minute = int(time.monotonic() // 60)
+        minute = int(self.clock() // 60)
         key = (chat_id, minute)
         self._per_minute[key] += 1
         for old in [k for k in self._per_minute if k[1] < minute]:
@@ -210,7 +221,7 @@ class CommandBot:
         if throttle == "drop":
             return None
         if throttle == "warn":
-            answer = Answer([f"Slow down: at most {PER_MINUTE} commands a minute. Ask again in a minute."])
+            answer = Answer([SLOW_DOWN])
         else:
             answer = await self._answer(command, args, now)
         await self._deliver(update.get_bot(), chat.id, command, answer)
@@ -277,12 +288,25 @@ class CommandBot:
             log.error("telegram commands: answer not recorded (%s)", type(exc).__name__)
 
     async def _on_refresh(self, update: Update) -> None:
+        """A Refresh press: from an allowed chat and user, within the rate limit, on a message young enough, and
+        for a command that offers the button; it edits the message in place."""
         query = update.callback_query
         chat = query.message.chat if query.message else None
         if chat is None or not self._allowed(chat, query.from_user):
             return self._reject(chat, query.from_user) if chat is not None else None
         words = (query.data or "").split()
-        answer = await self._answer(words[0] if words else "now", words[1:], utc_now())
+        now = utc_now()
+        throttle = self._throttled(str(chat.id))
+        refusal = (SLOW_DOWN if throttle == "warn" else None if throttle == "ok" else "")
+        if refusal is None and (not words or words[0] not in REFRESHABLE):
+            refusal = "This button does nothing: send the command again."
+        elif refusal is None and pd.Timestamp(query.message.date) < now - MAX_REFRESH_AGE:
+            refusal = "Too old to refresh: send the command again."
+        if refusal is not None:
+            with contextlib.suppress(TelegramError):
+                await query.answer(refusal or None)  # "" (dropped over the limit): the spinner ends, nothing said
+            return None
+        answer = await self._answer(words[0], words[1:], now)
         with contextlib.suppress(TelegramError):
             await query.answer()
         try:
