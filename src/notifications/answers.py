@@ -19,7 +19,7 @@ from src.models.live.moves import MoveForecaster
 from src.notifications.reports import daily_chart, split_messages
 from src.utils import choices
 from src.utils.candles import last_closed_before
-from src.utils.choices import BadInput, parse_asset, parse_target
+from src.utils.choices import BadInput, parse_asset, parse_target, short_name
 from src.utils.clock import service_run
 from src.utils.errors import UserError
 
@@ -83,7 +83,7 @@ class Answers:
         lines = ["<b>Commands</b> (assets as BTC or BTC/USDT, targets as 2, 2% or 0.02)"]
         lines += [f"/{name} {html.escape(arguments)}".rstrip() + f": {what}"
                   for name, (arguments, what) in COMMANDS.items()]
-        lines.append(f"Assets: {', '.join(a.split('/')[0] for a in self.assets)}; targets: "
+        lines.append(f"Assets: {', '.join(short_name(a) for a in self.assets)}; targets: "
                      f"{', '.join(f'{t * 100:g} %' for t in self.targets)}.")
         return Answer(["\n".join(lines)])
 
@@ -111,7 +111,7 @@ class Answers:
 
     def soon(self, args: list[str], now: pd.Timestamp) -> Answer:
         if not args:
-            raise BadInput(f"which asset? /soon ASSET [MOVE], e.g. /soon {self.assets[0].split('/')[0]} 2")
+            raise BadInput(f"which asset? /soon ASSET [MOVE], e.g. /soon {short_name(self.assets[0])} 2")
         asset = parse_asset(args[0], self.assets)
         if len(args) > 1 and not self._configured(args[1]):
             return self._any_size(asset, args[1], now)
@@ -225,8 +225,8 @@ class Answers:
         data = report.get("data", {})
         if data:
             lines.append("Newest candles: " + ", ".join(
-                f"{html.escape(s.split('/')[0])} {d['age_hours']:.1f} h old" if d.get("age_hours") is not None
-                else f"{html.escape(s.split('/')[0])} none" for s, d in data.items()))
+                f"{html.escape(short_name(s))} {d['age_hours']:.1f} h old" if d.get("age_hours") is not None
+                else f"{html.escape(short_name(s))} none" for s, d in data.items()))
         return Answer(split_messages(lines, "<b>Health</b>"))
 
     def chart(self, args: list[str], now: pd.Timestamp) -> Answer:

@@ -10,8 +10,18 @@ class BadInput(ValueError):
     """An argument that is not one of the valid choices: its message says which are."""
 
 
+def short_name(asset: str) -> str:
+    """How an asset is shown and typed: the base of a spot market (BTC/USDT -> BTC), and of a perpetual future
+    with -PERP (BTC/USDT:USDT -> BTC-PERP; a dated one: BTC/USDT:USDT-250328 -> BTC-250328)."""
+    base, _, rest = asset.partition("/")
+    if ":" not in rest:
+        return base
+    _, _, expiry = rest.partition(":")[2].partition("-")
+    return f"{base}-{expiry or 'PERP'}"
+
+
 def asset_names(assets: list[str]) -> str:
-    return ", ".join(a.split("/")[0] for a in assets)
+    return ", ".join(short_name(a) for a in assets)
 
 
 def target_names(targets: list[float]) -> str:
@@ -19,10 +29,10 @@ def target_names(targets: list[float]) -> str:
 
 
 def parse_asset(text: str, assets: list[str]) -> str:
-    """`btc`, `BTC` or `BTC/USDT` -> the configured asset."""
+    """`btc`, `BTC` or `BTC/USDT` -> the configured asset; `btc-perp` or `BTC/USDT:USDT` -> the perpetual."""
     wanted = text.strip().upper()
     for asset in assets:
-        if wanted in (asset.upper(), asset.split("/")[0].upper()):
+        if wanted in (asset.upper(), short_name(asset).upper()):
             return asset
     raise BadInput(f"unknown asset {text.strip()[:40]}: {asset_names(assets)}")
 

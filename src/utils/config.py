@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import difflib
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -55,12 +56,25 @@ def _is_hhmm(value: str) -> bool:
     return hours.isdigit() and minutes.isdigit() and int(hours) < 24 and int(minutes) < 60 and len(minutes) == 2
 
 
+REGISTRY_NAME = re.compile(r"[A-Za-z0-9_.]{1,40}")  # a symbol as model versions and folders name it
+
+
+def registry_name(symbol: str) -> str:
+    """The symbol as the model registry names it: BTC/USDT -> BTCUSDT, BTC/USDT:USDT -> BTCUSDT_USDT (a
+    version's parts are split by '-', so a dated future's '-' becomes '_' too)."""
+    return symbol.replace("/", "").replace(":", "_").replace("-", "_")
+
+
 def _assets_ok(value: list) -> str | None:
     if not value:
         return "is empty"
     bad = [a for a in value if not isinstance(a, str) or a.count("/") != 1]
     if bad:
-        return f"has {bad!r}, not of the form BASE/QUOTE"
+        return f"has {bad!r}, not of the form BASE/QUOTE (a perpetual future: BASE/QUOTE:SETTLE)"
+    unnamed = [a for a in value if not REGISTRY_NAME.fullmatch(registry_name(a)) or len(a) > 20]
+    if unnamed:
+        return (f"has {unnamed!r}: up to 20 characters of letters, digits, '.', '_' and '-' around the '/' and "
+                "':' of BASE/QUOTE[:SETTLE], so models and records can name it")
     dupes = sorted({a for a in value if value.count(a) > 1})
     return f"lists {dupes} more than once" if dupes else None
 

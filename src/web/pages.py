@@ -18,7 +18,7 @@ from src.models.evaluation.record import BASE_RATE_SHARE, EventRecord, running_s
 from src.models.evaluation.time_metrics import hours_text
 from src.models.live.moves import MoveForecaster
 from src.utils.candles import last_closed_before
-from src.utils.choices import BadInput, asset_names
+from src.utils.choices import BadInput, asset_names, short_name
 from src.utils.clock import utc_now
 from src.utils.errors import UserError
 from src.web import charts, params
@@ -199,7 +199,7 @@ def _record_charts(by_day: pd.DataFrame, scope: dict[str, EventRecord] | None, r
     """Per event: reliability, sharpness and running skill (one line per target) of the shown scope."""
     if scope is None:
         return {}
-    where = f"{run}, {asset.split('/')[0] if asset else 'all assets'}"
+    where = f"{run}, {short_name(asset) if asset else 'all assets'}"
     out = {}
     for event, (label, forecast) in EVENTS.items():
         mine = by_day[by_day["event"] == event]
@@ -299,7 +299,7 @@ def page_url(endpoint: str, query: dict, **changes) -> str:
 def _register_formatting(pages: Blueprint, horizon: int) -> None:
     for name, function in {"pct": pct, "skill": skill, "hours": hours, "quantile_hours": lambda v: hours(v, horizon),
                            "utc": utc, "target": target_text,
-                           "short": lambda asset: asset.split("/")[0]}.items():
+                           "short": short_name}.items():
         pages.add_app_template_filter(function, name)
     pages.add_app_template_global(page_url, "page_url")
     pages.add_app_template_global(asset_names, "asset_names")

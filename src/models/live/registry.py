@@ -37,6 +37,7 @@ import xgboost
 
 from src.data.features import FEATURE_VERSION
 from src.database.records import RecordStore
+from src.utils.config import registry_name
 from src.utils.errors import ModelLoadError, stop_signals_held
 
 # Model files written before the models were grouped by role name their classes by these modules (pickle
@@ -98,7 +99,7 @@ class ModelRegistry:
         """Write the model's files and its metadata row; returns its version. `task`: 'direction' (P(UP))
         or 'resolution' (how soon; its versions say 'time')."""
         kind = model_name if task == "direction" else f"time-{model_name}"
-        version = f"{symbol.replace('/', '')}-{target:g}-{kind}-{train_end:%Y%m%d%H}-{uuid.uuid4().hex[:6]}"
+        version = f"{registry_name(symbol)}-{target:g}-{kind}-{train_end:%Y%m%d%H}-{uuid.uuid4().hex[:6]}"
         libraries = {"python": platform.python_version(), "xgboost": xgboost.__version__,
                      "scikit-learn": sklearn.__version__, "pandas": pd.__version__}
         buffer = io.BytesIO()
