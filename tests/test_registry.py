@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 import pandas as pd
+import psutil
 import pytest
 
 from src.database.records import RecordStore
@@ -54,11 +55,15 @@ def test_folders_no_row_names_are_removed_at_start_and_nothing_else(registry):
     young.mkdir()
     dead = registry.models_dir / f"{WRITING}999999999-BTCUSDT-0.02-logistic-2023010100-012345"  # killed mid-write
     dead.mkdir()
-    running = registry.models_dir / f"{WRITING}{os.getpid()}-BTCUSDT-0.02-logistic-2023010100-543210"
+    started = round(psutil.Process().create_time() * 100)
+    running = registry.models_dir / f"{WRITING}{os.getpid()}-{started}-BTCUSDT-0.02-logistic-2023010100-543210"
     running.mkdir()
+    # a container's daemon is PID 1 at every start: the PID alive, but not the process that wrote the folder
+    reused = registry.models_dir / f"{WRITING}{os.getpid()}-{started - 500}-BTCUSDT-0.02-logistic-2023010100-aaaaaa"
+    reused.mkdir()
     unrelated = registry.models_dir / "notes"
     unrelated.mkdir()
-    assert registry.remove_orphans() == 2
+    assert registry.remove_orphans() == 3
     assert sorted(p.name for p in registry.models_dir.iterdir()) == sorted(
         [kept, young.name, running.name, "notes"])
 

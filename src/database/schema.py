@@ -262,14 +262,13 @@ alerts = Table(  # one alert per crossing per prediction hour, claimed before it
     Column("probability", PROB, nullable=False),
     Column("model_name", String(50), nullable=False),
     Column("created_at", _tz(), server_default=func.now(), nullable=False),
-    # pending | sending (taken by one sender) | sent | failed | expired
-    Column("state", String(10), nullable=False, server_default="pending"),
+    Column("state", String(10), nullable=False, server_default="pending"),  # pending | sent | failed | expired
     Column("message", Text),
     Column("attempts", Integer, nullable=False, server_default="0"),
     Column("error_message", Text),
     Column("updated_at", _tz(), server_default=func.now(), nullable=False),
 )
-Index("idx_alerts_unsent", alerts.c.timestamp, postgresql_where=alerts.c.state.in_(["pending", "failed", "sending"]))
+Index("idx_alerts_unsent", alerts.c.timestamp, postgresql_where=alerts.c.state.in_(["pending", "failed"]))
 
 system_health = Table(
     "system_health", metadata,

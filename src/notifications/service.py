@@ -104,21 +104,29 @@ class ReportService:
             return self._preview_alerts(fresh)
         for claim in fresh:
             self.records.claim_alert(claim)
-        results = []
-        while (claim := self.records.take_alert()) is not None:
+        results: list[SendResult] = []
+        while self._send_next_alert(now, results):
+            pass
+        return results
+
+    def _send_next_alert(self, now: pd.Timestamp, results: list[SendResult]) -> bool:
+        """Take the oldest alert waiting, send it (or expire it) and write its state; False when there is none left
+        to try this run (none waiting, or Telegram failing: the rest wait for the next cycle, not fail in turn)."""
+        with self.records.take_alert() as taken:
+            if taken is None:
+                return False
+            claim = taken.row
             if pd.Timestamp(claim["timestamp"]) < now - pd.Timedelta(hours=ALERT_RETRY_HOURS):
                 reason = f"not sent within {ALERT_RETRY_HOURS} h of its hour ({claim['error_message'] or 'no try'})"
-                self.records.mark_alert(claim, "expired", reason)
+                taken.mark("expired", reason)
                 log.warning("alert %s %g %s expired: %s", claim["symbol"], float(claim["target_pct"]),
                             claim["timestamp"], reason)
-                continue
+                return True
             result = self.notifier.send("alert", claim["message"])
             delivered = result.success or result.dry_run  # no Telegram configured: the console was its delivery
-            self.records.mark_alert(claim, "sent" if delivered else "failed", None if delivered else result.error)
+            taken.mark("sent" if delivered else "failed", None if delivered else result.error)
             results.append(result)
-            if not delivered:  # Telegram is failing: the rest wait for the next cycle rather than fail in turn
-                break
-        return results
+            return delivered
 
     def _alert(self, row, now: pd.Timestamp) -> dict:
         text = reports.alert_text(row.symbol, row.target_pct, row.probability, self.threshold, row.model_name,

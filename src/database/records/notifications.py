@@ -1,18 +1,36 @@
 """What was sent: alert claims, Telegram reports and each attempt to send them."""
 from __future__ import annotations
 
-from datetime import timedelta
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 import pandas as pd
-from sqlalchemy import select, text, update
+from sqlalchemy import Connection, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 
 from src.database.records.base import Records
 from src.database.schema import alerts, telegram_attempts, telegram_reports
 from src.utils.clock import utc_now
 
-UNSENT = ("pending", "failed", "sending")
-SENDING_STALE_AFTER = timedelta(minutes=10)  # far beyond one send's retries (about a minute)
+
+def _mark(conn: Connection, key: dict, state: str, error: str | None) -> None:
+    c = alerts.c
+    condition = [c.symbol == key["symbol"], c.timeframe == key["timeframe"], c.target_pct == key["target_pct"],
+                 c.timestamp == key["timestamp"]]
+    conn.execute(update(alerts).where(*condition).values(
+        state=state, error_message=error, updated_at=utc_now(),
+        attempts=c.attempts + (1 if state in ("sent", "failed") else 0)))
+
+
+@dataclass
+class TakenAlert:
+    """An alert locked for one sender: `mark` writes its new state in the lock's transaction."""
+    row: dict
+    conn: Connection
+
+    def mark(self, state: str, error: str | None = None) -> None:
+        _mark(self.conn, self.row, state, error)
 
 
 class NotificationRecords(Records):
@@ -23,37 +41,29 @@ class NotificationRecords(Records):
             return conn.execute(insert(alerts).values(**row, state="pending").on_conflict_do_nothing()).rowcount == 1
 
     def unsent_alerts(self) -> pd.DataFrame:
-        """Claimed alerts not yet taken by Telegram (pending, failed, or being sent), oldest first: what a dry run
-        shows. Reading them takes none; a sender takes each with take_alert."""
+        """Claimed alerts not yet taken by Telegram (pending or failed), oldest first: what a dry run shows.
+        Reading them takes none; a sender takes each with take_alert."""
         c = alerts.c
-        query = (select(alerts).where(c.state.in_(UNSENT)).order_by(c.timestamp, c.symbol, c.target_pct))
+        query = select(alerts).where(c.state.in_(["pending", "failed"])).order_by(c.timestamp, c.symbol, c.target_pct)
         with self.db.engine.connect() as conn:
             return pd.DataFrame(conn.execute(query).mappings().all(), columns=[col.name for col in c])
 
-    def take_alert(self, stale_after: timedelta = SENDING_STALE_AFTER) -> dict | None:
-        """The oldest alert waiting to be sent, marked 'sending' in the same statement, or None. One sender wins
-        each alert (row locks, SKIP LOCKED): the daemon and a manual `report` never send one twice. An alert left
-        'sending' longer than `stale_after` (its sender died mid-send) is taken again."""
+    @contextmanager
+    def take_alert(self) -> Iterator[TakenAlert | None]:
+        """The oldest alert waiting to be sent (pending or failed), locked for this sender until the block ends,
+        or None. One sender wins each alert (FOR UPDATE SKIP LOCKED): the daemon and a manual `report` never send
+        one twice. Its new state is written in the same transaction; a sender that dies mid-send releases it
+        with its connection, so it is sent at the next run."""
         with self.db.engine.begin() as conn:
-            row = conn.execute(text("""
-                UPDATE alerts a SET state = 'sending', updated_at = :now
-                FROM (SELECT symbol, timeframe, target_pct, timestamp FROM alerts
-                      WHERE state IN ('pending', 'failed') OR (state = 'sending' AND updated_at < :stale)
-                      ORDER BY timestamp, symbol, target_pct LIMIT 1 FOR UPDATE SKIP LOCKED) t
-                WHERE (a.symbol, a.timeframe, a.target_pct, a.timestamp)
-                      = (t.symbol, t.timeframe, t.target_pct, t.timestamp)
-                RETURNING a.*"""), {"now": utc_now(), "stale": utc_now() - stale_after}).mappings().first()
-        return None if row is None else dict(row)
+            row = conn.execute(text("""SELECT * FROM alerts WHERE state IN ('pending', 'failed')
+                                       ORDER BY timestamp, symbol, target_pct LIMIT 1 FOR UPDATE SKIP LOCKED""")
+                               ).mappings().first()
+            yield None if row is None else TakenAlert(dict(row), conn)
 
     def mark_alert(self, key: dict, state: str, error: str | None = None) -> None:
         """An alert's new state after a try to send it (sent, failed with the error, expired with the reason)."""
-        c = alerts.c
-        condition = [c.symbol == key["symbol"], c.timeframe == key["timeframe"], c.target_pct == key["target_pct"],
-                     c.timestamp == key["timestamp"]]
         with self.db.engine.begin() as conn:
-            conn.execute(update(alerts).where(*condition).values(
-                state=state, error_message=error, updated_at=utc_now(),
-                attempts=c.attempts + (1 if state in ("sent", "failed") else 0)))
+            _mark(conn, key, state, error)
 
     def alerts(self) -> pd.DataFrame:
         with self.db.engine.connect() as conn:

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import joblib
 import pandas as pd
+import psutil
 import sklearn
 import xgboost
 
@@ -62,7 +63,7 @@ class LoadedModel:
 log = logging.getLogger(__name__)
 # <symbol>-<target>-[time-]<model>-<train end, YYYYMMDDHH>-<6 hex>: no path separator can pass
 VERSION = re.compile(r"[A-Za-z0-9_.]{1,40}-[0-9.e+-]{1,16}-(?:time-)?[a-z_]{1,40}-[0-9]{10}-[0-9a-f]{6}")
-WRITING = ".writing-"  # a model folder being written: .writing-<pid>-<version>
+WRITING = ".writing-"  # a model folder being written: .writing-<pid>-<process start, 1/100 s>-<version>
 ORPHAN_AFTER_S = 60  # a whole folder no row names is an orphan once this old (its row follows in milliseconds)
 CHECKED_LIBRARIES = {"xgboost": xgboost.__version__, "scikit-learn": sklearn.__version__}
 
@@ -119,7 +120,8 @@ class ModelRegistry:
     def _write_folder(self, version: str, model: bytes, xgboost_model, row: dict) -> Path:
         """Write a model's files into a temporary folder, sync them, and rename it into place."""
         self.models_dir.mkdir(parents=True, exist_ok=True)
-        writing, folder = self.models_dir / f"{WRITING}{os.getpid()}-{version}", self.model_folder(version)
+        writing = self.models_dir / f"{WRITING}{os.getpid()}-{_started(os.getpid())}-{version}"
+        folder = self.model_folder(version)
         writing.mkdir()
         try:
             (writing / "model.joblib").write_bytes(model)
@@ -165,8 +167,11 @@ class ModelRegistry:
     @staticmethod
     def _is_orphan(entry: Path, named: set[str]) -> bool:
         if entry.name.startswith(WRITING):
-            pid, _, version = entry.name.removeprefix(WRITING).partition("-")
-            return bool(VERSION.fullmatch(version)) and pid.isdigit() and not _alive(int(pid))
+            pid, _, rest = entry.name.removeprefix(WRITING).partition("-")
+            started, _, version = rest.partition("-")
+            if not started.isdigit():  # written before the start time was named: .writing-<pid>-<version>
+                started, version = "", rest
+            return bool(VERSION.fullmatch(version)) and pid.isdigit() and not _alive(int(pid), started)
         return (bool(VERSION.fullmatch(entry.name)) and entry.name not in named
                 and time.time() - entry.stat().st_mtime > ORPHAN_AFTER_S)
 
@@ -276,11 +281,17 @@ class ModelRegistry:
         return latest
 
 
-def _alive(pid: int) -> bool:
+def _started(pid: int) -> int:
+    """When process `pid` started, in 1/100 s since the epoch (psutil's resolution): with the PID, it names one
+    process, where the PID alone does not (a container's daemon is PID 1 at every start)."""
+    return int(round(psutil.Process(pid).create_time() * 100))
+
+
+def _alive(pid: int, started: str = "") -> bool:
+    """Whether the process that wrote a folder still runs: its PID exists and, when named, started then."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return _started(pid) == int(started) if started else psutil.Process(pid).is_running()
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:  # another user's process: alive
+    except psutil.AccessDenied:  # another user's process: alive
         return True
-    return True

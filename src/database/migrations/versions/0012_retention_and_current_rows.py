@@ -1,6 +1,5 @@
-"""Safe to leave running: alerts taken by one sender at a time (state 'sending' joins the unsent index), the
-registry's current rows read through an index, and the feature cache in one-day chunks on TimescaleDB, so its
-retention policy drops a day at a time rather than a month.
+"""Safe to leave running: the registry's current rows read through an index, and the feature cache in one-day
+chunks on TimescaleDB, so its retention policy drops a day at a time rather than a month.
 
 Revision ID: 0012
 Revises: 0011
@@ -23,9 +22,6 @@ def _is_hypertable(table: str) -> bool:
 
 
 def upgrade() -> None:
-    op.drop_index('idx_alerts_unsent', table_name='alerts')
-    op.create_index('idx_alerts_unsent', 'alerts', ['timestamp'],
-                    postgresql_where=sa.text("state IN ('pending', 'failed', 'sending')"))
     op.create_index('idx_model_registry_current', 'model_registry',
                     ['timeframe', 'symbol', 'target_pct', 'task', 'model_name', sa.text('created_at DESC'),
                      sa.text('id DESC')])
@@ -38,7 +34,3 @@ def downgrade() -> None:
         op.execute("SELECT remove_retention_policy('feature_cache', if_exists => true)")
         op.execute("SELECT set_chunk_time_interval('feature_cache', INTERVAL '30 days')")
     op.drop_index('idx_model_registry_current', table_name='model_registry')
-    op.execute("UPDATE alerts SET state = 'pending' WHERE state = 'sending'")
-    op.drop_index('idx_alerts_unsent', table_name='alerts')
-    op.create_index('idx_alerts_unsent', 'alerts', ['timestamp'],
-                    postgresql_where=sa.text("state IN ('pending', 'failed')"))
