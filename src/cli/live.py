@@ -121,3 +121,14 @@ def cmd_report(args: argparse.Namespace, ctx: Context) -> int:
     if not (result.success or result.dry_run):
         raise UserError(f"report not sent: {result.error} (the text is kept in telegram_reports)")
     return 0
+
+
+def cmd_maintain(args: argparse.Namespace, ctx: Context) -> int:
+    removed = ctx.maintain(_now_or(args.at))
+    retention = ctx.config.config["retention"]
+    print(f"retention: feature cache {retention['feature_cache_days']} d, health rows {retention['health_days']} d, "
+          f"report texts {retention['report_texts_days']} d, {retention['daily_charts']} daily charts, "
+          f"{retention['retired_champions']} retired champions per group")
+    for kind, count in removed.items():
+        print(f"removed {count:>8,} {kind}")
+    return 0

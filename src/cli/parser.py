@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from src.cli.data import cmd_backfill, cmd_gaps, cmd_import_csv, cmd_init_db, cmd_recover, cmd_status
-from src.cli.live import cmd_outcomes, cmd_performance, cmd_predict, cmd_report
+from src.cli.live import cmd_maintain, cmd_outcomes, cmd_performance, cmd_predict, cmd_report
 from src.cli.models import cmd_backtest, cmd_compare_runs, cmd_retrain, cmd_train
 from src.cli.service import cmd_demo, cmd_health, cmd_replay, cmd_run, cmd_web
 from src.scheduler.services import Context
@@ -143,4 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--at", type=parse_time, help="as of this time (UTC; default now)")
     report.add_argument("--type", choices=("hourly", "daily"), default="hourly")
     report.add_argument("--dry-run", action="store_true", help="print instead of sending")
+    maintain = add("maintain", cmd_maintain, "remove rows and files past their age (the retention: settings), as "
+                   "the daily job does; says what it removed")
+    maintain.add_argument("--at", type=parse_time, help="as of this time (UTC; default now)")
     return parser

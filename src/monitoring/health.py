@@ -193,7 +193,7 @@ def record_system_health(ops: DatabaseOperations, data_dir, active_models: int, 
            "database_size_mb": round(size / 2**20, 1), "prediction_latency_ms": latency_ms,
            "data_freshness_minutes": freshness_minutes, "active_models": active_models}
     with ops.db.engine.begin() as conn:
-        conn.execute(insert(system_health).values(**row))
+        conn.execute(insert(system_health).values(timestamp=utc_now(), **row))  # the service's clock: a replay's
     return row
 
 

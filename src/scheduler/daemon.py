@@ -279,10 +279,11 @@ class Daemon:
         self.checkpoint()
         day = now - pd.Timedelta(days=1)  # the report is yesterday's (UTC), and so is its chart's name
         self.ctx.report_service().daily(day, self.config.data_dir / "reports" / f"daily-{day:%Y%m%d}.png")
+        removed = self.ctx.maintain(now)  # the retention: nothing grows without end
         release_free_memory()  # the day's retrain and fresh models: keep the daemon's memory flat
         return {"performance_days": len(days), "day_scores": scored,
                 "champions_changed": sum(d.changed for d in decisions), "groups_trained": trained,
-                "groups_skipped": skipped}
+                "groups_skipped": skipped, "removed": sum(removed.values())}
 
     def health_row(self) -> dict:
         report, _ = self.snapshot()

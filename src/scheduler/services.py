@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from src.utils.config import Config
 
 if TYPE_CHECKING:
+    import pandas as pd
     from flask import Blueprint
 
     from src.data.recovery import DataRecoveryManager
@@ -95,8 +96,15 @@ class Context:
         if self._registry is None:
             per_cycle = len(self.config.groups) * sum(len(task.models) for task in TASKS)
             self._registry = ModelRegistry(records or self.records, self.config.data_dir / "models",
-                                           cache_size=2 * per_cycle, horizon=self.config.horizon)
+                                           cache_size=2 * per_cycle, horizon=self.config.horizon,
+                                           keep_retired=self.config.get("retention.retired_champions"))
         return self._registry
+
+    def maintain(self, at: pd.Timestamp) -> dict[str, int]:
+        """Remove what the retention settings say is past its age, as of `at`; what was removed, per kind."""
+        from src.monitoring.retention import RetentionSettings, apply_retention
+        return apply_retention(self.records, self.registry(), self.config.data_dir / "reports",
+                               RetentionSettings.from_config(self.config), at)
 
     def train_settings(self) -> TrainSettings:
         from src.models.offline.training import TrainSettings

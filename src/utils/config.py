@@ -171,6 +171,13 @@ SCHEMA: dict[str, tuple[type | tuple[type, ...], Check | None, str]] = {
     "scheduler.catch_up_hours": (int, lambda v: None if 0 <= v <= 168 else "must be 0..168 (older hours' models "
                                  "are pruned: a week of retired champions is kept)", "e.g. 48"),
     "scheduler.repair_minutes": (int, lambda v: None if 1 <= v <= 60 else "must be 1..60", "e.g. 5"),
+    "retention.feature_cache_days": (int, lambda v: None if 1 <= v <= 3650 else "must be 1..3650", "e.g. 7"),
+    "retention.health_days": (int, lambda v: None if 1 <= v <= 3650 else "must be 1..3650", "e.g. 90"),
+    "retention.report_texts_days": (int, lambda v: None if 1 <= v <= 3650 else "must be 1..3650", "e.g. 90"),
+    "retention.daily_charts": (int, lambda v: None if 1 <= v <= 3650 else "must be 1..3650", "e.g. 30"),
+    # catch-up predicts a missed hour with the champion of its own day: a week back needs a week of them
+    "retention.retired_champions": (int, lambda v: None if 7 <= v <= 3650 else "must be 7..3650 (catch-up "
+                                    "predicts up to a week back with the champions of those days)", "e.g. 7"),
     "health.host": (str, None, 'e.g. "127.0.0.1"'),
     "health.port": (int, lambda v: None if 1 <= v <= 65535 else "is out of range 1..65535", "e.g. 8080"),
     "health.stale_after_hours": ((int, float), lambda v: None if v > 0 else "must be positive", "e.g. 3"),

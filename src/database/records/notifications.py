@@ -74,13 +74,14 @@ class NotificationRecords(Records):
         """Record a report (its final state may be set later by finish_report); returns its id."""
         with self.db.engine.begin() as conn:
             return conn.execute(insert(telegram_reports).values(
-                report_type=report_type, content=content, success=success, error_message=error)
+                report_type=report_type, content=content, success=success, error_message=error, sent_at=utc_now())
                 .returning(telegram_reports.c.id)).scalar_one()
 
     def log_attempt(self, report_id: int, attempt: int, method: str, error: str | None) -> None:
         with self.db.engine.begin() as conn:
             conn.execute(insert(telegram_attempts).values(report_id=report_id, attempt=attempt, method=method,
-                                                          status="failed" if error else "ok", error_message=error))
+                                                          status="failed" if error else "ok", error_message=error,
+                                                          attempted_at=utc_now()))
 
     def finish_report(self, report_id: int, success: bool, error: str | None) -> None:
         with self.db.engine.begin() as conn:

@@ -86,8 +86,12 @@ class ModelRegistry:
     models one cycle uses, twice over (the day's fresh fits beside the ones they replace): a daily refit
     makes new versions every day, and an unbounded cache would grow with each."""
 
-    def __init__(self, records: RecordStore, models_dir: Path, cache_size: int = 64, horizon: int | None = None):
+    def __init__(self, records: RecordStore, models_dir: Path, cache_size: int = 64, horizon: int | None = None,
+                 keep_retired: int = 7):
+        """`keep_retired`: per group, the retired champions whose files (and rows) are kept
+        (retention.retired_champions)."""
         self.records = records
+        self.keep_retired = keep_retired
         self.horizon = horizon  # ml.horizon_hours: a model that learned labels over another horizon is refused
         self.models_dir = models_dir
         self.cache_size = cache_size
@@ -220,11 +224,13 @@ class ModelRegistry:
                 raise ModelLoadError(f"model {version} was saved with {name} {recorded[name]}, this is {running}; "
                                 "retrain with: python -m src.main train")
 
-    def prune(self, symbol: str, timeframe: str, target: float, keep: int = 3, keep_retired_files: int = 7,
+    def prune(self, symbol: str, timeframe: str, target: float, keep: int = 3, keep_retired_files: int | None = None,
               task: str = "direction") -> int:
         """Delete the files and rows of models that were never champion, beyond the newest `keep` of each
-        kind. Retired champions keep their rows (the champion history) but only the newest
-        `keep_retired_files` keep their files: a fresh champion is deployed every day. Returns rows removed."""
+        kind. Retired champions keep their rows (the champion history) until the retention removes them, but
+        only the newest `keep_retired_files` (default: keep_retired) keep their files: a fresh champion is
+        deployed every day. Returns rows removed."""
+        keep_retired_files = self.keep_retired if keep_retired_files is None else keep_retired_files
         rows = self.records.models(symbol, timeframe, target, task=task)
         never = rows[~rows["is_champion"] & rows["promoted_at"].isna()]
         doomed = never.groupby("model_name", group_keys=False).apply(lambda g: g.iloc[:-keep] if keep else g)
@@ -237,6 +243,18 @@ class ModelRegistry:
                 self._cache.pop(version, None)
         self.records.delete_models(list(doomed["version"]))
         return len(doomed)
+
+    def remove_retired(self, keep: int | None = None) -> int:
+        """Rows (and any files left) of retired champions beyond the newest `keep` (default: keep_retired) of each
+        group: past their files' lifetime, they serve nothing. Returns the rows removed."""
+        versions = self.records.retired_beyond(self.keep_retired if keep is None else keep)
+        for version in versions:
+            shutil.rmtree(self.model_folder(version), ignore_errors=True)
+        with self._cache_lock:
+            for version in versions:
+                self._cache.pop(version, None)
+        self.records.delete_models(versions)
+        return len(versions)
 
     def current_all(self, timeframe: str) -> dict[tuple[str, float, str], dict[str, pd.Series]]:
         """`current` of every asset x target x task at once, keyed (symbol, target rounded to 6, task)."""

@@ -1,0 +1,70 @@
+"""Rows that only the newest days need, removed past their age: the feature cache, the health rows, the texts of
+reports and bot answers, and retired champions beyond the newest few of each group. On TimescaleDB the feature
+cache (a hypertable in one-day chunks) keeps its age through TimescaleDB's own retention policy."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import Connection, delete, func, select, text
+
+from src.database.records.base import Records
+from src.database.schema import feature_cache, model_registry, system_health, telegram_reports
+
+
+def _is_hypertable(conn: Connection, table: str) -> bool:
+    if not conn.execute(text("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'")).scalar():
+        return False
+    return bool(conn.execute(text("SELECT 1 FROM timescaledb_information.hypertables WHERE hypertable_name = :t"),
+                             {"t": table}).scalar())
+
+
+class RetentionRecords(Records):
+    def remove_feature_cache(self, before: datetime, days: int) -> int:
+        """Cached feature rows of hours before `before`; returns how many went. On a hypertable: its retention
+        policy set to `days` (replaced when the setting changed), and the chunks wholly older dropped now."""
+        c = feature_cache.c
+        with self.db.engine.begin() as conn:
+            if not _is_hypertable(conn, "feature_cache"):
+                return conn.execute(delete(feature_cache).where(c.timestamp < before)).rowcount
+            _set_retention_policy(conn, "feature_cache", days)
+            count = select(func.count()).select_from(feature_cache)
+            held = conn.execute(count).scalar_one()
+            conn.execute(text("SELECT drop_chunks('feature_cache', older_than => CAST(:before AS timestamptz))"),
+                         {"before": before})
+            return held - conn.execute(count).scalar_one()
+
+    def remove_health_rows(self, before: datetime) -> int:
+        with self.db.engine.begin() as conn:
+            return conn.execute(delete(system_health).where(system_health.c.timestamp < before)).rowcount
+
+    def remove_report_texts(self, before: datetime) -> int:
+        """Reports and bot answers sent before `before`, with their attempts (ON DELETE CASCADE)."""
+        with self.db.engine.begin() as conn:
+            return conn.execute(delete(telegram_reports).where(telegram_reports.c.sent_at < before)).rowcount
+
+    def retired_beyond(self, keep: int) -> list[str]:
+        """Versions of retired champions older than the newest `keep` of their asset x target x task."""
+        c = model_registry.c
+        ranked = select(c.version, func.row_number().over(
+            partition_by=[c.symbol, c.timeframe, c.target_pct, c.task],
+            order_by=[c.promoted_at.desc(), c.id.desc()]).label("rank")
+        ).where(c.promoted_at.is_not(None), ~c.is_champion).subquery()
+        with self.db.engine.connect() as conn:
+            return list(conn.execute(select(ranked.c.version).where(ranked.c.rank > keep)).scalars())
+
+
+def _set_retention_policy(conn: Connection, table: str, days: int) -> None:
+    """TimescaleDB's retention policy on `table` at `days` (one policy job; replaced when the interval changed)."""
+    current = conn.execute(text("""SELECT config->>'drop_after' FROM timescaledb_information.jobs
+                                   WHERE proc_name = 'policy_retention' AND hypertable_name = :t"""),
+                           {"t": table}).scalar()
+    wanted = timedelta(days=days)
+    if current is not None and _interval(conn, current) == wanted:
+        return
+    conn.execute(text("SELECT remove_retention_policy(:t, if_exists => true)"), {"t": table})
+    conn.execute(text("SELECT add_retention_policy(:t, drop_after => CAST(:days AS interval))"),
+                 {"t": table, "days": f"{days} days"})
+
+
+def _interval(conn: Connection, value: str) -> timedelta:
+    return conn.execute(text("SELECT CAST(:v AS interval)"), {"v": value}).scalar_one()
