@@ -127,10 +127,13 @@ def test_each_door_answers_a_size_nobody_configured_from_the_newest_candle(asked
         bot.answer("soon", ["btc", "30"], now)
     # the page's API
     app = Flask(__name__)
-    app.register_blueprint(create_pages(records, Site(["BTC/USDT", "ETH/USDT"], TRAINED_TARGETS), None, moves))
+    pages = create_pages(records, Site(["BTC/USDT", "ETH/USDT"], TRAINED_TARGETS), None, moves)
+    app.register_blueprint(pages)
     client = app.test_client()
     got = client.get("/api/soon?asset=BTC&move=3.5")
     assert got.status_code == 200
+    assert client.get("/api/soon?asset=btc&move=3.5%").data == got.data  # the same asset, size and hour: kept
+    assert (pages.soon_cache.misses, pages.soon_cache.hits) == (1, 1)
     body = json.loads(got.data)
     assert body["model"] == "any_size" and body["move_pct"] == 3.5 and body["p_24h"] == pytest.approx(p24, abs=1e-4)
     assert body["horizon_hours"] == 168 and body["q10_hours"] <= body["q50_hours"] <= body["q90_hours"] <= 168

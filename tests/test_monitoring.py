@@ -101,3 +101,57 @@ def test_a_job_error_is_shown_redacted():
     board.record("hourly", 0.0, "OperationalError: could not connect to postgresql://bob:S3cretPw@db:5432/x")
     shown = json.dumps(board.snapshot())
     assert "S3cretPw" not in shown and "postgresql://bob:***@db" in shown
+
+
+def test_pages_run_on_their_own_bounded_pool_and_never_starve_health():
+    """Two page workers held by slow pages (a download, a long /record): the next page gets 503 with Retry-After at
+    once, /health and /metrics answer meanwhile; a worker is free again once its response is closed, a streamed
+    one after its last byte."""
+    import threading
+    import time
+    import urllib.error
+    import urllib.request
+
+    from flask import Flask, Response, stream_with_context
+
+    from src.monitoring.app import RETRY_AFTER_SECONDS, HealthServer
+    release = threading.Event()
+    app = Flask("pool")
+    app.add_url_rule("/health", "health", lambda: "ok")
+    app.add_url_rule("/slow", "slow", lambda: (release.wait(60), "done")[1])
+    app.add_url_rule("/stream", "stream", lambda: Response(stream_with_context(iter([b"a" * 10, b"b" * 10]))))
+    server = HealthServer(app, "127.0.0.1", 0, page_workers=2)
+    server.start()
+    base = f"http://127.0.0.1:{server.port}"
+
+    def get(path: str) -> tuple[int, bytes, dict]:
+        try:
+            with urllib.request.urlopen(base + path, timeout=30) as answer:
+                return answer.status, answer.read(), dict(answer.headers)
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read(), dict(exc.headers)
+
+    try:
+        assert get("/stream")[:2] == (200, b"a" * 10 + b"b" * 10)
+        assert server.pool._free._value == 2  # noqa: SLF001 (released after the streamed body was closed)
+        held = [threading.Thread(target=get, args=("/slow",)) for _ in range(2)]
+        for thread in held:
+            thread.start()
+        deadline = time.monotonic() + 30
+        while server.pool._free._value:  # noqa: SLF001
+            assert time.monotonic() < deadline, "the slow pages never started"
+            time.sleep(0.02)
+        started = time.perf_counter()
+        status, body, headers = get("/stream")
+        assert status == 503 and headers["Retry-After"] == str(RETRY_AFTER_SECONDS) and b"try again" in body
+        assert time.perf_counter() - started < 5  # at once, not queued behind the slow pages
+        for _ in range(5):
+            assert get("/health")[:2] == (200, b"ok")
+        assert server.pool.turned_away == 1
+        release.set()
+        for thread in held:
+            thread.join(timeout=30)
+        assert get("/slow")[:2] == (200, b"done")
+    finally:
+        release.set()
+        server.stop()

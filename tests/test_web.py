@@ -311,3 +311,65 @@ def test_web_command_refuses_a_schema_that_is_not_current(empty_db_url, write_co
     config = write_config({"database": {"url": empty_db_url}})
     done = run_cli("web", "--port", "1", "--config", str(config))
     assert done.returncode == 1 and "run `python -m src.main init-db`" in done.stderr
+
+
+def test_the_record_is_computed_once_until_it_changes(site_db):
+    """/record and /api/record share one computation per set of parameters until new forecasts are written, the
+    daily sums change or the hour turns."""
+    records = RecordStore(site_db)
+    pages = create_pages(records, SITE)
+    app = Flask("cache")
+    app.register_blueprint(pages)
+    http, cache = app.test_client(), pages.record_cache
+    first = http.get("/record?asset=btc").get_data(as_text=True)
+    api = json.loads(http.get("/api/record?asset=BTC/USDT").data)
+    assert (cache.misses, cache.hits) == (1, 1) and "live" in api["runs"]
+    assert http.get("/record?asset=btc").get_data(as_text=True) == first and cache.hits == 2
+    http.get("/record?asset=eth")
+    assert cache.misses == 2  # other parameters: computed on their own
+    with site_db.engine.begin() as conn:  # the hourly cycle writes a forecast: the record has changed
+        conn.exec_driver_sql("INSERT INTO predictions (run_type, symbol, timeframe, target_pct, timestamp, model_name, "
+                             "model_version, feature_version, is_champion, prediction_class, probability, confidence, "
+                             "entry_price) VALUES ('live', 'BTC/USDT', '1h', 0.01, now() + interval '1 day', "
+                             "'xgboost', 'v', 'f', false, 1, 0.6, 0.6, 1)")
+    http.get("/record?asset=btc")
+    assert cache.misses == 3
+    records.forget_day_scores("backtest")  # and so have the stored sums
+    http.get("/record?asset=btc")
+    assert cache.misses == 4
+
+
+def test_the_csv_download_is_capped_and_says_how_to_narrow_it(client, monkeypatch):
+    from src.web import params
+    http, records = client
+    monkeypatch.setattr(params, "MAX_CSV_ROWS", 500)
+    refused = http.get("/forecasts.csv?asset=btc&target=1")
+    assert refused.status_code == 400
+    text = refused.get_data(as_text=True)
+    assert "at most 500 forecasts" in text and "start and end" in text
+    newest = records.browse(ForecastFilter(symbol="BTC/USDT", target=0.01), 1)["timestamp"].iloc[0]
+    start = (pd.Timestamp(newest) - pd.Timedelta(days=5)).strftime("%Y-%m-%dT%H:%M")
+    narrowed = http.get(f"/forecasts.csv?asset=btc&target=1&start={start}")
+    rows = list(csv.DictReader(io.StringIO(narrowed.get_data(as_text=True))))
+    assert narrowed.status_code == 200 and 100 < len(rows) <= 500
+    assert "at most 500: narrow with start and end" in http.get("/forecasts").get_data(as_text=True)
+
+
+def test_the_daily_job_stores_the_sums_a_stopped_backtest_left_missing(site_db, write_config):
+    """A backtest killed half-way leaves its run without daily sums (every page would sum it from the forecasts):
+    the daily job stores them again, equal to the full refresh."""
+    from src.scheduler.daemon import Daemon
+    from src.scheduler.services import Context
+    from src.utils.config import Config
+    records = RecordStore(site_db)
+    now = pd.Timestamp(records.newest_forecast_time("live")) + pd.Timedelta(hours=1, minutes=15)
+    with site_db.engine.connect() as conn:
+        before = conn.exec_driver_sql("SELECT count(*), sum(n) FROM day_scores WHERE run_type = 'backtest'").one()
+    records.forget_day_scores("backtest")
+    assert records.runs_without_sums() == ["backtest"]
+    daemon = Daemon(Context(Config(write_config({"database": {"url": site_db.database_url},
+                                                 "trading": {"assets": ASSETS, "target_percentages": TARGETS}}))))
+    assert daemon._restore_missing_sums(now) > 0
+    with site_db.engine.connect() as conn:
+        after = conn.exec_driver_sql("SELECT count(*), sum(n) FROM day_scores WHERE run_type = 'backtest'").one()
+    assert tuple(after) == tuple(before) and records.runs_without_sums() == []

@@ -67,7 +67,8 @@ def cmd_web(args: argparse.Namespace, ctx: Context) -> int:
 
     app = Flask("crypto_ml_web")
     app.register_blueprint(ctx.pages(records, snapshot))
-    server = HealthServer(app, args.host or health["host"], args.port or health["port"], "--port (and --host)")
+    server = HealthServer(app, args.host or health["host"], args.port or health["port"], "--port (and --host)",
+                          page_workers=health["page_workers"])
     server.start()
     print(f"serving the track record on http://{server.server.effective_host}:{server.port}/ (Ctrl-C stops)",
           flush=True)

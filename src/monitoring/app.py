@@ -149,14 +149,69 @@ def create_app(snapshot: Snapshot, skills: Callable[[], dict], board: JobBoard |
     return app
 
 
-class HealthServer:
-    """waitress on a daemon thread; stop() closes it."""
+OWN_THREADS = 2  # the threads kept for /health, /metrics and the pool's quick 503s
+RETRY_AFTER_SECONDS = 5
+BUSY = b"busy: every page worker is serving; try again in a few seconds\n"
 
-    def __init__(self, app: Flask, host: str, port: int, setting: str = "health.port (and health.host)"):
+
+class PagePool:
+    """WSGI middleware: the pages run on at most `workers` threads at once (a download holds one until its last
+    byte); a page request beyond them is answered 503 with Retry-After at once instead of queueing, so /health and
+    /metrics, which never wait for a page worker, always find a thread."""
+
+    def __init__(self, app: Callable, workers: int, exempt: tuple[str, ...] = ("/health", "/metrics")) -> None:
+        self.app, self.workers, self.exempt = app, workers, exempt
+        self._free = threading.BoundedSemaphore(workers)
+        self.turned_away = 0
+
+    def __call__(self, environ: dict, start_response: Callable):
+        if environ.get("PATH_INFO") in self.exempt:
+            return self.app(environ, start_response)
+        if not self._free.acquire(blocking=False):
+            self.turned_away += 1
+            start_response("503 Service Unavailable", [("Content-Type", "text/plain; charset=utf-8"),
+                                                       ("Retry-After", str(RETRY_AFTER_SECONDS)),
+                                                       ("Content-Length", str(len(BUSY)))])
+            return [BUSY]
+        try:
+            body = self.app(environ, start_response)
+        except BaseException:
+            self._free.release()
+            raise
+        return _ReleasedOnClose(body, self._free.release)
+
+
+class _ReleasedOnClose:
+    """A response body that frees its page worker when the server closes it (after the last byte, or a client that
+    went away), not when the view returns: a streamed CSV works until then."""
+
+    def __init__(self, body, release: Callable[[], None]) -> None:
+        self.body, self._release, self._released = body, release, False
+
+    def __iter__(self):
+        return iter(self.body)
+
+    def close(self) -> None:
+        try:
+            if hasattr(self.body, "close"):
+                self.body.close()
+        finally:
+            if not self._released:
+                self._released = True
+                self._release()
+
+
+class HealthServer:
+    """waitress on a daemon thread; stop() closes it. The pages run within a PagePool of `page_workers`."""
+
+    def __init__(self, app: Flask, host: str, port: int, setting: str = "health.port (and health.host)",
+                 page_workers: int = 4):
         self.app = app
+        self.pool = PagePool(app, page_workers)
         try:
             # its own socket map: stopping it must not close another server's channels
-            self.server = create_server(app, map={}, host=host, port=port, threads=2, ident="crypto-ml")
+            self.server = create_server(self.pool, map={}, host=host, port=port, threads=page_workers + OWN_THREADS,
+                                        ident="crypto-ml")
         except OSError as exc:
             raise UserError(f"http server cannot listen on {host}:{port} ({exc.strerror or exc}); stop what "
                             f"uses it or set {setting} to a free one") from None

@@ -267,6 +267,7 @@ class Daemon:
         # the web's record
         scored = records.refresh_day_scores(service_run(), settled_through(now, self.config.horizon),
                                             self.config.horizon)
+        scored += self._restore_missing_sums(now)
         self.ctx.registry().remove_orphans()  # folders of fits a crash cut short since the last start
         self.checkpoint()
         with self.ctx.executor() as executor:
@@ -284,6 +285,17 @@ class Daemon:
         return {"performance_days": len(days), "day_scores": scored,
                 "champions_changed": sum(d.changed for d in decisions), "groups_trained": trained,
                 "groups_skipped": skipped, "removed": sum(removed.values())}
+
+    def _restore_missing_sums(self, now: pd.Timestamp) -> int:
+        """Store the daily sums of every run that has forecasts but none stored (a backtest stopped half-way):
+        until then each page view sums that whole run from the forecasts."""
+        records, horizon, stored = self.ctx.records, self.config.horizon, 0
+        for run in records.runs_without_sums():
+            newest = pd.Timestamp(records.newest_forecast_time(run))
+            settled = settled_through(min(now, newest + pd.Timedelta(hours=horizon + 1)), horizon)
+            stored += records.refresh_day_scores(run, settled, horizon, full=True)
+            log.info("daily sums of run %s stored again through %s (they were missing)", run, settled)
+        return stored
 
     def health_row(self) -> dict:
         report, _ = self.snapshot()
@@ -320,7 +332,7 @@ class Daemon:
         app = create_app(snapshot, self.live_skills, self.board,
                          rejected=lambda: self.bot.rejected_total if self.bot else 0)
         app.register_blueprint(self.ctx.pages(self.ctx.records, snapshot))  # the track record for people
-        self.server = HealthServer(app, health["host"], health["port"])
+        self.server = HealthServer(app, health["host"], health["port"], page_workers=health["page_workers"])
         self.server.start()
         if self.bot is not None:
             self.bot.start()

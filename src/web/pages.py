@@ -22,6 +22,7 @@ from src.utils.choices import BadInput, asset_names, short_name
 from src.utils.clock import utc_now
 from src.utils.errors import UserError
 from src.web import charts, params
+from src.web.cache import RecordCache, SoonCache
 from src.web.params import PAGE_SIZE, RUNS, Site
 
 Health = Callable[[], tuple[dict, bool]]
@@ -43,6 +44,14 @@ def create_pages(records: RecordStore, site: Site, health: Health | None = None,
     `moves`: answers /api/soon (None: the configured targets' stored forecasts only)."""
     pages = Blueprint("pages", __name__, template_folder="templates", static_folder="static",
                       static_url_path="/assets")
+    pages.record_cache = record_cache = RecordCache(records.record_version)  # type: ignore[attr-defined]
+    pages.soon_cache = soon_cache = SoonCache()  # type: ignore[attr-defined]
+
+    def shown_record():
+        """The record of this request's parameters, computed once until the record changes."""
+        chosen = (params.asset(request.args, site), params.target(request.args, site), params.run(request.args),
+                  params.days(request.args))
+        return record_cache.get(chosen, lambda: _record(records, site, *chosen))
 
     _register_formatting(pages, site.horizon)
 
@@ -63,14 +72,13 @@ def create_pages(records: RecordStore, site: Site, health: Health | None = None,
 
     @pages.get("/record")
     def record_page():
-        return render_template("record.html", site=site, **_record(records, site, request.args))
+        return render_template("record.html", site=site, **shown_record())
 
     @pages.get("/api/record")
     def record_api():
         """The /record figures as JSON: per run and group (and 'all'), per event, the skill with its 95 % interval
         (null with too_few when the sample is too small), n, the base rate and the interval's coverage."""
-        shown = _record(records, site, request.args)
-        return current_app.response_class(json.dumps(_record_json(shown)), mimetype="application/json")
+        return current_app.response_class(json.dumps(_record_json(shown_record())), mimetype="application/json")
 
     @pages.get("/forecasts")
     def forecasts_page():
@@ -81,11 +89,16 @@ def create_pages(records: RecordStore, site: Site, health: Health | None = None,
         query = {k: v for k, v in request.args.items() if k in params.KNOWN and k != "page" and v.strip()}
         return render_template("forecasts.html", site=site, rows=rows.head(PAGE_SIZE), page=page,
                                more=len(rows) > PAGE_SIZE, last_page=params.MAX_PAGE, query=query, chosen=chosen,
-                               models=[CHAMPION, *models], statuses=STATUSES, runs=RUNS)
+                               models=[CHAMPION, *models], statuses=STATUSES, runs=RUNS,
+                               max_csv_rows=params.MAX_CSV_ROWS)
 
     @pages.get("/forecasts.csv")
     def forecasts_csv():
         chosen = params.forecast_filter(request.args, site, records.model_names())
+        if records.count_matching(chosen, params.MAX_CSV_ROWS + 1) > params.MAX_CSV_ROWS:
+            raise BadInput(f"the CSV holds at most {params.MAX_CSV_ROWS:,} forecasts and these filters match more: "
+                           "narrow them with start and end (e.g. a month: start=2023-11-01&end=2023-11-30), asset, "
+                           "target or model")
         headers = {"Content-Disposition": "attachment; filename=forecasts.csv"}
         return Response(stream_with_context(_csv(records, chosen)), mimetype="text/csv", headers=headers)
 
@@ -107,7 +120,7 @@ def create_pages(records: RecordStore, site: Site, health: Health | None = None,
         try:
             if moves is None:
                 raise UserError("this server answers from the records only, without the models")
-            answer = moves.forecast(symbol, size, utc_now())
+            answer = soon_cache.get(symbol, size, lambda: moves.forecast(symbol, size, utc_now()))
         except UserError as exc:
             return Response(json.dumps({"error": str(exc)}), 404, mimetype="application/json")
         return current_app.response_class(json.dumps(answer.as_dict()), mimetype="application/json")
@@ -149,9 +162,8 @@ def _public_reasons(records: RecordStore) -> dict[tuple[str, float], str]:
 
 
 # ---- record ----------------------------------------------------------------------------------------
-def _record(records: RecordStore, site: Site, args) -> dict:
-    asset, target = params.asset(args, site), params.target(args, site)
-    run, days = params.run(args), params.days(args)
+def _record(records: RecordStore, site: Site, asset: str | None, target: float | None, run: str,
+            days: int | None) -> dict:
     runs, tables = {}, {}
     for kind in RUNS:
         newest = records.newest_forecast_day(kind)

@@ -8,11 +8,12 @@ from dataclasses import dataclass
 import pandas as pd
 
 from src.database.records.browse import CHAMPION, STATUSES, ForecastFilter
+from src.database.records.scores import RUN_TYPES
 from src.models.estimators.any_size import parse_move
 from src.utils.choices import BadInput, parse_asset, parse_target
 from src.utils.clock import service_run
 
-RUNS = ("live", "backtest", "replay")  # replay: the daemon itself on a simulated clock
+RUNS = RUN_TYPES
 PAGE_SIZE = 100
 MAX_LIMIT = 1000
 # how deep a page may start: each request skips at most this many rows (a deep OFFSET costs in proportion);
@@ -20,6 +21,7 @@ MAX_LIMIT = 1000
 MAX_SKIP = 5000
 MAX_PAGE = MAX_SKIP // PAGE_SIZE
 MAX_DAYS = 3650
+MAX_CSV_ROWS = 50_000  # one download holds a page thread and a connection while it streams: a month of 60 groups
 KNOWN = {"asset", "target", "run", "days", "model", "status", "start", "end", "page", "limit", "offset"}
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import pandas as pd
-from sqlalchemy import and_, select
+from sqlalchemy import and_, func, select
 
 from src.database.records.base import Records
 from src.database.schema import model_registry, prediction_outcomes, predictions, resolution_forecasts
@@ -30,10 +30,9 @@ class ForecastFilter:
     end: datetime | None = None  # entry hour < end
 
 
-def _browse_query(f: ForecastFilter, limit: int | None = None, offset: int = 0):
-    """A page is chosen (filtered, ordered, cut) from indexes alone: the forecasts users got by time or by group,
-    each one's outcome status; only the page's rows are then read, with their outcome and how-soon forecast."""
-    p, o, r = predictions.c, prediction_outcomes.c, resolution_forecasts.c
+def _chosen(f: ForecastFilter):
+    """The forecasts matching `f` (id, timestamp, symbol, target_pct), from indexes alone."""
+    p, o = predictions.c, prediction_outcomes.c
     chosen = select(p.id, p.timestamp, p.symbol, p.target_pct).where(p.run_type == f.run_type)
     chosen = chosen.where(p.is_champion) if f.model == CHAMPION else chosen.where(p.model_name == f.model)
     if f.symbol is not None:
@@ -48,7 +47,15 @@ def _browse_query(f: ForecastFilter, limit: int | None = None, offset: int = 0):
         chosen = chosen.where(p.timestamp >= f.start)
     if f.end is not None:
         chosen = chosen.where(p.timestamp < f.end)
-    page = chosen.order_by(p.timestamp.desc(), p.symbol, p.target_pct).limit(limit).offset(offset or None).subquery()
+    return chosen
+
+
+def _browse_query(f: ForecastFilter, limit: int | None = None, offset: int = 0):
+    """A page is chosen (filtered, ordered, cut) from indexes alone: the forecasts users got by time or by group,
+    each one's outcome status; only the page's rows are then read, with their outcome and how-soon forecast."""
+    p, o, r = predictions.c, prediction_outcomes.c, resolution_forecasts.c
+    page = (_chosen(f).order_by(p.timestamp.desc(), p.symbol, p.target_pct).limit(limit).offset(offset or None)
+            .subquery())
     row = predictions.alias("row")
     timing = and_(r.run_type == row.c.run_type, r.symbol == row.c.symbol, r.timeframe == row.c.timeframe,
                   r.timestamp == row.c.timestamp, r.target_pct == row.c.target_pct, r.is_champion)
@@ -80,6 +87,11 @@ class BrowseRecords(Records):
         """At most `limit` forecasts matching `f` from the `offset`-th, newest first (BROWSE_COLUMNS)."""
         with self.db.engine.connect() as conn:
             return _frame(conn.execute(_browse_query(f, limit, offset)).all())
+
+    def count_matching(self, f: ForecastFilter, at_most: int) -> int:
+        """How many forecasts match `f`, counted up to `at_most` (a bounded cost, whatever the filter)."""
+        with self.db.engine.connect() as conn:
+            return conn.execute(select(func.count()).select_from(_chosen(f).limit(at_most).subquery())).scalar_one()
 
     def browse_all(self, f: ForecastFilter, batch: int = 5000) -> Iterator[pd.DataFrame]:
         """Every forecast matching `f`, newest first, in frames of `batch` rows, streamed from a server-side

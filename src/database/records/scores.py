@@ -17,6 +17,7 @@ from src.database.records.base import Records
 from src.database.schema import day_scores, day_scores_through, predictions
 from src.utils.clock import utc_now
 
+RUN_TYPES = ("live", "backtest", "replay")  # replay: the daemon itself on a simulated clock
 FORECAST_BINS = 20  # bins of 0.05, merged into ~20-forecast reliability points; two make a sharpness bar
 TOTAL = -1  # the bin of a day's totals (all forecasts of the day)
 SUM_COLUMNS = ["symbol", "timeframe", "target_pct", "day", "event", "bin", "n", "forecast_sum", "outcome_sum",
@@ -126,6 +127,30 @@ class ScoreRecords(Records):
                          {"run_type": run_type, "day": settled_through})
             conn.execute(text("ANALYZE day_scores"))  # the pages' plans: statistics of the rows just written
         return inserted
+
+    def record_version(self) -> tuple:
+        """What changes whenever the track record can: the newest forecast rows written (identity keys, so a
+        backtest rewriting its period counts too) and the days each run's sums are stored through. Two primary-key
+        lookups and a table of one row per run: cheap enough to ask on every page request."""
+        with self.db.engine.connect() as conn:
+            newest = conn.execute(text("SELECT (SELECT max(id) FROM predictions), "
+                                       "(SELECT max(id) FROM resolution_forecasts)")).one()
+            stored = conn.execute(select(day_scores_through.c.run_type, day_scores_through.c.day)
+                                  .order_by(day_scores_through.c.run_type)).all()
+        return (*newest, *(tuple(r) for r in stored))
+
+    def runs_without_sums(self) -> list[str]:
+        """The runs with forecasts but no stored daily sums (a backtest stopped half-way, a kept replay): each page
+        would sum them from the forecasts until the daily job stores them again."""
+        with self.db.engine.connect() as conn:
+            return [run for run in RUN_TYPES if conn.execute(text(
+                "SELECT EXISTS (SELECT 1 FROM predictions WHERE run_type = :run) "
+                "AND NOT EXISTS (SELECT 1 FROM day_scores_through WHERE run_type = :run)"), {"run": run}).scalar()]
+
+    def newest_forecast_time(self, run_type: str) -> datetime | None:
+        p = predictions.c
+        with self.db.engine.connect() as conn:
+            return conn.execute(select(func.max(p.timestamp)).where(p.run_type == run_type)).scalar()
 
     def forget_day_scores(self, run_type: str) -> None:
         """Drop the run's stored sums before its forecasts are rewritten (a backtest): until they are stored again,
