@@ -84,7 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     web = add("web", cmd_web, "serve the track record pages (/, /record, /forecasts, /models) from the database "
                               "alone, without the daemon; read-only")
     web.add_argument("--host", help="address to listen on (default health.host, 127.0.0.1)")
-    web.add_argument("--port", type=positive_int, help="port (default health.port)")
+    web.add_argument("--port", type=int, help="port (default health.port; 0: a free one)")
+    web.add_argument("--daemon-url", metavar="URL", help="serve the pages of the daemon at URL (it starts this "
+                     "itself): / shows its /health verdict, and this ends when the daemon does")
     replay = add("replay", cmd_replay, "run the daemon itself over past candles on a simulated clock (run 'replay'), "
                                        "in a throwaway database; one line per simulated day")
     replay.add_argument("--start", type=parse_time, required=True, help="first simulated time, e.g. 2023-10-01")

@@ -49,7 +49,9 @@ def cmd_replay(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_web(args: argparse.Namespace, ctx: Context) -> int:
-    """The pages alone, from the database (a second machine, a read replica): nothing is written."""
+    """The pages alone, from the database (a second machine, a read replica): nothing is written. With
+    `--daemon-url`, the pages of that daemon, in a process of its own (scheduler/pages.py): `/` shows the daemon's
+    health verdict, and it ends when the daemon does."""
     import threading
 
     from cachetools.func import ttl_cache
@@ -59,17 +61,25 @@ def cmd_web(args: argparse.Namespace, ctx: Context) -> int:
     from src.monitoring.health import health_snapshot
     records = ctx.read_records()
     health = ctx.config.config["health"]
+    if args.daemon_url:  # the daemon's pages, at its lower priority: their queries too
+        records.db.sessions_at_my_priority()
+        records.db.engine.dispose()  # sessions opened before (the schema check) go: the next ones are matched
 
     @ttl_cache(maxsize=1, ttl=SNAPSHOT_CACHE_SECONDS)
     def snapshot() -> tuple[dict, bool]:
+        if args.daemon_url:
+            return _daemon_health(args.daemon_url)
         return health_snapshot(ctx.ops, records, ctx.config.assets, ctx.config.target_percentages,
                                ctx.config.timeframe, health["stale_after_hours"], ctx.config.get("app.version"))
 
     app = Flask("crypto_ml_web")
     app.register_blueprint(ctx.pages(records, snapshot))
-    server = HealthServer(app, args.host or health["host"], args.port or health["port"], "--port (and --host)",
+    port = args.port if args.port is not None else health["port"]
+    server = HealthServer(app, args.host or health["host"], port, "--port (and --host)",
                           page_workers=health["page_workers"])
     server.start()
+    if args.daemon_url:
+        _end_with_parent()
     print(f"serving the track record on http://{server.server.effective_host}:{server.port}/ (Ctrl-C stops)",
           flush=True)
     try:
@@ -77,3 +87,34 @@ def cmd_web(args: argparse.Namespace, ctx: Context) -> int:
     finally:
         server.stop()
     return 0
+
+
+def _daemon_health(url: str) -> tuple[dict, bool]:
+    """The daemon's /health (HTTP 503 carries the report too); unreachable: said plainly."""
+    import json
+    import urllib.error
+    import urllib.request
+    try:
+        with urllib.request.urlopen(url.rstrip("/") + "/health", timeout=5) as answer:
+            return json.loads(answer.read()), True
+    except urllib.error.HTTPError as err:
+        return json.loads(err.read() or b"{}"), False
+    except OSError:
+        return {"problems": ["daemon unreachable"], "public_problems": ["service unreachable"]}, False
+
+
+def _end_with_parent() -> None:
+    """A thread that stops this process (SIGTERM to itself) once the process that started it has gone: a daemon
+    killed outright must not leave its pages serving."""
+    import os
+    import signal
+    import threading
+    import time
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()

@@ -1,14 +1,16 @@
 """Database connection: resolves the URL (embedded or postgresql://), owns the engine, runs migrations."""
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -58,6 +60,23 @@ class DatabaseConnection:
     @property
     def safe_url(self) -> str:
         return mask_url(self.database_url)
+
+    def sessions_at_my_priority(self) -> None:
+        """Give each new session's server process (on this machine only) this process's CPU priority: a process
+        that runs at a lower one (the pages beside the daemon) then does not load the machine through its
+        queries either. A server elsewhere, or a process not ours to change, is left as it is."""
+        mine = os.getpriority(os.PRIO_PROCESS, 0)
+
+        @event.listens_for(self.engine, "connect")
+        def _match(dbapi_connection, _record) -> None:
+            host = dbapi_connection.info.host or ""
+            if not (host.startswith("/") or host in ("localhost", "127.0.0.1", "::1")):
+                return  # another machine's process id means nothing here
+            with dbapi_connection.cursor() as cur:
+                cur.execute("SELECT pg_backend_pid()")
+                backend = cur.fetchone()[0]
+            with contextlib.suppress(OSError):
+                os.setpriority(os.PRIO_PROCESS, backend, mine)
 
     def create_tables(self) -> None:
         """Bring the schema to the newest revision (Alembic). Safe to run again."""

@@ -2,9 +2,11 @@
 served by waitress (a production WSGI server) on a background thread of the daemon."""
 from __future__ import annotations
 
+import http.client
 import logging
 import threading
 from collections.abc import Callable
+from urllib.parse import quote
 
 import psutil
 from cachetools.func import ttl_cache
@@ -181,6 +183,16 @@ class PagePool:
         return _ReleasedOnClose(body, self._free.release)
 
 
+class _Split:
+    """/health and /metrics from `own`, everything else from `pages`."""
+
+    def __init__(self, own: Callable, pages: Callable, exempt: tuple[str, ...]) -> None:
+        self.own, self.pages, self.exempt = own, pages, exempt
+
+    def __call__(self, environ: dict, start_response: Callable):
+        return (self.own if environ.get("PATH_INFO") in self.exempt else self.pages)(environ, start_response)
+
+
 class _ReleasedOnClose:
     """A response body that frees its page worker when the server closes it (after the last byte, or a client that
     went away), not when the view returns: a streamed CSV works until then."""
@@ -201,8 +213,54 @@ class _ReleasedOnClose:
                 self._release()
 
 
+HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+              "transfer-encoding", "upgrade"}
+PROXY_CHUNK = 64 * 1024
+
+
+class PageProxy:
+    """WSGI app that forwards a page request to the pages' own process (src/scheduler/pages.py) and streams its
+    answer back: the pages' work (bootstraps, CSV, models) runs under that process's interpreter lock and at a
+    lower CPU priority, so /health here answers as fast under load as idle."""
+
+    def __init__(self, host: str, port: int, timeout: float = 120.0) -> None:
+        self.host, self.port, self.timeout = host, port, timeout
+
+    def __call__(self, environ: dict, start_response: Callable):
+        target = quote(environ.get("PATH_INFO") or "/") + (f"?{environ['QUERY_STRING']}"
+                                                           if environ.get("QUERY_STRING") else "")
+        headers = {key[5:].replace("_", "-").title(): value for key, value in environ.items()
+                   if key.startswith("HTTP_") and key[5:].replace("_", "-").lower() not in HOP_BY_HOP}
+        connection = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+        try:
+            connection.request(environ.get("REQUEST_METHOD", "GET"), target, headers=headers)
+            answer = connection.getresponse()
+        except OSError:
+            connection.close()
+            start_response("503 Service Unavailable", [("Content-Type", "text/plain; charset=utf-8"),
+                                                       ("Retry-After", str(RETRY_AFTER_SECONDS))])
+            return [b"the pages are starting again; try again in a few seconds\n"]
+        start_response(f"{answer.status} {answer.reason}",
+                       [(k, v) for k, v in answer.getheaders() if k.lower() not in HOP_BY_HOP])
+        return _Streamed(answer, connection)
+
+
+class _Streamed:
+    def __init__(self, answer: http.client.HTTPResponse, connection: http.client.HTTPConnection) -> None:
+        self.answer, self.connection = answer, connection
+
+    def __iter__(self):
+        while chunk := self.answer.read(PROXY_CHUNK):
+            yield chunk
+
+    def close(self) -> None:
+        self.answer.close()
+        self.connection.close()
+
+
 class HealthServer:
-    """waitress on a daemon thread; stop() closes it. The pages run within a PagePool of `page_workers`."""
+    """waitress on a daemon thread; stop() closes it. The pages run within a PagePool of `page_workers`: in this
+    process, or (route_pages) forwarded to a process of their own."""
 
     def __init__(self, app: Flask, host: str, port: int, setting: str = "health.port (and health.host)",
                  page_workers: int = 4):
@@ -221,6 +279,10 @@ class HealthServer:
     @property
     def port(self) -> int:
         return int(self.server.effective_port)
+
+    def route_pages(self, pages: Callable) -> None:
+        """Answer every request but /health and /metrics with `pages` (a PageProxy) from now on."""
+        self.pool.app = _Split(self.app, pages, self.pool.exempt)
 
     def start(self) -> None:
         self.thread.start()

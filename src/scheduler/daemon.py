@@ -24,8 +24,9 @@ from src.models.live.performance import refresh_performance
 from src.models.live.prediction import Predictor
 from src.models.offline.retraining import Retrainer
 from src.models.offline.training import Trainer
-from src.monitoring.app import SNAPSHOT_CACHE_SECONDS, HealthServer, create_app
+from src.monitoring.app import SNAPSHOT_CACHE_SECONDS, HealthServer, PageProxy, create_app
 from src.monitoring.health import JobBoard, health_snapshot, live_skills, record_system_health
+from src.scheduler.pages import PageProcess
 from src.scheduler.services import Context
 from src.scheduler.timetable import Timetable
 from src.utils.candles import last_closed_before
@@ -50,6 +51,7 @@ class Daemon:
         self.queued: set[str] = set()
         self.queue_lock = threading.Lock()
         self.server: HealthServer | None = None
+        self.pages: PageProcess | None = None  # the pages' own process (health.page_process)
         self.bot = None  # the Telegram command listener, when a token is set and telegram.commands is on
         self.running: str | None = None  # the job the worker thread is running
         self.last_full_resolve: pd.Timestamp | None = None  # when every pending entry was last checked
@@ -297,7 +299,20 @@ class Daemon:
             log.info("daily sums of run %s stored again through %s (they were missing)", run, settled)
         return stored
 
+    def _start_pages(self, app) -> None:
+        """The pages in their own process, forwarded once it answers; until then, and whenever it has ended, this
+        process serves them itself."""
+        server = self.server
+        host = server.server.effective_host
+        host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104 (where the daemon listens)
+        self.pages = PageProcess(self.config, f"http://{host}:{server.port}",
+                                 on_ready=lambda port: server.route_pages(PageProxy("127.0.0.1", port)),
+                                 on_exit=lambda: server.route_pages(app))
+        self.pages.start()
+
     def health_row(self) -> dict:
+        if self.pages is not None and not self.pages.alive() and not self.stop_event.is_set():
+            self.pages.start()  # it ended: start it again
         report, _ = self.snapshot()
         ages = [d["age_hours"] for d in report.get("data", {}).values() if d["age_hours"] is not None]
         row = record_system_health(self.ctx.ops, self.config.data_dir, report.get("models", {}).get("champions", 0),
@@ -334,6 +349,8 @@ class Daemon:
         app.register_blueprint(self.ctx.pages(self.ctx.records, snapshot))  # the track record for people
         self.server = HealthServer(app, health["host"], health["port"], page_workers=health["page_workers"])
         self.server.start()
+        if health["page_process"] and service_run() == "live":  # a replay's pages read its simulated clock: here
+            self._start_pages(app)
         if self.bot is not None:
             self.bot.start()
         worker = threading.Thread(target=self._worker, name="jobs", daemon=True)
@@ -360,6 +377,8 @@ class Daemon:
             worker.join(timeout=STOP_GRACE_SECONDS)
             if self.bot is not None:
                 self.bot.stop(timeout=2)
+            if self.pages is not None:
+                self.pages.stop()
             self.server.stop()
             self.ctx.ops.db.dispose()
             if worker.is_alive():

@@ -58,3 +58,5 @@ def setup_logging(level: str = "INFO", logs_dir: Path | None = None, console: bo
     # Libraries that log request URLs (which carry the bot token) or chatter at INFO.
     for noisy in ("httpx", "httpcore", "telegram", "pgserver", "urllib3", "ccxt", "matplotlib", "alembic"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    # a warning per request waiting for a thread: under a crowd the pool's 503s already say it, once per request
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
