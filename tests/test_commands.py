@@ -17,6 +17,7 @@ from src.monitoring.health import JobBoard, health_snapshot
 from src.notifications.answers import Answers, BadInput, parse_asset, parse_days, parse_target  # noqa: F401
 from src.notifications.bot import CommandBot
 from src.utils.candles import last_closed_before
+from src.utils.clock import FrozenClock, use_clock
 from tests.long_record import fill_long_record
 from tests.loopback_telegram import LoopbackBotApi
 
@@ -28,14 +29,17 @@ pytestmark = pytest.mark.host_tz  # answers name hours relative to the clock
 
 @pytest.fixture
 def record(db) -> tuple[RecordStore, pd.Timestamp]:
-    """60 days of hourly live forecasts to the last closed hour (ETH's newest 3 hours missing: stale)."""
-    end = last_closed_before(pd.Timestamp.now(tz="UTC"))
+    """60 days of hourly live forecasts to the last closed hour (ETH's newest 3 hours missing: stale), on a clock
+    held at that moment: the ages the answers show are of the same "now" however long the test takes."""
+    now = pd.Timestamp.now(tz="UTC")
+    end = last_closed_before(now)
     fill_long_record(db.engine, ASSETS, TARGETS, end - pd.Timedelta(days=60), end)
     with db.engine.begin() as conn:
         for table in ("predictions", "resolution_forecasts"):
             conn.exec_driver_sql(f"DELETE FROM {table} WHERE symbol = 'ETH/USDT' AND timestamp > %s",
                                  (end - pd.Timedelta(hours=3),))
-    return RecordStore(db), end
+    with use_clock(FrozenClock(now)):
+        yield RecordStore(db), end
 
 
 def _start(api: LoopbackBotApi, records: RecordStore, assets=ASSETS, **kwargs) -> CommandBot:

@@ -1,4 +1,5 @@
 """Live cycle on real candles in the embedded database: predict, outcomes, performance, retrain."""
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -178,7 +179,7 @@ def test_retraining_deploys_a_fresh_fit_chosen_on_equal_footing(trained):
 
 # ---- the live record on any host clock, in every group, every day ------------------------------------
 @pytest.mark.host_tz
-def test_utc_whatever_the_server_and_host_zone_across_a_dst_change(trained, write_config, monkeypatch):
+def test_utc_whatever_the_server_and_host_zone_across_a_dst_change(trained, write_config):
     """A server whose default zone is New York and a host in New York: sessions still run in UTC, and
     predictions, outcomes, catch-up, performance and the report work across the 2022-11-06 DST change."""
     import time
@@ -190,7 +191,8 @@ def test_utc_whatever_the_server_and_host_zone_across_a_dst_change(trained, writ
     from src.utils.config import Config
 
     ops, records, registry = trained
-    monkeypatch.setenv("TZ", "America/New_York")
+    host_zone = os.environ.get("TZ")  # the run's own zone (CI runs these under UTC and New York): put back after
+    os.environ["TZ"] = "America/New_York"
     time.tzset()
     try:
         name = ops.db.engine.url.database
@@ -222,8 +224,12 @@ def test_utc_whatever_the_server_and_host_zone_across_a_dst_change(trained, writ
         [text] = hourly_text(records.recent_champions(hours=1), pd.Timestamp("2022-11-06 09:05", tz="UTC"))
         assert "2022-11-06 09:05 UTC" in text and "candle 2022-11-06 08:00 UTC" in text
     finally:
-        monkeypatch.delenv("TZ")
+        if host_zone is None:
+            os.environ.pop("TZ", None)
+        else:
+            os.environ["TZ"] = host_zone
         time.tzset()
+        assert os.environ.get("TZ") == host_zone
 
 
 def test_a_days_performance_is_recomputed_as_its_predictions_resolve(trained):

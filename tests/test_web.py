@@ -29,6 +29,7 @@ from src.database.records.scores import settled_through
 from src.models.evaluation.record import track_record
 from src.models.evaluation.scoring import CHAMPION, DIRECTION_ROWS, TIMING_ROWS, score_rows
 from src.utils.candles import last_closed_before
+from src.utils.clock import FrozenClock, use_clock
 from src.web.pages import create_pages
 from tests.stored_site import ASSETS, SITE, TARGETS
 
@@ -39,12 +40,15 @@ READ_ONLY = "options=-c%20default_transaction_read_only%3Don"
 
 @pytest.fixture
 def client(site_db):
-    """The pages on a read-only connection to the stored record: any write would fail the request."""
+    """The pages on a read-only connection to the stored record: any write would fail the request. The clock is
+    held in the hour after the record's newest candle closed (its ages do not move if the hour turns meanwhile)."""
     read_only = DatabaseConnection(site_db.database_url + ("&" if "?" in site_db.database_url else "?") + READ_ONLY)
     app = Flask("test_web")
     health = {"problems": ["BTC/USDT data stale"], "public_problems": ["BTC/USDT: candles late"]}
     app.register_blueprint(create_pages(RecordStore(read_only), SITE, lambda: (health, False)))
-    yield app.test_client(), RecordStore(site_db)
+    newest = pd.Timestamp(RecordStore(site_db).newest_forecast_time("live")).tz_convert("UTC")
+    with use_clock(FrozenClock(newest + pd.Timedelta(hours=1, minutes=5))):
+        yield app.test_client(), RecordStore(site_db)
     read_only.dispose()
 
 

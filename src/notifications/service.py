@@ -14,6 +14,7 @@ from src.notifications import reports
 from src.notifications.telegram import SendResult, TelegramNotifier
 from src.utils.clock import service_run, utc_now
 from src.utils.config import group_key
+from src.utils.faults import kill_point
 
 log = logging.getLogger(__name__)
 ALERT_RETRY_HOURS = 6  # an alert Telegram did not take is sent again while its hour is this young
@@ -123,6 +124,7 @@ class ReportService:
                             claim["timestamp"], reason)
                 return True
             result = self.notifier.send("alert", claim["message"])
+            kill_point("alert-sent-not-marked")
             delivered = result.success or result.dry_run  # no Telegram configured: the console was its delivery
             taken.mark("sent" if delivered else "failed", None if delivered else result.error)
             results.append(result)

@@ -20,6 +20,17 @@ class SystemClock:
         return pd.Timestamp.now(tz="UTC")
 
 
+class FrozenClock(SystemClock):
+    """The wall clock held at one moment: a run that reads "now" twice (a test checking an age it computed) reads
+    the same time both times. Still the live service's clock (service_run: 'live')."""
+
+    def __init__(self, moment: pd.Timestamp):
+        self._now = pd.Timestamp(moment).tz_convert("UTC")
+
+    def now(self) -> pd.Timestamp:
+        return self._now
+
+
 class SimulatedClock:
     """A clock that moves only when told to (forward only): the replay's simulated time."""
 
@@ -48,7 +59,7 @@ def utc_now() -> pd.Timestamp:
 
 
 @contextmanager
-def use_clock(clock: SimulatedClock) -> Iterator[SimulatedClock]:
+def use_clock(clock: SimulatedClock | SystemClock) -> Iterator[SimulatedClock | SystemClock]:
     """Run the block on `clock` (the whole process reads it), then go back to the wall clock."""
     global _clock
     previous, _clock = _clock, clock

@@ -15,6 +15,7 @@ from sqlalchemy import Float, Numeric, and_, cast, delete, func, or_, select, te
 from src.database.records.base import Records
 from src.database.schema import prediction_outcomes, predictions, resolution_forecasts
 from src.utils.clock import service_run
+from src.utils.faults import kill_point
 
 PREDICTION_COLUMNS = ["run_type", "symbol", "timeframe", "target_pct", "timestamp", "model_name", "model_version",
                       "feature_version", "is_champion", "prediction_class", "probability", "confidence",
@@ -124,9 +125,11 @@ class ForecastRecords(Records):
         timing_columns = RESOLUTION_COLUMNS + [c for c in TIMING_OUTCOME_COLUMNS if timing is not None and c in timing]
         with self.db.engine.begin() as conn:
             cur = conn.connection.driver_connection.cursor()
-            return (_insert_new(cur, direction, predictions.name, PREDICTION_COLUMNS,
-                                "uq_predictions_run_symbol_tf_time_target_model"),
-                    _insert_new(cur, timing, resolution_forecasts.name, timing_columns, "uq_resolution_forecasts_key"))
+            written = _insert_new(cur, direction, predictions.name, PREDICTION_COLUMNS,
+                                  "uq_predictions_run_symbol_tf_time_target_model")
+            kill_point("forecasts-half-written")
+            return written, _insert_new(cur, timing, resolution_forecasts.name, timing_columns,
+                                        "uq_resolution_forecasts_key")
 
     def delete_predictions(self, run_type: str, start: datetime, end: datetime,
                            symbols: list[str] | None = None) -> int:
@@ -177,6 +180,7 @@ class ForecastRecords(Records):
             cur.execute("ANALYZE outcome_stage")
             cur.execute(OUTCOMES_INSERT, {"run_type": run_type})
             written = cur.rowcount
+            kill_point("outcomes-half-written")
             cur.execute(TIMING_OUTCOMES_UPDATE, {"run_type": run_type})
             return written
 

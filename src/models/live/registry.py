@@ -40,6 +40,7 @@ from src.data.features import FEATURE_VERSION
 from src.database.records import RecordStore
 from src.utils.config import registry_name
 from src.utils.errors import ModelLoadError, stop_signals_held
+from src.utils.faults import kill_point
 
 # Model files written before the models were grouped by role name their classes by these modules (pickle
 # stores a class by module and name); they load from the modules the classes live in now.
@@ -118,6 +119,7 @@ class ModelRegistry:
                                task == "direction" else None, row)
             # no clean-up when the insert fails: a row must never lose its files; a folder whose row was not
             # written (a crash, the database gone) is removed by remove_orphans at the next start
+            kill_point("model-files-without-row")
             self.records.add_model(row)
         return version
 
@@ -129,6 +131,7 @@ class ModelRegistry:
         writing.mkdir()
         try:
             (writing / "model.joblib").write_bytes(model)
+            kill_point("model-files-half-written")
             if xgboost_model is not None:  # the boosters in xgboost's own format, readable without our code
                 for k, calibrated in enumerate(xgboost_model.calibrated_classifiers_):
                     calibrated.estimator.get_booster().save_model(str(writing / f"booster-{k}.ubj"))
