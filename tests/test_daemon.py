@@ -380,3 +380,51 @@ def test_sigterm_while_the_daemon_trains_stops_it_within_15_s_and_is_no_failure(
     text = log_file.read_text()
     assert "job startup stopped at a safe point" in text and "daemon stopped" in text
     assert "FAILED" not in text and "abandoned" not in text and "ERROR" not in text, text[-2000:]
+
+
+def test_the_daemons_daily_job_end_to_end(trained, write_config, tmp_path):
+    """The daily job as the schedule runs it, on a trained database with two days of live forecasts: the day's
+    performance, the track record's daily sums, the retrain, the daily report with its chart through the real
+    Telegram client (loopback Bot API), and the retention at its end."""
+    from src.models.live.outcomes import resolve_outcomes
+    from src.models.live.prediction import Predictor
+    from src.scheduler.daemon import Daemon
+    from src.scheduler.services import Context
+    from src.utils.config import Config
+    from tests.conftest import TRAINED_TARGETS
+    ops, records, registry = trained
+    predictor = Predictor(ops, records, registry, TRAINED_TARGETS)
+    for hour in pd.date_range("2023-01-19 00:00", "2023-01-20 23:00", freq="h", tz="UTC"):
+        predictor.predict(["BTC/USDT", "ETH/USDT"], hour + pd.Timedelta(hours=1, minutes=2))
+    now = pd.Timestamp("2023-01-21 00:15", tz="UTC")
+    resolve_outcomes(ops, records, now)
+    with ops.db.engine.begin() as conn:  # what a year of running left: a month-old feature row
+        conn.exec_driver_sql("INSERT INTO feature_cache (symbol, timeframe, timestamp, feature_version, feature_set) "
+                             "VALUES ('BTC/USDT', '1h', '2022-12-01', 'old', '{}')")
+    charts = tmp_path / "reports"
+    charts.mkdir()
+    for day in pd.date_range("2022-11-01", periods=40, freq="D"):
+        (charts / f"daily-{day:%Y%m%d}.png").write_bytes(b"old")
+    with LoopbackBotApi(TOKEN) as bot:
+        config = Config(write_config({
+            "database": {"url": ops.db.database_url},
+            "trading": {"assets": ["BTC/USDT", "ETH/USDT"], "target_percentages": TRAINED_TARGETS},
+            "ml": {"n_workers": 1}, "paths": {"data_dir": str(tmp_path)},
+            "telegram": {"bot_token": TOKEN, "chat_id": "777", "base_url": bot.base_url}}))
+        counts = Daemon(Context(config)).daily(now)
+        photos = bot.sent("sendPhoto")
+    assert counts["performance_days"] >= 1, counts
+    assert counts["groups_trained"] == 0 and counts["groups_skipped"] == 0  # every group had its champion
+    assert records.performance("live", pd.Timestamp("2023-01-20").date()).shape[0] > 0
+    from src.database.records.scores import settled_through
+    assert records.stored_through("live") == settled_through(now, 168)  # no day settled yet: 168-hour windows
+    assert len(photos) == 1 and photos[0]["files"]["photo"][:8] == b"\x89PNG\r\n\x1a\n"
+    text = photos[0]["fields"].get("caption") or bot.sent("sendMessage")[-1]["fields"]["text"]
+    assert "2023-01-20" in text
+    chart = charts / "daily-20230120.png"
+    assert chart.read_bytes() == photos[0]["files"]["photo"]
+    assert len(list(charts.glob("daily-*.png"))) == 30 and chart.exists()  # the retention kept the newest 30
+    assert counts["removed"] >= 11 and records.count("feature_cache") > 0
+    with ops.db.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM feature_cache WHERE feature_version = 'old'").scalar() == 0
+    assert records.reports()["success"].all()

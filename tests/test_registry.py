@@ -117,3 +117,26 @@ def test_a_model_that_learned_over_another_horizon_is_refused(registry):
     assert ModelRegistry(registry.records, registry.models_dir, horizon=168).load(row)
     with pytest.raises(UserError, match=r"learned labels over 168 h, ml.horizon_hours is 72; retrain"):
         ModelRegistry(registry.records, registry.models_dir, horizon=72).load(row)
+
+
+def test_pruning_keeps_the_newest_fits_and_the_files_of_the_newest_7_retired_champions(registry):
+    """Fits never promoted: the newest 3 kept (files and rows). Retired champions: every row kept (the history)
+    until the retention removes it, but only the newest 7 keep their files; the champion keeps its own."""
+    never = [_save(registry) for _ in range(5)]
+    champions = []
+    for _ in range(10):  # ten daily retrains, each deploying a fresh champion
+        champions.append(_save(registry))
+        registry.records.promote(champions[-1])
+    removed = registry.prune("BTC/USDT", "1h", 0.02)
+    rows = registry.records.models("BTC/USDT", "1h", 0.02)
+    assert removed == 2 and set(never[:2]).isdisjoint(rows["version"]) and set(never[2:]) <= set(rows["version"])
+    assert set(champions) <= set(rows["version"])  # every champion's row: the history
+    with_files = {p.name for p in registry.models_dir.iterdir()}
+    retired = champions[:-1]
+    assert with_files == set(never[2:]) | set(retired[-7:]) | {champions[-1]}
+    assert registry.load(_row(registry, champions[-1])) and registry.load(_row(registry, retired[-7]))
+    with pytest.raises(UserError, match="missing"):
+        registry.load(_row(registry, retired[-8]))
+    assert registry.remove_retired() == 2  # the retention: rows past their files' lifetime
+    assert set(registry.records.models("BTC/USDT", "1h", 0.02)["version"]) == set(never[2:]) | set(retired[-7:]) | {
+        champions[-1]}

@@ -377,3 +377,15 @@ def test_the_daily_job_stores_the_sums_a_stopped_backtest_left_missing(site_db, 
     with site_db.engine.connect() as conn:
         after = conn.exec_driver_sql("SELECT count(*), sum(n) FROM day_scores WHERE run_type = 'backtest'").one()
     assert tuple(after) == tuple(before) and records.runs_without_sums() == []
+
+
+def test_missing_values_are_null_in_the_json_never_nan(client):
+    """A pending forecast has no outcome and no hours to its target: JSON null, which every parser reads (NaN is
+    not JSON)."""
+    http, _ = client
+    text = http.get("/api/forecasts?status=pending&limit=50").get_data(as_text=True)
+
+    def refuse(constant: str):
+        raise AssertionError(f"{constant} in the JSON")
+    forecasts = json.loads(text, parse_constant=refuse)["forecasts"]
+    assert forecasts and all(f["status"] is None and f["time_to_target_hours"] is None for f in forecasts)
