@@ -77,3 +77,13 @@ def test_a_symbol_the_registry_cannot_name_is_refused_in_one_line(symbol, write_
     assert result.returncode == 2
     [line] = [x for x in result.stderr.splitlines() if "trading.assets" in x]
     assert "so models and records can name it" in line or "not of the form" in line
+
+
+def test_a_perpetual_needs_its_futures_markets_loaded(write_config, run_cli):
+    """Binance's markets are loaded as spot only by default: a perpetual is refused until its kind is added."""
+    refused = run_cli("--config", str(write_config({"trading": {"assets": [SPOT, PERP]}})), "status")
+    assert refused.returncode == 2 and 'add "linear"' in refused.stderr
+    fine = write_config({"trading": {"assets": [SPOT, PERP]},
+                         "exchange": {"options": {"fetchMarkets": {"types": ["spot", "linear"]}}}}, "fine.yaml")
+    from src.utils.config import Config
+    assert Config(fine).assets == [SPOT, PERP]

@@ -4,52 +4,13 @@ the feature cache carries TimescaleDB's own retention policy."""
 from __future__ import annotations
 
 import pandas as pd
-from sklearn.dummy import DummyClassifier
 from sqlalchemy import text
 
 from src.database.records import RecordStore
 from src.models.live.registry import ModelRegistry
 from src.monitoring.retention import RetentionSettings, apply_retention
 from tests.conftest import TIMESCALEDB_REQUIRED
-
-START = pd.Timestamp("2023-01-01 00:15", tz="UTC")
-ASSETS, GROUPS = ("BTC/USDT", "ETH/USDT", "SOL/USDT"), (("BTC/USDT", 0.02), ("ETH/USDT", 0.05))
-HEALTH_PER_DAY, REPORTS_PER_DAY = 288, 30
-
-
-def _write_a_day(conn, day: pd.Timestamp) -> None:
-    """What a day of the daemon writes to the growing tables: 24 hours of cached features per asset, a health row
-    every 5 minutes, 30 reports and answers with one attempt each."""
-    hours = {"start": day.floor("D"), "end": day.floor("D") + pd.Timedelta(hours=23)}
-    for asset in ASSETS:
-        conn.execute(text("""INSERT INTO feature_cache (symbol, timeframe, timestamp, feature_version, feature_set)
-                             SELECT :asset, '1h', t, 'v1', '{"ret_1": 0.001}'::jsonb
-                             FROM generate_series(CAST(:start AS timestamptz), CAST(:end AS timestamptz),
-                                                  interval '1 hour') t"""), {"asset": asset, **hours})
-    conn.execute(text("""INSERT INTO system_health (timestamp, cpu_percent) SELECT t, 1.0 FROM generate_series(
-                         CAST(:start AS timestamptz), CAST(:start AS timestamptz) + interval '1435 minutes',
-                         interval '5 minutes') t"""), hours)
-    ids = conn.execute(text("""INSERT INTO telegram_reports (report_type, content, sent_at, success)
-                               SELECT 'hourly', repeat('x', 500), CAST(:start AS timestamptz) + k * interval '40 min',
-                                      true FROM generate_series(0, :n - 1) k RETURNING id"""),
-                       {**hours, "n": REPORTS_PER_DAY}).scalars().all()
-    conn.execute(text("""INSERT INTO telegram_attempts (report_id, attempt, method, status)
-                         SELECT unnest(CAST(:ids AS bigint[])), 1, 'sendMessage', 'ok'"""), {"ids": list(ids)})
-
-
-def _retrain(registry: ModelRegistry, day: pd.Timestamp) -> None:
-    """A daily retrain that deploys a fresh champion in each group (the old one is retired)."""
-    model = DummyClassifier().fit([[0], [1]], [0, 1])
-    for symbol, target in GROUPS:
-        version = registry.save(model, symbol=symbol, timeframe="1h", target=target, model_name="logistic",
-                                train_start=day - pd.Timedelta(days=365), train_end=day, n_samples=100, metrics={})
-        registry.records.promote(version)
-
-
-def _sizes(records: RecordStore) -> dict[str, int]:
-    with records.db.engine.connect() as conn:
-        return {t: conn.execute(text(f"SELECT pg_total_relation_size('{t}')")).scalar_one()  # noqa: S608
-                for t in ("feature_cache", "system_health", "telegram_reports", "telegram_attempts", "model_registry")}
+from tests.year_of_writes import ASSETS, GROUPS, HEALTH_PER_DAY, REPORTS_PER_DAY, START, retrain, write_a_day
 
 
 def test_a_year_of_daily_jobs_keeps_every_table_and_folder_bounded(db, tmp_path):
@@ -62,8 +23,8 @@ def test_a_year_of_daily_jobs_keeps_every_table_and_folder_bounded(db, tmp_path)
     for k in range(365):
         day = START + pd.Timedelta(days=k)
         with db.engine.begin() as conn:
-            _write_a_day(conn, day)
-        _retrain(registry, day)
+            write_a_day(conn, day)
+        retrain(registry, day)
         (reports / f"daily-{day - pd.Timedelta(days=1):%Y%m%d}.png").write_bytes(b"\x89PNG")
         for kind, count in apply_retention(records, registry, reports, settings, day).items():
             removed_total[kind] = removed_total.get(kind, 0) + count
@@ -90,7 +51,7 @@ def test_a_year_of_daily_jobs_keeps_every_table_and_folder_bounded(db, tmp_path)
 def test_maintain_says_what_it_removed_and_sets_the_timescaledb_policy(db, tmp_path, write_config, run_cli):
     with db.engine.begin() as conn:
         for k in range(20):
-            _write_a_day(conn, START + pd.Timedelta(days=k))
+            write_a_day(conn, START + pd.Timedelta(days=k))
         hypertable = conn.execute(text("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'")).scalar()
     config = write_config({"database": {"url": db.database_url}, "retention": {"feature_cache_days": 5},
                            "paths": {"data_dir": str(tmp_path / "data")}})

@@ -291,6 +291,23 @@ def _read_yaml(path: Path) -> dict:
     return data
 
 
+def _futures_markets_problems(tree: dict) -> list[str]:
+    """A future (BASE/QUOTE:SETTLE) whose kind of market CCXT is told not to load: Binance's fetchMarkets types
+    (linear: settled in the quote, inverse: in the base) must include it, or every fetch would fail."""
+    types = (tree["exchange"]["options"].get("fetchMarkets") or {}).get("types")
+    if tree["exchange"]["id"] != "binance" or not isinstance(types, list):
+        return []
+    problems = []
+    for asset in tree["trading"]["assets"]:
+        base, _, rest = asset.partition("/")
+        quote, _, settle = rest.partition(":")
+        kind = "" if not settle else "linear" if settle.split("-")[0] == quote else "inverse"
+        if kind and kind not in types:
+            problems.append(f"config key exchange.options.fetchMarkets.types: {types!r} leaves out {asset}'s "
+                            f"{kind} futures market; add \"{kind}\" (e.g. [\"spot\", \"{kind}\"])")
+    return problems
+
+
 def validate(tree: dict) -> list[str]:
     """Every problem in the tree, one line each naming the key, what is wrong and the fix."""
     problems = []
@@ -337,6 +354,7 @@ class Config:
             if value:
                 _set(tree, key, value)
         problems = validate(tree)
+        problems += [] if problems else _futures_markets_problems(tree)
         if problems:
             raise ConfigError(problems)
         return tree
