@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import psutil
 import pytest
 import yaml
 
@@ -141,6 +142,11 @@ def test_daemon_cycle_health_outage_and_sigterm(daemon_setup):
         assert status == 200 and page.count('<section class="card">') == 9 and "Healthy" in page
         assert f"candle {newest.timestamp:%Y-%m-%d %H:%M} UTC" in page and f"P(up) <b>{newest.probability:.0%}" in page
         assert _get(f"{base}/forecasts?asset=eth")[0] == 200 and _get(f"{base}/record")[0] == 200
+        # the pages answer from a process of their own, at the lowest priority (health.page_process)
+        _wait(lambda: "pages process" in (tmp_path / "logs" / "crypto_ml.log").read_text(), 60, "the pages process")
+        [pages] = [p for p in psutil.Process(process.pid).children() if "--daemon-url" in p.cmdline()]
+        assert pages.nice() == 19 and f"http://127.0.0.1:{port}" in pages.cmdline()
+        assert "Healthy" in _get(f"{base}/")[1]  # its verdict is the daemon's /health
         db.dispose()
 
         _pg_ctl(tmp_path / "data", "stop")  # the database goes away under the daemon
@@ -154,6 +160,7 @@ def test_daemon_cycle_health_outage_and_sigterm(daemon_setup):
         process.send_signal(signal.SIGTERM)  # while the bot long-polls the Bot API for commands
         assert process.wait(timeout=15) == 0
         assert time.monotonic() - started < 15
+        assert not pages.is_running() or pages.status() == psutil.STATUS_ZOMBIE, "the pages stopped with the daemon"
     finally:
         if process.poll() is None:
             process.kill()

@@ -13,6 +13,9 @@ from src.models.live.registry import ModelRegistry
 from src.utils.config import Config
 
 log = logging.getLogger(__name__)
+# the tables vacuumed after rows of each kind went (a report's attempts go with it: ON DELETE CASCADE)
+VACUUMED = {"system_health rows": "system_health", "telegram_reports rows": "telegram_reports",
+            "retired model rows": "model_registry", "feature_cache rows": "feature_cache"}
 CHART_PATTERN = "daily-*.png"  # the daily report's charts (daily-YYYYMMDD.png): the newest sort last
 
 
@@ -48,6 +51,12 @@ def apply_retention(records: RecordStore, registry: ModelRegistry, reports_dir: 
             removed[kind] = step()
         except Exception as exc:  # one kind failing must not keep the others growing
             log.error("retention: %s not removed (%s: %s)", kind, type(exc).__name__, exc)
+    emptied = [table for kind, table in VACUUMED.items() if removed.get(kind)]
+    emptied += ["telegram_attempts"] if "telegram_reports" in emptied else []
+    try:
+        records.vacuum(emptied)
+    except Exception as exc:  # autovacuum gets there later
+        log.warning("retention: VACUUM of %s not run (%s)", ", ".join(emptied), exc)
     return removed
 
 

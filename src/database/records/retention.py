@@ -42,6 +42,16 @@ class RetentionRecords(Records):
         with self.db.engine.begin() as conn:
             return conn.execute(delete(telegram_reports).where(telegram_reports.c.sent_at < before)).rowcount
 
+    def vacuum(self, tables: list[str]) -> None:
+        """Make the space of deleted rows reusable now (plain VACUUM: no lock that blocks reads or writes), so a
+        table's files stop growing at its retention's size rather than when autovacuum next comes by."""
+        known = {feature_cache.name, system_health.name, telegram_reports.name, "telegram_attempts",
+                 model_registry.name}
+        with self.db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            for table in tables:
+                if table in known:  # fixed names only: never text from elsewhere
+                    conn.execute(text(f"VACUUM {table}"))
+
     def retired_beyond(self, keep: int) -> list[str]:
         """Versions of retired champions older than the newest `keep` of their asset x target x task."""
         c = model_registry.c
