@@ -183,7 +183,7 @@ SCHEMA: dict[str, tuple[type | tuple[type, ...], Check | None, str]] = {
     "health.page_workers": (int, lambda v: None if 1 <= v <= 64 else "must be 1..64", "e.g. 4 (pages served at "
                             "once; more get 503 with Retry-After, /health never waits)"),
     "health.page_process": (bool, None, "true (the pages in a process of their own, at a lower priority: /health "
-                            "stays fast under load; about 250 MB more) or false"),
+                            "stays fast under load; about 300 MB more) or false"),
     "health.stale_after_hours": ((int, float), lambda v: None if v > 0 else "must be positive", "e.g. 3"),
     "paths.data_dir": (str, None, 'a folder, e.g. "data"'),
     "paths.logs_dir": (str, None, 'a folder, e.g. "logs"'),
