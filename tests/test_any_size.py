@@ -142,3 +142,25 @@ def test_each_door_answers_a_size_nobody_configured_from_the_newest_candle(asked
                            ("asset=DOGE&move=3", "unknown asset DOGE")):
         bad = client.get(f"/api/soon?{query}")
         assert bad.status_code == 400 and message in json.loads(bad.data)["error"], query
+
+
+@pytest.mark.host_tz
+def test_a_configured_size_answers_before_the_hourly_cycle_stored_it(trained, run_cli, write_config, tmp_path):
+    """`predict --move 1%` on a database whose newest candle has no stored forecast yet: the answer is the one the
+    hourly cycle then stores for that candle (the group's time champion, served by its rule), not an error."""
+    ops, records, registry = trained
+    moves = MoveForecaster(ops, records, registry, TRAINED_TARGETS)
+    now = NEWEST + pd.Timedelta(hours=1, minutes=5)
+    assert records.count("resolution_forecasts") == 0
+    early = moves.forecast("BTC/USDT", 0.01, now)
+    assert early.candle_time == NEWEST and early.model != "any_size"
+    config = write_config({"database": {"url": ops.db.database_url}, "paths": {"data_dir": str(tmp_path)},
+                           "trading": {"assets": ["BTC/USDT", "ETH/USDT"], "target_percentages": TRAINED_TARGETS}})
+    answered = run_cli("--config", str(config), "predict", "--move", "1%")
+    assert answered.returncode == 0, answered.stderr
+    assert f"{early.forecast[1]:.0%}" in answered.stdout and early.model in answered.stdout
+    Predictor(ops, records, registry, TRAINED_TARGETS).predict(["BTC/USDT"], now)  # the hourly cycle stores it
+    stored = moves.forecast("BTC/USDT", 0.01, now)
+    assert stored.model == early.model and stored.candle_time == early.candle_time
+    assert stored.forecast[:3] == pytest.approx(early.forecast[:3], abs=1e-6)  # as stored: probabilities to 1e-6,
+    assert stored.forecast[3:] == pytest.approx(early.forecast[3:], abs=0.005)  # hours to 0.01

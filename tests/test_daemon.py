@@ -389,6 +389,7 @@ def test_sigterm_while_the_daemon_trains_stops_it_within_15_s_and_is_no_failure(
     assert "FAILED" not in text and "abandoned" not in text and "ERROR" not in text, text[-2000:]
 
 
+@pytest.mark.host_tz
 def test_the_daemons_daily_job_end_to_end(trained, write_config, tmp_path):
     """The daily job as the schedule runs it, on a trained database with two days of live forecasts: the day's
     performance, the track record's daily sums, the retrain, the daily report with its chart through the real

@@ -20,6 +20,7 @@ from src.web.params import Site
 from tests.shared_data import load_candles
 
 PERP, SPOT, TARGET = "BTC/USDT:USDT", "BTC/USDT", 0.05
+pytestmark = pytest.mark.host_tz  # forecasts stored and shown with their times, and product processes
 AT = pd.Timestamp("2023-01-20 06:15", tz="UTC")  # predicts from the 05:00 candle
 
 

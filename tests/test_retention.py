@@ -4,6 +4,7 @@ the feature cache carries TimescaleDB's own retention policy."""
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 from sqlalchemy import text
 
 from src.database.records import RecordStore
@@ -48,6 +49,7 @@ def test_a_year_of_daily_jobs_keeps_every_table_and_folder_bounded(db, tmp_path)
     assert removed_total["daily charts"] == 365 - 30
 
 
+@pytest.mark.host_tz
 def test_maintain_says_what_it_removed_and_sets_the_timescaledb_policy(db, tmp_path, write_config, run_cli):
     with db.engine.begin() as conn:
         for k in range(20):

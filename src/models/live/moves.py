@@ -43,31 +43,47 @@ class MoveForecaster:
         self.predictor = Predictor(ops, records, registry, targets, timeframe, horizon)  # reads the features
 
     def forecast(self, symbol: str, move: float, now: pd.Timestamp) -> MoveForecast:
-        """The how-soon forecast of a `move` (a fraction, 0.005 to 0.10) for `symbol` as of its newest candle."""
-        configured = [t for t in self.targets if np.isclose(t, move)]
-        if configured:
-            return self._stored(symbol, configured[0], now)
+        """The how-soon forecast of a `move` (a fraction, 0.005 to 0.10) for `symbol` as of its newest candle: for a
+        configured target, what the hourly cycle stored for that candle, or made now as it makes it when it has
+        not stored it yet; for any other size, the asset's any-size model."""
         newest = self.ops.get_last_complete_timestamps([symbol], self.timeframe).get(symbol)
         if newest is None:
             raise UserError(f"no candles stored for {symbol} yet")
         candle_time = pd.Timestamp(newest)
+        configured = [t for t in self.targets if np.isclose(t, move)]
+        if configured:
+            return self._configured(symbol, configured[0], candle_time, now)
         models = self.registry.current(symbol, self.timeframe, POOLED_TARGET, task=TASK)
         if "champion" not in models:
             raise UserError(f"no any-size model for {symbol} yet; train first: python -m src.main train")
         model = self.registry.load(models["champion"])
-        found = self.predictor.features_at(symbol, candle_time)
-        if found is None:
-            raise UserError(f"candle {candle_time:%Y-%m-%d %H:%M} UTC of {symbol} is not stored")
-        history, _ = found
+        history = self._history(symbol, candle_time)
         forecast = forecast_move(model.estimator, history.iloc[[-1]], move, self.horizon)[0]
         return MoveForecast(symbol, move, candle_time, forecast, MODEL_NAME, self._staleness(candle_time, now),
                             self.horizon)
 
-    def _stored(self, symbol: str, target: float, now: pd.Timestamp) -> MoveForecast:
+    def _history(self, symbol: str, candle_time: pd.Timestamp) -> pd.DataFrame:
+        found = self.predictor.features_at(symbol, candle_time)
+        if found is None:
+            raise UserError(f"candle {candle_time:%Y-%m-%d %H:%M} UTC of {symbol} is not stored")
+        return found[0]
+
+    def _configured(self, symbol: str, target: float, candle_time: pd.Timestamp, now: pd.Timestamp) -> MoveForecast:
+        """The stored forecast of the newest candle; else the one the hourly cycle would store for it (the group's
+        time champion, served by its rule); else the newest stored one, said stale."""
         _, timing = self.records.newest_forecasts([(symbol, target)])
-        if timing.empty:
-            raise UserError(f"no how-soon forecast of {symbol} {target:.0%} yet")
-        row = timing.iloc[0]
+        if len(timing) and pd.Timestamp(timing.iloc[0]["timestamp"]) == candle_time:
+            return self._stored(symbol, target, timing.iloc[0], now)
+        served = self.predictor.served_timing(symbol, target, self._history(symbol, candle_time))
+        if served is not None:
+            model, forecast = served
+            return MoveForecast(symbol, target, candle_time, forecast, model, self._staleness(candle_time, now),
+                                self.horizon)
+        if len(timing):
+            return self._stored(symbol, target, timing.iloc[0], now)
+        raise UserError(f"no how-soon model of {symbol} {target:.0%} yet; train first: python -m src.main train")
+
+    def _stored(self, symbol: str, target: float, row: pd.Series, now: pd.Timestamp) -> MoveForecast:
         candle_time = pd.Timestamp(row["timestamp"])
         forecast = row[["p_6h", "p_24h", "p_horizon", "q10_hours", "q50_hours", "q90_hours"]].to_numpy(dtype=float)
         return MoveForecast(symbol, target, candle_time, forecast, str(row["model_name"]),

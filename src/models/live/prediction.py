@@ -228,6 +228,14 @@ class Predictor:
                 result.champions[(symbol, target)] = (name, float(p[0]))
         return rows
 
+    def served_timing(self, symbol: str, target: float, history: pd.DataFrame) -> tuple[str, np.ndarray] | None:
+        """(model name, its (6,) forecast) of the how-soon forecast users get for the last hour of `history`, made
+        as the hourly cycle makes it (the champion, served by its rule); None without a time champion. Nothing
+        is written."""
+        rows = self._forecast_timing(symbol, target, history, CycleResult(at=history.index[-1]), None)
+        return next(((name, np.asarray(forecast, dtype=float)) for _, _, name, _, _, forecast, serving in rows
+                     if serving), None)
+
     def _forecast_timing(self, symbol: str, target: float, history: pd.DataFrame, result: CycleResult,
                          as_of: pd.Timestamp | None) -> list:
         """How-soon forecasts of every time model of the group for the last hour of `history`, the champion's
