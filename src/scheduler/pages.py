@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -20,6 +21,7 @@ log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[2]
 NICENESS = 19  # below the daemon's jobs and /health: the pages wait, the service does not
 SERVING = "serving the track record on http://"
+STOPPED_CODES = {-signal.SIGTERM, -signal.SIGINT, 128 + signal.SIGTERM, 128 + signal.SIGINT}
 
 
 class PageProcess:
@@ -41,8 +43,10 @@ class PageProcess:
 
     def start(self) -> None:
         self._stopping = False
+        # its own session: a Ctrl-C or a signal to the daemon's process group is the daemon's to act on, and the
+        # daemon stops the pages itself (they also end when the daemon is gone)
         self.process = subprocess.Popen(self.command(), cwd=ROOT, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                                        text=True)
+                                        text=True, start_new_session=True)
         try:
             os.setpriority(os.PRIO_PROCESS, self.process.pid, NICENESS)
         except OSError as exc:  # not allowed here: the pages run at the daemon's priority
@@ -63,8 +67,9 @@ class PageProcess:
                 self.on_ready(port)
         code = process.wait()
         if not self._stopping:
-            log.warning("pages process %d ended (exit %s); the daemon serves the pages until the health job starts "
-                        "it again", process.pid, code)
+            stopped = code in STOPPED_CODES  # a stop signal sent to it (a service manager stops every process)
+            log.log(logging.INFO if stopped else logging.WARNING, "pages process %d ended (exit %s); the daemon "
+                    "serves the pages until the health job starts it again", process.pid, code)
         self.on_exit()
 
     def stop(self, timeout: float = 3.0) -> None:
