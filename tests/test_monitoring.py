@@ -155,3 +155,16 @@ def test_pages_run_on_their_own_bounded_pool_and_never_starve_health():
     finally:
         release.set()
         server.stop()
+
+
+def test_the_compose_file_gives_the_daemon_time_to_stop():
+    """Docker kills at 10 s unless told otherwise; the daemon may take its job's safe point, the bot's and the
+    pages' stops (daemon.STOP_GRACE_SECONDS + 2 + 5 s)."""
+    from pathlib import Path
+
+    import yaml
+
+    from src.scheduler.daemon import STOP_GRACE_SECONDS
+    compose = yaml.safe_load((Path(__file__).resolve().parents[1] / "docker-compose.dev.yml").read_text())
+    grace = compose["services"]["app"]["stop_grace_period"]
+    assert grace.endswith("s") and int(grace[:-1]) >= STOP_GRACE_SECONDS + 2 + 5 + 5  # and a margin
