@@ -32,7 +32,6 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from src.database.connection import DatabaseConnection  # noqa: E402
 from src.database.operations import DatabaseOperations  # noqa: E402
 from src.database.records import RecordStore  # noqa: E402
 from src.database.records.scores import settled_through  # noqa: E402
@@ -44,7 +43,7 @@ from src.scheduler.pages import PageProcess  # noqa: E402
 from src.utils.config import Config  # noqa: E402
 from src.web.pages import create_pages  # noqa: E402
 from src.web.params import Site  # noqa: E402
-from tests.long_record import fill_long_record  # noqa: E402
+from tests.long_record import open_long_record  # noqa: E402
 
 SYMBOLS = ["BTC/USDT", "ETH/USDT", "SOL/USDT"]
 TARGETS = [0.01, 0.02, 0.05]
@@ -123,23 +122,15 @@ def main() -> None:
                         "(health.page_process: false)")
     parser.add_argument("--impolite", action="store_true", help="clients ignore Retry-After (a 503 flood)")
     parser.add_argument("--page-workers", type=int, default=4, help="health.page_workers")
-    parser.add_argument("--switch-interval", type=float, help="sys.setswitchinterval, seconds (Python's: 0.005)")
     args = parser.parse_args()
-    if args.switch_interval:
-        sys.setswitchinterval(args.switch_interval)
     end = pd.Timestamp.now(tz="UTC").floor("h") - pd.Timedelta(hours=1)
     folder = args.keep or Path(tempfile.mkdtemp())
-    db = DatabaseConnection("embedded", folder)
+    db = open_long_record(folder, SYMBOLS, TARGETS, args.days, end)
     try:
-        db.create_tables()
         records, ops = RecordStore(db), DatabaseOperations(db)
-        if not records.count("predictions"):
-            began = time.perf_counter()
-            fill_long_record(db.engine, SYMBOLS, TARGETS, end - pd.Timedelta(days=args.days), end,
-                             runs=("live", "backtest"))
-            for run in ("live", "backtest"):
+        for run in ("live", "backtest"):
+            if records.stored_through(run) is None:  # the daily sums, as the daily job and the backtest store them
                 records.refresh_day_scores(run, settled_through(end, 168), 168, full=True)
-            print(f"stored in {time.perf_counter() - began:.0f} s")
         print(f"{records.count('predictions'):,} predictions, {records.count('resolution_forecasts'):,} how-soon "
               f"forecasts")
         board = JobBoard()

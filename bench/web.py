@@ -25,7 +25,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from flask import Flask  # noqa: E402
 
-from src.database.connection import DatabaseConnection  # noqa: E402
 from src.database.operations import DatabaseOperations  # noqa: E402
 from src.database.records import RecordStore  # noqa: E402
 from src.database.records.scores import RESCORED_DAYS, settled_through  # noqa: E402
@@ -33,7 +32,7 @@ from src.monitoring.app import HealthServer  # noqa: E402
 from src.monitoring.health import JobBoard, health_snapshot  # noqa: E402
 from src.web.pages import create_pages  # noqa: E402
 from src.web.params import Site  # noqa: E402
-from tests.long_record import fill_long_record  # noqa: E402
+from tests.long_record import open_long_record  # noqa: E402
 
 SYMBOLS = ["BTC/USDT", "ETH/USDT", "SOL/USDT"]
 TARGETS = [0.01, 0.02, 0.05]
@@ -60,15 +59,9 @@ def main() -> None:
     args = parser.parse_args()
     end = pd.Timestamp.now(tz="UTC").floor("h") - pd.Timedelta(hours=1)
     folder = args.keep or Path(tempfile.mkdtemp())
-    db = DatabaseConnection("embedded", folder)
+    db = open_long_record(folder, SYMBOLS, TARGETS, args.days, end)
     try:
-        db.create_tables()
         records, ops = RecordStore(db), DatabaseOperations(db)
-        if not records.count("predictions"):
-            began = time.perf_counter()
-            fill_long_record(db.engine, SYMBOLS, TARGETS, end - pd.Timedelta(days=args.days), end,
-                             runs=("live", "backtest"))
-            print(f"stored in {time.perf_counter() - began:.0f} s")
         print(f"{records.count('predictions'):,} predictions, {records.count('resolution_forecasts'):,} how-soon "
               f"forecasts, {records.count('prediction_outcomes'):,} outcomes")
         if not args.cold:

@@ -5,8 +5,14 @@ left them; `runs` ("live", "backtest") says under which run types. For the bound
 and their benches."""
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 import pandas as pd
 from sqlalchemy import Engine, text
+
+from src.database.connection import DatabaseConnection
+from src.database.records import RecordStore
 
 DIRECTION_MODELS = ("climatology", "logistic", "xgboost")  # the champion last
 TIMING_MODELS = ("climatology", "recent_vol", "survival")
@@ -69,3 +75,16 @@ def fill_long_record(engine: Engine, symbols: list[str], targets: list[float], s
             conn.execute(text(statement))
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(text("ANALYZE"))
+
+
+def open_long_record(folder: Path, symbols: list[str], targets: list[float], days: int, end: pd.Timestamp
+                     ) -> DatabaseConnection:
+    """The embedded database in `folder`, migrated, holding `days` of live and backtest record to `end` (written
+    once: a kept folder is reused); for the web benches."""
+    db = DatabaseConnection("embedded", folder)
+    db.create_tables()
+    if not RecordStore(db).count("predictions"):
+        began = time.perf_counter()
+        fill_long_record(db.engine, symbols, targets, end - pd.Timedelta(days=days), end, runs=("live", "backtest"))
+        print(f"stored in {time.perf_counter() - began:.0f} s")
+    return db

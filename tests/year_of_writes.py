@@ -6,6 +6,7 @@ import pandas as pd
 from sklearn.dummy import DummyClassifier
 from sqlalchemy import text
 
+from src.database.migrations.timescale import is_hypertable
 from src.models.live.registry import ModelRegistry
 
 START = pd.Timestamp("2023-01-01 00:15", tz="UTC")
@@ -46,10 +47,7 @@ def table_sizes(records) -> dict[str, int]:
     """Bytes on disk per growing table, indexes included (a hypertable's chunks too)."""
     tables = ("feature_cache", "system_health", "telegram_reports", "telegram_attempts", "model_registry")
     with records.db.engine.connect() as conn:
-        hypertables = set(conn.execute(text(
-            "SELECT hypertable_name FROM timescaledb_information.hypertables")).scalars()) if conn.execute(text(
-                "SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'")).scalar() else set()
-        return {t: conn.execute(text(f"SELECT hypertable_size('{t}')" if t in hypertables  # noqa: S608
+        return {t: conn.execute(text(f"SELECT hypertable_size('{t}')" if is_hypertable(conn, t)  # noqa: S608
                                      else f"SELECT pg_total_relation_size('{t}')")).scalar_one() for t in tables}
 
 

@@ -14,21 +14,15 @@ def cmd_run(args: argparse.Namespace, ctx: Context) -> int:
 def cmd_health(args: argparse.Namespace, ctx: Context) -> int:
     """The daemon's /health when it runs; else the same checks made here (without job history)."""
     import json
-    import urllib.error
-    import urllib.request
     health = ctx.config.config["health"]
-    url = f"http://{health['host']}:{health['port']}/health"
-    try:
-        with urllib.request.urlopen(url, timeout=5) as answer:
-            report, healthy = json.loads(answer.read()), True
-    except urllib.error.HTTPError as err:
-        report, healthy = json.loads(err.read()), False
-    except OSError:
+    url = f"http://{health['host']}:{health['port']}"
+    report, healthy = _daemon_health(url) or (None, False)
+    if report is None:
         from src.monitoring.health import health_snapshot
         report, healthy = health_snapshot(ctx.ops, ctx.records, ctx.config.assets, ctx.config.target_percentages,
                                           ctx.config.timeframe, health["stale_after_hours"],
                                           ctx.config.get("app.version"))
-        report["source"] = "cli (daemon not reachable at " + url + ")"
+        report["source"] = f"cli (daemon not reachable at {url}/health)"
     print(json.dumps(report, indent=2, default=str))
     return 0 if healthy else 3
 
@@ -68,7 +62,8 @@ def cmd_web(args: argparse.Namespace, ctx: Context) -> int:
     @ttl_cache(maxsize=1, ttl=SNAPSHOT_CACHE_SECONDS)
     def snapshot() -> tuple[dict, bool]:
         if args.daemon_url:
-            return _daemon_health(args.daemon_url)
+            return _daemon_health(args.daemon_url) or ({"problems": ["daemon unreachable"],
+                                                        "public_problems": ["service unreachable"]}, False)
         return health_snapshot(ctx.ops, records, ctx.config.assets, ctx.config.target_percentages,
                                ctx.config.timeframe, health["stale_after_hours"], ctx.config.get("app.version"))
 
@@ -89,8 +84,8 @@ def cmd_web(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
-def _daemon_health(url: str) -> tuple[dict, bool]:
-    """The daemon's /health (HTTP 503 carries the report too); unreachable: said plainly."""
+def _daemon_health(url: str) -> tuple[dict, bool] | None:
+    """The /health of the daemon at `url` (HTTP 503 carries the report too), or None when it does not answer."""
     import json
     import urllib.error
     import urllib.request
@@ -100,7 +95,7 @@ def _daemon_health(url: str) -> tuple[dict, bool]:
     except urllib.error.HTTPError as err:
         return json.loads(err.read() or b"{}"), False
     except OSError:
-        return {"problems": ["daemon unreachable"], "public_problems": ["service unreachable"]}, False
+        return None
 
 
 def _end_with_parent() -> None:

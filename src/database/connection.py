@@ -112,14 +112,12 @@ class DatabaseConnection:
         are moved into chunks, in one transaction). Returns what happened: 'converted', 'already',
         'unavailable' (the extension is not installed), 'not preloaded' (installed, its library not loaded: see
         NOT_PRELOADED) or 'off' (database.timescaledb: off)."""
-        from src.database.migrations.timescale import hypertable_statements, not_preloaded
+        from src.database.migrations.timescale import hypertable_statements, is_hypertable, not_preloaded
         if self.timescaledb == "off":
             return "off"
         with self.engine.begin() as conn:
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
-            if conn.execute(text("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'")).scalar() and \
-                    conn.execute(text("SELECT 1 FROM timescaledb_information.hypertables "
-                                      "WHERE hypertable_name = 'ohlcv_data'")).scalar():
+            if is_hypertable(conn, "ohlcv_data"):
                 return "already"
             if not conn.execute(text("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'")).scalar():
                 return "unavailable"

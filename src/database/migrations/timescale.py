@@ -17,6 +17,14 @@ NOT_PRELOADED = ("TimescaleDB is installed in this server but not preloaded: add
                  "init-db then converts the tables")
 
 
+def is_hypertable(bind, table: str) -> bool:
+    """Whether `table` is a TimescaleDB hypertable here (False without the extension)."""
+    if not bind.execute(text("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'")).scalar():
+        return False
+    return bool(bind.execute(text("SELECT 1 FROM timescaledb_information.hypertables WHERE hypertable_name = :t"),
+                             {"t": table}).scalar())
+
+
 def not_preloaded(bind) -> bool:
     """True when the timescaledb extension is installed but its library is not preloaded: CREATE EXTENSION
     would end the connection there. Told from the settings when this role may read them (a plain role on a

@@ -7,15 +7,9 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, delete, func, select, text
 
+from src.database.migrations.timescale import is_hypertable
 from src.database.records.base import Records
 from src.database.schema import feature_cache, model_registry, system_health, telegram_reports
-
-
-def _is_hypertable(conn: Connection, table: str) -> bool:
-    if not conn.execute(text("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'")).scalar():
-        return False
-    return bool(conn.execute(text("SELECT 1 FROM timescaledb_information.hypertables WHERE hypertable_name = :t"),
-                             {"t": table}).scalar())
 
 
 class RetentionRecords(Records):
@@ -24,7 +18,7 @@ class RetentionRecords(Records):
         policy set to `days` (replaced when the setting changed), and the chunks wholly older dropped now."""
         c = feature_cache.c
         with self.db.engine.begin() as conn:
-            if not _is_hypertable(conn, "feature_cache"):
+            if not is_hypertable(conn, "feature_cache"):
                 return conn.execute(delete(feature_cache).where(c.timestamp < before)).rowcount
             _set_retention_policy(conn, "feature_cache", days)
             count = select(func.count()).select_from(feature_cache)

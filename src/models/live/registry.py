@@ -288,12 +288,8 @@ class ModelRegistry:
         if as_of is None:  # the current rows only, through the index: not the group's whole history
             return self._latest(self.records.current_models(timeframe, symbol, target, task))
         rows = self.records.models(symbol, timeframe, target, task=task)
-        if as_of is not None:
-            rows = rows[rows["created_at"] <= as_of]
-            serving = (rows["promoted_at"] <= as_of) & (rows["retired_at"].isna() | (rows["retired_at"] > as_of))
-            champions = rows[serving]
-        else:
-            champions = rows[rows["is_champion"]]
+        rows = rows[rows["created_at"] <= as_of]
+        champions = rows[(rows["promoted_at"] <= as_of) & (rows["retired_at"].isna() | (rows["retired_at"] > as_of))]
         latest = {name: group.iloc[-1] for name, group in rows.groupby("model_name")}
         if len(champions):
             champion = champions.iloc[-1]
