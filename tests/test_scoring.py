@@ -96,3 +96,31 @@ def test_an_undefined_figure_is_stored_as_null_never_nan():
     live = {r["model_name"]: r for r in window_rows(DIRECTION_ROWS, "direction", rows, HOURS[-1], 168)}
     assert live["xgboost"]["auc"] is None
     assert not any(isinstance(v, float) and v != v for row in live.values() for v in row.values())
+
+
+def test_direction_figures_are_scikit_learns():
+    """The figures are computed with numpy (scikit-learn's input checks cost most of a daily job's scoring): each
+    equals scikit-learn's on random forecasts, forecasts with ties, all-equal ones and one-class outcomes."""
+    from sklearn.metrics import brier_score_loss, log_loss, precision_recall_fscore_support, roc_auc_score
+
+    from src.models.evaluation.direction_metrics import forecast_metrics
+    rng = np.random.default_rng(3)
+    for trial in range(60):
+        n = int(rng.integers(2, 300))
+        y = (rng.random(n) < [0.5, 0.05, 1.0, 0.0][trial % 4]).astype(float)
+        p = [rng.random(n), np.round(rng.random(n), 1), np.full(n, 0.5)][trial % 3]
+        clim = rng.random() if trial % 2 else rng.random(n)
+        got = forecast_metrics(y, p, clim)
+        clipped = np.clip(p, 1e-6, 1 - 1e-6)
+        predicted = (clipped >= 0.5).astype(int)
+        precision, recall, f1, _ = precision_recall_fscore_support(y, predicted, labels=[1, 0], zero_division=0)
+        brier, brier_clim = brier_score_loss(y, clipped), brier_score_loss(y, np.broadcast_to(clim, y.shape))
+        want = {"brier": brier, "log_loss": log_loss(y, clipped, labels=[0, 1]), "accuracy": (predicted == y).mean(),
+                "brier_skill": 1 - brier / brier_clim if brier_clim > 0 else None,
+                "auc": roc_auc_score(y, clipped) if len(np.unique(y)) == 2 else None,
+                "precision_up": precision[0], "precision_down": precision[1], "recall_up": recall[0],
+                "recall_down": recall[1], "f1_up": f1[0], "f1_down": f1[1]}
+        for name, value in want.items():
+            assert (got[name] is None) == (value is None), (trial, name)
+            if value is not None:
+                assert got[name] == pytest.approx(value, abs=1e-12), (trial, name)

@@ -86,19 +86,16 @@ def score_rows(kind: RowKind, rows: pd.DataFrame, horizon: int, as_of: pd.Timest
     from too few forecasts reads None (small_sample). `series`: that one only (e.g. CHAMPION)."""
     out = []
     for (symbol, timeframe, target), group in rows.groupby(GROUP, sort=True):
-        scored = group[kind.scored(group)]
-        reference = scored[scored["model_name"] == REFERENCE].set_index("timestamp")
-        for name, own in _series(group):
+        arrays = _GroupArrays(kind, group.reset_index(drop=True), horizon, as_of)
+        for name, members in arrays.series():
             if series is not None and name != series:
                 continue
             row = {"symbol": symbol, "timeframe": timeframe, "target_pct": float(target), "model_name": name,
-                   **_counts(own, horizon, as_of)}
-            mine = own[kind.scored(own)].set_index("timestamp").sort_index()
-            common = mine.index.intersection(reference.index)
-            forecast = mine.loc[common, kind.columns].to_numpy(dtype=float)
-            climatology = reference.loc[common, kind.columns].to_numpy(dtype=float)
-            outcome = kind.outcome(mine.loc[common])
-            known = None if kind.known is None else kind.known(mine.loc[common].reset_index(), as_of, horizon)
+                   **arrays.counts(members)}
+            at, climatology = arrays.aligned(members)
+            common = pd.DatetimeIndex(arrays.times[at]).tz_localize("UTC")
+            forecast, outcome = arrays.forecast[at], arrays.outcome[at]
+            known = None if arrays.known is None else arrays.known[at]
             figures = (kind.score(forecast, climatology, outcome, horizon, known) if known is not None else
                        kind.score(forecast if len(kind.columns) > 1 else forecast[:, 0],
                                   climatology if len(kind.columns) > 1 else climatology[:, 0], outcome, horizon))
@@ -143,23 +140,60 @@ def interval_blocks(first: pd.Timestamp, last: pd.Timestamp, horizon: int) -> in
     return -(-days // max(1, -(-horizon // 24)))
 
 
-def _series(group: pd.DataFrame):
-    """Each model's rows, then the rows users got as CHAMPION."""
-    yield from group.groupby("model_name", sort=True)
-    champion = group[group["is_champion"].astype(bool)]
-    if len(champion):
-        yield CHAMPION, champion
+def _instants(times: pd.Series) -> np.ndarray:
+    """Times as plain datetime64 (UTC): a tz-aware column's to_numpy() is an array of objects, slow to compare."""
+    return times.to_numpy(dtype="datetime64[ns]")
 
 
-def _counts(own: pd.DataFrame, horizon: int, as_of: pd.Timestamp | None) -> dict:
-    """Resolved and pending forecasts; the hit rate over complete windows (counting early resolutions of
-    open windows alone would lean towards hits); the mean hours to a hit."""
-    resolved = own["status"].notna()
-    complete = own[resolved]
-    if as_of is not None:
-        complete = complete[complete["timestamp"] <= as_of - pd.Timedelta(hours=horizon + 1)]
-    hours = own.get("time_to_target_hours", own.get("hours_to_resolution"))
-    hours = hours[own["status"].ne("expired") & resolved] if hours is not None else pd.Series(dtype=float)
-    return {"resolved_predictions": int(resolved.sum()), "pending_predictions": int((~resolved).sum()),
-            "hit_rate": float(complete["status"].ne("expired").mean()) if len(complete) else None,
-            "avg_time_to_target_hours": float(hours.astype(float).mean()) if hours.notna().any() else None}
+class _GroupArrays:
+    """One asset x target's rows as plain arrays, each per-row figure computed once and sliced per series (this
+    runs for every model, group and window of every daily job)."""
+
+    def __init__(self, kind: RowKind, group: pd.DataFrame, horizon: int, as_of: pd.Timestamp | None):
+        self.group = group
+        self.times = _instants(group["timestamp"])
+        self.scored = kind.scored(group).to_numpy(dtype=bool)
+        self.forecast = group[kind.columns].to_numpy(dtype=float)
+        self.outcome = kind.outcome(group)
+        self.known = None if kind.known is None else kind.known(group, as_of, horizon)
+        status = group["status"]
+        self.resolved = status.notna().to_numpy()
+        self.hit = self.resolved & status.ne("expired").to_numpy()
+        self.complete = self.resolved.copy()  # windows whose last candle had closed by as_of
+        if as_of is not None:
+            self.complete &= (group["timestamp"] <= as_of - pd.Timedelta(hours=horizon + 1)).to_numpy()
+        column = "time_to_target_hours" if "time_to_target_hours" in group else "hours_to_resolution"
+        self.hours = group[column].to_numpy(dtype=float) if column in group else np.full(len(group), np.nan)
+        reference = np.flatnonzero(self.scored & (group["model_name"] == REFERENCE).to_numpy())
+        order = np.argsort(self.times[reference], kind="stable")
+        self.reference_times = self.times[reference][order]
+        self.reference = self.forecast[reference][order]
+
+    def series(self):
+        """(name, row mask): each model's rows, then the rows users got as CHAMPION."""
+        names = self.group["model_name"].to_numpy()
+        for name in sorted(set(names)):
+            yield name, names == name
+        champion = self.group["is_champion"].to_numpy(dtype=bool)
+        if champion.any():
+            yield CHAMPION, champion
+
+    def aligned(self, members: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The series' scored rows (positions, by time) whose hour has a climatology forecast, and those forecasts
+        (an hour without one is left out)."""
+        rows = np.flatnonzero(members & self.scored)
+        rows = rows[np.argsort(self.times[rows], kind="stable")]
+        at = np.searchsorted(self.reference_times, self.times[rows])
+        found = at < len(self.reference_times)
+        found[found] = self.reference_times[at[found]] == self.times[rows][found]
+        return rows[found], self.reference[at[found]]
+
+    def counts(self, members: np.ndarray) -> dict:
+        """Resolved and pending forecasts; the hit rate over complete windows (counting early resolutions of open
+        windows alone would lean towards hits); the mean hours to a hit."""
+        resolved, complete = self.resolved[members], self.complete[members]
+        hours = self.hours[members & self.hit]
+        hours = hours[~np.isnan(hours)]
+        return {"resolved_predictions": int(resolved.sum()), "pending_predictions": int((~resolved).sum()),
+                "hit_rate": float(self.hit[members][complete].mean()) if complete.any() else None,
+                "avg_time_to_target_hours": float(hours.mean()) if len(hours) else None}

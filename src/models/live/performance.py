@@ -37,19 +37,7 @@ def daily_performance(records: RecordStore, day: date, as_of: pd.Timestamp | Non
     at `as_of` (default now); returns rows stored."""
     run_type = run_type or service_run()
     as_of = as_of if as_of is not None else utc_now()
-    end = pd.Timestamp(day, tz="UTC") + pd.Timedelta(days=1)
-    made = records.resolved(run_type, end - pd.Timedelta(days=max(WINDOWS)), end, include_pending=True)
-    timing = records.resolved_time(run_type, end - pd.Timedelta(days=max(WINDOWS)), end, include_pending=True)
-    rows = []
-    for days in WINDOWS:
-        since = end - pd.Timedelta(days=days)
-        for kind, task, frame in ((DIRECTION_ROWS, "direction", made), (TIMING_ROWS, "resolution", timing)):
-            rows += [{**row, "run_type": run_type, "evaluation_date": day, "window_days": days}
-                     for row in window_rows(kind, task, frame[frame["timestamp"] >= since], as_of, horizon)]
-    stored = records.save_performance(rows)
-    log.info("performance %s: %d predictions, %d pending, %d metric rows", day, len(made),
-             int(made["status"].isna().sum()), stored)
-    return stored
+    return _store_days(records, [day], as_of, horizon, run_type)
 
 
 def refresh_performance(records: RecordStore, now: pd.Timestamp, horizon: int = 168,
@@ -60,6 +48,32 @@ def refresh_performance(records: RecordStore, now: pd.Timestamp, horizon: int = 
     yesterday = (now - pd.Timedelta(days=1)).date()
     since = (now - pd.Timedelta(days=max(WINDOWS))).date()
     days = sorted(set(records.days_with_pending(run_type, since)) | {yesterday})
-    for day in days:
-        daily_performance(records, day, now, horizon, run_type)
+    _store_days(records, days, now, horizon, run_type)
     return days
+
+
+def _store_days(records: RecordStore, days: list[date], as_of: pd.Timestamp, horizon: int, run_type: str) -> int:
+    """The metrics of each day (its windows ending with it), from one read of the forecasts they cover."""
+    ends = [pd.Timestamp(day, tz="UTC") + pd.Timedelta(days=1) for day in days]
+    first, last = min(ends) - pd.Timedelta(days=max(WINDOWS)), max(ends)
+    made_all = records.resolved(run_type, first, last, include_pending=True)
+    timing_all = records.resolved_time(run_type, first, last, include_pending=True)
+    stored = 0
+    for day, end in zip(days, ends):
+        made, timing = (_between(frame, end - pd.Timedelta(days=max(WINDOWS)), end) for frame in (made_all, timing_all))
+        rows = []
+        for days_back in WINDOWS:
+            since = end - pd.Timedelta(days=days_back)
+            for kind, task, frame in ((DIRECTION_ROWS, "direction", made), (TIMING_ROWS, "resolution", timing)):
+                rows += [{**row, "run_type": run_type, "evaluation_date": day, "window_days": days_back}
+                         for row in window_rows(kind, task, frame[frame["timestamp"] >= since], as_of, horizon)]
+        day_stored = records.save_performance(rows)
+        stored += day_stored
+        log.info("performance %s: %d predictions, %d pending, %d metric rows", day, len(made),
+                 int(made["status"].isna().sum()), day_stored)
+    return stored
+
+
+def _between(frame: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+    """The rows with start <= timestamp < end (the read of ForecastRecords.resolved over those times)."""
+    return frame[(frame["timestamp"] >= start) & (frame["timestamp"] < end)]
