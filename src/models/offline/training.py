@@ -23,13 +23,13 @@ from src.data.features import FEATURE_VERSION, FEATURE_WINDOW_HOURS
 from src.data.history import load_candles, unfillable_hours
 from src.database.operations import DatabaseOperations
 from src.database.records import RecordStore
-from src.models.estimators.any_size import POOLED_TARGET, SIZE_GRID, fit_any_size, size_samples
+from src.models.estimators.any_size import POOLED_TARGET, SIZE_GRID
 from src.models.estimators.any_size import TASK as ANY_SIZE
 from src.models.estimators.dataset import Dataset, asset_features, build_dataset
 from src.models.estimators.direction import min_calibration_samples
 from src.models.estimators.serving import ServingRule, compose, serving_rule
 from src.models.estimators.tasks import DIRECTION, RESOLUTION, TASKS, Task
-from src.models.estimators.units import fit_unit, forecast_unit
+from src.models.estimators.units import any_size_unit, fit_unit, forecast_unit
 from src.models.evaluation.selection import ChampionChoice, Evidence, choose_champion
 from src.models.live.registry import ModelRegistry
 from src.utils.errors import UserError, check_stop, failure_reason
@@ -288,7 +288,9 @@ class Trainer:
         keys = [(symbol, target) for symbol in symbols for target in targets]
         if progress is not None:
             progress.start(len(keys))
-        for batch in batches(self.executor, keys):  # a few groups' data in memory at a time
+        groups = list(batches(self.executor, keys))  # a few groups' data in memory at a time
+        any_size: dict[str, tuple | UnitFailure] = {}  # each asset's any-size fit
+        for number, batch in enumerate(groups):
             plans: dict[tuple[str, float], GroupPlan] = {}
             for key in batch:
                 check_stop(self.stop, "training")
@@ -296,8 +298,15 @@ class Trainer:
                     plans[key] = self._plan(candles, *key, cut)
                 except Exception as exc:  # one group failing must not stop the others
                     results[key] = self._skipped(*key, exc, progress)
-            for key, outputs in map_groups(self.executor, {key: plan.units for key, plan in plans.items()},
-                                           stop=self.stop):
+            units = {key: plan.units for key, plan in plans.items()}
+            shared = None
+            if number == len(groups) - 1:  # the any-size fits, the longest units, first: beside the last groups'
+                shared, size_units = self._any_size_units(candles, symbols, cut)
+                units = size_units | units
+            for key, outputs in map_groups(self.executor, units, stop=self.stop):
+                if key[0] == ANY_SIZE:
+                    any_size[key[1]] = outputs[0]
+                    continue
                 try:
                     results[key] = self._finish(plans[key], outputs)
                 except Exception as exc:
@@ -305,38 +314,51 @@ class Trainer:
                 self.executor.release(plans.pop(key).shared)
                 if progress is not None:
                     progress(1)
+            if shared is not None:
+                self.executor.release(shared)
         ordered = [results[symbol, target] for symbol in symbols for target in targets]
-        for symbol in symbols:  # the any-size model of each asset that trained (its failure costs nothing else)
+        for symbol, fitted in any_size.items():  # of each asset that trained (its failure costs nothing else)
             if any(not r.skipped for r in ordered if r.symbol == symbol):
-                self._train_any_size(candles, symbol, cut)
+                self._register_any_size(symbol, fitted, candles, cut)
         self.records.record_group_problems("train", s.timeframe,
                                            {(r.symbol, r.target): r.skipped for r in ordered if r.skipped},
                                            [(r.symbol, r.target) for r in ordered if not r.skipped])
         return ordered
 
-    def _train_any_size(self, candles: dict[str, pd.DataFrame], symbol: str, cut: pd.Timestamp | None) -> str | None:
-        """Fit and crown the asset's how-soon model for any move size (src.models.estimators.any_size)."""
+    def _any_size_units(self, candles: dict[str, pd.DataFrame], symbols: list[str],
+                        cut: pd.Timestamp | None) -> tuple[object, dict[tuple[str, str], list[tuple]]]:
+        """The shared candles and one any-size unit per asset with candles (src.models.estimators.any_size)."""
+        s = self.settings
+        shared = self.executor.share(candles)
+        units = {}
+        for symbol in symbols:
+            if symbol not in candles:
+                continue
+            as_of = cut or candles[symbol]["timestamp"].iloc[-1] + pd.Timedelta(hours=1)
+            units[(ANY_SIZE, symbol)] = [(any_size_unit, shared, symbol, as_of, s.horizon,
+                                          unfillable_hours(self.ops, symbol, s.timeframe), s.training_days,
+                                          s.needed_samples)]
+        return shared, units
+
+    def _register_any_size(self, symbol: str, fitted, candles: dict[str, pd.DataFrame],
+                           cut: pd.Timestamp | None) -> str | None:
+        """Register and crown the asset's how-soon model for any move size, fitted by any_size_unit."""
         s = self.settings
         try:
             check_stop(self.stop, "training")
+            model, train_start, n_samples = unwrap(fitted)
             as_of = cut or candles[symbol]["timestamp"].iloc[-1] + pd.Timedelta(hours=1)
-            samples = size_samples(candles[symbol], asset_features(candles, symbol), s.horizon,
-                                   unfillable_hours(self.ops, symbol, s.timeframe)).purged(as_of, 0, s.training_days)
-            if len(samples.y) < s.needed_samples:
-                raise UserError(f"{len(samples.y)} samples over the sizes, need {s.needed_samples}")
             version = self.registry.save(
-                fit_any_size(samples, s.horizon), symbol=symbol, timeframe=s.timeframe, target=POOLED_TARGET,
-                model_name=ANY_SIZE, task=ANY_SIZE, train_start=samples.X.index[0], train_end=as_of,
-                n_samples=len(samples.y), metrics={"feature_version": FEATURE_VERSION, "horizon_hours": s.horizon,
-                                                   "sizes": list(SIZE_GRID)})
+                model, symbol=symbol, timeframe=s.timeframe, target=POOLED_TARGET, model_name=ANY_SIZE, task=ANY_SIZE,
+                train_start=train_start, train_end=as_of, n_samples=n_samples,
+                metrics={"feature_version": FEATURE_VERSION, "horizon_hours": s.horizon, "sizes": list(SIZE_GRID)})
         except Exception as exc:  # the configured targets are served without it (a stop is no Exception)
             log.error("train %s any-size how-soon model skipped: %s", symbol, failure_reason(exc),
                       exc_info=not isinstance(exc, UserError))
             return None
         self.records.promote(version)
         self.registry.prune(symbol, s.timeframe, POOLED_TARGET, task=ANY_SIZE)
-        log.info("%s any-size how-soon model: trained on %d samples over %d sizes", symbol, len(samples.y),
-                 len(SIZE_GRID))
+        log.info("%s any-size how-soon model: trained on %d samples over %d sizes", symbol, n_samples, len(SIZE_GRID))
         return version
 
     @staticmethod
