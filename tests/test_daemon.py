@@ -10,6 +10,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ import pandas as pd
 import psutil
 import pytest
 import yaml
+from sqlalchemy import event
 
 from src.database.connection import DatabaseConnection
 from src.database.operations import DatabaseOperations
@@ -282,6 +284,63 @@ def test_candle_repair_runs_between_hourly_cycles(ops, exchange, loaded_exchange
     assert daemon.repair(now + pd.Timedelta(minutes=12)) == {"behind": 1, "repaired": 1}
     assert "hourly" in daemon.queued  # the cycle runs at once, not at the next hour
     assert ops.get_last_complete_timestamp("BTC/USDT") == now - pd.Timedelta(hours=1)
+    assert daemon.repair(now + pd.Timedelta(minutes=17)) == {"behind": 0}
+    with _statements(daemon.ctx.ops.db.engine) as sent:  # the hour's candles are known stored: not even a query
+        assert daemon.repair(now + pd.Timedelta(minutes=22)) == {"behind": 0}
+    assert sent == []
+    assert daemon.repair(now + pd.Timedelta(minutes=67))["behind"] == 1  # the next hour is looked at again
+
+
+@contextmanager
+def _statements(engine):
+    """The SQL statements the engine sends within the block."""
+    sent: list[str] = []
+
+    def record(conn, cursor, statement, *args):
+        sent.append(statement)
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield sent
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+@pytest.mark.host_tz
+def test_health_reads_are_shared_until_a_job_may_have_written(ops, exchange, loaded_exchange, write_config):
+    """A replay's health rows come minutes apart on its clock and milliseconds apart on the wall's: they share one
+    set of database reads, their ages still following the clock, until a job that may have written has run (or the
+    hour turns, or 5 s pass on the wall clock)."""
+    from src.scheduler.daemon import Daemon
+    from src.scheduler.services import Context
+    from src.utils.clock import SimulatedClock, use_clock
+    from src.utils.config import Config
+
+    loaded_exchange(exchange, days=3, symbols=("BTC_USDT",))
+    rows = exchange.state.candles["BTCUSDT"]
+    ops.save_ohlcv_data("BTC/USDT", "1h", rows[:-1].tolist())
+    config = Config(write_config({"database": {"url": ops.db.database_url}, "trading": {"assets": ["BTC/USDT"]}}))
+    newest = pd.Timestamp(rows[-2, 0], unit="ms", tz="UTC")
+    clock = SimulatedClock(newest + pd.Timedelta(hours=1, minutes=10))
+    with use_clock(clock):
+        daemon = Daemon(Context(config))
+        first, _ = daemon.snapshot()
+        assert first["data"]["BTC/USDT"]["age_hours"] == pytest.approx(10 / 60, abs=0.01)
+        clock.advance_to(clock.now() + pd.Timedelta(minutes=30))
+        daemon.run_job("health", lambda: {})
+        daemon.run_job("repair", lambda: {"behind": 0})
+        with _statements(daemon.ctx.ops.db.engine) as sent:
+            again, _ = daemon.snapshot()
+        assert sent == []
+        assert again["data"]["BTC/USDT"]["age_hours"] == pytest.approx(40 / 60, abs=0.01)  # the clock's age
+        daemon.run_job("hourly", lambda: {"predictions": 0})
+        with _statements(daemon.ctx.ops.db.engine) as sent:
+            daemon.snapshot()
+        assert any("ohlcv_data" in statement for statement in sent)
+        clock.advance_to(clock.now() + pd.Timedelta(minutes=30))  # a new hour: the week's count ends elsewhere
+        with _statements(daemon.ctx.ops.db.engine) as sent:
+            daemon.snapshot()
+        assert sent
+        daemon.ctx.ops.db.dispose()
 
 
 @pytest.mark.host_tz

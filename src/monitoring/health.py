@@ -84,23 +84,55 @@ def database_status(ops: DatabaseOperations) -> dict:
         return {"reachable": False, "error": type(exc).__name__}
 
 
+@dataclass
+class HealthReads:
+    """What /health reads from the database, once: the report is built from these and the clock (the ages), so a
+    snapshot taken again before anything was written can reuse them (Daemon.snapshot)."""
+    database: dict
+    hour: pd.Timestamp | None = None  # the hour the week's candle count ends at
+    problems: dict = field(default_factory=dict)  # (symbol, target) -> why the group was skipped
+    fallbacks: dict = field(default_factory=dict)  # (symbol, target) -> why an earlier champion serves
+    recent: dict = field(default_factory=dict)  # symbol -> (candles of the last week, newest)
+    newest_candles: dict = field(default_factory=dict)  # symbol -> newest stored candle's open time
+    champions: list = field(default_factory=list)  # the champion registry rows
+    newest_forecasts: dict = field(default_factory=dict)  # (symbol, target) -> the newest champion forecast's hour
+
+
+def health_reads(ops: DatabaseOperations, records: RecordStore, assets: list[str], targets: list[float],
+                 timeframe: str, now: pd.Timestamp) -> HealthReads:
+    """Every database read behind the health snapshot (only the database's status when it cannot be reached)."""
+    reads = HealthReads(database_status(ops))
+    if not reads.database["reachable"]:
+        return reads
+    reads.hour = now.floor("h")
+    reads.problems = records.group_problems(timeframe)
+    reads.fallbacks = records.group_problems(timeframe, "model")
+    reads.recent = ops.recent_candles(assets, timeframe, reads.hour - pd.Timedelta(hours=RECENT_CANDLE_HOURS))
+    older = [symbol for symbol in assets if symbol not in reads.recent]  # no candle this week: look further back
+    reads.newest_candles = {s: newest for s, (_, newest) in reads.recent.items()} | (
+        ops.get_last_complete_timestamps(older, timeframe) if older else {})
+    reads.champions = records.champion_rows()
+    reads.newest_forecasts = records.newest_champion_times([(s, t) for s in assets for t in targets])
+    return reads
+
+
 def health_snapshot(ops: DatabaseOperations, records: RecordStore, assets: list[str], targets: list[float],
                     timeframe: str, stale_after_hours: float, version: str, board: JobBoard | None = None,
-                    now: pd.Timestamp | None = None) -> tuple[dict, bool]:
+                    now: pd.Timestamp | None = None, reads: HealthReads | None = None) -> tuple[dict, bool]:
     """The /health JSON and whether the service is healthy: database up, no stale asset, every configured
     group with a champion and a current forecast, the last hourly cycle not failed, no job failing
-    repeatedly. `problems` says which."""
+    repeatedly. `problems` says which. `reads`: the database's answers, when already read (health_reads)."""
     now = now if now is not None else utc_now()
-    report: dict = {"version": version, "time": now.isoformat(timespec="seconds"), "database": database_status(ops)}
-    problems = [] if report["database"]["reachable"] else ["database unreachable"]
+    reads = reads if reads is not None else health_reads(ops, records, assets, targets, timeframe, now)
+    report: dict = {"version": version, "time": now.isoformat(timespec="seconds"), "database": reads.database}
+    problems = [] if reads.database["reachable"] else ["database unreachable"]
     public = list(problems)  # the same problems in fixed words, for public pages: no host, address or path
     skipped: dict[str, str] = {}
-    if report["database"]["reachable"]:
-        skipped = {group_key(s, t): why for (s, t), why in records.group_problems(timeframe).items()
-                   if s in assets}
-        report["data"] = _freshness(ops, assets, timeframe, now, stale_after_hours)
-        report["models"] = _models(records, now)
-        report["forecasts"] = _forecasts(records, assets, targets, now)
+    if reads.database["reachable"]:
+        skipped = {group_key(s, t): why for (s, t), why in reads.problems.items() if s in assets}
+        report["data"] = _freshness(reads, assets, now, stale_after_hours)
+        report["models"] = _models(reads.champions, now)
+        report["forecasts"] = _forecasts(reads.newest_forecasts, assets, targets, now)
         stale = [s for s, d in report["data"].items() if d["stale"]]
         problems += [f"{s} data stale" for s in stale]
         public += [f"{s}: candles late" for s in stale]
@@ -111,7 +143,7 @@ def health_snapshot(ops: DatabaseOperations, records: RecordStore, assets: list[
                       if f["problem"] and group in report["models"]["groups"]]
         problems += [f"{group}: {why}" for group, why in unforecast]
         public += [f"{group}: no current forecast" for group, _ in unforecast]
-        fallbacks = {group_key(s, t): why for (s, t), why in records.group_problems(timeframe, "model").items()
+        fallbacks = {group_key(s, t): why for (s, t), why in reads.fallbacks.items()
                      if s in assets}  # a champion that cannot be loaded: an earlier one serves until retrained
         problems += [f"{group}: {why}" for group, why in fallbacks.items()]
         public += [f"{group}: {PUBLIC_CATEGORIES['model']} (an earlier one serves)" for group in fallbacks]
@@ -132,12 +164,10 @@ def health_snapshot(ops: DatabaseOperations, records: RecordStore, assets: list[
     return report, not problems
 
 
-def _forecasts(records: RecordStore, assets: list[str], targets: list[float], now: pd.Timestamp) -> dict:
+def _forecasts(newest: dict, assets: list[str], targets: list[float], now: pd.Timestamp) -> dict:
     """Per configured group: its newest champion forecast, how old its candle is, and what is wrong."""
-    groups = [(symbol, target) for symbol in assets for target in targets]
-    newest = records.newest_champion_times(groups)
     out = {}
-    for symbol, target in groups:
+    for symbol, target in [(symbol, target) for symbol in assets for target in targets]:
         hour = newest.get((symbol, target))
         age = None if hour is None else (now - hour).total_seconds() / 3600 - 1  # since the candle closed
         problem = "no forecast yet" if hour is None else (
@@ -149,28 +179,22 @@ def _forecasts(records: RecordStore, assets: list[str], targets: list[float], no
     return out
 
 
-def _freshness(ops: DatabaseOperations, assets: list[str], timeframe: str, now: pd.Timestamp,
-               stale_after_hours: float) -> dict:
+def _freshness(reads: HealthReads, assets: list[str], now: pd.Timestamp, stale_after_hours: float) -> dict:
     """Per asset: the newest candle and how old it is, and how many of the last week's candles are stored (a
     bounded count: 168 when none is missing, on day 700 as on day 1)."""
-    recent = ops.recent_candles(assets, timeframe, now.floor("h") - pd.Timedelta(hours=RECENT_CANDLE_HOURS))
-    older = [symbol for symbol in assets if symbol not in recent]  # no candle this week: look further back
-    newest_stored = {s: newest for s, (_, newest) in recent.items()} | (
-        ops.get_last_complete_timestamps(older, timeframe) if older else {})
     out = {}
     for symbol in assets:
-        newest = newest_stored.get(symbol)
+        newest = reads.newest_candles.get(symbol)
         newest = None if newest is None else pd.Timestamp(newest)
         age = None if newest is None else (now - newest).total_seconds() / 3600 - 1  # complete 1 h after open
-        out[symbol] = {"candles_last_7_days": recent.get(symbol, (0, None))[0],
+        out[symbol] = {"candles_last_7_days": reads.recent.get(symbol, (0, None))[0],
                        "newest_candle": None if newest is None else newest.isoformat(),
                        "age_hours": None if age is None else round(age, 2),
                        "stale": age is None or age > stale_after_hours}
     return out
 
 
-def _models(records: RecordStore, now: pd.Timestamp) -> dict:
-    champions = records.champion_rows()
+def _models(champions: list, now: pd.Timestamp) -> dict:
     timing = {group_key(r["symbol"], r["target_pct"]): r["model_name"] for r in champions if r["task"] == "resolution"}
     direction = [r for r in champions if r["task"] == "direction"]
     return {"champions": len(direction), "groups": {

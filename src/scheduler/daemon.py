@@ -25,7 +25,14 @@ from src.models.live.prediction import Predictor
 from src.models.offline.retraining import Retrainer
 from src.models.offline.training import Trainer
 from src.monitoring.app import SNAPSHOT_CACHE_SECONDS, HealthServer, PageProxy, create_app
-from src.monitoring.health import JobBoard, health_snapshot, live_skills, record_system_health
+from src.monitoring.health import (
+    HealthReads,
+    JobBoard,
+    health_reads,
+    health_snapshot,
+    live_skills,
+    record_system_health,
+)
 from src.scheduler.pages import PageProcess
 from src.scheduler.services import Context
 from src.scheduler.timetable import Timetable
@@ -39,6 +46,13 @@ from src.utils.progress import LogProgress
 log = logging.getLogger(__name__)
 STOP_GRACE_SECONDS = 12
 OPEN_WINDOW_SLACK_HOURS = 24  # the hourly outcome check reads entries of the last horizon + this many hours
+READS_MAX_AGE_S = 5.0  # /health's database reads are shared this long at most (wall clock), unless a job wrote
+
+
+def _may_have_written(job: str, counts: dict) -> bool:
+    """Whether a job's run may have changed what /health reads: every run but the health row's own and a candle
+    repair that found nothing behind."""
+    return job != "health" and not (job == "repair" and counts.get("behind") == 0)
 
 
 class Daemon:
@@ -56,6 +70,10 @@ class Daemon:
         self.running: str | None = None  # the job the worker thread is running
         self.last_full_resolve: pd.Timestamp | None = None  # when every pending entry was last checked
         self.stopped_by: int | None = None  # the signal that stopped it
+        self.runs_that_wrote = 0  # job runs that may have changed what /health reads
+        self.up_to_date_through: pd.Timestamp | None = None  # the newest closed hour every asset's candle had
+        self._reads: tuple[tuple, float, HealthReads] | None = None  # /health's database reads, their key and age
+        self._reads_lock = threading.Lock()
 
     # ---- plumbing ----------------------------------------------------------------------------
     def checkpoint(self) -> None:
@@ -106,6 +124,8 @@ class Daemon:
             log.error("job %s: unexpected %s", name, type(exc).__name__, exc_info=True)
             counts, error = {}, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
             category = problem_category(exc)
+        if _may_have_written(name, counts):
+            self.runs_that_wrote += 1
         state = self.board.record(name, started, error, counts, started_at, category if error else None)
         shown = " ".join(f"{k}={v}" for k, v in counts.items())
         self.running = None
@@ -229,8 +249,9 @@ class Daemon:
         not only hourly); when that brings an asset up to date, run the hourly cycle for it at once. Before
         this hour's cycle has had its turn, the cycle itself fetches the new candle."""
         now = now if now is not None else utc_now()
-        if now.minute <= self.config.get("scheduler.hourly_minute"):
-            return {"behind": 0}
+        if (now.minute <= self.config.get("scheduler.hourly_minute")
+                or self.up_to_date_through == last_closed_before(now)):
+            return {"behind": 0}  # before the hourly cycle's turn, or every asset already had this hour's candle
         behind = self._assets_behind(now)
         if not behind:
             return {"behind": 0}
@@ -250,7 +271,10 @@ class Daemon:
         newest_closed = last_closed_before(now)
         ops, tf = self.ctx.migrated_ops(), self.config.timeframe
         newest = ops.get_last_complete_timestamps(self.config.assets, tf)
-        return [s for s in self.config.assets if s not in newest or pd.Timestamp(newest[s]) < newest_closed]
+        behind = [s for s in self.config.assets if s not in newest or pd.Timestamp(newest[s]) < newest_closed]
+        if not behind:  # stored candles stay: until the next hour closes, no need to ask again
+            self.up_to_date_through = newest_closed
+        return behind
 
     def _missed_hours(self, now: pd.Timestamp) -> list[pd.Timestamp]:
         """The hours since the newest one forecast whole (in both tables), within scheduler.catch_up_hours."""
@@ -320,9 +344,23 @@ class Daemon:
         return {"rss_mb": row["process_rss_mb"], "db_mb": row["database_size_mb"]}
 
     def snapshot(self) -> tuple[dict, bool]:
-        return health_snapshot(self.ctx.ops, self.ctx.records, self.config.assets, self.config.target_percentages,
-                               self.config.timeframe, self.config.get("health.stale_after_hours"),
-                               self.config.get("app.version"), self.board)
+        """The health snapshot now. Its database reads are read again once a job may have written, the hour has
+        turned, or READS_MAX_AGE_S have passed on the wall clock (a write by another process: a CLI command); a
+        replay's health rows, minutes apart on its clock and milliseconds on the wall's, share them."""
+        now, assets, targets = utc_now(), self.config.assets, self.config.target_percentages
+        key = (self.runs_that_wrote, now.floor("h"))
+        with self._reads_lock:
+            cached = self._reads
+        if cached is not None and cached[0] == key and time.monotonic() - cached[1] < READS_MAX_AGE_S:
+            reads = cached[2]
+        else:
+            read_at = time.monotonic()
+            reads = health_reads(self.ctx.ops, self.ctx.records, assets, targets, self.config.timeframe, now)
+            with self._reads_lock:
+                self._reads = (key, read_at, reads)
+        return health_snapshot(self.ctx.ops, self.ctx.records, assets, targets, self.config.timeframe,
+                               self.config.get("health.stale_after_hours"), self.config.get("app.version"), self.board,
+                               now, reads)
 
     def live_skills(self) -> dict[tuple[str, str, str], float]:
         return live_skills(self.ctx.records)

@@ -27,7 +27,7 @@ def resolve_outcomes(ops: DatabaseOperations, records: RecordStore, at: pd.Times
     started = time.perf_counter()
     pending = records.pending_entries(run_type, since)
     newest = last_closed_before(at)
-    written = 0
+    decided = []
     for (symbol, timeframe), group in pending.groupby(["symbol", "timeframe"]):
         candles = ops.get_candles(symbol, timeframe, group["timestamp"].min(), newest)
         if candles.empty:
@@ -36,8 +36,9 @@ def resolve_outcomes(ops: DatabaseOperations, records: RecordStore, at: pd.Times
         for target, entries in group.groupby("target_pct"):
             outcomes = barrier_outcomes(candles, float(target), horizon, as_of=newest, unfillable=unfillable,
                                         entries=pd.DatetimeIndex(entries["timestamp"]))
-            written += records.save_outcomes(outcome_rows(symbol, timeframe, float(target), outcomes.dropna(
-                subset=["status"])), run_type)
+            decided.append(outcome_rows(symbol, timeframe, float(target), outcomes))  # the pending ones left out
+    # one statement for every group (one transaction, one round trip)
+    written = records.save_outcomes(pd.concat(decided, ignore_index=True), run_type) if decided else 0
     log.info("outcomes as of %s (%s): %d pending entries, %d outcome rows written, %.0f ms", newest,
              "all entries" if since is None else f"entries from {since:%Y-%m-%d %H:%M}", len(pending),
              written, (time.perf_counter() - started) * 1000)
