@@ -140,3 +140,21 @@ def test_pruning_keeps_the_newest_fits_and_the_files_of_the_newest_7_retired_cha
     assert registry.remove_retired() == 2  # the retention: rows past their files' lifetime
     assert set(registry.records.models("BTC/USDT", "1h", 0.02)["version"]) == set(never[2:]) | set(retired[-7:]) | {
         champions[-1]}
+
+
+def test_current_models_are_read_again_whenever_the_registry_changed(registry):
+    """The hourly cycle's current models are read once per change of the registry (a save, a promotion, a prune by
+    this process or another), never served stale."""
+    first = _save(registry)
+    registry.records.promote(first)
+    before = registry.current_all("1h")
+    assert before[("BTC/USDT", 0.02, "direction")]["champion"]["version"] == first
+    other = ModelRegistry(registry.records, registry.models_dir)  # another process's registry
+    second = _save(other)
+    assert registry.current_all("1h") is not before  # read again (the champion itself still serves)
+    other.records.promote(second)
+    assert registry.current_all("1h")[("BTC/USDT", 0.02, "direction")]["champion"]["version"] == second
+    state = registry.records.registry_state("1h")
+    other.records.delete_models([first])
+    assert registry.records.registry_state("1h") != state
+    assert registry.current_all("1h") is registry.current_all("1h")  # unchanged: the same answer, not read again

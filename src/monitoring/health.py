@@ -75,11 +75,13 @@ class JobBoard:
 
 
 def database_status(ops: DatabaseOperations) -> dict:
+    """Whether the database answers, how fast, and its size on disk (MB)."""
     started = time.perf_counter()
     try:
         with ops.db.engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-        return {"reachable": True, "latency_ms": round((time.perf_counter() - started) * 1000, 1)}
+            size = conn.execute(text("SELECT pg_database_size(current_database())")).scalar()
+        return {"reachable": True, "latency_ms": round((time.perf_counter() - started) * 1000, 1),
+                "size_mb": round(size / 2**20, 1)}
     except Exception as exc:
         return {"reachable": False, "error": type(exc).__name__}
 
@@ -206,15 +208,15 @@ def _models(champions: list, now: pd.Timestamp) -> dict:
 
 
 def record_system_health(ops: DatabaseOperations, data_dir, active_models: int, freshness_minutes: int | None,
-                         latency_ms: int | None = None) -> dict:
-    """Store one system_health row (CPU since the previous row, memory, disk, process RSS, database size) and
-    return it."""
-    with ops.db.engine.connect() as conn:
-        size = conn.execute(text("SELECT pg_database_size(current_database())")).scalar()
+                         latency_ms: int | None = None, database_mb: float | None = None) -> dict:
+    """Store one system_health row (CPU since the previous row, memory, disk, process RSS, database size: read now
+    unless given) and return it."""
+    if database_mb is None:
+        database_mb = database_status(ops).get("size_mb")
     row = {"cpu_percent": psutil.cpu_percent(interval=None), "memory_percent": psutil.virtual_memory().percent,
            "disk_percent": psutil.disk_usage(str(data_dir)).percent,
            "process_rss_mb": round(psutil.Process().memory_info().rss / 2**20, 1),
-           "database_size_mb": round(size / 2**20, 1), "prediction_latency_ms": latency_ms,
+           "database_size_mb": database_mb, "prediction_latency_ms": latency_ms,
            "data_freshness_minutes": freshness_minutes, "active_models": active_models}
     with ops.db.engine.begin() as conn:
         conn.execute(insert(system_health).values(timestamp=utc_now(), **row))  # the service's clock: a replay's

@@ -340,7 +340,7 @@ class Daemon:
         report, _ = self.snapshot()
         ages = [d["age_hours"] for d in report.get("data", {}).values() if d["age_hours"] is not None]
         row = record_system_health(self.ctx.ops, self.config.data_dir, report.get("models", {}).get("champions", 0),
-                                   int(max(ages) * 60) if ages else None)
+                                   int(max(ages) * 60) if ages else None, database_mb=report["database"].get("size_mb"))
         return {"rss_mb": row["process_rss_mb"], "db_mb": row["database_size_mb"]}
 
     def snapshot(self) -> tuple[dict, bool]:

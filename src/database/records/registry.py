@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import pandas as pd
-from sqlalchemy import delete, func, select, update
-from sqlalchemy.dialects.postgresql import distinct_on, insert
+from sqlalchemy import String, cast, delete, func, literal_column, select, update
+from sqlalchemy.dialects.postgresql import aggregate_order_by, distinct_on, insert
 
 from src.database.records.base import Records
 from src.database.schema import model_registry
@@ -76,6 +76,17 @@ class RegistryRecords(Records):
         with self.db.engine.connect() as conn:
             rows = [*conn.execute(newest).mappings().all(), *conn.execute(champions).mappings().all()]
         return _registry_frame(rows)
+
+    def registry_state(self, timeframe: str = "1h") -> tuple:
+        """A value that changes whenever a row of the timeframe is added, removed, promoted or retired: the rows'
+        count, id sum and newest id (ids only grow, so no add-and-remove leaves all three), and the champions'
+        ids. One read of the small registry table."""
+        c = model_registry.c
+        query = select(func.count(), func.sum(c.id), func.max(c.id),
+                       func.string_agg(cast(c.id, String), aggregate_order_by(literal_column("','"), c.id))
+                       .filter(c.is_champion)).where(c.timeframe == timeframe)
+        with self.db.engine.connect() as conn:
+            return tuple(conn.execute(query).one())
 
     def model_row(self, version: str) -> dict | None:
         """One registry row by its version (a unique index), or None."""

@@ -98,6 +98,7 @@ class ModelRegistry:
         self.cache_size = cache_size
         self._cache: OrderedDict[str, LoadedModel] = OrderedDict()
         self._cache_lock = threading.Lock()
+        self._current_all: tuple[tuple, dict] | None = None  # (registry state, current_all's answer)
 
     def save(self, estimator, *, symbol: str, timeframe: str, target: float, model_name: str,
              train_start: datetime, train_end: datetime, n_samples: int, metrics: dict,
@@ -260,12 +261,18 @@ class ModelRegistry:
         return len(versions)
 
     def current_all(self, timeframe: str) -> dict[tuple[str, float, str], dict[str, pd.Series]]:
-        """`current` of every asset x target x task at once, keyed (symbol, target rounded to 6, task)."""
+        """`current` of every asset x target x task at once, keyed (symbol, target rounded to 6, task): read again only
+        when the registry has changed since (registry_state), as it does once a day."""
+        state = (timeframe, self.records.registry_state(timeframe))
+        with self._cache_lock:
+            if self._current_all is not None and self._current_all[0] == state:
+                return self._current_all[1]
         rows = self.records.current_models(timeframe)
-        if rows.empty:
-            return {}
         keys = [rows["symbol"], rows["target_pct"].round(6), rows["task"]]
-        return {key: self._latest(group) for key, group in rows.groupby(keys, sort=False)}
+        current = {} if rows.empty else {key: self._latest(group) for key, group in rows.groupby(keys, sort=False)}
+        with self._cache_lock:
+            self._current_all = (state, current)
+        return current
 
     @staticmethod
     def _latest(rows: pd.DataFrame) -> dict[str, pd.Series]:
