@@ -171,3 +171,18 @@ def test_training_ends_compare_exactly_and_to_the_hour_for_a_pruned_version():
     assert same_train_ends(both, registry).tolist() == [True, True, False, False]
     both.loc[0, "model_version_b"] = "backtest-202310010000"  # exact: 00:00 is not 00:15
     assert not same_train_ends(both, registry)[0]
+
+
+def test_only_the_replays_own_exchange_is_asked_without_rate_limiting(tmp_path):
+    """CCXT spaces requests as the exchange asks (exchange.rate_limit); the replay's exchange on 127.0.0.1 is its
+    own, so it is asked without the pauses (about 50 ms a request for Binance, a minute of a 30-day replay)."""
+    from pathlib import Path
+
+    from src.data.fetcher import ExchangeDataFetcher
+    from src.scheduler.replay import replay_config
+    from src.utils.config import Config
+    config = Config()
+    assert ExchangeDataFetcher(config=config).exchange.enableRateLimit is True
+    own = replay_config(config, Path(tmp_path), "http://127.0.0.1:9/api/v3", None, 0)
+    assert ExchangeDataFetcher(config=own).exchange.enableRateLimit is False
+    assert config.get("exchange.rate_limit") is True  # the product's own config is left as it was

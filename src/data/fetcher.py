@@ -47,7 +47,7 @@ class ExchangeDataFetcher:
     def __init__(self, exchange_name: str | None = None, config: Config | None = None,
                  stop_event: threading.Event | None = None):
         """The CCXT client of `exchange_name` (default: exchange.id), set up from the config's exchange
-        section: options passed through, api_urls merged over urls['api'], rate limiting on."""
+        section: options passed through, api_urls merged over urls['api'], rate limiting as exchange.rate_limit says."""
         settings = (config or Config()).config["exchange"]
         name = exchange_name or settings["id"]
         own = name == settings["id"]  # the config's options and URLs belong to its own exchange only
@@ -55,7 +55,7 @@ class ExchangeDataFetcher:
             exchange_class = getattr(ccxt, name)
         except AttributeError:
             raise UserError(f"exchange.id {name!r} is not a CCXT exchange; e.g. binance") from None
-        self.exchange = exchange_class({"timeout": settings["timeout_ms"], "enableRateLimit": True,
+        self.exchange = exchange_class({"timeout": settings["timeout_ms"], "enableRateLimit": settings["rate_limit"],
                                         "options": dict(settings["options"]) if own else {}})
         if own and settings["api_urls"]:
             self.exchange.urls["api"] = {**self.exchange.urls["api"], **settings["api_urls"]}

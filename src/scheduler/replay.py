@@ -182,7 +182,7 @@ def replay_config(config: Config, data_dir: Path, exchange_url: str, database_ur
     tree["database"]["url"] = database_url or "embedded"
     tree["paths"]["data_dir"] = str(data_dir)
     tree["exchange"].update(id="binance", options={"fetchMarkets": {"types": ["spot"]}},
-                            api_urls={"public": exchange_url})
+                            api_urls={"public": exchange_url}, rate_limit=False)  # its own, on this machine
     tree["health"]["port"] = port
     tg = tree["telegram"]
     chat = str(tg.get("replay_chat_id") or "")

@@ -137,6 +137,7 @@ SCHEMA: dict[str, tuple[type | tuple[type, ...], Check | None, str]] = {
     "exchange.timeout_ms": (int, lambda v: None if v > 0 else "must be positive", "e.g. 30000"),
     "exchange.max_retries": (int, lambda v: None if v >= 0 else "must not be negative", "e.g. 5"),
     "exchange.retry_max_seconds": ((int, float), lambda v: None if v > 0 else "must be positive", "e.g. 120"),
+    "exchange.rate_limit": (bool, None, "true (CCXT spaces the requests as the exchange asks) or false"),
     "ml.retrain_frequency": (str, lambda v: None if v in ("daily", "weekly") else "is not daily/weekly",
                              "use daily or weekly"),
     "ml.min_samples_for_training": (int, lambda v: None if v >= 50 else "must be at least 50", "e.g. 500"),
