@@ -49,6 +49,19 @@ OPEN_WINDOW_SLACK_HOURS = 24  # the hourly outcome check reads entries of the la
 READS_MAX_AGE_S = 5.0  # /health's database reads are shared this long at most (wall clock), unless a job wrote
 
 
+class _Laps:
+    """The seconds each part of a job took, for its log line (name_s=...)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def mark(self, part: str) -> None:
+        now = time.perf_counter()
+        self.seconds[f"{part}_s"] = round(now - self._last, 1)
+        self._last = now
+
+
 def _may_have_written(job: str, counts: dict) -> bool:
     """Whether a job's run may have changed what /health reads: every run but the health row's own and a candle
     repair that found nothing behind."""
@@ -287,13 +300,16 @@ class Daemon:
         return list(pd.date_range(start, current - pd.Timedelta(hours=1), freq="h"))
 
     def daily(self, now: pd.Timestamp | None = None) -> dict:
+        """Performance and day sums, the retrain, the daily report, the retention; its log line says how long each
+        part took (record_s, retrain_s, report_s, upkeep_s)."""
         now = now if now is not None else utc_now()
-        records = self.ctx.records
+        records, laps = self.ctx.records, _Laps()
         days = refresh_performance(records, now, self.config.horizon)
         # the web's record
         scored = records.refresh_day_scores(service_run(), settled_through(now, self.config.horizon),
                                             self.config.horizon)
         scored += self._restore_missing_sums(now)
+        laps.mark("record")
         self.ctx.registry().remove_orphans()  # folders of fits a crash cut short since the last start
         self.checkpoint()
         with self.ctx.executor() as executor:
@@ -303,14 +319,17 @@ class Daemon:
                                           progress=LogProgress("retrain", unit="groups"))
         self.checkpoint()
         trained, skipped = self._train_missing()
+        laps.mark("retrain")
         self.checkpoint()
         day = now - pd.Timedelta(days=1)  # the report is yesterday's (UTC), and so is its chart's name
         self.ctx.report_service().daily(day, self.config.data_dir / "reports" / f"daily-{day:%Y%m%d}.png")
+        laps.mark("report")
         removed = self.ctx.maintain(now)  # the retention: nothing grows without end
         release_free_memory()  # the day's retrain and fresh models: keep the daemon's memory flat
+        laps.mark("upkeep")
         return {"performance_days": len(days), "day_scores": scored,
                 "champions_changed": sum(d.changed for d in decisions), "groups_trained": trained,
-                "groups_skipped": skipped, "removed": sum(removed.values())}
+                "groups_skipped": skipped, "removed": sum(removed.values()), **laps.seconds}
 
     def _restore_missing_sums(self, now: pd.Timestamp) -> int:
         """Store the daily sums of every run that has forecasts but none stored (a backtest stopped half-way):

@@ -99,6 +99,7 @@ class ReplayPace:
         self.finished = False  # reached the end (not stopped)
         self.job_seconds: Counter = Counter()  # where the time went, per job
         self.job_runs: Counter = Counter()
+        self.daily_parts: Counter = Counter()  # the daily job's seconds per part
         daemon.board.listeners.append(self._job_done)
 
     def _job_done(self, job: str, state: JobState) -> None:
@@ -109,6 +110,9 @@ class ReplayPace:
             self.today.forecasts += int(state.last_counts.get("predictions", 0))
         elif job == "daily":
             self.today.daily_s = state.last_duration_s
+            for key, seconds in state.last_counts.items():  # its parts (Daemon.daily: record_s, retrain_s, ...)
+                if key.endswith("_s"):
+                    self.daily_parts[key[:-2]] += seconds
 
     def __call__(self, timetable: Timetable) -> None:
         logging.getLogger().addHandler(self.levels)
@@ -130,9 +134,11 @@ class ReplayPace:
             logging.getLogger().removeHandler(self.levels)
 
     def where_time_went(self, total: float) -> str:
-        """One line: the seconds in each job (runs), and the rest (the clock's steps, the day's measurements)."""
-        jobs = ", ".join(f"{job} {seconds:.0f} s ({self.job_runs[job]})" for job, seconds in
-                         self.job_seconds.most_common())
+        """One line: the seconds in each job (runs; the daily job's parts), and the rest (the clock's steps, the day's
+        measurements)."""
+        parts = "".join(f", {part} {seconds:.0f}" for part, seconds in self.daily_parts.items())
+        jobs = ", ".join(f"{job} {seconds:.0f} s ({self.job_runs[job]}{parts if job == 'daily' else ''})"
+                         for job, seconds in self.job_seconds.most_common())
         return f"time in jobs: {jobs}; the rest {total - sum(self.job_seconds.values()):.0f} s"
 
     def _close_day(self, next_day: pd.Timestamp) -> None:
