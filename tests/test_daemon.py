@@ -482,6 +482,8 @@ def test_the_daemons_daily_job_end_to_end(trained, write_config, tmp_path):
         photos = bot.sent("sendPhoto")
     assert counts["performance_days"] >= 1, counts
     assert counts["groups_trained"] == 0 and counts["groups_skipped"] == 0  # every group had its champion
+    parts = [counts[f"{part}_s"] for part in ("record", "retrain", "report", "upkeep")]  # its log line's durations
+    assert all(seconds >= 0 for seconds in parts) and parts[1] > 0, counts
     assert records.performance("live", pd.Timestamp("2023-01-20").date()).shape[0] > 0
     from src.database.records.scores import settled_through
     assert records.stored_through("live") == settled_through(now, 168)  # no day settled yet: 168-hour windows
