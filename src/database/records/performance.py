@@ -18,12 +18,15 @@ class PerformanceRecords(Records):
             return 0
         columns = list(dict.fromkeys(c for row in rows for c in row))  # a row without metrics leaves them NULL
         rows = [{c: row.get(c) for c in columns} for row in rows]
-        stmt = insert(model_performance).values(rows)
+        stmt = insert(model_performance)
         key = ["run_type", "symbol", "timeframe", "target_pct", "model_name", "evaluation_date", "window_days"]
         stmt = stmt.on_conflict_do_update(constraint="uq_model_performance_key", set_={
-            col: stmt.excluded[col] for col in rows[0] if col not in key} | {"created_at": func.now()})
+            col: stmt.excluded[col] for col in columns if col not in key} | {"created_at": func.now()})
+        # the rows as parameters of one statement (compiled once and cached, sent in batches): a VALUES list of
+        # every row would be compiled anew each time, half a second for a day's 243 rows
         with self.db.engine.begin() as conn:
-            return conn.execute(stmt).rowcount
+            conn.execute(stmt, rows)
+        return len(rows)
 
     def days_with_pending(self, run_type: str, since: date) -> list[date]:
         """Evaluation dates (from `since`) whose stored metrics still counted pending predictions."""
