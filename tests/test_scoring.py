@@ -124,3 +124,20 @@ def test_direction_figures_are_scikit_learns():
             assert (got[name] is None) == (value is None), (trial, name)
             if value is not None:
                 assert got[name] == pytest.approx(value, abs=1e-12), (trial, name)
+
+
+def test_a_table_read_before_any_fate_is_known_prints_n_a():
+    """A backtest of the newest day, its candles ending with it: no 24-hour fate is known yet, so no group has a how-soon
+    figure at all. Its table says n/a, not a traceback (it raised AttributeError before)."""
+    from src.models.offline.backtest import format_resolution_table, format_table
+    frame = pd.DataFrame({"symbol": "BTC/USDT", "timeframe": "1h", "target_pct": 0.05, "timestamp": HOURS,
+                          "status": None, "hours_to_resolution": np.nan, "p_6h": 0.1, "p_24h": 0.5, "p_horizon": 0.9,
+                          "q10_hours": 5.0, "q50_hours": 24.0, "q90_hours": 160.0})
+    rows = pd.concat([frame.assign(model_name="climatology", is_champion=True)])
+    table = score_rows(TIMING_ROWS, rows, 168, as_of=HOURS[-1] + pd.Timedelta(hours=1), interval=True)
+    assert "brier_skill_24h" not in table.columns  # nothing scored: the figure is absent, not NaN
+    shown = format_resolution_table(table).splitlines()
+    assert len(shown) == 1 + 2 and all("n/a" in line for line in shown[1:])  # climatology and the champion series
+    pending = _direction("climatology", [0.5] * 4, [True] * 4, [None] * 4)
+    direction = format_table(score_rows(DIRECTION_ROWS, pending, 168, as_of=HOURS[-1], interval=True)).splitlines()
+    assert len(direction) == 1 + 2 and all("n/a" in line for line in direction[1:])

@@ -259,7 +259,14 @@ def _shown(value, form: str, width: int) -> str:
     return f"{'n/a':>{width}}" if _missing(value) else f"{value:{form}}".rjust(width)
 
 
+DIRECTION_SHOWN = ["symbol", "target_pct", "model_name", "n", "up_share", "auc", "brier", "brier_skill", "skill_low",
+                   "skill_high", "ece"]
+TIMING_SHOWN = ["symbol", "target_pct", "model_name", "n", "within_24h", "brier_skill_6h", "brier_skill_24h",
+                "skill_low", "skill_high", "brier_skill_horizon", "interval_coverage", "pinball_skill"]
+
+
 def format_table(table: pd.DataFrame) -> str:
+    table = table.reindex(columns=DIRECTION_SHOWN)  # a figure no group has yet (nothing scored) reads n/a
     lines = [f"{'asset':<10} {'target':>6} {'model':<12} {'n':>6} {'up%':>6} {'AUC':>6} {'Brier':>7} "
              f"{'BSS [95% CI]':>26} {'ECE':>6}"]
     for r in table.itertuples():
@@ -271,6 +278,7 @@ def format_table(table: pd.DataFrame) -> str:
 
 
 def format_resolution_table(table: pd.DataFrame) -> str:
+    table = table.reindex(columns=TIMING_SHOWN)  # e.g. a backtest of the newest day: no 24 h fate known yet
     lines = [f"{'asset':<10} {'target':>6} {'time model':<12} {'n':>6} {'<=24h':>6} {'BSS 6h':>7} "
              f"{'BSS 24h [95% CI]':>24} {'BSS H':>7} {'cover':>6} {'pinball':>7}"]
     for r in table.itertuples():
