@@ -127,8 +127,8 @@ def test_direction_figures_are_scikit_learns():
 
 
 def test_a_table_read_before_any_fate_is_known_prints_n_a():
-    """A backtest of the newest day, its candles ending with it: no 24-hour fate is known yet, so no group has a how-soon
-    figure at all. Its table says n/a, not a traceback (it raised AttributeError before)."""
+    """A backtest of the newest day, its candles ending with it: no 24-hour fate is known yet, so no group has a
+    how-soon figure at all. Its table says n/a, not a traceback (it raised AttributeError before)."""
     from src.models.offline.backtest import format_resolution_table, format_table
     frame = pd.DataFrame({"symbol": "BTC/USDT", "timeframe": "1h", "target_pct": 0.05, "timestamp": HOURS,
                           "status": None, "hours_to_resolution": np.nan, "p_6h": 0.1, "p_24h": 0.5, "p_horizon": 0.9,
