@@ -105,6 +105,7 @@ CREATE TABLE model_performance (
 	brier_skill_24h FLOAT, 
 	brier_skill_horizon FLOAT, 
 	interval_coverage FLOAT, 
+	interval_claimed FLOAT, 
 	pinball_skill FLOAT, 
 	created_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL, 
 	PRIMARY KEY (id), 
@@ -259,6 +260,7 @@ CREATE TABLE day_scores (
 	reference_loss FLOAT NOT NULL, 
 	covered FLOAT, 
 	covered_n INTEGER, 
+	claimed FLOAT, 
 	climatology_n INTEGER NOT NULL, 
 	PRIMARY KEY (run_type, symbol, timeframe, target_pct, day, event, bin)
 );
@@ -286,4 +288,4 @@ WHERE timestamp >= NOW() - INTERVAL '7 days' WITH DATA;
 CREATE UNIQUE INDEX idx_recent_ohlcv_unique ON recent_ohlcv (symbol, timeframe, timestamp);
 
 CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL, CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num));
-INSERT INTO alembic_version (version_num) VALUES ('0012');
+INSERT INTO alembic_version (version_num) VALUES ('0013');

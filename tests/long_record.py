@@ -44,7 +44,8 @@ def fill_statements(symbols: list[str], targets: list[float], start: pd.Timestam
               model_version, is_champion, p_6h, p_24h, p_horizon, q10_hours, q50_hours, q90_hours, status,
               hours_to_resolution)
             SELECT run, s, '1h', t, h, m, m || '-' || to_char(h, 'YYYYMM'), m = '{TIMING_MODELS[-1]}', 0.2,
-                   round((0.3 + 0.4 * random())::numeric, 6), 0.9, 2, 20, 120,
+                   round((0.3 + 0.4 * random())::numeric, 6), 0.9, 2, 20,
+                   CASE WHEN k % 4 = 0 THEN {horizon} ELSE 120 END,  -- a quarter open ("after 2 h"), claiming 0.9
                    CASE WHEN h >= {pending_from} THEN NULL WHEN k > 40 THEN 'expired' ELSE 'up' END,
                    CASE WHEN h < {pending_from} AND k <= 40 THEN k END
             FROM {run_types}, {groups}, {hours}, unnest(ARRAY[{timing}]) m,

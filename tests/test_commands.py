@@ -107,7 +107,7 @@ def test_each_command_answers_from_the_record(talk, record):
     eth = newest[(newest["symbol"] == "ETH/USDT") & (newest["target_pct"].astype(float) == 0.05)].iloc[0]
     assert f"within 6 h) {float(eth.p_6h):.0%} · 24 h {float(eth.p_24h):.0%} · 168 h {float(eth.p_horizon):.0%}" in soon
     assert f"median {float(eth.q50_hours):.0f}" in soon and "1 %" not in soon
-    assert "last 30 days: P(24h) Brier skill" in soon and "80 % interval covered" in soon
+    assert "last 30 days: P(24h) Brier skill" in soon and "interval covered" in soon and "(claimed " in soon
 
     record_text = _text(_ask(api, records, "/record BTC 30"))
     with records.db.engine.connect() as conn:

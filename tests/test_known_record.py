@@ -15,7 +15,6 @@ from src.database.records.rows import prediction_rows, resolution_rows
 from src.models.evaluation.record import track_record
 from src.models.evaluation.scoring import CHAMPION, TIMING_ROWS, known_fates, score_rows, small_sample
 from src.models.evaluation.selection import skill_interval
-from src.models.evaluation.time_metrics import censored_coverage
 
 H = 168
 FIRST = pd.Timestamp("2023-03-01", tz="UTC")
@@ -102,11 +101,13 @@ def _by_hand(truth: pd.DataFrame, as_of: pd.Timestamp) -> dict:
         reference = ((clim - y) ** 2).sum()
         out[name] = {"n": int(known.sum()), "loss": loss, "reference": reference, "skill": 1 - loss / reference}
     complete = (closed >= H).to_numpy()
-    q10, q90, ph = (rows[c].to_numpy()[complete] for c in ("q10_hours", "q90_hours", "p_horizon"))
+    q10, q90 = (rows[c].to_numpy()[complete] for c in ("q10_hours", "q90_hours"))
     k = t[complete]
+    open_ended = q90 >= H  # "90 %: after q10 h": an expired window lies inside it, and it claims 0.9
     inside = np.where(np.isfinite(k), np.clip(np.minimum(q90, k) - np.maximum(q10, k - 1), 0, 1),
-                      censored_coverage(ph, q90, H))
+                      open_ended.astype(float))
     out["covered"], out["covered_n"] = float(inside.sum()), int(complete.sum())
+    out["claimed"] = float(np.where(open_ended, 0.9, 0.8).sum())
     return out
 
 
@@ -137,6 +138,7 @@ def test_pandas_scoring_scores_only_what_was_known(db, truth, stored_at):
     for name in ("6h", "24h", "horizon"):
         assert table[f"brier_skill_{name}"] == pytest.approx(hand[name]["skill"], abs=1e-5)
     assert table["interval_coverage"] == pytest.approx(hand["covered"] / hand["covered_n"], abs=1e-5)
+    assert table["interval_claimed"] == pytest.approx(hand["claimed"] / hand["covered_n"], abs=1e-9)
     # today's rule (the resolved windows only) gives another figure: this test fails on it
     resolved_only = rows[rows["status"].notna()]
     old = score_rows(TIMING_ROWS, resolved_only, H, as_of=None, series=CHAMPION).iloc[0]
@@ -154,8 +156,10 @@ def test_the_day_sums_sql_and_the_bots_record_score_only_what_was_known(db, trut
     assert soon["reference_loss"].sum() == pytest.approx(hand["24h"]["reference"], abs=1e-4)
     assert soon["covered"].sum() == pytest.approx(hand["covered"], abs=1e-4)
     assert soon["covered_n"].sum() == hand["covered_n"]
+    assert soon["claimed"].sum() == pytest.approx(hand["claimed"], abs=1e-9)
     record = track_record(by_day, None, H)[("BTC/USDT", 0.02)]["within_24h"]
     assert record.coverage == pytest.approx(hand["covered"] / hand["covered_n"], abs=1e-5)
+    assert record.claimed == pytest.approx(hand["claimed"] / hand["covered_n"], abs=1e-9)
     bot = records.champion_record(FIRST, AS_OF, AS_OF - pd.Timedelta(hours=H + 1)).iloc[0]
     assert bot["n_24h"] == hand["24h"]["n"]
     assert 1 - bot["loss_24h"] / bot["reference_loss_24h"] == pytest.approx(hand["24h"]["skill"], abs=1e-5)
@@ -177,6 +181,7 @@ def test_stored_day_sums_and_fresh_ones_add_up_to_the_same(db, truth):
     assert soon["n"].sum() == hand["24h"]["n"] == len(HOURS) - 1
     assert soon["loss"].sum() == pytest.approx(hand["24h"]["loss"], abs=1e-4)
     assert soon["covered"].sum() == pytest.approx(hand["covered"], abs=1e-4)
+    assert soon["claimed"].sum() == pytest.approx(hand["claimed"], abs=1e-9)
 
 
 def test_known_fates_of_a_young_resolved_window_and_an_old_open_one():

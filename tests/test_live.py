@@ -128,16 +128,18 @@ def test_outcomes_agree_with_the_label_function_and_are_idempotent(trained):
     time_performance = records.performance("live", task="resolution")
     assert set(time_performance["model_name"]) == {"climatology", "random_walk", "garch", "vol_logistic", "champion"}
     assert time_performance["interval_coverage"].between(0, 1).all()
+    assert time_performance["interval_claimed"].dropna().between(0.8, 0.9).all()
     assert (time_performance.loc[time_performance.model_name == "climatology", "pinball_skill"] == 0).all()
     # /metrics exports the champions' live figures
     from src.monitoring.app import Metrics
     from src.monitoring.health import live_skills
     skills = live_skills(records, pd.Timestamp("2023-01-22 00:15", tz="UTC"))  # the daily job of that day
     # (P(within H) of a 1 % move is 1 for every model here: its skill is undefined, so not exported)
-    assert {("BTC/USDT", "0.01", name) for name in ("direction", "6h", "24h", "coverage")} <= set(skills)
+    assert {("BTC/USDT", "0.01", name) for name in ("direction", "6h", "24h", "coverage", "claimed")} <= set(skills)
     exported = Metrics().refresh({"database": {"reachable": True}}, True, skills).decode()
     assert 'crypto_ml_live_resolution_skill{horizon="24h",symbol="BTC/USDT",target="0.01"}' in exported
     assert 'crypto_ml_live_interval_coverage{symbol="BTC/USDT",target="0.05"}' in exported
+    assert 'crypto_ml_live_interval_claimed{symbol="BTC/USDT",target="0.05"}' in exported
 
 
 @pytest.mark.host_tz

@@ -21,7 +21,13 @@ from src.models.estimators.time_models import (
     forecast_array,
     kaplan_meier,
 )
-from src.models.evaluation.time_metrics import interval_coverage, pinball, time_metrics
+from src.models.evaluation.time_metrics import (
+    claimed_coverage,
+    interval_coverage,
+    interval_text,
+    pinball,
+    time_metrics,
+)
 from src.models.offline.backtest import run_backtest
 from src.models.offline.training import TrainSettings
 from tests.reference_labels import reference_outcome
@@ -157,12 +163,19 @@ def test_too_little_history_is_not_recalibrated():
 def test_pinball_and_coverage_by_hand():
     forecast = np.array([[0.5, 0.9, 1.0, 2.0, 5.0, 10.0],   # touched in hour 4: fully inside [2, 10]
                          [0.5, 0.9, 1.0, 2.0, 5.0, 10.0],   # touched in hour 2: half of (1, 2] inside
-                         [0.0, 0.1, 0.5, 20.0, 100.0, 168.0],   # expired, p_horizon 0.5: (0.9 - 0.5) / 0.5 covered
-                         [0.5, 0.9, 0.95, 2.0, 5.0, 100.0],  # expired, p_horizon >= 0.9: q90 before H, missed
-                         [0.0, 0.1, 0.5, 20.0, 60.0, 100.0]])  # expired: p_horizon 0.5 (climatology's) but q90 < H
-    hours = np.array([4.0, 2.0, np.inf, np.inf, np.inf])
-    # (1, 2] meets [2, 10] at a point; an interval that ends before H never covers an expired window
-    assert interval_coverage(forecast, hours) == pytest.approx([1.0, 0.0, 0.8, 0.0, 0.0])
+                         [0.0, 0.1, 0.5, 20.0, 100.0, 168.0],   # expired, "90 %: after 20 h": inside, whatever P(H)
+                         [0.5, 0.9, 0.95, 2.0, 5.0, 100.0],  # expired, closed "80 %: 2-100 h": outside
+                         [0.0, 0.1, 0.5, 20.0, 60.0, 100.0],  # expired: P(within H) 0.5 (climatology's), q90 < H
+                         [0.9, 0.95, 0.99, 0.5, 2.0, 167.996]])  # touched in hour 3, q90 within 0.005 of H: open
+    hours = np.array([4.0, 2.0, np.inf, np.inf, np.inf, 3.0])
+    # (1, 2] meets [2, 10] at a point; an open interval holds an expired window, a closed one never does, and no
+    # forecast is credited with its own P(within H) (issue #33: (0.9 - 0.5) / 0.5 = 0.8 before)
+    assert interval_coverage(forecast, hours) == pytest.approx([1.0, 0.0, 1.0, 0.0, 0.0, 1.0])
+    # what each interval claims: 0.8 closed, 0.9 open (q90 at the cap, shown "168+")
+    assert claimed_coverage(forecast[:, 5], 168) == pytest.approx([0.8, 0.8, 0.9, 0.8, 0.8, 0.9])
+    assert interval_text(20.0, 168.0, 168) == "90 %: after 20 h"
+    assert interval_text(2.0, 100.0, 168) == "80 %: 2–100 h"
+    assert interval_text(0.5, 9.94, 168) == "80 %: 0.5–9.9 h"
     # hour 4 -> 3.5 h: q10 = 2 under by 1.5 (x 0.1), q50 = 5 over by 1.5 (x 0.5), q90 = 10 over by 6.5 (x 0.1)
     expected = 0.1 * 1.5 + 0.5 * 1.5 + 0.1 * 6.5
     assert pinball(forecast[:1], hours[:1])[0] == pytest.approx(expected)

@@ -39,7 +39,7 @@ def test_up_down_up(empty_db_url, mode):
     conn.create_tables()
     conn.create_tables()  # idempotent
     assert SEED_TABLES | {"exchange_gaps", "model_registry", "alembic_version"} <= _tables(conn)
-    assert conn.schema_revision() == "0012"
+    assert conn.schema_revision() == "0013"
     expected = {"ohlcv_data", "feature_cache"} if mode == "on" else set()
     assert _hypertables(conn) == expected
     conn.migrate("base", downgrade=True)
@@ -98,7 +98,7 @@ def test_init_sql_builds_the_same_schema(db, pg_admin_url):
     with raw_connect(init_url) as conn, conn.cursor() as cur:
         cur.execute((ROOT / "sql" / "init.sql").read_text())
     assert _describe(init_url) == _describe(db.database_url)
-    assert DatabaseConnection(init_url).schema_revision() == "0012"
+    assert DatabaseConnection(init_url).schema_revision() == "0013"
     assert _hypertables(DatabaseConnection(init_url)) == {"ohlcv_data", "feature_cache"}
 
 
@@ -108,10 +108,10 @@ def test_init_db_twice_and_status(run_cli, write_config, empty_db_url):
     for _ in range(2):
         result = run_cli("init-db", "--config", str(path))
         assert result.returncode == 0, result.stderr
-        assert "schema at revision 0012" in result.stdout
+        assert "schema at revision 0013" in result.stdout
     status = run_cli("status", "--config", str(path))
     assert status.returncode == 0, status.stderr
-    assert "schema:      0012" in status.stdout
+    assert "schema:      0013" in status.stdout
     assert "BTC/USDT" in status.stdout
 
 
@@ -229,7 +229,7 @@ def test_timescaledb_installed_but_not_preloaded_builds_plain_and_says_how(run_c
         result = run_cli("init-db", "--config", str(write_config({"database": {"url": url}})))
         assert result.returncode == 0, result.stdout + result.stderr
         assert "on plain PostgreSQL" in result.stdout and "shared_preload_libraries" in result.stdout
-        assert DatabaseConnection(url).schema_revision() == "0012" and not DatabaseConnection(url).has_timescaledb()
+        assert DatabaseConnection(url).schema_revision() == "0013" and not DatabaseConnection(url).has_timescaledb()
         create_database(admin.replace("+psycopg2", ""), "required")
         required = write_config({"database": {"url": admin.replace("/postgres?", "/required?", 1),
                                               "timescaledb": "on"}}, name="on.yaml")

@@ -90,11 +90,11 @@ def test_hourly_report_dates_every_candle_flags_stale_ones_and_prints_plain_text
     timings = pd.DataFrame({"symbol": "BTC/USDT", "target_pct": [0.01, 0.05], "timestamp": fresh["timestamp"].iloc[0],
                             "q10_hours": [2.0, 40.0], "q50_hours": [6.4, 150.0], "q90_hours": [15.0, 168.0]})
     [text] = reports.hourly_text(pd.concat([fresh, old]), NOW, timings=timings)
-    assert "~150h (40-168+h)" in text  # a 90 % point at the cap lies past the window, not at 168 h
+    assert "~150h (90 %: after 40 h)" in text  # a 90 % point at the cap lies past the window: labelled by its claim
     assert "candle 2023-06-01 09:00 UTC" in text and "candle 2023-05-20 05:00 UTC · ⚠️ STALE: 292 h old" in text
     assert "BTC/USDT</b> 27,123.45 · candle 2023-06-01 09:00 UTC\n" in text  # the fresh one is not flagged
     assert " logistic " in text and "xgboost" in text  # model names whole
-    assert "~6.4h (2-15h)" in text and "Resolves: median hours" in text
+    assert "~6.4h (80 %: 2–15 h)" in text and "Resolves: median hours" in text
     TelegramNotifier("", "").send("hourly", text)  # no token: the console
     printed = capsys.readouterr().out
     assert "<b>" not in printed and "<pre>" not in printed and "Hourly forecast · 2023-06-01 10:05 UTC" in printed
@@ -114,14 +114,15 @@ def test_daily_report_one_row_per_model_champion_marked_and_counts_of_that_day()
     assert decided["timestamp"].min() == pd.Timestamp("2023-05-31 20:00", tz="UTC") and len(decided) == 24
     timing = pd.DataFrame([  # how soon: the forecasts users got ("champion") come first, one row per group
         {"symbol": "BTC/USDT", "target_pct": 0.01, "model_name": model, "window_days": w, "total_predictions": 24 * w,
-         "brier_skill_24h": 0.2 + w / 100, "interval_coverage": 0.81}
+         "brier_skill_24h": 0.2 + w / 100, "interval_coverage": 0.81, "interval_claimed": 0.83}
         for model in ("champion", "survival") for w in (1, 7, 30)])
     [text] = reports.daily_text(day, decided, performance, {("BTC/USDT", 0.01): "logistic"}, timing)
     plain = reports.plain_text(text)
     assert plain.index("How soon, live record") < plain.index("Direction, live record")
     rows = [line for line in plain.splitlines() if line.startswith("BTC/USDT")]
     assert "BTC/USDT   1%  24   0   0   0" in rows  # the day's counts
-    assert "BTC/USDT   1%   720 +0.210 +0.270 +0.500   81%" in rows  # how soon: n over 30 days, 1/7/30 d, coverage
+    # how soon: n over 30 days, 1/7/30 d, coverage and the share the intervals claimed
+    assert "BTC/USDT   1%   720 +0.210 +0.270 +0.500   81%   83%" in rows
     assert len(rows) == 1 + 1 + 3  # the counts, the served how-soon row (not each time model's), 3 direction models
     record = [r for r in rows if "%" in r and ("xgboost" in r or "logistic" in r or "climatology" in r)]
     assert len(record) == 3 and any("logistic*" in r for r in record)

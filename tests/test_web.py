@@ -28,6 +28,7 @@ from src.database.records.browse import ForecastFilter
 from src.database.records.scores import settled_through
 from src.models.evaluation.record import track_record
 from src.models.evaluation.scoring import CHAMPION, DIRECTION_ROWS, TIMING_ROWS, score_rows
+from src.models.evaluation.time_metrics import interval_text
 from src.utils.candles import last_closed_before
 from src.utils.clock import FrozenClock, use_clock
 from src.web.pages import create_pages
@@ -77,6 +78,7 @@ def test_the_track_records_figures_are_the_scorings(site_db, stored):
         assert up.skill == pytest.approx(direction.loc[key, "brier_skill"])
         assert soon.skill == pytest.approx(timing.loc[key, "brier_skill_24h"])
         assert soon.coverage == pytest.approx(timing.loc[key, "interval_coverage"])
+        assert soon.claimed == pytest.approx(timing.loc[key, "interval_claimed"])
         assert (up.skill_low, up.skill_high) == pytest.approx((direction.loc[key, "skill_low"],
                                                                direction.loc[key, "skill_high"]))
         assert (soon.skill_low, soon.skill_high) == pytest.approx((timing.loc[key, "skill_low"],
@@ -120,6 +122,7 @@ def test_now_shows_each_groups_newest_forecast_from_the_database(client):
         assert f"P(up) <b>{r.probability:.0%}</b>" in card and f"candle {r.timestamp:%Y-%m-%d %H:%M} UTC" in card
         t = timing[(timing["symbol"] == r.symbol) & np.isclose(timing["target_pct"], r.target_pct)].iloc[0]
         assert f"P(24 h) <b>{t.p_24h:.0%}</b>" in card
+        assert interval_text(t.q10_hours, t.q90_hours, 168) in card  # labelled by what it claims
     assert "STALE: 3 h old" in _card(body, "ETH", 0.01) and "STALE" not in _card(body, "BTC", 0.01)
     assert "No forecast: not trained yet" in _card(body, "SOL", 0.05)
     assert "Unhealthy: BTC/USDT: candles late" in body

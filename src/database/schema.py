@@ -156,6 +156,7 @@ model_performance = Table(
     Column("brier_skill_24h", Float),
     Column("brier_skill_horizon", Float),
     Column("interval_coverage", Float),
+    Column("interval_claimed", Float),  # the share those intervals claimed: 0.8 closed, 0.9 open (past H)
     Column("pinball_skill", Float),
     Column("created_at", _tz(), server_default=func.now(), nullable=False),
     UniqueConstraint("run_type", "symbol", "timeframe", "target_pct", "task", "model_name", "evaluation_date",
@@ -305,6 +306,7 @@ day_scores = Table(
     Column("reference_loss", Float, nullable=False),
     Column("covered", Float),  # 'within_24h': summed share of each outcome inside the 10-90 % interval
     Column("covered_n", Integer),  # 'within_24h': the complete windows that `covered` sums over
+    Column("claimed", Float),  # 'within_24h': summed share their intervals claimed (0.8 closed, 0.9 open)
     Column("climatology_n", Integer, nullable=False),  # forecasts users got from climatology (the base rate)
 )
 Index("idx_day_scores_run_day", day_scores.c.run_type, day_scores.c.day)

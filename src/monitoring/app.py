@@ -82,8 +82,11 @@ class Metrics:
                                       "30-day live Brier skill of P(resolved within 6 h / 24 h / H) vs the climatology "
                                       "time model (champion)", ["symbol", "target", "horizon"], registry=r)
         self.coverage = Gauge("crypto_ml_live_interval_coverage",
-                              "30-day live share of outcomes inside the 10-90 % resolution-time interval (champion)",
+                              "30-day live share of outcomes inside the resolution-time interval (champion)",
                               ["symbol", "target"], registry=r)
+        self.claimed = Gauge("crypto_ml_live_interval_claimed",
+                             "30-day share of outcomes those intervals claimed to hold: 0.8 closed, 0.9 open (q90 past "
+                             "the window); coverage is right when it equals this", ["symbol", "target"], registry=r)
         self.champions = Gauge("crypto_ml_champion_models", "asset x target groups with a champion", registry=r)
         self.without_forecast = Gauge("crypto_ml_groups_without_forecast",
                                       "configured asset x target groups with no current forecast", registry=r)
@@ -107,6 +110,8 @@ class Metrics:
                 self.brier_skill.labels(symbol, target).set(value)
             elif metric == "coverage":
                 self.coverage.labels(symbol, target).set(value)
+            elif metric == "claimed":
+                self.claimed.labels(symbol, target).set(value)
             else:
                 self.resolution_skill.labels(symbol, target, metric).set(value)
         self.champions.set(report.get("models", {}).get("champions", 0))

@@ -231,8 +231,8 @@ RESOLUTION_GAUGES = {"brier_skill_6h": "6h", "brier_skill_24h": "24h", "brier_sk
 def live_skills(records: RecordStore, now: pd.Timestamp | None = None) -> dict[tuple[str, str, str], float]:
     """The newest 30-day live figures of what each group's users got (the 'champion' series, whichever models
     served), computed within the last LIVE_SKILL_MAX_AGE_DAYS (older figures are not current): (symbol, target,
-    metric) -> value, metric 'direction' (Brier skill), '6h' / '24h' / 'horizon' (how-soon Brier skill) or
-    'coverage'. One bounded read."""
+    metric) -> value, metric 'direction' (Brier skill), '6h' / '24h' / 'horizon' (how-soon Brier skill),
+    'coverage' or 'claimed' (the share the intervals claimed). One bounded read."""
     now = now if now is not None else utc_now()
     since = (now - pd.Timedelta(days=LIVE_SKILL_MAX_AGE_DAYS)).date()
     out: dict[tuple[str, str, str], float] = {}
@@ -240,6 +240,6 @@ def live_skills(records: RecordStore, now: pd.Timestamp | None = None) -> dict[t
         target = f"{float(r.target_pct):g}"
         figures = ({"direction": r.brier_skill} if r.task == "direction" else
                    {**{label: getattr(r, column) for column, label in RESOLUTION_GAUGES.items()},
-                    "coverage": r.interval_coverage})
+                    "coverage": r.interval_coverage, "claimed": getattr(r, "interval_claimed", None)})
         out |= {(r.symbol, target, name): float(v) for name, v in figures.items() if v is not None and v == v}
     return out

@@ -14,7 +14,7 @@ from src.database.records import RecordStore
 from src.models.estimators.any_size import parse_move
 from src.models.estimators.serving import ServingRule
 from src.models.evaluation.scoring import CHAMPION, TIMING_ROWS, score_rows, small_sample
-from src.models.evaluation.time_metrics import hours_text
+from src.models.evaluation.time_metrics import hours_text, interval_text
 from src.models.live.moves import MoveForecaster
 from src.notifications.reports import daily_chart, split_messages
 from src.utils import choices
@@ -264,7 +264,7 @@ class Answers:
             return ""
         r = row.iloc[0]
         return (f" · P(24h) {r.p_24h:.0%} · resolves in ~{hours_text(r.q50_hours, self.horizon)} h "
-                f"(80 %: {hours_text(r.q10_hours, self.horizon)}-{hours_text(r.q90_hours, self.horizon)} h)")
+                f"({interval_text(r.q10_hours, r.q90_hours, self.horizon)})")
 
     @staticmethod
     def _month_line(month: pd.DataFrame, target: float) -> str:
@@ -274,7 +274,7 @@ class Answers:
             return "last 30 days: no resolved forecast yet"
         r = mine.iloc[0]
         return (f"last 30 days: P(24h) Brier skill {_sampled(r.get('brier_skill_24h'), r['n'])} vs climatology, "
-                f"80 % interval covered {_pct(r.get('interval_coverage'))}")
+                f"interval covered {_pct(r.get('interval_coverage'))} (claimed {_pct(r.get('interval_claimed'))})")
 
     @staticmethod
     def _record_block(symbol: str, target: float, record: pd.DataFrame, last: pd.DataFrame) -> str:

@@ -13,7 +13,7 @@ import pandas as pd
 from src.data.labels import DOWN, UP
 from src.models.evaluation.record import BASE_RATE_SHARE, MIN_PER_BIN  # one definition for the chart and page
 from src.models.evaluation.scoring import CHAMPION, MIN_SCORED, REFERENCE, known_fates, small_sample
-from src.models.evaluation.time_metrics import hours_text
+from src.models.evaluation.time_metrics import hours_text, interval_text
 
 TELEGRAM_LIMIT = 4096
 TIMING_TABLE_ROWS = 30  # rows of the daily how-soon table per <pre>: 30 x 45 characters fit a message
@@ -97,7 +97,8 @@ def plain_text(html_text: str) -> str:
 
 
 def _how_soon(timings: pd.DataFrame | None, symbol: str, target: float, at: pd.Timestamp, horizon: int) -> str:
-    """'~N h (a-b h)': the champion time model's median hours to resolution and its 80 % interval."""
+    """'~N h (80 %: a–b h)': the champion time model's median hours to resolution and its interval, labelled by what
+    it claims (time_metrics.interval_text)."""
     if timings is None or timings.empty:
         return "-"
     row = timings[(timings["symbol"] == symbol) & ((timings["target_pct"] - target).abs() < 1e-9)
@@ -105,8 +106,7 @@ def _how_soon(timings: pd.DataFrame | None, symbol: str, target: float, at: pd.T
     if row.empty:
         return "-"
     r = row.iloc[0]
-    return (f"~{hours_text(r.q50_hours, horizon)}h ({hours_text(r.q10_hours, horizon)}-"
-            f"{hours_text(r.q90_hours, horizon)}h)")
+    return f"~{hours_text(r.q50_hours, horizon)}h ({interval_text(r.q10_hours, r.q90_hours, horizon)})"
 
 
 def hourly_text(champions: pd.DataFrame, now: pd.Timestamp, horizon: int = 168,
@@ -123,7 +123,8 @@ def hourly_text(champions: pd.DataFrame, now: pd.Timestamp, horizon: int = 168,
     newest = champions[champions["timestamp"] == champions.groupby("symbol")["timestamp"].transform("max")]
     lines = [f"<b>Hourly forecast</b> · {now:%Y-%m-%d %H:%M} UTC",
              f"<i>P(up): chance the price rises X% before it falls X% (within {horizon} h). Resolves: median "
-             f"hours until either happens (80 % between a and b h; {horizon}+: after the window).</i>"]
+             f"hours until either happens (80 %: between a and b h; 90 %: after a h, if at all within the "
+             "window).</i>"]
     for symbol, group in newest.groupby("symbol", sort=True):
         first = group.iloc[0]
         age = int((now - first["timestamp"]) / pd.Timedelta(hours=1)) - 1  # hours since the candle closed
@@ -155,7 +156,7 @@ def daily_text(day: pd.Timestamp, resolved_day: pd.DataFrame, performance: pd.Da
                timing_performance: pd.DataFrame | None = None) -> list[str]:
     """As Telegram messages (split by asset when long): the outcomes decided on `day` (champion
     forecasts), the how-soon forecasts' live record (the forecasts users got: Brier skill of P(within 24 h)
-    over the last 1, 7 and 30 days, coverage of the 80 % interval), and the direction record of every model
+    over the last 1, 7 and 30 days, the interval's coverage and claim), and the direction record of every model
     per asset x target (Brier skill over the last 1, 7 and 30 days; the champion marked *)."""
     lines = [f"<b>Daily report</b> · {day:%Y-%m-%d} (UTC)"]
     champion = resolved_day[resolved_day["is_champion"].astype(bool)]
@@ -174,7 +175,8 @@ def daily_text(day: pd.Timestamp, resolved_day: pd.DataFrame, performance: pd.Da
         lines.append("How soon, live record (the forecasts users got; BSS: Brier skill of P(within 24 h) vs "
                      "climatology, above 0 beats it, scored on the forecasts whose 24 hours had passed; 1d: "
                      f"{day - pd.Timedelta(days=1):%Y-%m-%d}, the newest day whose 24-hour outcomes are all known; "
-                     "cover: share of outcomes inside the 80 % interval, complete windows of 30 days; "
+                     "cover: share of outcomes inside the interval, complete windows of 30 days, beside the share "
+                     "the intervals claimed (claim: 80 % closed, 90 % open, i.e. after a h); "
                      f"n/a: fewer than {MIN_SCORED} forecasts):")
         rows = _timing_rows(served)  # tables of 30 rows, each with its header: a message holds whole tables
         for first in range(1, len(rows), TIMING_TABLE_ROWS):
@@ -198,13 +200,14 @@ def _skill_cells(by_window: pd.DataFrame, column: str) -> str:
 
 
 def _timing_rows(served: pd.DataFrame) -> list[str]:
-    rows = [f"{'asset':<9}{'tgt':>4} {'n':>5} {'BSS 1d':>6} {'7d':>6} {'30d':>6} {'cover':>5}"]
+    rows = [f"{'asset':<9}{'tgt':>4} {'n':>5} {'BSS 1d':>6} {'7d':>6} {'30d':>6} {'cover':>5} {'claim':>5}"]
     for (symbol, target), group in served.groupby(["symbol", "target_pct"]):
         by_window = group.set_index("window_days")
-        coverage = by_window["interval_coverage"].get(30)
         n = int(by_window["total_predictions"].get(30, 0))
+        cover = [by_window[c].get(30) if c in by_window else None for c in ("interval_coverage", "interval_claimed")]
+        cells = ["  n/a" if v is None or pd.isna(v) or small_sample(n) else f"{v:>5.0%}" for v in cover]
         rows.append(f"{symbol:<9}{float(target):>4.0%} {n:>5} {_skill_cells(by_window, 'brier_skill_24h')} "
-                    f"{'  n/a' if coverage is None or pd.isna(coverage) or small_sample(n) else f'{coverage:>5.0%}'}")
+                    f"{' '.join(cells)}")
     return rows
 
 

@@ -15,7 +15,7 @@ from flask import Blueprint, Response, current_app, render_template, request, st
 from src.database.records import RecordStore
 from src.database.records.browse import BROWSE_COLUMNS, CHAMPION, STATUSES
 from src.models.evaluation.record import BASE_RATE_SHARE, EventRecord, running_skill, track_record
-from src.models.evaluation.time_metrics import hours_text
+from src.models.evaluation.time_metrics import hours_text, interval_text
 from src.models.live.moves import MoveForecaster
 from src.utils.candles import last_closed_before
 from src.utils.choices import BadInput, asset_names, short_name
@@ -77,7 +77,8 @@ def create_pages(records: RecordStore, site: Site, health: Health | None = None,
     @pages.get("/api/record")
     def record_api():
         """The /record figures as JSON: per run and group (and 'all'), per event, the skill with its 95 % interval
-        (null with too_few when the sample is too small), n, the base rate and the interval's coverage."""
+        (null with too_few when the sample is too small), n, the base rate, and the interval's coverage beside the
+        share the intervals claimed (0.8 closed, 0.9 open)."""
         return current_app.response_class(json.dumps(_record_json(shown_record())), mimetype="application/json")
 
     @pages.get("/forecasts")
@@ -189,7 +190,7 @@ def _record_json(shown: dict) -> dict:
     """The record's tables as plain JSON (floats, nulls for figures not shown)."""
     def figures(e) -> dict:
         return {"n": e.n, "skill": e.skill, "skill_low": e.skill_low, "skill_high": e.skill_high,
-                "too_few": e.too_few, "base_rate": e.base_rate, "coverage": e.coverage}
+                "too_few": e.too_few, "base_rate": e.base_rate, "coverage": e.coverage, "coverage_claimed": e.claimed}
     runs = {}
     for run, table in shown["tables"].items():
         first, last = shown["periods"][run]
@@ -295,6 +296,11 @@ def hours(value, horizon: int | None = None) -> str:
     return hours_text(value, horizon)
 
 
+def interval(q10, q90, horizon: int) -> str:
+    """The how-soon interval as it claims: "80 %: a–b h", or "90 %: after a h" when its 90 % point lies past H."""
+    return "–" if _missing(q10) or _missing(q90) else interval_text(q10, q90, horizon)
+
+
 def utc(value) -> str:
     return "–" if value is None or pd.isna(value) else f"{pd.Timestamp(value):%Y-%m-%d %H:%M}"
 
@@ -314,4 +320,5 @@ def _register_formatting(pages: Blueprint, horizon: int) -> None:
                            "short": short_name}.items():
         pages.add_app_template_filter(function, name)
     pages.add_app_template_global(page_url, "page_url")
+    pages.add_app_template_global(lambda q10, q90: interval(q10, q90, horizon), "interval")
     pages.add_app_template_global(asset_names, "asset_names")

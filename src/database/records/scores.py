@@ -4,7 +4,8 @@ A page over two years reads a few thousand summed rows; the days not yet stored 
 still open) are summed from the forecasts by the same SQL, so the page is always current.
 
 Events: 'up', P(up) of windows decided up or down (expired ones have no direction outcome); 'within_24h',
-P(resolved within 24 h) of every resolved window, with the share of its outcome inside the 10-90 % interval.
+P(resolved within 24 h) of every resolved window, with the share of its outcome inside the interval and the share
+the interval claimed (time_metrics: 0.8 closed, 0.9 open).
 The definitions are scoring.py's (a test holds them equal)."""
 from __future__ import annotations
 
@@ -21,14 +22,14 @@ RUN_TYPES = ("live", "backtest", "replay")  # replay: the daemon itself on a sim
 FORECAST_BINS = 20  # bins of 0.05, merged into ~20-forecast reliability points; two make a sharpness bar
 TOTAL = -1  # the bin of a day's totals (all forecasts of the day)
 SUM_COLUMNS = ["symbol", "timeframe", "target_pct", "day", "event", "bin", "n", "forecast_sum", "outcome_sum",
-               "loss", "reference_loss", "covered", "covered_n", "climatology_n"]
+               "loss", "reference_loss", "covered", "covered_n", "climatology_n", "claimed"]
 DAY_COLUMNS = ["symbol", "target_pct", "event", "day", "n", "forecast_sum", "outcome_sum", "loss", "reference_loss",
-               "covered", "covered_n", "climatology_n"]
+               "covered", "covered_n", "climatology_n", "claimed"]
 BIN_COLUMNS = ["symbol", "target_pct", "event", "bin", "n", "forecast_sum", "outcome_sum"]
 STORED = """run_type = :run_type AND day >= :first_day AND day <= :stored_last
             AND (CAST(:symbol AS text) IS NULL OR symbol = :symbol)"""
 DAY_TOTALS = f"""SELECT symbol, target_pct::float8, event, day, n, forecast_sum, outcome_sum, loss, reference_loss,
-                        covered, covered_n, climatology_n
+                        covered, covered_n, climatology_n, claimed
                  FROM day_scores WHERE bin = :total AND {STORED}"""
 BIN_TOTALS = f"""SELECT symbol, target_pct::float8, event, bin, sum(n)::int, sum(forecast_sum), sum(outcome_sum)
                  FROM day_scores WHERE bin <> :total AND {STORED} GROUP BY 1, 2, 3, 4"""
@@ -39,7 +40,7 @@ DAY_SUMS = f"""
     WITH direction AS (
         SELECT c.symbol, c.timeframe, c.target_pct, c.timestamp, 'up' AS event, c.probability::float8 AS p,
                o.actual_outcome::float8 AS y, k.probability::float8 AS ref, NULL::float8 AS cov,
-               (c.model_name = 'climatology')::int AS clim
+               NULL::float8 AS claim, (c.model_name = 'climatology')::int AS clim
         FROM predictions c
         JOIN prediction_outcomes o ON o.prediction_id = c.id AND o.status IN ('up', 'down')
         JOIN predictions k ON k.run_type = c.run_type AND k.symbol = c.symbol AND k.timeframe = c.timeframe
@@ -48,18 +49,19 @@ DAY_SUMS = f"""
           AND (CAST(:symbol AS text) IS NULL OR c.symbol = :symbol)),
     timing AS (  -- the fates known at :as_of (scoring.known_fates): 24 closed hours; coverage of complete windows
         SELECT c.symbol, c.timeframe, c.target_pct, c.timestamp, 'within_24h', c.p_24h::float8, w.y,
-               k.p_24h::float8, w.cov, (c.model_name = 'climatology')::int
+               k.p_24h::float8, w.cov, w.claim, (c.model_name = 'climatology')::int
         FROM resolution_forecasts c
         CROSS JOIN LATERAL (SELECT
             (coalesce(c.status <> 'expired' AND c.hours_to_resolution <= 24, false))::int::float8 AS y,
-            CASE WHEN c.status IS NULL
-                   OR c.timestamp > CAST(:as_of AS timestamptz) - make_interval(hours => :horizon + 1)
-                 THEN NULL  -- an open window: its interval's outcome is not known yet
-                 WHEN c.status = 'expired' AND c.q90_hours < :horizon - 0.005 THEN 0::float8  -- time_metrics.at_cap
-                 WHEN c.status = 'expired'
-                 THEN greatest(0, least(1, (0.9 - c.p_horizon) / greatest(1 - c.p_horizon, 1e-12)))::float8
+            (c.status IS NULL OR c.timestamp > CAST(:as_of AS timestamptz) - make_interval(hours => :horizon + 1))
+                AS open,  -- the window is open: its interval's outcome is not known yet
+            c.q90_hours >= :horizon - 0.005 AS past_h) a  -- time_metrics.at_cap: an open interval, "after q10 h"
+        CROSS JOIN LATERAL (SELECT a.y,
+            CASE WHEN a.open THEN NULL
+                 WHEN c.status = 'expired' THEN a.past_h::int::float8  -- inside an open interval, outside a closed
                  ELSE greatest(0, least(1, least(c.q90_hours, c.hours_to_resolution)
-                                        - greatest(c.q10_hours, c.hours_to_resolution - 1)))::float8 END AS cov) w
+                                        - greatest(c.q10_hours, c.hours_to_resolution - 1)))::float8 END AS cov,
+            CASE WHEN a.open THEN NULL WHEN a.past_h THEN 0.9 ELSE 0.8 END::float8 AS claim) w
         JOIN resolution_forecasts k ON k.run_type = c.run_type AND k.symbol = c.symbol
              AND k.timeframe = c.timeframe AND k.timestamp = c.timestamp AND k.target_pct = c.target_pct
              AND k.model_name = 'climatology'
@@ -70,7 +72,7 @@ DAY_SUMS = f"""
     SELECT symbol, timeframe, target_pct, day, event, coalesce(bin, {TOTAL}) AS bin, count(*) AS n,
            sum(p) AS forecast_sum, sum(y) AS outcome_sum, sum((p - y) ^ 2) AS loss,
            sum((ref - y) ^ 2) AS reference_loss, sum(cov) AS covered, count(cov) AS covered_n,
-           sum(clim) AS climatology_n
+           sum(clim) AS climatology_n, sum(claim) AS claimed
     FROM (SELECT *, (timestamp AT TIME ZONE 'UTC')::date AS day,
                  least(floor(p * {FORECAST_BINS})::int, {FORECAST_BINS - 1}) AS bin
           FROM (SELECT * FROM direction UNION ALL SELECT * FROM timing) u) f
@@ -162,8 +164,8 @@ class ScoreRecords(Records):
     def record_sums(self, run_type: str, first_day: date, last_day: date, horizon: int, symbol: str | None = None,
                     bins: bool = True, as_of: datetime | None = None) -> tuple[pd.DataFrame, pd.DataFrame | None]:
         """The sums of [first_day, last_day] per (symbol, target_pct, event), from the stored days and, for the
-        days not stored yet, from the forecasts: by `day` (n, outcome_sum, loss, reference_loss, covered) and, with
-        `bins`, by forecast `bin` (n, forecast_sum, outcome_sum), aggregated in the database."""
+        days not stored yet, from the forecasts: by `day` (n, outcome_sum, loss, reference_loss, covered, claimed)
+        and, with `bins`, by forecast `bin` (n, forecast_sum, outcome_sum), aggregated in the database."""
         through = self.stored_through(run_type)
         stored_last = min(last_day, through) if through is not None else first_day - timedelta(days=1)
         fresh_from = max(first_day, stored_last + timedelta(days=1))
@@ -188,8 +190,9 @@ class ScoreRecords(Records):
 
     def _fresh_sums(self, params: dict) -> list[tuple]:
         """(symbol, target_pct, event, day, bin, n, forecast_sum, outcome_sum, loss, reference_loss, covered,
-        covered_n, climatology_n) of the days not stored, summed from the forecasts."""
+        covered_n, climatology_n, claimed) of the days not stored, summed from the forecasts."""
         with self.db.engine.connect() as conn:
             return [tuple(r) for r in conn.execute(text(
                 f"SELECT symbol, target_pct::float8, event, day, bin, n, forecast_sum, outcome_sum, loss, "
-                f"reference_loss, covered, covered_n, climatology_n FROM ({DAY_SUMS}) fresh"), params).all()]
+                f"reference_loss, covered, covered_n, climatology_n, claimed FROM ({DAY_SUMS}) fresh"),
+                params).all()]

@@ -1,5 +1,6 @@
 """The track record from daily sums (day_scores rows): per group and for all together, the Brier skill of the
-champion's forecasts against climatology's with its 95 % interval, the coverage of the 10-90 % interval, a
+champion's forecasts against climatology's with its 95 % interval, the coverage of the 10-90 % interval beside the
+share the intervals claimed, a
 reliability table with the count behind each point, a sharpness histogram, and the running skill by day.
 
 Each forecast hour is counted once. Neighbouring hours' windows overlap (up to the horizon), so their outcomes
@@ -28,11 +29,12 @@ class EventRecord:
     skill_low: float | None
     skill_high: float | None
     base_rate: float | None  # the observed share of the event
-    coverage: float | None  # within_24h: the share of outcomes inside the 10-90 % interval
+    coverage: float | None  # within_24h: the share of outcomes inside the interval (time_metrics.interval_coverage)
     climatology_share: float | None  # the share of these forecasts that climatology made (the base rate)
     reliability: list[tuple[float, float, int]]  # (mean forecast, observed share, forecasts) per bin
     sharpness: list[int]  # forecasts per 0.1 bin of the forecast
     too_few: bool = False  # a skill from too small a sample (scoring.small_sample): shown as n/a (n N), no colour
+    claimed: float | None = None  # within_24h: the share those intervals claimed (0.8 closed, 0.9 open)
 
 
 def _skill(loss: float, reference: float) -> float | None:
@@ -93,16 +95,18 @@ def event_record(by_day: pd.DataFrame, by_bin: pd.DataFrame | None, interval: tu
         interval = (float("nan"), float("nan"))
     covered = by_day["covered"].dropna()
     covered_n = float(by_day["covered_n"].sum()) if "covered_n" in by_day else 0.0
+    enough = covered_n >= MIN_SCORED
     low, high = interval
     too_few = small_sample(n, days, horizon)
     return EventRecord(
         n=n, skill=None if too_few else _skill(by_day["loss"].sum(), by_day["reference_loss"].sum()),
         skill_low=None if np.isnan(low) else float(low), skill_high=None if np.isnan(high) else float(high),
         base_rate=float(by_day["outcome_sum"].sum() / n),
-        coverage=float(covered.sum() / covered_n) if covered_n >= MIN_SCORED else None,
+        coverage=float(covered.sum() / covered_n) if enough else None,
         climatology_share=float(by_day["climatology_n"].sum() / n),
         reliability=[] if by_bin is None else reliability_bins(by_bin),
-        sharpness=[0] * SHARPNESS_BINS if by_bin is None else sharpness(by_bin), too_few=too_few)
+        sharpness=[0] * SHARPNESS_BINS if by_bin is None else sharpness(by_bin), too_few=too_few,
+        claimed=float(by_day["claimed"].sum() / covered_n) if enough and "claimed" in by_day else None)
 
 
 def skill_intervals(by_day: pd.DataFrame, block_days: int) -> dict[tuple, tuple[float, float]]:

@@ -117,7 +117,7 @@ def score_rows(kind: RowKind, rows: pd.DataFrame, horizon: int, as_of: pd.Timest
 
 
 MIN_SCORED = 20  # a skill from fewer forecasts says nothing: shown as n/a (n N), everywhere
-COMPLETE_WINDOW_FIGURES = ("brier_skill_horizon", "pinball_skill", "interval_coverage")
+COMPLETE_WINDOW_FIGURES = ("brier_skill_horizon", "pinball_skill", "interval_coverage", "interval_claimed")
 MIN_BLOCKS = 2  # an interval needs at least this many blocks of the horizon's days to resample
 SKILLS = ("brier_skill", "brier_skill_6h", "brier_skill_24h", "brier_skill_horizon", "pinball_skill", "skill_low",
           "skill_high")

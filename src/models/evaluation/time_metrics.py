@@ -4,12 +4,15 @@ time model, coverage of the 10-90 % interval, and pinball-loss skill of the thre
 Forecasts are arrays of FORECAST_COLUMNS per hour; outcomes are the hours until resolution (the hit
 candle's number k, or inf when the window expired). A touch at hour k happened in (k - 1, k], uniformly
 for all we know: coverage counts the share of that hour inside the interval, and the pinball loss uses
-its midpoint. An expired window is only known to lie past H: when the interval's 90 % point lies past H (q90 at
-the cap H) it counts as covered with the forecast's own P(T <= q90 | T > H) = (0.9 - p_horizon) / (1 - p_horizon),
-else (q90 before H) as not covered; for the pinball loss it counts as H. (Counting it as wholly covered, as before
-2026-12-02, gave a calibrated forecast a coverage of 0.9, not 0.8, whenever p_horizon < 0.9: the calm half-years
-of the 5 % targets looked too wide. Judging by p_horizon alone whether q90 lies past H, as until stop 31, credited
-a served row whose P(within H) is climatology's but whose interval, the champion's, ends before H.)
+its midpoint.
+
+Coverage is judged as the interval is shown, against the share it claims (issue #33). An interval whose 90 %
+point lies past the window (q90 at the cap H, shown "168+") reads "90 %: after q10 h": it claims P(T >= q10) =
+0.9, and an expired window lies inside it. A closed one, "80 %: q10-q90 h", claims 0.8, and an expired window
+lies outside it. Each row's claim is kept beside its coverage (`claimed_coverage`), so a group whose intervals
+are open half the time is held to 0.85, not to 0.8. (Until issue #33 an expired window inside an open interval
+was credited with the forecast's own (0.9 - P(within H)) / (1 - P(within H)): a forecast scoring its own
+outcome.) For the pinball loss an expired window counts as H.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ import numpy as np
 
 QUANTILE_LEVELS = (0.1, 0.5, 0.9)
 REACHES_H = 0.005  # an hour this close to H is at the cap (stored with 2 decimals; the same in scores.py's SQL)
+CLOSED_CLAIM, OPEN_CLAIM = 0.8, 0.9  # what a closed interval [q10, q90] and an open one [q10, past H) claim to hold
 
 
 def within(hours: np.ndarray, horizon: int) -> np.ndarray:
@@ -30,19 +34,20 @@ def time_loss(forecast: np.ndarray, hours: np.ndarray, horizon: int = 168) -> np
 
 
 def interval_coverage(forecast: np.ndarray, hours: np.ndarray, horizon: int = 168) -> np.ndarray:
-    """Per hour: the share of the outcome inside [q10, q90] (an expired one: see the module notes)."""
+    """Per hour: the share of the outcome inside the interval [q10, q90], or [q10, past H) when q90 lies at the cap
+    (an expired window: inside an open interval, outside a closed one; the same in SQL: src.database.records.scores;
+    stored hours have 2 decimals)."""
     low, high = forecast[:, 3], forecast[:, 5]
     expired = ~np.isfinite(hours)
     k = np.where(expired, 0.0, hours)
     inside = np.clip(np.minimum(high, k) - np.maximum(low, k - 1), 0.0, 1.0)
-    return np.where(expired, censored_coverage(forecast[:, 2], high, horizon), inside).astype(float)
+    return np.where(expired, at_cap(high, horizon), inside).astype(float)
 
 
-def censored_coverage(p_horizon: np.ndarray, q90: np.ndarray, horizon: int) -> np.ndarray:
-    """How much of an expired outcome the interval covers: none when it ends before H, else the forecast's own
-    share of its tail past H (the same in SQL: src.database.records.scores; stored hours have 2 decimals)."""
-    share = np.clip((0.9 - p_horizon) / np.maximum(1 - p_horizon, 1e-12), 0.0, 1.0)
-    return np.where(at_cap(q90, horizon), share, 0.0)
+def claimed_coverage(q90: np.ndarray, horizon: int) -> np.ndarray:
+    """Per hour: the share of outcomes its interval claims to hold: 0.9 when it is open (q90 at the cap: "after
+    q10 h"), 0.8 when it is closed ("q10-q90 h")."""
+    return np.where(at_cap(np.asarray(q90, float), horizon), OPEN_CLAIM, CLOSED_CLAIM)
 
 
 def at_cap(hours, horizon: int):
@@ -56,6 +61,14 @@ def hours_text(value: float, horizon: int | None = None) -> str:
     if horizon is not None and at_cap(value, horizon):
         return f"{horizon}+"
     return f"{value:.0f}" if value >= 10 else f"{value:.1f}".rstrip("0").rstrip(".")
+
+
+def interval_text(q10: float, q90: float, horizon: int) -> str:
+    """The interval as it is judged: "80 %: 3–40 h" when closed; "90 %: after 3 h" when its 90 % point lies past the
+    window (it claims only that the move comes after q10, if at all within the window)."""
+    if at_cap(q90, horizon):
+        return f"90 %: after {hours_text(q10, horizon)} h"
+    return f"80 %: {hours_text(q10, horizon)}–{hours_text(q90, horizon)} h"
 
 
 def pinball(forecast: np.ndarray, hours: np.ndarray, horizon: int = 168) -> np.ndarray:
@@ -94,6 +107,8 @@ def time_metrics(forecast: np.ndarray, climatology: np.ndarray, hours: np.ndarra
             "brier": float(loss[known[:, 1], 1].mean()) if n else None,
             "interval_coverage": (float(interval_coverage(forecast[complete], done, horizon).mean())
                                   if complete.any() else None),
+            "interval_claimed": (float(claimed_coverage(forecast[complete, 5], horizon).mean())
+                                 if complete.any() else None),
             "pinball_skill": _skill(pinball(forecast[complete], done, horizon),
                                     pinball(climatology[complete], done, horizon)),
             "hit_rate": float(np.isfinite(done).mean()) if complete.any() else None,

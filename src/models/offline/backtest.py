@@ -262,7 +262,8 @@ def _shown(value, form: str, width: int) -> str:
 DIRECTION_SHOWN = ["symbol", "target_pct", "model_name", "n", "up_share", "auc", "brier", "brier_skill", "skill_low",
                    "skill_high", "ece"]
 TIMING_SHOWN = ["symbol", "target_pct", "model_name", "n", "within_24h", "brier_skill_6h", "brier_skill_24h",
-                "skill_low", "skill_high", "brier_skill_horizon", "interval_coverage", "pinball_skill"]
+                "skill_low", "skill_high", "brier_skill_horizon", "interval_coverage", "interval_claimed",
+                "pinball_skill"]
 
 
 def format_table(table: pd.DataFrame) -> str:
@@ -280,12 +281,13 @@ def format_table(table: pd.DataFrame) -> str:
 def format_resolution_table(table: pd.DataFrame) -> str:
     table = table.reindex(columns=TIMING_SHOWN)  # e.g. a backtest of the newest day: no 24 h fate known yet
     lines = [f"{'asset':<10} {'target':>6} {'time model':<12} {'n':>6} {'<=24h':>6} {'BSS 6h':>7} "
-             f"{'BSS 24h [95% CI]':>24} {'BSS H':>7} {'cover':>6} {'pinball':>7}"]
+             f"{'BSS 24h [95% CI]':>24} {'BSS H':>7} {'cover':>6} {'claim':>6} {'pinball':>7}"]
     for r in table.itertuples():
         ci = ("n/a" if _missing(r.brier_skill_24h)
               else f"{r.brier_skill_24h:+.3f} [{r.skill_low:+.3f}, {r.skill_high:+.3f}]")
         lines.append(f"{r.symbol:<10} {r.target_pct:>6.0%} {r.model_name:<12} {r.n:>6} "
                      f"{_shown(r.within_24h, '.1%', 6)} {_shown(r.brier_skill_6h, '+.3f', 7)} {ci:>24} "
                      f"{_shown(r.brier_skill_horizon, '+.3f', 7)} {_shown(r.interval_coverage, '.3f', 6)} "
+                     f"{_shown(r.interval_claimed, '.3f', 6)} "
                      f"{_shown(r.pinball_skill, '+.3f', 7)}")
     return "\n".join(lines)
