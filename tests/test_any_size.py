@@ -115,9 +115,11 @@ def test_each_door_answers_a_size_nobody_configured_from_the_newest_candle(asked
     assert answer.forecast == pytest.approx(forecast_move(model, history.iloc[[-1]], 0.035, 168)[0])
     p6, p24, ph, q10, q50, q90 = answer.forecast
     assert 0 <= p6 <= p24 <= ph <= 1 and 0 < q10 <= q50 <= q90 <= 168
-    # a configured target answers with what the hourly cycle stored for its champion
+    # a configured target answers with what the hourly cycle stored for its champion from the newest candle
+    Predictor(ops, records, registry, TRAINED_TARGETS).predict(["BTC/USDT"], now)
     stored = moves.forecast("BTC/USDT", 0.05, now)
     _, timing = records.newest_forecasts([("BTC/USDT", 0.05)])
+    assert pd.Timestamp(timing.iloc[0]["timestamp"]) == NEWEST == stored.candle_time
     assert stored.forecast[1] == pytest.approx(float(timing.iloc[0]["p_24h"])) and stored.model != "any_size"
     # the bot
     bot = Answers(records, ["BTC/USDT", "ETH/USDT"], TRAINED_TARGETS, moves=moves)

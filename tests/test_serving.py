@@ -15,7 +15,7 @@ from src.models.estimators.serving import (
     interval_shifts,
     kept_horizons,
 )
-from src.models.estimators.time_models import GarchTime, LogisticTime, forecast_array
+from src.models.estimators.time_models import ClimatologyTime, GarchTime, LogisticTime, forecast_array
 from src.models.evaluation.selection import Evidence
 from src.models.evaluation.time_metrics import claimed_coverage, interval_coverage
 
@@ -168,7 +168,7 @@ def test_garch_first_passage_probabilities_match_simulations():
     index = pd.date_range("2022-01-01", periods=len(returns), freq="h", tz="UTC")
     X = pd.DataFrame({"ret_1": returns, "vol_72": pd.Series(returns).rolling(72).std().to_numpy()},  # noqa: N806
                      index=index)
-    model = GarchTime(0.02).fit(X, np.zeros(len(X)), np.zeros(len(X), bool), H)
+    model = GarchTime(0.02, calibrated=False).fit(X, np.zeros(len(X)), np.zeros(len(X), bool), H)  # the walk's maths
     assert model.alpha_ == pytest.approx(alpha, abs=0.03) and model.beta_ == pytest.approx(beta, abs=0.04)
     assert model.mean_variance_ == pytest.approx(omega / (1 - alpha - beta), rel=0.3)
     t = np.array([6.0, 24.0, 72.0])
@@ -201,7 +201,7 @@ def test_garch_filters_through_consecutive_hours_and_restarts_after_a_gap():
     returns = _garch_returns(3000, 2e-7, 0.08, 0.9, rng)
     index = pd.date_range("2022-01-01", periods=3000, freq="h", tz="UTC")
     X = pd.DataFrame({"ret_1": returns, "vol_72": 0.004}, index=index)  # noqa: N806
-    model = GarchTime(0.02).fit(X, np.zeros(3000), np.zeros(3000, bool), H)
+    model = GarchTime(0.02).fit(X, np.zeros(3000), np.zeros(3000, bool), H)  # calibrated: the served curve
     whole = model.next_variance(X.iloc[-400:])
     # the live cycle's one-row forecast is forecast_array's last row
     assert model.last_forecast(X.iloc[-400:], H) == pytest.approx(forecast_array(model, X.iloc[-400:], H)[-1:])
@@ -211,3 +211,35 @@ def test_garch_filters_through_consecutive_hours_and_restarts_after_a_gap():
     gap = X.drop(X.index[-10])
     restarted = model.next_variance(gap.iloc[-9:])
     assert model.next_variance(gap)[-9:] == pytest.approx(restarted)
+
+
+def test_calibrated_garch_holds_what_it_claims_on_a_simulated_garch_path():
+    """A GARCH(1,1) price path whose exit times are known from the path itself (its hourly closes: later than a
+    continuous walk's, so the walk's own P(within t) is too high). `garch`, calibrated on its training window's
+    outcomes (two years), forecasts the third: its P(within 24 h) is as frequent as the outcomes, in every fifth
+    of the forecasts, beats the uncalibrated walk and climatology, and its interval holds what it claims."""
+    rng = np.random.default_rng(11)
+    n = 24 * 365 * 3
+    returns = _garch_returns(n + H, 2e-7, 0.08, 0.9, rng)
+    paths = np.cumsum(np.lib.stride_tricks.sliding_window_view(returns[1:], H), axis=1)[:n]
+    out = (paths >= np.log(1.02)) | (paths <= np.log(0.98))
+    hours = np.where(out.any(axis=1), out.argmax(axis=1) + 1.0, np.inf)  # the first close past a barrier
+    expired = ~np.isfinite(hours)
+    X = pd.DataFrame({"ret_1": returns[:n], "vol_72": pd.Series(returns[:n]).rolling(72).std().to_numpy()},  # noqa: N806
+                     index=pd.date_range("2022-01-01", periods=n, freq="h", tz="UTC"))
+    train, test = slice(0, 24 * 730 - H), slice(24 * 730, n)  # the horizon apart: no label straddles the two
+    fitted = {name: model.fit(X.iloc[train], np.where(expired, 0, hours)[train], expired[train], H)
+              for name, model in (("calibrated", GarchTime(0.02)), ("walk", GarchTime(0.02, calibrated=False)),
+                                  ("climatology", ClimatologyTime()))}
+    forecasts = {name: forecast_array(model, X.iloc[test], H) for name, model in fitted.items()}
+    outcome = (hours[test] <= 24).astype(float)
+    brier = {name: float(((f[:, 1] - outcome) ** 2).mean()) for name, f in forecasts.items()}
+    served = forecasts["calibrated"]
+    assert forecasts["walk"][:, 1].mean() - outcome.mean() > 0.06  # the walk alone overstates
+    assert abs(served[:, 1].mean() - outcome.mean()) < 0.04
+    fifth = pd.qcut(served[:, 1], 5, labels=False)
+    assert all(abs(served[fifth == k, 1].mean() - outcome[fifth == k].mean()) < 0.07 for k in range(5))
+    assert brier["calibrated"] < brier["walk"] and 1 - brier["calibrated"] / brier["climatology"] > 0.05
+    coverage = interval_coverage(served, hours[test], H).mean()
+    assert coverage == pytest.approx(claimed_coverage(served[:, 5], H).mean(), abs=0.05)
+    assert (np.diff(served[:, :3], axis=1) >= 0).all() and (np.diff(served[:, 3:], axis=1) >= 0).all()

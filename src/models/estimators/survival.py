@@ -64,3 +64,18 @@ def exit_probability(t: np.ndarray, sigma: np.ndarray, lower: float, upper: floa
     exponent = -np.multiply.outer(np.multiply.outer(sigma ** 2, np.asarray(t, float)), rate)
     survival = np.clip((np.exp(exponent) * weights).sum(axis=-1), 0.0, 1.0)
     return 1.0 - survival
+
+
+def curve_quantiles(points: np.ndarray, values: np.ndarray, levels: list[float], horizon: float) -> np.ndarray:
+    """(n, len(levels)) hours where each row's piecewise-linear F (values on the common points, from F(0) = 0)
+    reaches each level; H where it does not within the window."""
+    out = np.empty((len(values), len(levels)))
+    rows = np.arange(len(values))
+    for j, q in enumerate(levels):
+        above = values >= q
+        index = np.where(above.any(axis=1), above.argmax(axis=1), len(points) - 1)
+        low_f, high_f = values[rows, index - 1], values[rows, index]
+        share = np.where(high_f > low_f, (q - low_f) / np.where(high_f > low_f, high_f - low_f, 1.0), 1.0)
+        hours = points[index - 1] + np.clip(share, 0, 1) * (points[index] - points[index - 1])
+        out[:, j] = np.where(above.any(axis=1), hours, horizon)
+    return np.minimum(out, horizon)

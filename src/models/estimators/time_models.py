@@ -48,7 +48,13 @@ from scipy.special import expit
 from sklearn.linear_model import LogisticRegression
 
 from src.models.estimators.survival import StepDistribution as _StepDistribution  # the name stored models use
-from src.models.estimators.survival import exit_probability, interpolate_rows, kaplan_meier, observed_hours
+from src.models.estimators.survival import (
+    curve_quantiles,
+    exit_probability,
+    interpolate_rows,
+    kaplan_meier,
+    observed_hours,
+)
 
 TIME_MODEL_NAMES = ("climatology", "random_walk", "garch", "vol_logistic")  # simplest first
 WITHIN_HOURS = (6, 24)
@@ -92,11 +98,20 @@ class TimeModel:
 
 
 class ClimatologyTime(TimeModel):
-    """The training window's distribution of resolution times, whatever the features."""
+    """The training window's distribution of resolution times, whatever the features; with `days`, that of its
+    newest days only (a recent-history climatology)."""
+
+    def __init__(self, days: int | None = None):
+        self.days = days
 
     def fit(self, X: pd.DataFrame, hours: np.ndarray, expired: np.ndarray, horizon: int = 168):  # noqa: N803
         self.horizon = horizon
-        self._fit_errors(np.log(observed_hours(hours, expired, horizon)), np.asarray(expired, bool), np.zeros(len(X)))
+        rows = np.ones(len(X), bool)
+        if getattr(self, "days", None) is not None and isinstance(X.index, pd.DatetimeIndex) and len(X):
+            rows = X.index > X.index.max() - pd.Timedelta(days=self.days)
+        expired = np.asarray(expired, bool)[rows]
+        self._fit_errors(np.log(observed_hours(np.asarray(hours, float)[rows], expired, horizon)), expired,
+                         np.zeros(int(rows.sum())))
         return self
 
 
@@ -244,16 +259,7 @@ class LogisticTime:
     def quantiles(self, X: pd.DataFrame, qs: tuple[float, ...] = QUANTILES) -> np.ndarray:  # noqa: N803
         """(n, len(qs)) hours, capped at H: where the piecewise-linear F reaches each q."""
         points, values = self._curve(X)
-        out = np.empty((len(values), len(qs)))
-        for j, q in enumerate(qs):
-            q = self._level(q)
-            above = values >= q
-            index = np.where(above.any(axis=1), above.argmax(axis=1), len(points) - 1)
-            low_f, high_f = values[np.arange(len(values)), index - 1], values[np.arange(len(values)), index]
-            share = np.where(high_f > low_f, (q - low_f) / np.where(high_f > low_f, high_f - low_f, 1.0), 1.0)
-            hours = points[index - 1] + np.clip(share, 0, 1) * (points[index] - points[index - 1])
-            out[:, j] = np.where(above.any(axis=1), hours, self.horizon)
-        return np.minimum(out, self.horizon)
+        return curve_quantiles(points, values, [self._level(q) for q in qs], self.horizon)
 
 
 class RandomWalkTime:
@@ -294,8 +300,10 @@ class GarchTime:
 
     needs_history = True  # its forecast of an hour filters through the hours before it
 
-    def __init__(self, target: float, leverage: bool = False, horizon: int = 168):
+    def __init__(self, target: float, leverage: bool = False, horizon: int = 168, calibrated: bool = True,
+                 calibration_days: int | None = None):
         self.target, self.leverage, self.horizon = target, leverage, horizon
+        self.calibrated, self.calibration_days = calibrated, calibration_days
         self.walk_ = RandomWalkTime(target, horizon)
 
     def fit(self, X: pd.DataFrame, hours, expired, horizon: int = 168):  # noqa: N803 (outcomes are not used)
@@ -313,7 +321,30 @@ class GarchTime:
         self.gamma_ = float(params["gamma[1]"]) if self.leverage else 0.0
         self.persistence_ = min(self.alpha_ + self.gamma_ / 2 + self.beta_, 0.999)
         self.mean_variance_ = self.omega_ / (1 - self.persistence_)
+        self.calibration_ = self._fit_calibration(X, np.asarray(hours, float), np.asarray(expired, bool)) \
+            if self.calibrated else None
         return self
+
+    def _fit_calibration(self, X: pd.DataFrame, hours: np.ndarray, expired: np.ndarray  # noqa: N803
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per time t of the grid (TIME_GRID and H): Platt's map of the walk's P(within t), fitted on the training
+        window's outcomes (of its newest calibration_days, when set). The GARCH itself learns from returns only,
+        so its forecasts of the window it was fitted on are not fitted to their outcomes."""
+        grid = np.array(sorted({t for t in TIME_GRID if t < self.horizon} | {self.horizon}), dtype=float)
+        rows = np.ones(len(X), bool)
+        if self.calibration_days is not None and isinstance(X.index, pd.DatetimeIndex) and len(X):
+            rows = X.index > X.index.max() - pd.Timedelta(days=self.calibration_days)
+        raw = _logit(self._cdf(self.next_variance(X), grid))[rows]
+        resolved_by = np.where(expired, np.inf, hours)[rows]
+        intercept, slope = np.zeros(len(grid)), np.ones(len(grid))
+        for i, t in enumerate(grid):
+            y = resolved_by <= t
+            if y.all() or not y.any():  # one outcome: its (clipped) certainty, as vol_logistic's grid
+                intercept[i], slope[i] = (12.0 if y.all() else -12.0), 0.0
+                continue
+            platt = LogisticRegression(C=1.0, max_iter=500, solver="newton-cholesky").fit(raw[:, i:i + 1], y)
+            intercept[i], slope[i] = platt.intercept_[0], platt.coef_[0, 0]
+        return grid, intercept, slope
 
     def next_variance(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
         """sigma^2 of the hour after each row, filtered through the consecutive rows before it."""
@@ -341,16 +372,37 @@ class GarchTime:
         return self.mean_variance_ * t + start * (1 - self.persistence_ ** t) / decay
 
     def cdf(self, X: pd.DataFrame, t: np.ndarray) -> np.ndarray:  # noqa: N803
-        return self._cdf(self.next_variance(X), t)
+        return self._served_cdf(self.next_variance(X), t)
 
     def quantiles(self, X: pd.DataFrame, qs: tuple[float, ...] = QUANTILES) -> np.ndarray:  # noqa: N803
-        return self._quantiles(self.next_variance(X), qs)
+        return self._served_quantiles(self.next_variance(X), qs)
 
     def last_forecast(self, X: pd.DataFrame, horizon: int) -> np.ndarray:  # noqa: N803
         """(1, 6): forecast_array's row for the last hour of X, filtered through the hours before it."""
         first = self.next_variance(X)[-1:]
-        return np.column_stack([self._cdf(first, np.array([*WITHIN_HOURS, horizon], dtype=float)),
-                                self._quantiles(first, QUANTILES)])
+        return np.column_stack([self._served_cdf(first, np.array([*WITHIN_HOURS, horizon], dtype=float)),
+                                self._served_quantiles(first, QUANTILES)])
+
+    def _served_cdf(self, first: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """The calibrated F at t (piecewise linear between the grid's times), or the walk's own when uncalibrated
+        (and as stored before calibration existed)."""
+        if getattr(self, "calibration_", None) is None:
+            return self._cdf(first, t)
+        points, values = self._calibrated_curve(first)
+        return np.column_stack([interpolate_rows(points, values, np.full(len(values), at))
+                                for at in np.asarray(t, float)])
+
+    def _served_quantiles(self, first: np.ndarray, qs: tuple[float, ...]) -> np.ndarray:
+        if getattr(self, "calibration_", None) is None:
+            return self._quantiles(first, qs)
+        points, values = self._calibrated_curve(first)
+        return curve_quantiles(points, values, list(qs), self.horizon)
+
+    def _calibrated_curve(self, first: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The grid with 0 prepended, and each row's calibrated F on it (non-decreasing in t)."""
+        grid, intercept, slope = self.calibration_
+        values = np.maximum.accumulate(expit(intercept + slope * _logit(self._cdf(first, grid))), axis=1)
+        return np.r_[0.0, grid], np.column_stack([np.zeros(len(values)), values])
 
     def _cdf(self, first: np.ndarray, t: np.ndarray) -> np.ndarray:
         return np.interp(self.accumulated(first, t), self.walk_.u_, self.walk_.curve_, left=0.0, right=1.0)
@@ -370,6 +422,11 @@ class GarchTime:
             hours = grid[low] + share * (grid[index] - grid[low])
             out[:, j] = np.where(variance[:, -1] < needed, self.horizon, hours)
         return np.minimum(out, self.horizon)
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-9, 1 - 1e-9)
+    return np.log(p / (1 - p))
 
 
 def make_time_model(name: str, target: float):

@@ -1,0 +1,204 @@
+"""How soon, round 3 (issue #33): the served how-soon forecast on three periods kept apart, against a calibrated
+`garch`, with coverage judged against what each interval claims.
+
+Per group, every time model is refitted every `--every` days (30) from the history before the point, with the
+product's purging and embargo; at each point inside the period the champion and its serving rule (kept
+horizons, the 60-day conformal correction) are chosen on the forecasts of the 240 days before it whose outcomes
+were known then, as `backtest` does. The yardstick of every skill is the climatology of the training window,
+refitted at every point.
+
+Models: `climatology`, `recent_climatology` (the newest 180 days' climatology, a candidate), `random_walk`,
+`garch_raw` (the walk with the GARCH variance path, uncalibrated: the product's `garch` before round 3), `garch`
+(calibrated: its P(within t) mapped by Platt on its training window's outcomes), `vol_logistic`.
+
+Contests (the served forecast): `before` (the product before round 3: raw garch, kept level 0.20), `cal` (the
+calibrated garch instead), `cal+recent` (and the recent climatology as a candidate), and each at the kept-horizon
+level 0.50 (`/k50`: the champion's own P kept wherever the evidence favoured it at all) and with every horizon
+kept (`/all`).
+
+Reported per group and model or contest: Brier skill of P(within 6 h / 24 h / H) (24 h with its 95 % interval,
+7-day blocks), coverage and the share the intervals claimed (0.8 closed, 0.9 open: time_metrics) overall and per
+half-year, and the gap between them.
+
+Protocol: the choices are fixed on `choice` (2021-07..2022-06) by a rule written before the run; `iterate`
+(2022-07..2023-06) is where ideas are tried; `open` (2023-07..2023-12) is run once, at the end.
+The rule, written before the first run: among the contests with the calibrated garch, keep those whose served
+skill is nowhere below climatology (-0.005 allowed for noise) in a targeted group (24 h base rate in 5-95 %) at
+6 h, 24 h or H; of these, the one that loses least against the learned model alone (its largest loss over the
+targeted groups x horizons, issue #33's target 2); within 0.005 of that, the higher mean served 24 h skill; then
+the simpler (fewer candidates, a stricter kept level).
+
+Run: python bench/soon_round3.py --period choice
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from joblib import Parallel, delayed
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.model_research import ASSETS, EMBARGO, TARGETS, H, candles  # noqa: E402
+from bench.time_model_research import fit_and_forecast  # noqa: E402
+from src.data.features import compute_features  # noqa: E402
+from src.models.estimators.dataset import build_dataset, build_time_dataset  # noqa: E402
+from src.models.estimators.serving import KEPT_LEVEL, ServingRule, compose, interval_shifts, kept_horizons  # noqa: E402
+from src.models.estimators.time_models import ClimatologyTime, GarchTime, LogisticTime, RandomWalkTime  # noqa: E402
+from src.models.evaluation.selection import Evidence, choose_champion, skill_interval  # noqa: E402
+from src.models.evaluation.time_metrics import claimed_coverage, interval_coverage, time_loss, time_metrics  # noqa: E402
+
+PERIODS = {"choice": ("2021-07-01", "2022-07-01"), "iterate": ("2022-07-01", "2023-07-01"),
+           "open": ("2023-07-01", "2024-01-01")}
+WARM_UP_DAYS = 240  # the product's validation span: 4 folds of 60 days
+LEVEL = 0.05  # ml.champion_significance
+MIN_TRAIN = 2000
+RECENT_DAYS = 180
+
+
+def models(target: float) -> dict:
+    return {"climatology": ClimatologyTime(), "recent_climatology": ClimatologyTime(days=RECENT_DAYS),
+            "random_walk": RandomWalkTime(target), "garch_raw": GarchTime(target, calibrated=False),
+            "garch": GarchTime(target), "vol_logistic": LogisticTime()}
+
+
+CONTESTS = {"before": ("climatology", "random_walk", "garch_raw", "vol_logistic"),
+            "cal": ("climatology", "random_walk", "garch", "vol_logistic"),
+            "cal+recent": ("climatology", "recent_climatology", "random_walk", "garch", "vol_logistic")}
+KEPT = {"": KEPT_LEVEL, "/k50": 0.50, "/all": None}  # None: every horizon kept
+
+
+def group_forecasts(asset: str, target: float, period: tuple, every: int) -> tuple:
+    raw = {a: candles(a) for a in {asset, "BTC_USDT"}}
+    features = compute_features(raw[asset], raw["BTC_USDT"] if asset != "BTC_USDT" else None)
+    data = build_time_dataset(build_dataset(raw[asset], features, target, H), features, target, H)
+    start, end = (pd.Timestamp(t, tz="UTC") for t in period)
+    points = pd.date_range(start - pd.Timedelta(days=WARM_UP_DAYS), end, freq=f"{every}D", inclusive="left")
+    forecasts: dict[str, list] = {}
+    seconds: dict[str, float] = {}
+    index, outcomes, point_of = [], [], []
+    for i, point in enumerate(points):
+        stop = points[i + 1] if i + 1 < len(points) else end
+        train = data.purged(point, EMBARGO)
+        test = (data.X.index >= point) & (data.X.index < stop)
+        if len(train.y) < MIN_TRAIN or not test.any():
+            continue
+        fit_and_forecast(models(target), train, data.X[test], forecasts, seconds)
+        index.append(data.X.index[test])
+        outcomes.append(data.y[test].to_numpy(float))
+        point_of.append(np.full(test.sum(), i))
+    times = index[0].append(index[1:])
+    evidence = Evidence(times, np.concatenate(outcomes), {k: np.vstack(v) for k, v in forecasts.items()})
+    known_at = data.known_at.reindex(times).to_numpy()
+    return asset, target, walk(evidence, known_at, np.concatenate(point_of), points, start), seconds
+
+
+def walk(evidence: Evidence, known_at: np.ndarray, point_of: np.ndarray, points: pd.DatetimeIndex,
+         start: pd.Timestamp) -> dict:
+    """Each contest's served forecasts, chosen at each point in the period on what was known then."""
+    served: dict[str, list] = {}
+    kept: dict[str, list] = {}
+    span = pd.Timedelta(days=WARM_UP_DAYS)
+    for i, point in enumerate(points):
+        rows = point_of == i
+        if point < start or not rows.any():
+            continue
+        before = evidence.where((evidence.times >= point - span) & (evidence.times < point) & (known_at <= point))
+        for contest, order in CONTESTS.items():
+            champion = choose_champion(before, LEVEL, H, order, loss=lambda p, y: time_loss(p, y, H)).champion
+            shifts = interval_shifts(before, champion, H)
+            for suffix, level in KEPT.items():
+                horizons = ((6, 24, H) if champion != "climatology" else ()) if level is None \
+                    else kept_horizons(before, champion, level, H)
+                out = compose(evidence.p[champion][rows], evidence.p["climatology"][rows],
+                              ServingRule(horizons, shifts), H)
+                served.setdefault(contest + suffix, []).append(out)
+                kept.setdefault(contest + suffix, []).append((champion, horizons))
+        for name in ("garch", "garch_raw", "vol_logistic"):  # each model alone, its interval corrected likewise
+            out = compose(evidence.p[name][rows], None, ServingRule((6, 24, H), interval_shifts(before, name, H)), H)
+            served.setdefault(f"{name}+conformal", []).append(out)
+    inside = evidence.where(evidence.times >= start)
+    return {"evidence": inside, "served": {k: np.vstack(v) for k, v in served.items()}, "kept": kept}
+
+
+def half_year(times: pd.DatetimeIndex) -> np.ndarray:
+    return np.array([f"{t.year}H{1 if t.month <= 6 else 2}" for t in times])
+
+
+def score(name: str, forecast: np.ndarray, ev: Evidence, halves: np.ndarray) -> dict:
+    m = time_metrics(forecast, ev.p["climatology"], ev.y, H)
+    within = (ev.y <= 24).astype(float)
+    low, high = skill_interval(within, forecast[:, 1], ev.p["climatology"][:, 1], ev.times)
+    row = {"model": name, "n": m["n"], "bss_6h": m["brier_skill_6h"], "bss_24h": m["brier_skill_24h"],
+           "ci_low": low, "ci_high": high, "bss_H": m["brier_skill_horizon"], "coverage": m["interval_coverage"],
+           "claimed": m["interval_claimed"]}
+    covered, claimed = interval_coverage(forecast, ev.y, H), claimed_coverage(forecast[:, 5], H)
+    for half in sorted(set(halves)):
+        row[f"gap_{half}"] = float(covered[halves == half].mean() - claimed[halves == half].mean())
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--period", choices=sorted(PERIODS), default="choice")
+    parser.add_argument("--every", type=int, default=30, help="days between retrain points (30)")
+    parser.add_argument("--csv", help="also write the table to this CSV file")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    results = Parallel(n_jobs=2)(delayed(group_forecasts)(a, t, PERIODS[args.period], args.every)
+                                 for a in ASSETS for t in TARGETS)
+    rows, kept_rows = [], []
+    for asset, target, walked, seconds in results:
+        ev = walked["evidence"]
+        halves = half_year(ev.times)
+        group = f"{asset[:3]} {target:.0%}"
+        base = {"group": group, "base_24h": float((ev.y <= 24).mean()), "base_H": float(np.isfinite(ev.y).mean())}
+        for name, forecast in [*((n, f) for n, f in ev.p.items() if n != "climatology"), *walked["served"].items()]:
+            rows.append(base | score(name, forecast, ev, halves) | {"fit_s": seconds.get(name)})
+        for contest, choices in walked["kept"].items():
+            champions = pd.Series([c for c, _ in choices]).value_counts().to_dict()
+            kept_rows.append({"group": group, "contest": contest, "points": len(choices), "champions": champions}
+                             | {f"kept_{h}h": float(np.mean([h in k for _, k in choices])) for h in (6, 24, H)})
+    table = pd.DataFrame(rows)
+    if args.csv:
+        table.to_csv(args.csv, index=False)
+        pd.DataFrame(kept_rows).to_csv(args.csv.replace(".csv", "_kept.csv"), index=False)
+    pd.set_option("display.width", 250)
+    pd.set_option("display.max_columns", 40)
+    print(f"{args.period} period {PERIODS[args.period][0]}..{PERIODS[args.period][1]}, retrained every {args.every} "
+          f"days, champion and serving rule on the {WARM_UP_DAYS} days before each point\n")
+    print(table.round(3).to_string(index=False))
+    print("\nkept horizons and champions per point:")
+    print(pd.DataFrame(kept_rows).round(2).to_string(index=False))
+    print("\n" + summary(table))
+    print(f"\ntotal {time.perf_counter() - started:.0f} s")
+
+
+def summary(table: pd.DataFrame) -> str:
+    """Per contest over the groups whose 24 h base rate lies in 5-95 %: the mean and lowest served 24 h skill, the
+    largest loss against the learned model alone at 6 h, 24 h and H (target 2), the widest coverage gap in a
+    half-year (target: within 0.05), and in how many groups the learned model beats the calibrated garch at 24 h."""
+    targeted = table[(table["base_24h"] >= 0.05) & (table["base_24h"] <= 0.95)]
+    learned = targeted[targeted["model"] == "vol_logistic"].set_index("group")
+    gaps = [c for c in table.columns if c.startswith("gap_")]
+    lines = ["per contest over the groups with a 24 h base rate in 5-95 %:",
+             f"{'contest':<22} {'mean 24h':>8} {'min 24h':>8} {'worst vs learned (6h/24h/H)':>28} "
+             f"{'worst gap':>9} {'groups out':>10}"]
+    for name, rows in targeted.groupby("model"):
+        rows = rows.set_index("group")
+        loss = [float((rows[c] - learned[c].reindex(rows.index)).min()) for c in ("bss_6h", "bss_24h", "bss_H")]
+        worst = rows[gaps].abs().max(axis=1)
+        lines.append(f"{name:<22} {rows['bss_24h'].mean():>8.3f} {rows['bss_24h'].min():>8.3f} "
+                     f"{' / '.join(f'{v:+.3f}' for v in loss):>28} {worst.max():>9.3f} {int((worst > 0.05).sum()):>10}")
+    garch = table[table["model"] == "garch"].set_index("group")["bss_24h"]
+    wins = (table[table["model"] == "vol_logistic"].set_index("group")["bss_24h"] > garch).sum()
+    lines.append(f"vol_logistic beats the calibrated garch at 24 h in {wins} of {len(garch)} groups")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
