@@ -46,13 +46,7 @@ from bench.model_research import EMBARGO, PERIODS, H, candles, run_per_group  # 
 from bench.time_model_research import fit_and_forecast  # noqa: E402
 from src.data.features import compute_features  # noqa: E402
 from src.models.estimators.dataset import build_dataset, build_time_dataset  # noqa: E402
-from src.models.estimators.serving import (  # noqa: E402
-    KEPT_LEVEL,
-    ServingRule,
-    compose,
-    interval_shifts,
-    kept_horizons,
-)
+from src.models.estimators.serving import ServingRule, better_horizons, compose, interval_shifts  # noqa: E402
 from src.models.estimators.time_models import (  # noqa: E402
     RECALIBRATE_DAYS,
     GarchTime,
@@ -63,6 +57,7 @@ from src.models.evaluation.selection import Evidence, choose_champion, skill_int
 from src.models.evaluation.time_metrics import interval_coverage, time_loss, time_metrics  # noqa: E402
 
 WARM_UP_DAYS = 240  # the product's validation span: 4 folds of 60 days
+KEPT_LEVEL = 0.20  # round 2's kept-horizon level (the product's rule until issue #33: bench/soon_round3.py)
 LEVEL = 0.05
 MIN_TRAIN = 2000
 WINDOWS = {"none": None, "w30": 30, "w60": 60, "w90": 90}
@@ -89,6 +84,12 @@ def contests(names: list[str]) -> dict[str, tuple[tuple[str, ...], Callable]]:
             "with_garch_level10": (product, partial(kept_horizons, level=0.10, horizon=H)),
             "with_gjr": (("climatology", "random_walk", "gjr", "vol_logistic"), kept),
             "fit_levels": (("climatology", "random_walk", "garch", "vol_logistic_fit_levels"), kept)}
+
+
+def kept_horizons(evidence: Evidence, champion: str, level: float, horizon: int,
+                  lag: int | None = None) -> tuple[int, ...]:
+    """Round 2's rule: the champion's P kept only where it beats climatology's significantly."""
+    return () if champion == "climatology" else better_horizons(evidence, champion, "climatology", level, horizon, lag)
 
 
 def kept_with_lag_t(evidence: Evidence, champion: str) -> tuple[int, ...]:

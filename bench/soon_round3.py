@@ -12,9 +12,14 @@ Models: `climatology`, `recent_climatology` (the newest 180 days' climatology, a
 (calibrated: its P(within t) mapped by Platt on its training window's outcomes), `vol_logistic`.
 
 Contests (the served forecast): `before` (the product before round 3: raw garch, kept level 0.20), `cal` (the
-calibrated garch instead), `cal+recent` (and the recent climatology as a candidate), and each at the kept-horizon
-level 0.50 (`/k50`: the champion's own P kept wherever the evidence favoured it at all) and with every horizon
-kept (`/all`).
+calibrated garch instead), `cal+recent` (and the recent climatology as a candidate), `learned_first` (the champion
+rule's order reversed: the learned model unless a simpler one is significantly better), `learned` (the learned
+model always, its P kept or not by the kept-horizon test alone: added after the first choice run showed the
+champion rule's choice of a simpler model, not the kept horizons, cost the served skill), and each at the
+kept-horizon level 0.50 (`/k50`: the champion's own P kept wherever the evidence favoured it at all), with the
+test's Newey-West lag t at horizon t instead of H (`/lag_t`, `/k50lag_t`: t-hour windows overlap by t - 1 hours),
+with every horizon kept (`/all`), and with the burden reversed (`/rev20`, `/rev05`: the champion's own P kept
+unless climatology's is significantly better there, at 0.20 / 0.05).
 
 Reported per group and model or contest: Brier skill of P(within 6 h / 24 h / H) (24 h with its 95 % interval,
 7-day blocks), coverage and the share the intervals claimed (0.8 closed, 0.9 open: time_metrics) overall and per
@@ -47,10 +52,12 @@ from bench.model_research import ASSETS, EMBARGO, TARGETS, H, candles  # noqa: E
 from bench.time_model_research import fit_and_forecast  # noqa: E402
 from src.data.features import compute_features  # noqa: E402
 from src.models.estimators.dataset import build_dataset, build_time_dataset  # noqa: E402
-from src.models.estimators.serving import KEPT_LEVEL, ServingRule, compose, interval_shifts, kept_horizons  # noqa: E402
+from src.models.estimators.serving import ServingRule, better_horizons, compose, interval_shifts, serving_rule  # noqa: E402
+from src.models.estimators.tasks import RESOLUTION  # noqa: E402
 from src.models.estimators.time_models import ClimatologyTime, GarchTime, LogisticTime, RandomWalkTime  # noqa: E402
 from src.models.evaluation.selection import Evidence, choose_champion, skill_interval  # noqa: E402
 from src.models.evaluation.time_metrics import claimed_coverage, interval_coverage, time_loss, time_metrics  # noqa: E402
+from src.models.offline.training import TrainSettings, choose  # noqa: E402
 
 PERIODS = {"choice": ("2021-07-01", "2022-07-01"), "iterate": ("2022-07-01", "2023-07-01"),
            "open": ("2023-07-01", "2024-01-01")}
@@ -58,6 +65,13 @@ WARM_UP_DAYS = 240  # the product's validation span: 4 folds of 60 days
 LEVEL = 0.05  # ml.champion_significance
 MIN_TRAIN = 2000
 RECENT_DAYS = 180
+KEPT_LEVEL = 0.20  # round 2's kept-horizon level (the product's until round 3)
+
+
+def kept_horizons(evidence: Evidence, champion: str, level: float, horizon: int,
+                  lag: int | None = None) -> tuple[int, ...]:
+    """Round 2's rule: the champion's P kept only where it beats climatology's significantly."""
+    return () if champion == "climatology" else better_horizons(evidence, champion, "climatology", level, horizon, lag)
 
 
 def models(target: float) -> dict:
@@ -68,8 +82,32 @@ def models(target: float) -> dict:
 
 CONTESTS = {"before": ("climatology", "random_walk", "garch_raw", "vol_logistic"),
             "cal": ("climatology", "random_walk", "garch", "vol_logistic"),
-            "cal+recent": ("climatology", "recent_climatology", "random_walk", "garch", "vol_logistic")}
-KEPT = {"": KEPT_LEVEL, "/k50": 0.50, "/all": None}  # None: every horizon kept
+            "cal+recent": ("climatology", "recent_climatology", "random_walk", "garch", "vol_logistic"),
+            # the learned model first: a simpler one replaces it only when significantly better
+            "learned_first": ("vol_logistic", "garch", "random_walk", "climatology"),
+            "learned": ("vol_logistic",)}  # the learned model always; the kept-horizon test alone guards it
+# the kept-horizon test's level and Newey-West lag ("t": the horizon it judges; else H); None: every horizon kept
+KEPT = {"": (KEPT_LEVEL, None), "/k50": (0.50, None), "/lag_t": (KEPT_LEVEL, "t"), "/k50lag_t": (0.50, "t"),
+        "/all": None, "/rev20": (KEPT_LEVEL, "rev"), "/rev05": (0.05, "rev")}
+
+
+def kept_by(before: Evidence, champion: str, test: tuple | None) -> tuple[int, ...]:
+    """The horizons whose P is the champion's own under the test (level, lag)."""
+    if test is None:
+        return (6, 24, H) if champion != "climatology" else ()
+    level, lag = test
+    if lag == "rev":  # kept unless climatology is significantly better there (the burden reversed)
+        return () if champion == "climatology" else tuple(
+            t for t in (6, 24, H) if t not in kept_horizons(_swapped(before, champion), "swapped", level, H))
+    if lag is None:
+        return kept_horizons(before, champion, level, H)
+    return tuple(t for t in (6, 24, H) if t in kept_horizons(before, champion, level, H, lag=t))
+
+
+def _swapped(evidence: Evidence, champion: str) -> Evidence:
+    """The evidence with climatology as the challenger 'swapped' and the champion as the baseline."""
+    return Evidence(evidence.times, evidence.y, {"climatology": evidence.p[champion],
+                                                 "swapped": evidence.p["climatology"]})
 
 
 def group_forecasts(asset: str, target: float, period: tuple, every: int) -> tuple:
@@ -111,13 +149,25 @@ def walk(evidence: Evidence, known_at: np.ndarray, point_of: np.ndarray, points:
         for contest, order in CONTESTS.items():
             champion = choose_champion(before, LEVEL, H, order, loss=lambda p, y: time_loss(p, y, H)).champion
             shifts = interval_shifts(before, champion, H)
-            for suffix, level in KEPT.items():
-                horizons = ((6, 24, H) if champion != "climatology" else ()) if level is None \
-                    else kept_horizons(before, champion, level, H)
+            for suffix, test in KEPT.items():
+                horizons = kept_by(before, champion, test)
                 out = compose(evidence.p[champion][rows], evidence.p["climatology"][rows],
                               ServingRule(horizons, shifts), H)
                 served.setdefault(contest + suffix, []).append(out)
                 kept.setdefault(contest + suffix, []).append((champion, horizons))
+                if contest + suffix == "learned_first/rev05":  # the conformal window: 30 / 45 days, not 60
+                    for days in (30, 45):
+                        rule = ServingRule(horizons, interval_shifts(before, champion, H, days))
+                        served.setdefault(f"{contest}{suffix}/w{days}", []).append(
+                            compose(evidence.p[champion][rows], evidence.p["climatology"][rows], rule, H))
+        # the product itself: its champion rule (src.models.offline.training.choose) and serving rule
+        product = {name: before.p[name] for name in RESOLUTION.models}
+        evidence_now = Evidence(before.times, before.y, product)
+        champion = choose(RESOLUTION, evidence_now, TrainSettings(horizon=H, significance=LEVEL)).champion
+        rule = serving_rule(evidence_now, champion, H)
+        served.setdefault("product", []).append(compose(evidence.p[champion][rows], evidence.p["climatology"][rows],
+                                                        rule, H))
+        kept.setdefault("product", []).append((champion, rule.kept_hours))
         for name in ("garch", "garch_raw", "vol_logistic"):  # each model alone, its interval corrected likewise
             out = compose(evidence.p[name][rows], None, ServingRule((6, 24, H), interval_shifts(before, name, H)), H)
             served.setdefault(f"{name}+conformal", []).append(out)

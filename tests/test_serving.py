@@ -8,9 +8,10 @@ import pandas as pd
 import pytest
 
 from src.models.estimators.serving import (
-    KEPT_LEVEL,
+    DROP_LEVEL,
     PAST_HORIZON,
     ServingRule,
+    better_horizons,
     compose,
     interval_shifts,
     kept_horizons,
@@ -41,9 +42,9 @@ def test_the_served_row_takes_each_horizon_from_its_keeper_and_stays_monotone_by
     assert compose(champion, None, ServingRule(()), H)[0, :3].tolist() == [0.30, 0.30, 0.60]
 
 
-def test_a_horizon_is_kept_only_where_the_champion_beats_climatology_significantly():
-    """Outcomes drawn from known probabilities: the champion knows the true P(within 6 h) and P(within H) but
-    its 24 h forecast is climatology's plus noise."""
+def test_climatology_serves_a_horizon_only_where_it_beats_the_champion_significantly():
+    """Outcomes drawn from known probabilities: the champion knows the true P(within 6 h) and P(within H) but its
+    24 h forecast is climatology's plus much noise (clearly worse), or off it by 0.003 (no worse beyond doubt)."""
     rng = np.random.default_rng(3)
     n = 6000
     times = pd.date_range("2023-01-01", periods=n, freq="h", tz="UTC")
@@ -53,13 +54,16 @@ def test_a_horizon_is_kept_only_where_the_champion_beats_climatology_significant
     truth_h = p6 + (1 - p6) * 0.5
     quantiles = np.tile([2.0, 20.0, 100.0], (n, 1))
     climatology = np.column_stack([np.full(n, base6), np.full(n, base24), np.full(n, base_h), quantiles])
-    noisy24 = np.clip(base24 + rng.normal(0, 0.1, n), 0, 1)
-    champion = np.column_stack([p6, noisy24, truth_h, quantiles])
-    evidence = Evidence(times, hours, {"climatology": climatology, "vol_logistic": champion})
-    assert kept_horizons(evidence, "vol_logistic", 0.05, H) == (6, H)
-    assert kept_horizons(evidence, "vol_logistic", KEPT_LEVEL, H) == (6, H)  # at the product's level too
-    assert kept_horizons(evidence, "climatology", 0.05, H) == ()
-    assert kept_horizons(evidence.where(np.arange(n) < 100), "vol_logistic", 0.05, H) == ()  # too little evidence
+    noisy = np.column_stack([p6, np.clip(base24 + rng.normal(0, 0.1, n), 0, 1), truth_h, quantiles])
+    close = np.column_stack([p6, np.full(n, base24 + 0.003), truth_h, quantiles])
+    evidence = Evidence(times, hours, {"climatology": climatology, "vol_logistic": noisy, "garch": close})
+    assert better_horizons(evidence, "vol_logistic", "climatology", 0.05, H) == (6, H)  # where it knows better
+    assert better_horizons(evidence, "climatology", "vol_logistic", DROP_LEVEL, H) == (24,)
+    assert kept_horizons(evidence, "vol_logistic", H) == (6, H)  # its noisy 24 h: climatology's instead
+    assert kept_horizons(evidence, "garch", H) == (6, 24, H)  # a 24 h forecast no worse beyond doubt stays its own
+    assert kept_horizons(evidence, "climatology", H) == ()
+    # with too little evidence nothing is shown against the champion (training then crowns climatology anyway)
+    assert kept_horizons(evidence.where(np.arange(n) < 100), "vol_logistic", H) == (6, 24, H)
 
 
 def _regime(n: int, start: str, spread: float, rng: np.random.Generator) -> tuple[pd.DataFrame, np.ndarray]:

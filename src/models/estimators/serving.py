@@ -1,11 +1,14 @@
 """How the how-soon champion is served, decided on its out-of-sample evidence (the walk-forward folds, or the
 backtest's forecasts known at a retrain point):
 
-- **A champion per horizon.** The champion's P(within t) is kept only at the horizons t (6 h, 24 h, H) where
-  its one-sided Diebold-Mariano test against climatology's P(within t) is significant at KEPT_LEVEL (Newey-West lag H at
-  every horizon: the lag t, the overlap of t-hour windows alone, kept the same horizons on 2021-07..2022-06
-  but for one group at 6 h, so the more cautious lag stayed; bench/soon_research.py's `lag_t` rows);
-  elsewhere climatology's is served. The composed P is then made non-decreasing in t.
+- **The champion's own P, unless climatology's is significantly better.** The champion's P(within t) is served at
+  every horizon t (6 h, 24 h, H) except where climatology's P(within t) beats it in a one-sided Diebold-Mariano
+  test at DROP_LEVEL (Newey-West lag H); there climatology's is served. The composed P is then made non-decreasing
+  in t. (Until issue #33 the burden lay the other way: the champion's P was kept only where it beat
+  climatology's significantly at 0.20. On 2022-07..2023-06 that served up to 0.075 less 24 h skill than the
+  learned model alone, in groups where the learned model beat climatology throughout, because a lagging 240-day
+  evidence had not yet shown it; the reversed test threw away nothing on 2021-07..2022-06 or 2022-07..2023-06:
+  bench/soon_round3.py.)
 - **Rolling conformal intervals.** Each of the champion's 10/50/90 % quantiles is corrected by a factor in
   hours: on the newest RECALIBRATION_DAYS of evidence, the q-quantile of log(outcome / forecast quantile)
   (a touch in hour k placed uniformly in (k - 1, k], a fixed seed; an expired window's score is only known to
@@ -32,13 +35,14 @@ from src.models.estimators.survival import StepDistribution, kaplan_meier
 from src.models.evaluation.selection import MIN_EVIDENCE, Evidence, diebold_mariano
 from src.models.evaluation.time_metrics import QUANTILE_LEVELS, within
 
-RECALIBRATION_DAYS = 60  # the newest evidence the interval follows (30 / 60 / 90 compared on 2021-07..2022-06)
+RECALIBRATION_DAYS = 60  # the newest evidence the interval follows (30 / 60 / 90 on 2021-07..2022-06, 30 / 45 / 60
+# in round 3: bench/soon_round3.py)
 MIN_RECALIBRATION = 500  # fewer labelled hours: the quantiles are served as the model gives them
 PAST_HORIZON = 25.0  # the log-hour shift of a level the evidence does not reach: e^25 times any hour is past H
 BASELINE = "climatology"
-# the kept-horizon test's one-sided level (the champion's own is ml.champion_significance): 0.05, 0.10 and 0.20
-# compared on 2021-07..2022-06, where 0.20 kept the most skill and lost none (bench/results/soon_choice.txt)
-KEPT_LEVEL = 0.20
+# the one-sided level at which climatology's P(within t) replaces the champion's (bench/soon_round3.py: 0.05 and
+# 0.20 compared on 2021-07..2022-06 and 2022-07..2023-06; at 0.20 it cost 0.036 of 24 h skill in one group)
+DROP_LEVEL = 0.05
 
 
 @dataclass(frozen=True)
@@ -59,20 +63,28 @@ class ServingRule:
                    tuple(float(s) for s in metrics.get("quantile_shifts") or (0.0, 0.0, 0.0)))
 
 
-def kept_horizons(evidence: Evidence, champion: str, level: float, horizon: int,
-                  lag: int | None = None) -> tuple[int, ...]:
-    """The horizons at which the champion beats climatology's P(within t) significantly (one-sided DM, Newey-West
-    lag `lag`, by default H)."""
-    if champion == BASELINE or len(evidence) < MIN_EVIDENCE:
+def better_horizons(evidence: Evidence, model: str, baseline: str, level: float, horizon: int,
+                    lag: int | None = None) -> tuple[int, ...]:
+    """The horizons t (6 h, 24 h, H) at which `model`'s P(within t) beats `baseline`'s significantly (one-sided DM,
+    Newey-West lag `lag`, by default H); none with too little evidence."""
+    if len(evidence) < MIN_EVIDENCE:
         return ()
     outcomes = within(evidence.y, horizon)
-    kept = []
+    better = []
     for j, hours in enumerate((6, 24, horizon)):
-        loss_champion = (evidence.p[champion][:, j] - outcomes[:, j]) ** 2
-        loss_climatology = (evidence.p[BASELINE][:, j] - outcomes[:, j]) ** 2
-        if diebold_mariano(loss_climatology, loss_champion, lag or horizon) < level:
-            kept.append(hours)
-    return tuple(kept)
+        loss_model = (evidence.p[model][:, j] - outcomes[:, j]) ** 2
+        loss_baseline = (evidence.p[baseline][:, j] - outcomes[:, j]) ** 2
+        if diebold_mariano(loss_baseline, loss_model, lag or horizon) < level:
+            better.append(hours)
+    return tuple(better)
+
+
+def kept_horizons(evidence: Evidence, champion: str, horizon: int, level: float = DROP_LEVEL) -> tuple[int, ...]:
+    """The horizons whose P is the champion's own: every one, except where climatology's beats it significantly."""
+    if champion == BASELINE:
+        return ()
+    dropped = better_horizons(evidence, BASELINE, champion, level, horizon)
+    return tuple(t for t in (6, 24, horizon) if t not in dropped)
 
 
 def interval_shifts(evidence: Evidence, champion: str, horizon: int, days: int = RECALIBRATION_DAYS,
@@ -98,7 +110,7 @@ def interval_shifts(evidence: Evidence, champion: str, horizon: int, days: int =
 
 
 def serving_rule(evidence: Evidence, champion: str, horizon: int) -> ServingRule:
-    return ServingRule(kept_horizons(evidence, champion, KEPT_LEVEL, horizon),
+    return ServingRule(kept_horizons(evidence, champion, horizon),
                        interval_shifts(evidence, champion, horizon))
 
 

@@ -30,7 +30,7 @@ from src.models.estimators.direction import min_calibration_samples
 from src.models.estimators.serving import ServingRule, compose, serving_rule
 from src.models.estimators.tasks import DIRECTION, RESOLUTION, TASKS, Task
 from src.models.estimators.units import any_size_unit, fit_unit, forecast_unit
-from src.models.evaluation.selection import ChampionChoice, Evidence, choose_champion
+from src.models.evaluation.selection import MIN_EVIDENCE, ChampionChoice, Evidence, choose_champion
 from src.models.live.registry import ModelRegistry
 from src.utils.errors import UserError, check_stop, failure_reason
 from src.utils.executors import Executor, LocalExecutor, UnitFailure, batches, map_groups
@@ -157,8 +157,10 @@ def walk_forward(data: Dataset, cut: pd.Timestamp, settings: TrainSettings, task
 
 
 def choose(task: Task, evidence: Evidence, settings: TrainSettings) -> ChampionChoice:
-    """The task's champion on this evidence, by the significance rule."""
-    return choose_champion(evidence, settings.significance, settings.horizon, task.models,
+    """The task's champion on this evidence, by the significance rule in the task's champion order; with too little
+    evidence, the simplest model (in any order)."""
+    order = task.champion_order if task.champion_order and len(evidence) >= MIN_EVIDENCE else task.models
+    return choose_champion(evidence, settings.significance, settings.horizon, order,
                            loss=lambda p, y: task.loss(p, y, settings.horizon))
 
 
