@@ -89,8 +89,8 @@ def brier_loss(p: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 def choose_champion(evidence: Evidence, level: float, lag: int, order: tuple[str, ...] = SIMPLEST_FIRST,
                     loss: Callable[[np.ndarray, np.ndarray], np.ndarray] = brier_loss) -> ChampionChoice:
-    """The simplest model that no more complex one beats significantly at `level` (one-sided), by the
-    per-hour `loss` (Brier by default)."""
+    """The first model of `order` (by default the simplest) that no later one beats significantly at `level`
+    (one-sided), by the per-hour `loss` (Brier by default): each challenger in turn against the choice so far."""
     names = [n for n in order if n in evidence.p]
     choice = ChampionChoice(names[0], len(evidence))
     if len(evidence) < MIN_EVIDENCE:
@@ -104,7 +104,8 @@ def choose_champion(evidence: Evidence, level: float, lag: int, order: tuple[str
         if p_value < level:
             choice.champion = challenger
     beaten = ", ".join(f"{n} p={p:.3f}" for n, p in choice.p_values.items())
-    choice.reason = f"{choice.champion} on {len(evidence)} hours (one-sided DM vs the simpler choice: {beaten})"
+    choice.reason = (f"{choice.champion} on {len(evidence)} hours (one-sided DM of each challenger, in the order "
+                     f"{' > '.join(names)}, vs the choice before it: {beaten})")
     return choice
 
 
