@@ -16,7 +16,7 @@ from src.models.evaluation.scoring import CHAMPION, MIN_SCORED, REFERENCE, known
 from src.models.evaluation.time_metrics import hours_text, interval_text
 
 TELEGRAM_LIMIT = 4096
-TIMING_TABLE_ROWS = 30  # rows of the daily how-soon table per <pre>: 30 x 45 characters fit a message
+TIMING_TABLE_ROWS = 30  # rows of the daily how-soon table per <pre>: 30 x 51 characters fit a message
 ARROWS = ((0.6, "⬆️"), (0.4, "↔️"), (0.0, "⬇️"))  # P(up) >= 0.6 up, <= 0.4 down, else sideways
 PLAIN_WORDS = {
     "ret_1": "the last hour's move", "ret_3": "the 3-hour move", "ret_6": "the 6-hour move",

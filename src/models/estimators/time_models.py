@@ -307,10 +307,8 @@ class GarchTime:
 
     needs_history = True  # its forecast of an hour filters through the hours before it
 
-    def __init__(self, target: float, leverage: bool = False, horizon: int = 168, calibrated: bool = True,
-                 calibration_days: int | None = None):
-        self.target, self.leverage, self.horizon = target, leverage, horizon
-        self.calibrated, self.calibration_days = calibrated, calibration_days
+    def __init__(self, target: float, leverage: bool = False, horizon: int = 168, calibrated: bool = True):
+        self.target, self.leverage, self.horizon, self.calibrated = target, leverage, horizon, calibrated
         self.walk_ = RandomWalkTime(target, horizon)
 
     def fit(self, X: pd.DataFrame, hours, expired, horizon: int = 168):  # noqa: N803 (outcomes are not used)
@@ -335,14 +333,11 @@ class GarchTime:
     def _fit_calibration(self, X: pd.DataFrame, hours: np.ndarray, expired: np.ndarray  # noqa: N803
                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per time t of the grid (TIME_GRID and H): Platt's map of the walk's P(within t), fitted on the training
-        window's outcomes (of its newest calibration_days, when set). The GARCH itself learns from returns only,
-        so its forecasts of the window it was fitted on are not fitted to their outcomes."""
+        window's outcomes. The GARCH itself learns from returns only, so its forecasts of the window it was fitted
+        on are not fitted to their outcomes."""
         grid = np.array(sorted({t for t in TIME_GRID if t < self.horizon} | {self.horizon}), dtype=float)
-        rows = np.ones(len(X), bool)
-        if self.calibration_days is not None and isinstance(X.index, pd.DatetimeIndex) and len(X):
-            rows = X.index > X.index.max() - pd.Timedelta(days=self.calibration_days)
-        raw = _logit(self._cdf(self.next_variance(X), grid))[rows]
-        resolved_by = np.where(expired, np.inf, hours)[rows]
+        raw = _logit(self._cdf(self.next_variance(X), grid))
+        resolved_by = np.where(expired, np.inf, hours)
         intercept, slope = np.zeros(len(grid)), np.ones(len(grid))
         for i, t in enumerate(grid):
             y = resolved_by <= t
