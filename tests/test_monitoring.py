@@ -17,7 +17,7 @@ REPORT = {"database": {"reachable": True}, "data": {"BTC/USDT": {"candles_last_7
                               "last_counts": {"predictions": 27}}},
           "models": {"champions": 9}, "forecasts": {}}
 SKILLS = {("BTC/USDT", "0.01", "direction"): 0.01, ("BTC/USDT", "0.01", "24h"): 0.3,
-          ("BTC/USDT", "0.01", "coverage"): 0.8}
+          ("BTC/USDT", "0.01", "coverage"): 0.8, ("BTC/USDT", "0.01", "claimed"): 0.82}
 
 
 def _exported() -> dict[str, tuple[str, set[str]]]:
