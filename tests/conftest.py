@@ -49,6 +49,20 @@ def pytest_runtest_makereport(item, call):
                           f"{report.longrepr}"
 
 
+PRODUCT_DATABASE = ROOT / "data" / "postgres"  # where the product's own embedded database lives (config.yaml)
+
+
+@pytest.fixture(autouse=True)
+def _product_database_left_alone(request):
+    """No test may start a database in the clone's data/ (the user's own, by the repository's config.yaml): on a
+    fresh clone, one that appears during a test fails that test."""
+    existed = PRODUCT_DATABASE.exists()
+    yield
+    if not existed and PRODUCT_DATABASE.exists():
+        pytest.fail(f"{request.node.nodeid} created {PRODUCT_DATABASE}: give it a config of its own "
+                    "(write_config) or a database fixture", pytrace=False)
+
+
 @pytest.fixture(scope="session")
 def pg_admin_url(tmp_path_factory) -> str:
     """URL (SQLAlchemy form) of the session's embedded server, database 'postgres'."""

@@ -323,7 +323,7 @@ def _claim_alerts(records: RecordStore, hour: pd.Timestamp, symbols: list[str]) 
                              "side": "up", "probability": 0.8, "model_name": "xgboost", "message": f"{symbol} alert"})
 
 
-def test_a_dry_run_prints_the_alerts_and_writes_nothing(bot_api, ops, tmp_path, capsys):
+def test_a_dry_run_prints_the_alerts_and_writes_nothing(bot_api, ops, tmp_path, capsys, write_config):
     """`report --dry-run`: the alerts waiting (one Telegram refused earlier) and the new crossing are printed;
     no claim, no state, no attempt and no report row is written, so the daemon still sends them all."""
     from src.database.records.rows import prediction_rows
@@ -339,7 +339,9 @@ def test_a_dry_run_prints_the_alerts_and_writes_nothing(bot_api, ops, tmp_path, 
     _claim_alerts(records, hour, ["ETH/USDT"])
     records.mark_alert(records.alerts().iloc[0].to_dict(), "failed", "Telegram was down")
     before_alerts, before_reports = records.alerts(), records.reports()
-    ctx = Context(Config())
+    # the test's own database and folders: the repository's config.yaml would start an embedded PostgreSQL
+    # in the clone's data/ (where the product's own database lives)
+    ctx = Context(Config(write_config({"database": {"url": ops.db.database_url}})))
     preview = ctx.report_service(dry_run=True)
     assert preview.preview and preview.notifier.records is None  # the wiring of `report --dry-run`
     preview = ReportService(records, ModelRegistry(records, tmp_path / "models"), TelegramNotifier("", "", None),
