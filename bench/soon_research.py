@@ -97,7 +97,11 @@ def kept_with_lag_t(evidence: Evidence, champion: str) -> tuple[int, ...]:
     return tuple(t for t in (6, 24, H) if t in kept_horizons(evidence, champion, KEPT_LEVEL, H, lag=t))
 
 
-def group_forecasts(asset: str, target: float, period: tuple, every: int) -> tuple:
+def walked_forecasts(asset: str, target: float, period: tuple, every: int, make_models: Callable[[float], dict]
+                     ) -> tuple[Evidence, np.ndarray, np.ndarray, pd.DatetimeIndex, dict[str, float]]:
+    """Every model of make_models(target) refitted every `every` days from WARM_UP_DAYS before the period to its end,
+    each forecasting the hours to the next point: the evidence, when each outcome was known, each row's point, the
+    points, and the fitting seconds per model."""
     raw = {a: candles(a) for a in {asset, "BTC_USDT"}}
     features = compute_features(raw[asset], raw["BTC_USDT"] if asset != "BTC_USDT" else None)
     data = build_time_dataset(build_dataset(raw[asset], features, target, H), features, target, H)
@@ -110,16 +114,20 @@ def group_forecasts(asset: str, target: float, period: tuple, every: int) -> tup
         stop = points[i + 1] if i + 1 < len(points) else period[1]
         train = data.purged(point, EMBARGO)
         test = (data.X.index >= point) & (data.X.index < stop)
-        if len(train.y) < MIN_TRAIN:  # the candles begin 2021-01: the first points of long_choice have none
+        if len(train.y) < MIN_TRAIN or not test.any():  # the candles begin 2021-01: long_choice's first points
             continue
-        fit_and_forecast(models(target), train, data.X[test], forecasts, seconds)
+        fit_and_forecast(make_models(target), train, data.X[test], forecasts, seconds)
         index.append(data.X.index[test])
         outcomes.append(data.y[test].to_numpy(float))
         point_of.append(np.full(test.sum(), i))
     times = index[0].append(index[1:])
     evidence = Evidence(times, np.concatenate(outcomes), {k: np.vstack(v) for k, v in forecasts.items()})
-    known_at = data.known_at.reindex(times).to_numpy()
-    return asset, target, walk(evidence, known_at, np.concatenate(point_of), points, period), seconds
+    return evidence, data.known_at.reindex(times).to_numpy(), np.concatenate(point_of), points, seconds
+
+
+def group_forecasts(asset: str, target: float, period: tuple, every: int) -> tuple:
+    evidence, known_at, point_of, points, seconds = walked_forecasts(asset, target, period, every, models)
+    return asset, target, walk(evidence, known_at, point_of, points, period), seconds
 
 
 def walk(evidence: Evidence, known_at: np.ndarray, point_of: np.ndarray, points: pd.DatetimeIndex,

@@ -48,11 +48,17 @@ from joblib import Parallel, delayed
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.model_research import ASSETS, EMBARGO, TARGETS, H, candles  # noqa: E402
-from bench.time_model_research import fit_and_forecast  # noqa: E402
-from src.data.features import compute_features  # noqa: E402
-from src.models.estimators.dataset import build_dataset, build_time_dataset  # noqa: E402
-from src.models.estimators.serving import ServingRule, better_horizons, compose, interval_shifts, serving_rule  # noqa: E402
+from bench.model_research import ASSETS, TARGETS, H  # noqa: E402
+from bench.soon_research import (  # noqa: E402
+    KEPT_LEVEL,
+    LEVEL,
+    WARM_UP_DAYS,
+    half_year,
+    kept_horizons,
+    walked_forecasts,
+)
+from src.models.estimators.serving import ServingRule, compose, interval_shifts, serving_rule  # noqa: E402
+from src.models.estimators.serving import kept_horizons as guarded_horizons  # noqa: E402
 from src.models.estimators.tasks import RESOLUTION  # noqa: E402
 from src.models.estimators.time_models import ClimatologyTime, GarchTime, LogisticTime, RandomWalkTime  # noqa: E402
 from src.models.evaluation.selection import Evidence, choose_champion, skill_interval  # noqa: E402
@@ -61,17 +67,7 @@ from src.models.offline.training import TrainSettings, choose  # noqa: E402
 
 PERIODS = {"choice": ("2021-07-01", "2022-07-01"), "iterate": ("2022-07-01", "2023-07-01"),
            "open": ("2023-07-01", "2024-01-01")}
-WARM_UP_DAYS = 240  # the product's validation span: 4 folds of 60 days
-LEVEL = 0.05  # ml.champion_significance
-MIN_TRAIN = 2000
 RECENT_DAYS = 180
-KEPT_LEVEL = 0.20  # round 2's kept-horizon level (the product's until round 3)
-
-
-def kept_horizons(evidence: Evidence, champion: str, level: float, horizon: int,
-                  lag: int | None = None) -> tuple[int, ...]:
-    """Round 2's rule: the champion's P kept only where it beats climatology's significantly."""
-    return () if champion == "climatology" else better_horizons(evidence, champion, "climatology", level, horizon, lag)
 
 
 def models(target: float) -> dict:
@@ -96,43 +92,17 @@ def kept_by(before: Evidence, champion: str, test: tuple | None) -> tuple[int, .
     if test is None:
         return (6, 24, H) if champion != "climatology" else ()
     level, lag = test
-    if lag == "rev":  # kept unless climatology is significantly better there (the burden reversed)
-        return () if champion == "climatology" else tuple(
-            t for t in (6, 24, H) if t not in kept_horizons(_swapped(before, champion), "swapped", level, H))
+    if lag == "rev":  # kept unless climatology is significantly better there: the product's rule since round 3
+        return guarded_horizons(before, champion, H, level)
     if lag is None:
         return kept_horizons(before, champion, level, H)
     return tuple(t for t in (6, 24, H) if t in kept_horizons(before, champion, level, H, lag=t))
 
 
-def _swapped(evidence: Evidence, champion: str) -> Evidence:
-    """The evidence with climatology as the challenger 'swapped' and the champion as the baseline."""
-    return Evidence(evidence.times, evidence.y, {"climatology": evidence.p[champion],
-                                                 "swapped": evidence.p["climatology"]})
-
-
 def group_forecasts(asset: str, target: float, period: tuple, every: int) -> tuple:
-    raw = {a: candles(a) for a in {asset, "BTC_USDT"}}
-    features = compute_features(raw[asset], raw["BTC_USDT"] if asset != "BTC_USDT" else None)
-    data = build_time_dataset(build_dataset(raw[asset], features, target, H), features, target, H)
     start, end = (pd.Timestamp(t, tz="UTC") for t in period)
-    points = pd.date_range(start - pd.Timedelta(days=WARM_UP_DAYS), end, freq=f"{every}D", inclusive="left")
-    forecasts: dict[str, list] = {}
-    seconds: dict[str, float] = {}
-    index, outcomes, point_of = [], [], []
-    for i, point in enumerate(points):
-        stop = points[i + 1] if i + 1 < len(points) else end
-        train = data.purged(point, EMBARGO)
-        test = (data.X.index >= point) & (data.X.index < stop)
-        if len(train.y) < MIN_TRAIN or not test.any():
-            continue
-        fit_and_forecast(models(target), train, data.X[test], forecasts, seconds)
-        index.append(data.X.index[test])
-        outcomes.append(data.y[test].to_numpy(float))
-        point_of.append(np.full(test.sum(), i))
-    times = index[0].append(index[1:])
-    evidence = Evidence(times, np.concatenate(outcomes), {k: np.vstack(v) for k, v in forecasts.items()})
-    known_at = data.known_at.reindex(times).to_numpy()
-    return asset, target, walk(evidence, known_at, np.concatenate(point_of), points, start), seconds
+    evidence, known_at, point_of, points, seconds = walked_forecasts(asset, target, (start, end), every, models)
+    return asset, target, walk(evidence, known_at, point_of, points, start), seconds
 
 
 def walk(evidence: Evidence, known_at: np.ndarray, point_of: np.ndarray, points: pd.DatetimeIndex,
@@ -173,10 +143,6 @@ def walk(evidence: Evidence, known_at: np.ndarray, point_of: np.ndarray, points:
             served.setdefault(f"{name}+conformal", []).append(out)
     inside = evidence.where(evidence.times >= start)
     return {"evidence": inside, "served": {k: np.vstack(v) for k, v in served.items()}, "kept": kept}
-
-
-def half_year(times: pd.DatetimeIndex) -> np.ndarray:
-    return np.array([f"{t.year}H{1 if t.month <= 6 else 2}" for t in times])
 
 
 def score(name: str, forecast: np.ndarray, ev: Evidence, halves: np.ndarray) -> dict:
