@@ -240,6 +240,6 @@ def live_skills(records: RecordStore, now: pd.Timestamp | None = None) -> dict[t
         target = f"{float(r.target_pct):g}"
         figures = ({"direction": r.brier_skill} if r.task == "direction" else
                    {**{label: getattr(r, column) for column, label in RESOLUTION_GAUGES.items()},
-                    "coverage": r.interval_coverage, "claimed": getattr(r, "interval_claimed", None)})
+                    "coverage": r.interval_coverage, "claimed": r.interval_claimed})
         out |= {(r.symbol, target, name): float(v) for name, v in figures.items() if v is not None and v == v}
     return out
