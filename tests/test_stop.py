@@ -122,6 +122,54 @@ def test_a_stop_during_a_held_write_waits_for_its_end_even_when_another_thread_t
         signal.signal(signal.SIGUSR1, previous)
 
 
+XGBOOST_STOP_SCRIPT = """
+import signal, sys
+import numpy as np, pandas as pd
+import xgboost.data
+from src.models.estimators.direction import fit_model
+from src.utils.errors import deferred_while_held
+
+class Stopped(BaseException):
+    pass
+
+def stop(signum, frame):
+    raise Stopped()
+
+signal.signal(signal.SIGUSR1, deferred_while_held(stop))
+swallowed, reads = [], []
+sys.unraisablehook = lambda unraisable: swallowed.append(repr(unraisable.exc_value))
+original = xgboost.data.SingleBatchInternalIter.next
+
+def next_with_a_stop(self, input_data):  # xgboost calls this from C, through ctypes
+    reads.append(1)
+    signal.raise_signal(signal.SIGUSR1)  # a stop arrives while xgboost reads its training data
+    return original(self, input_data)
+
+xgboost.data.SingleBatchInternalIter.next = next_with_a_stop
+rng = np.random.default_rng(0)
+hours = pd.date_range("2022-01-01", periods=2000, freq="h", tz="UTC")
+X = pd.DataFrame(rng.normal(size=(2000, 5)), columns=list("abcde"), index=hours)
+y = pd.Series((X["a"] + rng.normal(size=2000) > 0).astype(int), index=hours)
+try:
+    fit_model("xgboost", X, y, horizon=24)
+    print("not stopped", len(reads), swallowed)
+except Stopped:
+    print("stopped after the fit", len(reads), swallowed)
+"""
+
+
+def test_a_stop_during_an_xgboost_fit_waits_for_its_end():
+    """xgboost reads its data through a ctypes callback into Python: a stop raised in there was swallowed by
+    ctypes and left xgboost corrupt (a SIGSEGV in CI, `malloc(): invalid size` by hand). The fit holds stops."""
+    result = subprocess.run([sys.executable, "-c", XGBOOST_STOP_SCRIPT], cwd=ROOT, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    words = result.stdout.split()
+    assert result.stdout.startswith("stopped after the fit"), result.stdout + result.stderr
+    assert int(words[4]) >= 1, "the stop was never sent from inside xgboost's callback"
+    assert words[5:] == ["[]"], f"a stop was swallowed inside a callback: {result.stdout}"
+
+
 def _sigterm_mid_run(config: Path, args: list[str], wrote) -> subprocess.CompletedProcess:
     """Start the command, SIGTERM it once `wrote()` (something is written: mid-run), and require its end within 15 s
     with the exit code of a stop."""

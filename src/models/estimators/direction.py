@@ -19,7 +19,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from xgboost import XGBClassifier
 
-from src.utils.errors import UserError
+from src.utils.errors import UserError, stop_signals_held
 
 MODEL_NAMES = ("xgboost", "logistic", "climatology")
 MIN_CALIBRATION_FOLD = 100  # samples in the smallest model-fitting and calibration piece
@@ -93,7 +93,11 @@ def fit_model(name: str, X: pd.DataFrame, y: pd.Series, horizon: int = 168):  # 
         split = calibration_cv(len(y), horizon)
         _check_both_outcomes(y, split)
         model.set_params(cv=split)
-    return model.fit(X, y)
+    # xgboost reads its training data through a ctypes callback into Python (its QuantileDMatrix iterator); a
+    # stop raised in there is swallowed by ctypes and leaves xgboost's state corrupt (a segfault or malloc
+    # abort), so a stop arriving during the fit is delivered right after it (a fit takes a second or two)
+    with stop_signals_held():
+        return model.fit(X, y)
 
 
 def _check_both_outcomes(y: pd.Series, splits) -> None:
