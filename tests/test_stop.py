@@ -158,6 +158,7 @@ except Stopped:
 """
 
 
+@pytest.mark.host_tz
 def test_a_stop_during_an_xgboost_fit_waits_for_its_end():
     """xgboost reads its data through a ctypes callback into Python: a stop raised in there was swallowed by
     ctypes and left xgboost corrupt (a SIGSEGV in CI, `malloc(): invalid size` by hand). The fit holds stops."""
