@@ -1,7 +1,7 @@
 """The stop stops: training, retraining and the backtest end at the next unit or group once the stop is set,
 with every group already written whole; Telegram's backoff ends on the stop; a clean stop is no job failure;
 SIGTERM to `train`, `retrain` or `backtest` ends the process within 15 s with nothing half-written, and so does
-a stop during the daemon's daily retrain."""
+a stop during the daemon's daily retrain; a stop during an xgboost fit waits for its end."""
 from __future__ import annotations
 
 import os

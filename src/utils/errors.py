@@ -88,9 +88,9 @@ def deferred_while_held(handler: Callable[[int, object], None]) -> Callable[[int
 @contextlib.contextmanager
 def stop_signals_held() -> Iterator[None]:
     """Hold SIGTERM, SIGINT and SIGHUP for the few milliseconds of a write that must finish once begun (a model's
-    files and its registry row), or the second of native code that calls back into Python (an xgboost fit): a
-    stop arriving meanwhile is delivered right after, not in between. Works with
-    handlers wrapped by `deferred_while_held` (the CLI's); the daemon's handlers only set its stop event."""
+    files and its registry row), or the moment of native code that calls back into Python (an xgboost fit): a
+    stop arriving meanwhile is delivered right after, not in between. Works with handlers wrapped by
+    `deferred_while_held` (the CLI's); the daemon's handlers only set its stop event."""
     with _held_lock:
         _held_depth[0] += 1
     try:
