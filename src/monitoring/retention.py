@@ -38,8 +38,7 @@ def apply_retention(records: RecordStore, registry: ModelRegistry, reports_dir: 
     logged and the others still run."""
     day = pd.Timedelta(days=1)
     steps = {
-        "feature_cache rows": lambda: records.remove_feature_cache(at - settings.feature_cache_days * day,
-                                                                   settings.feature_cache_days),
+        "feature_cache rows": lambda: records.remove_feature_cache(at - settings.feature_cache_days * day),
         "system_health rows": lambda: records.remove_health_rows(at - settings.health_days * day),
         "telegram_reports rows": lambda: records.remove_report_texts(at - settings.report_texts_days * day),
         "retired model rows": lambda: registry.remove_retired(settings.retired_champions),

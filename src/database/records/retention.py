@@ -1,11 +1,13 @@
 """Rows that only the newest days need, removed past their age: the feature cache, the health rows, the texts of
-reports and bot answers, and retired champions beyond the newest few of each group. On TimescaleDB the feature
-cache (a hypertable in one-day chunks) keeps its age through TimescaleDB's own retention policy."""
+reports and bot answers, and retired champions beyond the newest few of each group, each as of the caller's clock.
+On TimescaleDB the feature cache (a hypertable in one-day chunks) loses whole chunks past their age, by the same
+clock: no TimescaleDB retention policy, whose background job goes by the wall clock and would empty a replay's or
+a backtest's cache of past hours at a moment of its own."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from sqlalchemy import Connection, delete, func, select, text
+from sqlalchemy import delete, func, select, text
 
 from src.database.migrations.timescale import is_hypertable
 from src.database.records.base import Records
@@ -13,14 +15,14 @@ from src.database.schema import feature_cache, model_registry, system_health, te
 
 
 class RetentionRecords(Records):
-    def remove_feature_cache(self, before: datetime, days: int) -> int:
-        """Cached feature rows of hours before `before`; returns how many went. On a hypertable: its retention
-        policy set to `days` (replaced when the setting changed), and the chunks wholly older dropped now."""
+    def remove_feature_cache(self, before: datetime) -> int:
+        """Cached feature rows of hours before `before`; returns how many went. On a hypertable the chunks wholly
+        older are dropped, and a retention policy an earlier version set is removed."""
         c = feature_cache.c
         with self.db.engine.begin() as conn:
             if not is_hypertable(conn, "feature_cache"):
                 return conn.execute(delete(feature_cache).where(c.timestamp < before)).rowcount
-            _set_retention_policy(conn, "feature_cache", days)
+            conn.execute(text("SELECT remove_retention_policy('feature_cache', if_exists => true)"))
             count = select(func.count()).select_from(feature_cache)
             held = conn.execute(count).scalar_one()
             conn.execute(text("SELECT drop_chunks('feature_cache', older_than => CAST(:before AS timestamptz))"),
@@ -56,19 +58,3 @@ class RetentionRecords(Records):
         with self.db.engine.connect() as conn:
             return list(conn.execute(select(ranked.c.version).where(ranked.c.rank > keep)).scalars())
 
-
-def _set_retention_policy(conn: Connection, table: str, days: int) -> None:
-    """TimescaleDB's retention policy on `table` at `days` (one policy job; replaced when the interval changed)."""
-    current = conn.execute(text("""SELECT config->>'drop_after' FROM timescaledb_information.jobs
-                                   WHERE proc_name = 'policy_retention' AND hypertable_name = :t"""),
-                           {"t": table}).scalar()
-    wanted = timedelta(days=days)
-    if current is not None and _interval(conn, current) == wanted:
-        return
-    conn.execute(text("SELECT remove_retention_policy(:t, if_exists => true)"), {"t": table})
-    conn.execute(text("SELECT add_retention_policy(:t, drop_after => CAST(:days AS interval))"),
-                 {"t": table, "days": f"{days} days"})
-
-
-def _interval(conn: Connection, value: str) -> timedelta:
-    return conn.execute(text("SELECT CAST(:v AS interval)"), {"v": value}).scalar_one()
