@@ -2,11 +2,13 @@
 and failures into one clear line and an exit code."""
 from __future__ import annotations
 
+import faulthandler
 import logging
 import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 
 import psycopg2
@@ -21,6 +23,7 @@ from src.utils.logging_setup import SecretFilter, setup_logging
 from src.utils.secrets import redact
 
 log = logging.getLogger("src.main")
+STOP_GRACE_S = 12.0  # a stop unwinds a command in well under a second; still running after this, it is stuck
 
 
 class Stopped(BaseException):
@@ -49,6 +52,44 @@ def _resend_swallowed_stop(unraisable) -> None:
         sys.__unraisablehook__(unraisable)
 
 
+def install_stop_handlers() -> None:
+    """SIGTERM and SIGHUP raise Stopped, Ctrl-C KeyboardInterrupt (each held during a write that must finish),
+    and a stop that has not ended the command within STOP_GRACE_S ends the process (`_watch_stops`)."""
+    handlers = {signum: deferred_while_held(_raise_stopped) for signum in (signal.SIGTERM, signal.SIGHUP)}
+    # Ctrl-C (SIGINT) stops a command even when started from a script in the background, where the shell hands it
+    # on ignored and Python would never raise KeyboardInterrupt
+    handlers[signal.SIGINT] = deferred_while_held(signal.default_int_handler)
+    for signum, handler in handlers.items():  # the daemon installs its own graceful handlers over these
+        signal.signal(signum, handler)
+    sys.unraisablehook = _resend_swallowed_stop
+    _watch_stops(handlers)
+
+
+def _watch_stops(handlers: dict[int, object]) -> None:
+    """Bound a stop: once a stop signal has come while the CLI's own handler is in place, a command still running
+    STOP_GRACE_S later has hung in its unwinding or in a C call that never returns to Python (where the handler
+    would run). Then each thread's stack goes to stderr (faulthandler: the place to fix) and the process exits
+    with 128 + the signal: open transactions die with the connection, a model folder without its row is removed
+    at the next start. The signal is seen through the wake-up fd, which the kernel-level handler writes even
+    while the main thread is stuck in C."""
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
+    signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+
+    def watch() -> None:
+        while True:
+            signum = os.read(read_fd, 1)[0]
+            if signum in handlers and signal.getsignal(signum) is handlers[signum]:
+                break
+        time.sleep(STOP_GRACE_S)
+        print(f"error: the stop ({signal.Signals(signum).name}) did not end the command within {STOP_GRACE_S:.0f} s; "
+              "each thread's stack follows", file=sys.stderr, flush=True)
+        faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+        os._exit(128 + signum)
+
+    threading.Thread(target=watch, name="stop-watchdog", daemon=True).start()
+
+
 def _print_error(message: str) -> None:
     for line in redact(message).splitlines():
         print(f"error: {line}", file=sys.stderr)
@@ -58,12 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     check_options(parser, sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
-    for signum in (signal.SIGTERM, signal.SIGHUP):  # the daemon installs its own graceful handlers
-        signal.signal(signum, deferred_while_held(_raise_stopped))
-    # Ctrl-C (SIGINT) stops a command even when started from a script in the background, where the shell hands it
-    # on ignored and Python would never raise KeyboardInterrupt
-    signal.signal(signal.SIGINT, deferred_while_held(signal.default_int_handler))
-    sys.unraisablehook = _resend_swallowed_stop
+    install_stop_handlers()
     try:
         config = Config(args.config)
         if getattr(args, "data_dir", None):  # a folder kept by replay --keep: its embedded database and models
