@@ -66,13 +66,16 @@ def _guarded(fn: Callable, *args):
 
 
 def _result_unless_stopped(future, stop: threading.Event | None):
-    """A unit's result (a concurrent or a Dask future), or StopRequested once `stop` is set while it runs."""
+    """A unit's result (a concurrent or a Dask future), or StopRequested once `stop` is set while it runs.
+    Waited for through a done-callback, and read only once done: Dask's result(timeout=...) goes through asyncio's
+    wait_for, which on Python 3.11 can end in CancelledError as the timeout fires, and distributed's sync() then
+    fails with "UnboundLocalError: ... 'result'" (seen in CI, one poll in thousands)."""
+    finished = threading.Event()
+    future.add_done_callback(lambda _: finished.set())
     while True:
         check_stop(stop, "the fits")
-        try:
-            return future.result(timeout=WAIT_STEP_S)
-        except TimeoutError:  # concurrent.futures' and Dask's are the builtin one
-            continue
+        if finished.wait(WAIT_STEP_S):
+            return future.result()
 
 
 def _kill_workers(pool) -> None:
