@@ -68,7 +68,13 @@ from src.models.estimators.serving import kept_horizons as guarded_horizons  # n
 from src.models.estimators.tasks import RESOLUTION  # noqa: E402
 from src.models.estimators.time_models import ClimatologyTime, GarchTime, LogisticTime, RandomWalkTime  # noqa: E402
 from src.models.evaluation.selection import MIN_EVIDENCE, Evidence, choose_champion, skill_interval  # noqa: E402
-from src.models.evaluation.time_metrics import claimed_coverage, interval_coverage, time_loss, time_metrics  # noqa: E402
+from src.models.evaluation.time_metrics import (  # noqa: E402
+    claimed_coverage,
+    interval_coverage,
+    time_loss,
+    time_metrics,
+    within,
+)
 from src.models.offline.training import TrainSettings, choose  # noqa: E402
 
 PERIODS = {"choice": ("2021-07-01", "2022-07-01"), "iterate": ("2022-07-01", "2023-07-01"),
@@ -110,7 +116,7 @@ def h_weight(before: Evidence, champion: str) -> float:
     Brier score on the evidence (least squares, closed form); 1 with too little evidence or nothing to weigh."""
     if champion == "climatology" or len(before) < MIN_EVIDENCE:
         return 1.0
-    outcome = np.isfinite(before.y) & (before.y <= H)
+    outcome = within(before.y, H)[:, 2]
     own, clim = before.p[champion][:, 2], before.p["climatology"][:, 2]
     spread = float(((own - clim) ** 2).sum())
     if spread <= 1e-12:
